@@ -1,0 +1,22 @@
+# The panel image used by docker-compose.yml for the web server, the worker and beat.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc pkg-config libvirt-dev libvirt-clients openssh-client \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY panel panel
+COPY hypervisor hypervisor
+COPY billing billing
+RUN pip install --no-cache-dir .
+COPY manage.py ./
+COPY templates templates
+COPY static static
+COPY locale locale
+RUN DEMO=1 PANEL_DATA_DIR=/tmp/build python manage.py collectstatic --no-input -v 0 \
+    && mv /tmp/build/static /app/static-collected
+ENV STATIC_ROOT=/app/static-collected PANEL_DATA_DIR=/var/lib/panel
+EXPOSE 8000
+CMD ["gunicorn", "panel.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4"]

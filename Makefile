@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` (the demo panel) and `make test` (the whole suite).
+# Both call `make setup` first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# The test suite's services (installed and started by scripts/test-services.sh when missing).
+TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/vpspanel
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: setup run test lint format migrations clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/system-packages.sh
+	bash scripts/system-packages.sh
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: setup
+	HOST=$(HOST) PORT=$(PORT) $(PY) scripts/run_demo.py
+
+test: setup
+	bash scripts/test-services.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DEBUG= DEMO= SECRET_KEY=test-only-secret-key DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrations: setup
+	DEBUG=1 $(PY) manage.py makemigrations
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

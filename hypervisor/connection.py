@@ -1,0 +1,154 @@
+"""libvirt connections: one cached connection per (host URI, process), every call under a timeout.
+
+libvirt calls block in C and can hang on a dead TCP peer, so each unit of work runs in a small thread
+pool and the caller waits at most `LIBVIRT_TIMEOUT` seconds. A connection that timed out or reported a
+transport error is dropped from the cache and reopened on the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+import libvirt
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Error codes and domains that mean "the link to the host is broken; trying again may work".
+TRANSIENT_CODES = {
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_OPERATION_TIMEOUT,
+    libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+}
+TRANSIENT_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
+
+
+class HypervisorError(Exception):
+    """A libvirt failure, carried with a readable message and whether a retry may help."""
+
+    def __init__(self, message: str, transient: bool = False, code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.code = code
+
+
+class HostUnreachable(HypervisorError):
+    def __init__(self, message: str):
+        super().__init__(message, transient=True)
+
+
+def describe(error: libvirt.libvirtError) -> HypervisorError:
+    code = error.get_error_code()
+    transient = code in TRANSIENT_CODES or error.get_error_domain() in TRANSIENT_DOMAINS
+    message = error.get_error_message() or str(error)
+    return HypervisorError(message, transient=transient, code=code)
+
+
+def _silence_libvirt_stderr(_ctx, _err) -> None:
+    """libvirt prints every error to stderr by default; we raise them instead."""
+
+
+libvirt.registerErrorHandler(_silence_libvirt_stderr, None)
+
+_cache: dict[tuple[int, str], libvirt.virConnect] = {}
+_cache_lock = threading.Lock()
+_executors: dict[int, ThreadPoolExecutor] = {}
+_event_loop_pid: int | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    with _cache_lock:
+        if pid not in _executors:
+            _executors[pid] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="libvirt")
+        return _executors[pid]
+
+
+def _ensure_event_loop() -> None:
+    """Keepalive needs libvirt's event loop running in this process."""
+    global _event_loop_pid
+    if _event_loop_pid == os.getpid():
+        return
+    _event_loop_pid = os.getpid()
+    libvirt.virEventRegisterDefaultImpl()
+
+    def run() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+
+
+def _open(uri: str) -> libvirt.virConnect:
+    if not uri.startswith("test:"):
+        _ensure_event_loop()
+    conn = libvirt.open(uri)
+    if not uri.startswith("test:"):
+        try:
+            conn.setKeepAlive(5, 3)
+        except libvirt.libvirtError:
+            log.debug("keepalive not supported on %s", uri)
+    return conn
+
+
+def connection(uri: str) -> libvirt.virConnect:
+    """The cached connection to `uri` for this process (opened on first use)."""
+    key = (os.getpid(), uri)
+    with _cache_lock:
+        conn = _cache.get(key)
+    if conn is not None:
+        try:
+            if conn.isAlive():
+                return conn
+        except libvirt.libvirtError:
+            pass
+        forget(uri)
+    conn = _open(uri)
+    with _cache_lock:
+        existing = _cache.setdefault(key, conn)
+    if existing is not conn:
+        conn.close()
+    return existing
+
+
+def forget(uri: str) -> None:
+    """Drop the cached connection (after a transport error or a timeout)."""
+    with _cache_lock:
+        conn = _cache.pop((os.getpid(), uri), None)
+    if conn is not None and not uri.startswith("test:"):
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
+
+
+def run(uri: str, work: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+    """Run `work(conn)` against the host at `uri`, waiting at most `timeout` seconds.
+
+    libvirt errors come back as HypervisorError; a timeout or a broken link as HostUnreachable.
+    """
+    timeout = settings.LIBVIRT_TIMEOUT if timeout is None else timeout
+
+    def call() -> T:
+        return work(connection(uri))
+
+    future = _executor().submit(call)
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        forget(uri)
+        raise HostUnreachable(f"the host did not answer within {timeout:g} seconds") from None
+    except libvirt.libvirtError as exc:
+        error = describe(exc)
+        if error.transient:
+            forget(uri)
+        raise error from exc

@@ -1,0 +1,70 @@
+"""Probing a host: what it is, what it can run, and how big it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libvirt
+
+from . import connection
+from .driver import ensure_network, ensure_pool
+from .models import Host
+from .xml.capabilities import Capabilities
+from .xml.storage import GIB
+
+
+@dataclass
+class ProbeResult:
+    domain_type: str
+    arch: str
+    cpu_model: str
+    vcpus_total: int
+    memory_mib_total: int
+    memory_mib_free: int
+    disk_gib_total: int
+    libvirt_version: str
+    hypervisor_version: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _version(number: int) -> str:
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def probe(host: Host) -> ProbeResult:
+    """Read the host's capabilities, size, storage pool and network. Raises HypervisorError."""
+
+    def work(conn: libvirt.virConnect) -> ProbeResult:
+        caps = Capabilities.parse(conn.getCapabilities())
+        domain_type = caps.domain_type(force_emulation=host.force_emulation)
+        if domain_type is None:
+            raise connection.HypervisorError("the host offers no hardware virtual machine (hvm) guests")
+        warnings = []
+        if domain_type == "qemu":
+            warnings.append(
+                "emulation forced by an admin: domains run under QEMU emulation"
+                if host.force_emulation and caps.has_kvm
+                else "KVM not available: domains will run under emulation"
+            )
+        info = conn.getInfo()  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
+        pool = ensure_pool(conn, host.storage_pool)
+        ensure_network(conn, host.network)
+        pool_info = pool.info()  # [state, capacity, allocation, available] in bytes
+        try:
+            hypervisor_version = f"{conn.getType()} {_version(conn.getVersion())}"
+        except libvirt.libvirtError:
+            hypervisor_version = conn.getType()
+        return ProbeResult(
+            domain_type=domain_type,
+            arch=caps.guest_arch(),
+            cpu_model=caps.cpu_model or str(info[0]),
+            vcpus_total=int(info[2]),
+            memory_mib_total=int(info[1]),
+            memory_mib_free=int(conn.getFreeMemory() // (1024 * 1024)),
+            disk_gib_total=int(pool_info[1] // GIB),
+            libvirt_version=_version(conn.getLibVersion()),
+            hypervisor_version=hypervisor_version,
+            warnings=warnings,
+        )
+
+    return connection.run(host.uri, work)

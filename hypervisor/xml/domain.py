@@ -1,0 +1,119 @@
+"""Domain XML: dataclasses that serialise themselves with lxml."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+METADATA_NS = "urn:vpspanel:server:1"
+METADATA_PREFIX = "vpspanel"
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    element = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
+    if text is not None:
+        element.text = text
+    return element
+
+
+@dataclass
+class Disk:
+    """A file-backed disk (a volume of a `dir` pool)."""
+
+    source_file: str
+    target_dev: str = "vda"
+    bus: str = "virtio"
+    device: str = "disk"
+    driver_type: str = "qcow2"
+    read_only: bool = False
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        disk = _sub(parent, "disk", type="file", device=self.device)
+        _sub(disk, "driver", name="qemu", type=self.driver_type)
+        _sub(disk, "source", file=self.source_file)
+        _sub(disk, "target", dev=self.target_dev, bus=self.bus)
+        if self.read_only:
+            _sub(disk, "readonly")
+        return disk
+
+
+@dataclass
+class NetworkInterface:
+    network: str
+    model: str = "virtio"
+    mac: str | None = None
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        interface = _sub(parent, "interface", type="network")
+        if self.mac:
+            _sub(interface, "mac", address=self.mac)
+        _sub(interface, "source", network=self.network)
+        _sub(interface, "model", type=self.model)
+        return interface
+
+
+@dataclass
+class Domain:
+    name: str
+    uuid: uuid.UUID
+    domain_type: str
+    vcpus: int
+    memory_mib: int
+    arch: str = "x86_64"
+    server_id: str = ""
+    disks: list[Disk] = field(default_factory=list)
+    interfaces: list[NetworkInterface] = field(default_factory=list)
+    graphics: bool = True
+
+    def to_element(self) -> etree._Element:
+        root = etree.Element("domain", type=self.domain_type)
+        _sub(root, "name", self.name)
+        _sub(root, "uuid", str(self.uuid))
+        metadata = _sub(root, "metadata")
+        etree.SubElement(
+            metadata,
+            f"{{{METADATA_NS}}}server",
+            {"id": self.server_id or str(self.uuid)},
+            nsmap={METADATA_PREFIX: METADATA_NS},
+        )
+        _sub(root, "memory", str(self.memory_mib), unit="MiB")
+        _sub(root, "currentMemory", str(self.memory_mib), unit="MiB")
+        _sub(root, "vcpu", str(self.vcpus), placement="static")
+        os_element = _sub(root, "os")
+        _sub(os_element, "type", "hvm", arch=self.arch)
+        _sub(os_element, "boot", dev="hd")
+        features = _sub(root, "features")
+        _sub(features, "acpi")
+        _sub(features, "apic")
+        _sub(root, "clock", offset="utc")
+        _sub(root, "on_poweroff", "destroy")
+        _sub(root, "on_reboot", "restart")
+        _sub(root, "on_crash", "destroy")
+        devices = _sub(root, "devices")
+        for disk in self.disks:
+            disk.to_element(devices)
+        for interface in self.interfaces:
+            interface.to_element(devices)
+        serial = _sub(devices, "serial", type="pty")
+        _sub(serial, "target", port="0")
+        console = _sub(devices, "console", type="pty")
+        _sub(console, "target", type="serial", port="0")
+        if self.graphics:
+            graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
+            _sub(graphics, "listen", type="address", address="127.0.0.1")
+            video = _sub(devices, "video")
+            _sub(video, "model", type="vga")
+        _sub(devices, "memballoon", model="virtio")
+        return root
+
+    def to_xml(self) -> str:
+        return etree.tostring(self.to_element(), pretty_print=True, encoding="unicode")
+
+
+def server_id_from_xml(xml: str) -> str | None:
+    """The panel's server id from a domain's metadata, or None for a domain the panel did not create."""
+    root = etree.fromstring(xml.encode())
+    element = root.find(f"metadata/{{{METADATA_NS}}}server")
+    return element.get("id") if element is not None else None

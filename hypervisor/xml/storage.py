@@ -1,0 +1,43 @@
+"""Storage pool and volume XML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+GIB = 1024**3
+
+
+@dataclass
+class DirPool:
+    name: str
+    path: str
+
+    def to_xml(self) -> str:
+        root = etree.Element("pool", type="dir")
+        etree.SubElement(root, "name").text = self.name
+        target = etree.SubElement(root, "target")
+        etree.SubElement(target, "path").text = self.path
+        return etree.tostring(root, encoding="unicode")
+
+
+@dataclass
+class Volume:
+    name: str
+    capacity_bytes: int
+    format: str = "qcow2"
+
+    def to_xml(self) -> str:
+        root = etree.Element("volume")
+        etree.SubElement(root, "name").text = self.name
+        etree.SubElement(root, "allocation").text = "0"
+        etree.SubElement(root, "capacity", unit="bytes").text = str(self.capacity_bytes)
+        target = etree.SubElement(root, "target")
+        etree.SubElement(target, "format", type=self.format)
+        return etree.tostring(root, encoding="unicode")
+
+
+def pool_target_path(xml: str) -> str | None:
+    element = etree.fromstring(xml.encode()).find("target/path")
+    return element.text if element is not None else None

@@ -1,0 +1,272 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from billing.models import Plan
+from billing.money import currency, quantize
+from hypervisor import services as hypervisor
+from hypervisor.models import Host, Image, Region
+from panel.actions import CUSTOMER_ACTIONS
+from panel.models import Operation, Server, SSHKey, User
+from panel.openssh import parse_public_key
+from panel.validators import validate_hostname
+
+
+def money(amount) -> str:
+    return str(quantize(amount))
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    available = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Region
+        fields = ["slug", "name", "available"]
+
+    def get_available(self, region: Region) -> bool:
+        return region.is_active and region.pk in self.context["regions_with_hosts"]
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    price_monthly = serializers.SerializerMethodField()
+    price_hourly = serializers.SerializerMethodField()
+    currency = serializers.SerializerMethodField()
+    available = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Plan
+        fields = [
+            "slug",
+            "name",
+            "vcpus",
+            "memory_mib",
+            "disk_gib",
+            "transfer_gib",
+            "port_speed_mbps",
+            "price_monthly",
+            "price_hourly",
+            "currency",
+            "available",
+        ]
+
+    def get_price_monthly(self, plan: Plan) -> str:
+        return money(plan.price_monthly)
+
+    def get_price_hourly(self, plan: Plan) -> str:
+        return str(plan.price_hourly.normalize())
+
+    def get_currency(self, plan: Plan) -> str:
+        return currency()
+
+    def get_available(self, plan: Plan) -> bool:
+        return plan.is_active and plan.pk in self.context["available_plans"]
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Image
+        fields = ["slug", "name", "os_family"]
+
+
+class SSHKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SSHKey
+        fields = ["id", "name", "fingerprint", "public_key"]
+        read_only_fields = ["id", "fingerprint"]
+
+    def validate_name(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError(_("Give the key a name."))
+        return value
+
+    def validate_public_key(self, value: str) -> str:
+        try:
+            key = parse_public_key(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        owner = self.context["request"].user
+        if SSHKey.objects.filter(owner=owner, fingerprint=key.fingerprint).exists():
+            raise serializers.ValidationError(_("You have added this key already."))
+        self._fingerprint = key.fingerprint
+        return key.line
+
+    def create(self, validated_data):
+        return SSHKey.objects.create(
+            owner=self.context["request"].user, fingerprint=self._fingerprint, **validated_data
+        )
+
+
+class ServerSerializer(serializers.ModelSerializer):
+    plan = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    region = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    ipv4 = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Server
+        fields = [
+            "id",
+            "name",
+            "status",
+            "task",
+            "plan",
+            "image",
+            "region",
+            "vcpus",
+            "memory_mib",
+            "disk_gib",
+            "ipv4",
+            "created_at",
+            "status_reason",
+        ]
+
+    def get_ipv4(self, server: Server) -> list[str]:
+        # Addresses arrive with IP pools (hosts issue); a server holds none before that.
+        return []
+
+
+class AdminServerSerializer(ServerSerializer):
+    customer = serializers.EmailField(source="owner.email", read_only=True)
+    host = serializers.CharField(source="host.name", read_only=True, default=None)
+
+    class Meta(ServerSerializer.Meta):
+        fields = [*ServerSerializer.Meta.fields, "customer", "host", "power_state"]
+
+
+class ServerCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=253)
+    plan = serializers.SlugRelatedField(slug_field="slug", queryset=Plan.objects.filter(is_active=True))
+    image = serializers.SlugRelatedField(slug_field="slug", queryset=Image.objects.filter(is_active=True))
+    region = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Region.objects.filter(is_active=True), required=False, allow_null=True
+    )
+    ssh_keys = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+    user_data = serializers.CharField(required=False, allow_blank=True, default="", max_length=65536)
+
+    def validate_name(self, value: str) -> str:
+        try:
+            return validate_hostname(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+    def validate_ssh_keys(self, value: list[int]) -> list[SSHKey]:
+        owner = self.context["request"].user
+        keys = list(SSHKey.objects.filter(owner=owner, pk__in=value))
+        missing = sorted(set(value) - {key.pk for key in keys})
+        if missing:
+            raise serializers.ValidationError(
+                _("Unknown SSH key id(s): %(ids)s.") % {"ids": ", ".join(map(str, missing))}
+            )
+        return keys
+
+    def validate(self, attrs):
+        if not attrs.get("region"):
+            plan = attrs["plan"]
+            fitting = hypervisor.regions_that_fit(
+                hypervisor.Resources(plan.vcpus, plan.memory_mib, plan.disk_gib)
+            )
+            region = (
+                Region.objects.filter(is_active=True, pk__in=fitting).first()
+                or Region.objects.filter(is_active=True).first()
+            )
+            if region is None:
+                raise serializers.ValidationError({"region": [_("No region is open for orders.")]})
+            attrs["region"] = region
+        return attrs
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Operation
+        fields = ["id", "type", "status", "error", "created_at", "finished_at", "params"]
+
+
+class ActionCreateSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=[(a.value, a.label) for a in CUSTOMER_ACTIONS])
+
+
+class HostSerializer(serializers.ModelSerializer):
+    region = serializers.SlugRelatedField(slug_field="slug", queryset=Region.objects.all())
+    capacity = serializers.SerializerMethodField()
+    allocated = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "name",
+            "uri",
+            "region",
+            "state",
+            "enabled",
+            "maintenance",
+            "cpu_allocation_ratio",
+            "ram_allocation_ratio",
+            "disk_allocation_ratio",
+            "capacity",
+            "allocated",
+            "status_reason",
+            "domain_type",
+            "libvirt_version",
+            "hypervisor_version",
+            "last_probed_at",
+        ]
+        read_only_fields = [
+            "id",
+            "state",
+            "capacity",
+            "allocated",
+            "status_reason",
+            "domain_type",
+            "libvirt_version",
+            "hypervisor_version",
+            "last_probed_at",
+        ]
+
+    def get_capacity(self, host: Host) -> dict[str, int]:
+        return host.capacity
+
+    def get_allocated(self, host: Host) -> dict[str, int]:
+        return hypervisor.allocated(host)
+
+
+class HostCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    uri = serializers.CharField(max_length=500)
+    region = serializers.SlugRelatedField(slug_field="slug", queryset=Region.objects.all())
+
+    def validate_uri(self, value: str) -> str:
+        try:
+            return hypervisor.validate_uri(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+    def validate_name(self, value: str) -> str:
+        if Host.objects.filter(name=value.strip()).exists():
+            raise serializers.ValidationError(_("A host with this name exists already."))
+        return value.strip()
+
+
+class HostUpdateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Host
+        fields = [
+            "enabled",
+            "maintenance",
+            "cpu_allocation_ratio",
+            "ram_allocation_ratio",
+            "disk_allocation_ratio",
+        ]
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    balance = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField(source="date_joined")
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "role", "balance", "created_at"]
+
+    def get_balance(self, user: User) -> str:
+        return money(getattr(user, "balance_total", None) or 0)

@@ -1,0 +1,39 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+from .errors import not_found_view
+
+urlpatterns = [
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
+        name="api-schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", permission_classes=[], authentication_classes=[]
+        ),
+        name="api-docs",
+    ),
+    path("regions/", views.RegionList.as_view(), name="api-regions"),
+    path("plans/", views.PlanList.as_view(), name="api-plans"),
+    path("images/", views.ImageList.as_view(), name="api-images"),
+    path("ssh-keys/", views.SSHKeyList.as_view(), name="api-ssh-keys"),
+    path("ssh-keys/<int:pk>/", views.SSHKeyDetail.as_view(), name="api-ssh-key"),
+    path("servers/", views.ServerList.as_view(), name="api-servers"),
+    path("servers/<uuid:pk>/", views.ServerDetail.as_view(), name="api-server"),
+    path("servers/<uuid:pk>/actions/", views.ServerActionList.as_view(), name="api-server-actions"),
+    path(
+        "servers/<uuid:pk>/actions/<uuid:action_id>/",
+        views.ServerActionDetail.as_view(),
+        name="api-server-action",
+    ),
+    path("account/", views.Account.as_view(), name="api-account"),
+    path("admin/hosts/", views.AdminHostList.as_view(), name="api-admin-hosts"),
+    path("admin/hosts/<int:pk>/", views.AdminHostDetail.as_view(), name="api-admin-host"),
+    path("admin/servers/", views.AdminServerList.as_view(), name="api-admin-servers"),
+    path("admin/customers/", views.AdminCustomerList.as_view(), name="api-admin-customers"),
+    re_path(r"^.*$", not_found_view),
+]

@@ -1,0 +1,222 @@
+"""API v1 views: thin; every state change goes through panel.actions or hypervisor.services."""
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import services as billing
+from billing.models import Plan
+from billing.money import currency
+from hypervisor import services as hypervisor
+from hypervisor import tasks as hypervisor_tasks
+from hypervisor.models import Host, Image, Region
+from panel import actions, catalog
+from panel.models import Operation, Server, SSHKey, User
+
+from . import serializers as s
+from .permissions import IsAdminOrReadOnlyStaff, IsPanelStaff
+
+
+class RegionList(generics.ListAPIView):
+    serializer_class = s.RegionSerializer
+    queryset = Region.objects.all()
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["regions_with_hosts"] = set(
+            hypervisor.schedulable_hosts().values_list("region_id", flat=True)
+        )
+        return context
+
+
+class PlanList(generics.ListAPIView):
+    serializer_class = s.PlanSerializer
+    queryset = Plan.objects.filter(is_active=True)
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        region = None
+        slug = self.request.query_params.get("region")
+        if slug:
+            region = get_object_or_404(Region, slug=slug)
+        context["available_plans"] = catalog.available_plans(region)
+        return context
+
+
+class ImageList(generics.ListAPIView):
+    serializer_class = s.ImageSerializer
+    queryset = Image.objects.filter(is_active=True)
+
+
+class SSHKeyList(generics.ListCreateAPIView):
+    serializer_class = s.SSHKeySerializer
+
+    def get_queryset(self):
+        return SSHKey.objects.filter(owner=self.request.user)
+
+
+class SSHKeyDetail(generics.RetrieveDestroyAPIView):
+    serializer_class = s.SSHKeySerializer
+
+    def get_queryset(self):
+        return SSHKey.objects.filter(owner=self.request.user)
+
+
+def customer_servers(user: User):
+    return Server.objects.filter(owner=user).select_related("plan", "image", "region")
+
+
+class ServerList(generics.ListAPIView):
+    serializer_class = s.ServerSerializer
+
+    def get_queryset(self):
+        return customer_servers(self.request.user).exclude(status=Server.Status.DELETED)
+
+    @extend_schema(request=s.ServerCreateSerializer, responses={202: s.ServerSerializer})
+    def post(self, request):
+        data = s.ServerCreateSerializer(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        server = actions.order_server(
+            request.user,
+            name=values["name"],
+            plan=values["plan"],
+            image=values["image"],
+            region=values["region"],
+            ssh_keys=values["ssh_keys"],
+            user_data=values["user_data"],
+        )
+        return Response(s.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ServerDetail(generics.RetrieveAPIView):
+    serializer_class = s.ServerSerializer
+
+    def get_queryset(self):
+        return customer_servers(self.request.user)
+
+    @extend_schema(responses={202: s.ServerSerializer})
+    def delete(self, request, pk):
+        server = self.get_object()
+        actions.delete_server(server, request.user)
+        return Response(s.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ServerActionList(generics.ListAPIView):
+    serializer_class = s.ActionSerializer
+
+    def server(self) -> Server:
+        return get_object_or_404(customer_servers(self.request.user), pk=self.kwargs["pk"])
+
+    def get_queryset(self):
+        return Operation.objects.filter(server=self.server())
+
+    @extend_schema(request=s.ActionCreateSerializer, responses={202: s.ActionSerializer})
+    def post(self, request, pk):
+        server = self.server()
+        data = s.ActionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        operation = actions.request_action(server, data.validated_data["type"], request.user)
+        return Response(s.ActionSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ServerActionDetail(generics.RetrieveAPIView):
+    serializer_class = s.ActionSerializer
+
+    def get_object(self):
+        return get_object_or_404(
+            Operation,
+            pk=self.kwargs["action_id"],
+            server__pk=self.kwargs["pk"],
+            server__owner=self.request.user,
+        )
+
+
+class Account(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        user = request.user
+        servers = Server.objects.filter(owner=user).exclude(status=Server.Status.DELETED)
+        used = servers.aggregate(
+            vcpus=Coalesce(Sum("vcpus"), 0),
+            memory_mib=Coalesce(Sum("memory_mib"), 0),
+            disk_gib=Coalesce(Sum("disk_gib"), 0),
+        )
+        quota = {
+            "servers": {"limit": None, "used": servers.count()},
+            "vcpus": {"limit": None, "used": used["vcpus"]},
+            "memory_mib": {"limit": None, "used": used["memory_mib"]},
+            "disk_gib": {"limit": None, "used": used["disk_gib"]},
+        }
+        return Response(
+            {
+                "email": user.email,
+                "balance": str(billing.balance(user)),
+                "currency": currency(),
+                "quota": quota,
+            }
+        )
+
+
+# Staff and admin scope.
+
+
+class AdminHostList(generics.ListAPIView):
+    permission_classes = [IsAdminOrReadOnlyStaff]
+    serializer_class = s.HostSerializer
+
+    def get_queryset(self):
+        return hypervisor.with_usage(Host.objects.select_related("region")).order_by("name")
+
+    @extend_schema(request=s.HostCreateSerializer, responses={202: s.HostSerializer})
+    def post(self, request):
+        data = s.HostCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with transaction.atomic():
+            host = hypervisor.register_host(**data.validated_data)
+            transaction.on_commit(lambda: hypervisor_tasks.probe_host.delay(host.pk))
+        return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AdminHostDetail(mixins.UpdateModelMixin, generics.RetrieveAPIView):
+    permission_classes = [IsAdminOrReadOnlyStaff]
+    serializer_class = s.HostSerializer
+
+    def get_queryset(self):
+        return hypervisor.with_usage(Host.objects.select_related("region"))
+
+    @extend_schema(request=s.HostUpdateSerializer, responses={200: s.HostSerializer})
+    def patch(self, request, pk):
+        host = self.get_object()
+        data = s.HostUpdateSerializer(host, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        data.save()
+        return Response(s.HostSerializer(self.get_object()).data)
+
+
+class AdminServerList(generics.ListAPIView):
+    permission_classes = [IsPanelStaff]
+    serializer_class = s.AdminServerSerializer
+
+    def get_queryset(self):
+        queryset = Server.objects.select_related("plan", "image", "region", "owner", "host")
+        if self.request.query_params.get("include_deleted") != "1":
+            queryset = queryset.exclude(status=Server.Status.DELETED)
+        return queryset
+
+
+class AdminCustomerList(generics.ListAPIView):
+    permission_classes = [IsPanelStaff]
+    serializer_class = s.CustomerSerializer
+
+    def get_queryset(self):
+        return User.objects.annotate(balance_total=Coalesce(Sum("ledger__amount"), Decimal("0"))).order_by(
+            "id"
+        )

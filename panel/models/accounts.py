@@ -1,0 +1,94 @@
+import hashlib
+import secrets
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class PanelUserManager(UserManager):
+    """Users sign in with their email address; the username is the email."""
+
+    def create_user(self, email, password=None, **extra_fields):
+        email = self.normalize_email(email).lower()
+        extra_fields.setdefault("username", email)
+        return super().create_user(email=email, password=password, **extra_fields)
+
+    def create_superuser(self, email=None, password=None, **extra_fields):
+        extra_fields.setdefault("role", User.Role.ADMIN)
+        return self.create_user(email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    class Role(models.TextChoices):
+        CUSTOMER = "customer", _("Customer")
+        STAFF = "staff", _("Staff")
+        ADMIN = "admin", _("Admin")
+
+    email = models.EmailField(_("email address"), unique=True)
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.CUSTOMER)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = []
+    objects = PanelUserManager()
+
+    class Meta:
+        ordering = ["email"]
+        verbose_name = _("user")
+
+    def save(self, *args, **kwargs):
+        self.email = (self.email or "").lower()
+        self.username = self.email
+        # Only admins reach the Django admin; the flags follow the role.
+        self.is_staff = self.role == self.Role.ADMIN
+        self.is_superuser = self.role == self.Role.ADMIN
+        super().save(*args, **kwargs)
+
+    @property
+    def is_panel_staff(self) -> bool:
+        """Staff pages are for staff and admins."""
+        return self.role in (self.Role.STAFF, self.Role.ADMIN)
+
+    @property
+    def is_panel_admin(self) -> bool:
+        return self.role == self.Role.ADMIN
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API. Only its SHA-256 is stored; the token is shown once."""
+
+    PREFIX = "vps_"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name or _('token')} ({self.hint}…)"
+
+    @classmethod
+    def issue(cls, user: User, name: str = "") -> tuple["ApiToken", str]:
+        raw = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, key_hash=hash_token(raw), hint=raw[:8])
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str) -> User | None:
+        token = cls.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+        if token is None or not token.user.is_active:
+            return None
+        now = timezone.now()
+        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user

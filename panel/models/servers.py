@@ -1,0 +1,116 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Server(models.Model):
+    """A customer's VPS. Its id is also the libvirt domain UUID (the consumer UUID for placement)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        PROVISIONING = "provisioning", _("Provisioning")
+        RUNNING = "running", _("Running")
+        STOPPED = "stopped", _("Stopped")
+        SUSPENDED = "suspended", _("Suspended")
+        ERROR = "error", _("Error")
+        DELETING = "deleting", _("Deleting")
+        DELETED = "deleted", _("Deleted")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(_("hostname"), max_length=253)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="servers")
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")
+    image = models.ForeignKey("hypervisor.Image", on_delete=models.PROTECT, related_name="+")
+    region = models.ForeignKey("hypervisor.Region", on_delete=models.PROTECT, related_name="+")
+    host = models.ForeignKey(
+        "hypervisor.Host", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    vcpus = models.PositiveIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    disk_gib = models.PositiveIntegerField()
+    ssh_keys = models.JSONField(default=list, blank=True, help_text=_("Public keys given at order time."))
+    user_data = models.TextField(blank=True)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    task = models.CharField(max_length=20, null=True, blank=True)
+    power_state = models.CharField(max_length=20, blank=True)
+    status_reason = models.TextField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("server")
+        indexes = [
+            models.Index(fields=["owner", "status"]),
+            models.Index(fields=["host", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def domain_name(self) -> str:
+        """The libvirt domain name: unique per host, unlike customers' hostnames."""
+        return f"vps-{self.id}"
+
+    @property
+    def is_busy(self) -> bool:
+        return self.task is not None or self.status in (self.Status.PENDING, self.Status.PROVISIONING)
+
+
+def default_deadline():
+    return timezone.now() + timedelta(seconds=settings.OPERATION_DEADLINE)
+
+
+class Operation(models.Model):
+    """One action on a server. The row, not Celery, is the truth; its id is the Celery task id."""
+
+    class Type(models.TextChoices):
+        CREATE = "create", _("Create")
+        START = "start", _("Start")
+        SHUTDOWN = "shutdown", _("Shut down")
+        POWER_OFF = "power_off", _("Power off")
+        REBOOT = "reboot", _("Reboot")
+        DELETE = "delete", _("Delete")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="operations")
+    type = models.CharField(max_length=20, choices=Type.choices)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(default=default_deadline)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["server", "-created_at"]),
+            models.Index(fields=["status", "deadline"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.server_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

@@ -1,0 +1,240 @@
+"""Carrying out operations in a worker. Each handler's steps are idempotent (they look at the hypervisor
+before acting), so a redelivered or retried task finishes the work instead of repeating it. Every exit
+clears the server's task: success, failure, or the reaper after a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from hypervisor import driver
+from hypervisor import services as hypervisor
+from hypervisor.connection import HypervisorError
+from hypervisor.models import Host
+
+from .models import Operation, Server
+
+log = logging.getLogger(__name__)
+S = Server.Status
+T = Operation.Type
+OPEN = (Operation.Status.PENDING, Operation.Status.RUNNING)
+FAILED_STATUS_REASONS = {
+    T.CREATE: gettext_lazy("Creating the server failed: %(error)s"),
+    T.DELETE: gettext_lazy("Deleting the server failed: %(error)s"),
+}
+
+
+@dataclass
+class RetryLater(Exception):
+    """A transient hypervisor error: the task should run again after `countdown` seconds."""
+
+    countdown: int
+    reason: str
+
+
+def domain_request(server: Server) -> driver.DomainRequest:
+    return driver.DomainRequest(
+        uuid=server.id,
+        name=server.domain_name,
+        vcpus=server.vcpus,
+        memory_mib=server.memory_mib,
+        disk_gib=server.disk_gib,
+    )
+
+
+def begin(operation_id: str) -> Operation | None:
+    """Mark the operation running (counting the attempt); None if it has already finished."""
+    with transaction.atomic():
+        operation = (
+            Operation.objects.select_for_update(of=("self",))
+            .select_related("server", "server__host")
+            .filter(pk=operation_id)
+            .first()
+        )
+        if operation is None or operation.is_finished:
+            return None
+        operation.status = Operation.Status.RUNNING
+        operation.attempts += 1
+        operation.started_at = operation.started_at or timezone.now()
+        operation.save(update_fields=["status", "attempts", "started_at"])
+        if operation.type == T.CREATE:
+            Server.objects.filter(pk=operation.server_id, status=S.PENDING).update(status=S.PROVISIONING)
+    return operation
+
+
+def _close(operation: Operation, status: str, error: str, server_changes: dict) -> bool:
+    """Close a still-open operation and clear its server's task in one transaction. An operation that was
+    closed meanwhile (by the reaper, or by another delivery of the same task) is left as it is."""
+    now = timezone.now()
+    with transaction.atomic():
+        closed = Operation.objects.filter(pk=operation.pk, status__in=OPEN).update(
+            status=status, finished_at=now, error=error
+        )
+        if closed:
+            Server.objects.filter(pk=operation.server_id, task=operation.type).update(
+                task=None, updated_at=now, **server_changes
+            )
+    return bool(closed)
+
+
+def finish(operation: Operation, **server_changes) -> bool:
+    """Record success and clear the server's task."""
+    return _close(operation, Operation.Status.SUCCEEDED, "", server_changes)
+
+
+def fail(operation: Operation, message: str, **server_changes) -> bool:
+    """Record failure and clear the server's task."""
+    return _close(operation, Operation.Status.FAILED, message, server_changes)
+
+
+def _host(server: Server) -> Host:
+    if server.host is None:
+        raise HypervisorError(_("the server has no host"))
+    return server.host
+
+
+def create(operation: Operation) -> None:
+    server = operation.server
+    host = _host(server)
+    request = domain_request(server)
+    disk_path = driver.create_disk(host, request)
+    driver.define_domain(host, request, disk_path)
+    state = driver.start(host, server.id)
+    finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
+
+
+def start(operation: Operation) -> None:
+    state = driver.start(_host(operation.server), operation.server.id)
+    finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
+
+
+def power_off(operation: Operation) -> None:
+    state = driver.power_off(_host(operation.server), operation.server.id)
+    finish(operation, status=S.STOPPED, power_state=state, status_reason=None)
+
+
+def shutdown(operation: Operation) -> None:
+    graceful = driver.shutdown(_host(operation.server), operation.server.id, settings.SHUTDOWN_TIMEOUT)
+    reason = None if graceful else _("The guest did not shut down in time and was powered off.")
+    finish(operation, status=S.STOPPED, power_state="shutoff", status_reason=reason)
+
+
+def reboot(operation: Operation) -> None:
+    driver.reboot(_host(operation.server), operation.server.id)
+    finish(operation, status=S.RUNNING, power_state="running", status_reason=None)
+
+
+def delete(operation: Operation) -> None:
+    server = operation.server
+    if server.host is not None:
+        driver.destroy(server.host, domain_request(server))
+    with transaction.atomic():
+        hypervisor.release(server.id)
+        finish(operation, status=S.DELETED, power_state="", deleted_at=timezone.now())
+
+
+HANDLERS: dict[str, Callable[[Operation], None]] = {
+    T.CREATE: create,
+    T.START: start,
+    T.POWER_OFF: power_off,
+    T.SHUTDOWN: shutdown,
+    T.REBOOT: reboot,
+    T.DELETE: delete,
+}
+
+
+def on_failure(operation: Operation, message: str) -> None:
+    """Undo what a failed step left behind and record the failure."""
+    server = operation.server
+    if operation.type == T.CREATE:
+        if server.host is not None:
+            try:
+                driver.destroy(server.host, domain_request(server))
+            except HypervisorError as exc:
+                log.warning("cleanup after failed create of %s: %s", server.id, exc.message)
+        with transaction.atomic():
+            hypervisor.release(server.id)
+            fail(
+                operation,
+                message,
+                status=S.ERROR,
+                status_reason=FAILED_STATUS_REASONS[T.CREATE] % {"error": message},
+            )
+    elif operation.type == T.DELETE:
+        fail(
+            operation,
+            message,
+            status=S.ERROR,
+            status_reason=FAILED_STATUS_REASONS[T.DELETE] % {"error": message},
+        )
+    else:
+        fail(operation, message)
+
+
+def execute(operation_id: str) -> None:
+    """Run one operation to its end, or raise RetryLater for a transient hypervisor error."""
+    operation = begin(operation_id)
+    if operation is None:
+        return
+    if operation.attempts > settings.OPERATION_MAX_ATTEMPTS:
+        # Deliveries that never recorded an outcome (a worker killed mid-task) count as attempts too.
+        on_failure(
+            operation, _("The operation was given up after %(n)s attempts.") % {"n": operation.attempts - 1}
+        )
+        return
+    try:
+        HANDLERS[operation.type](operation)
+    except HypervisorError as exc:
+        if exc.transient and operation.attempts < settings.OPERATION_MAX_ATTEMPTS:
+            raise RetryLater(countdown=min(60, 2**operation.attempts), reason=exc.message) from exc
+        on_failure(operation, exc.message)
+    except SoftTimeLimitExceeded:
+        on_failure(operation, _("The operation took too long and was stopped."))
+    except Exception:
+        log.exception("operation %s failed", operation_id)
+        on_failure(operation, _("An internal error occurred; the staff have been notified."))
+
+
+REDISPATCH_AFTER = timedelta(minutes=2)
+
+
+def redispatch_unstarted_operations() -> int:
+    """Send again operations that no worker has started (the web process died between commit and send,
+    or the broker was down). Running an operation twice is harmless: `begin` skips finished ones."""
+    from .actions import dispatch
+
+    cutoff = timezone.now() - REDISPATCH_AFTER
+    waiting = Operation.objects.filter(
+        status=Operation.Status.PENDING, created_at__lt=cutoff, deadline__gte=timezone.now()
+    ).values_list("id", flat=True)
+    count = 0
+    for operation_id in waiting:
+        dispatch(operation_id)
+        count += 1
+    return count
+
+
+def reap_stuck_operations() -> int:
+    """Fail operations that ran past their deadline and free their servers. A create or delete that never
+    finished leaves the server in error (the customer can delete it again); other actions leave the status."""
+    reaped = 0
+    for operation in Operation.objects.filter(status__in=OPEN, deadline__lt=timezone.now()):
+        message = _("The operation did not finish before its deadline.")
+        changes = {}
+        if operation.type in FAILED_STATUS_REASONS:
+            changes = {
+                "status": S.ERROR,
+                "status_reason": FAILED_STATUS_REASONS[operation.type] % {"error": message},
+            }
+        reaped += fail(operation, message, **changes)
+    return reaped

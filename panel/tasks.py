@@ -1,0 +1,34 @@
+"""Celery tasks: thin wrappers around panel.operations and panel.reconcile."""
+
+from celery import shared_task
+
+from hypervisor.models import Host
+
+from . import operations, reconcile
+
+
+@shared_task(bind=True, acks_late=True)
+def run_operation(self, operation_id: str) -> None:
+    try:
+        operations.execute(operation_id)
+    except operations.RetryLater as exc:
+        raise self.retry(countdown=exc.countdown, max_retries=None) from exc
+
+
+@shared_task(acks_late=True)
+def reap_stuck_operations() -> int:
+    operations.redispatch_unstarted_operations()
+    return operations.reap_stuck_operations()
+
+
+@shared_task(acks_late=True)
+def reconcile_host(host_id: int) -> None:
+    host = Host.objects.filter(pk=host_id, state=Host.State.READY).first()
+    if host is not None:
+        reconcile.reconcile_host(host)
+
+
+@shared_task
+def reconcile_all_hosts() -> None:
+    for host_id in Host.objects.filter(state=Host.State.READY).values_list("id", flat=True):
+        reconcile_host.delay(host_id)

@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from .views import accounts, servers, ssh_keys, staff
+
+
+def _admins_only(request) -> bool:
+    return request.user.is_active and getattr(request.user, "is_panel_admin", False)
+
+
+admin.site.has_permission = _admins_only
+admin.site.site_header = "VPS Panel administration"
+
+urlpatterns = [
+    path("", accounts.home, name="home"),
+    path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("account/", accounts.account, name="account"),
+    path("account/tokens/<int:pk>/revoke/", accounts.revoke_token, name="token-revoke"),
+    path("servers/", servers.server_list, name="server-list"),
+    path("servers/new/", servers.server_order, name="server-order"),
+    path("servers/<uuid:pk>/", servers.server_detail, name="server-detail"),
+    path("servers/<uuid:pk>/status/", servers.server_status, name="server-status"),
+    path("servers/<uuid:pk>/action/", servers.server_action, name="server-action"),
+    path("ssh-keys/", ssh_keys.ssh_key_list, name="ssh-keys"),
+    path("ssh-keys/<int:pk>/delete/", ssh_keys.ssh_key_delete, name="ssh-key-delete"),
+    path("staff/servers/", staff.staff_servers, name="staff-servers"),
+    path("staff/customers/", staff.staff_customers, name="staff-customers"),
+    path("staff/hosts/", staff.host_list, name="host-list"),
+    path("staff/hosts/<int:pk>/", staff.host_detail, name="host-detail"),
+    path("staff/hosts/<int:pk>/action/", staff.host_action, name="host-action"),
+    path("api/v1/", include("panel.api.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("django-admin/", admin.site.urls),
+]

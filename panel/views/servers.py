@@ -1,0 +1,108 @@
+"""Customer pages for servers: list, order, detail with live status, actions."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from billing.money import currency
+
+from .. import actions, catalog
+from ..forms import OrderForm
+from ..models import Operation, Server
+
+
+def own_servers(request):
+    return Server.objects.filter(owner=request.user).select_related("plan", "image", "region")
+
+
+def _live_servers(request):
+    return own_servers(request).exclude(status=Server.Status.DELETED)
+
+
+@login_required
+def server_list(request):
+    servers = _live_servers(request)
+    template = "panel/servers/_rows.html" if request.htmx else "panel/servers/list.html"
+    return render(request, template, {"servers": servers})
+
+
+@login_required
+def server_order(request):
+    form = OrderForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            server = actions.order_server(
+                request.user,
+                name=data["name"],
+                plan=data["plan"],
+                image=data["image"],
+                region=data["region"],
+                ssh_keys=data["ssh_keys"],
+                user_data=data["user_data"],
+            )
+        except actions.ActionError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("Your server %(name)s is being created.") % {"name": server.name})
+            return redirect("server-detail", pk=server.pk)
+    region = form["region"].value()
+    available = catalog.available_plans(catalog.open_regions().filter(pk=region).first() if region else None)
+    return render(
+        request,
+        "panel/servers/order.html",
+        {
+            "form": form,
+            "available_plans": available,
+            "currency": currency(),
+            "plans": form.fields["plan"].queryset,
+        },
+    )
+
+
+def _detail_context(request, server: Server) -> dict:
+    return {
+        "server": server,
+        "allowed": actions.allowed_actions(server),
+        "operations": Operation.objects.filter(server=server).select_related("requested_by")[:20],
+    }
+
+
+@login_required
+def server_detail(request, pk):
+    server = get_object_or_404(own_servers(request), pk=pk)
+    return render(request, "panel/servers/detail.html", _detail_context(request, server))
+
+
+@login_required
+def server_status(request, pk):
+    """The live part of the server page, polled by htmx."""
+    server = get_object_or_404(own_servers(request), pk=pk)
+    return render(request, "panel/servers/_status.html", _detail_context(request, server))
+
+
+@login_required
+@require_POST
+def server_action(request, pk):
+    server = get_object_or_404(own_servers(request), pk=pk)
+    action = request.POST.get("action", "")
+    try:
+        if action == Operation.Type.DELETE:
+            if request.POST.get("confirm") != server.name:
+                messages.error(request, _("Type the server's hostname to confirm deletion."))
+                return redirect("server-detail", pk=server.pk)
+            actions.delete_server(server, request.user)
+            messages.success(request, _("%(name)s is being deleted.") % {"name": server.name})
+            return redirect("server-list")
+        if action not in actions.CUSTOMER_ACTIONS:
+            messages.error(request, _("Unknown action."))
+        else:
+            actions.request_action(server, action, request.user)
+    except actions.ActionError as exc:
+        messages.error(request, exc.message)
+    if request.htmx:
+        server.refresh_from_db()
+        return render(request, "panel/servers/_status.html", _detail_context(request, server))
+    return redirect("server-detail", pk=server.pk)

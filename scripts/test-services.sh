@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Make sure the services the test suite talks to are installed and running: PostgreSQL, Redis,
+# virtlogd and libvirtd (with QEMU), plus the tools the tests use (virt-xml-validate, qemu-img,
+# Debian's chromium). Installs with apt (as root) what is missing and starts what is stopped.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+apt_updated=0
+install() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Missing packages for the tests: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  if [ $apt_updated -eq 0 ]; then apt-get update -qq; apt_updated=1; fi
+  echo "Installing: ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install postgresql redis-server libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
+  dnsmasq-base iptables chromium fonts-dejavu-core
+
+# PostgreSQL on 127.0.0.1:5432, with the password the test URL uses.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" || true
+fi
+pg_isready -h 127.0.0.1 -p 5432
+
+# Redis on 127.0.0.1:6379.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+echo "redis: $(redis-cli -h 127.0.0.1 -p 6379 ping)"
+
+# virtlogd and libvirtd (no systemd needed).
+pgrep -x virtlogd >/dev/null || virtlogd -d
+if ! virsh -q -c qemu:///system version >/dev/null 2>&1; then
+  pgrep -x libvirtd >/dev/null || libvirtd -d
+  for _ in $(seq 30); do virsh -q -c qemu:///system version >/dev/null 2>&1 && break; sleep 1; done
+fi
+virsh -c qemu:///system version | tail -n 1

@@ -1,0 +1,108 @@
+/* VPS Panel: the little plain JavaScript the pages use. Everything works without it. */
+(function () {
+  "use strict";
+
+  document.documentElement.classList.add("js");
+
+  // Selects that submit their form on change (the language switcher).
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.matches && target.matches("select[data-autosubmit]") && target.form) {
+      target.form.submit();
+    }
+  });
+
+  // Copy-to-clipboard buttons: <button data-copy="element-id" data-copied-label="Copied">.
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    try {
+      document.execCommand("copy");
+    } finally {
+      document.body.removeChild(area);
+    }
+    return Promise.resolve();
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) return;
+    var text = source.textContent.trim();
+    var copy = navigator.clipboard && window.isSecureContext ? navigator.clipboard.writeText(text) : fallbackCopy(text);
+    copy.then(function () {
+      var label = button.querySelector("[data-label]") || button;
+      var original = label.textContent;
+      label.textContent = button.getAttribute("data-copied-label") || "Copied";
+      button.classList.add("is-copied");
+      window.setTimeout(function () {
+        label.textContent = original;
+        button.classList.remove("is-copied");
+      }, 1800);
+    });
+  });
+
+  // The order page's summary follows the chosen region, image and plan.
+  function updateSummary(form) {
+    form.querySelectorAll("[data-summary]").forEach(function (output) {
+      var name = output.getAttribute("data-summary");
+      var attr = output.getAttribute("data-summary-attr") || "data-label";
+      var field = form.elements[name];
+      if (!field) return;
+      var chosen = null;
+      if (field.tagName === "SELECT") {
+        chosen = field.options[field.selectedIndex];
+      } else if (field.length !== undefined) {
+        Array.prototype.forEach.call(field, function (input) {
+          if (input.checked) chosen = input;
+        });
+      } else if (field.checked) {
+        chosen = field;
+      }
+      var fallback = output.getAttribute("data-empty") || "—";
+      var value = chosen ? chosen.getAttribute(attr) || chosen.textContent : null;
+      output.textContent = value ? value.trim() : fallback;
+    });
+  }
+
+  function initOrderForms(root) {
+    (root || document).querySelectorAll("form[data-order-form]").forEach(function (form) {
+      if (form.dataset.summaryReady) return;
+      form.dataset.summaryReady = "1";
+      // Preselect the first plan on sale when none is chosen yet, as hosting dashboards do.
+      if (!form.querySelector('input[name="plan"]:checked')) {
+        var firstPlan = form.querySelector('input[name="plan"]:not(:disabled)');
+        if (firstPlan) firstPlan.checked = true;
+      }
+      form.addEventListener("change", function () {
+        updateSummary(form);
+      });
+      updateSummary(form);
+    });
+  }
+
+  // Live fragments: when the session has expired, htmx would swap the login page into the
+  // fragment. Reload the whole page instead so the browser shows the login page properly.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    var loginUrl = document.body.getAttribute("data-login-url");
+    if (loginUrl && xhr && xhr.responseURL && new URL(xhr.responseURL).pathname === loginUrl) {
+      event.detail.shouldSwap = false;
+      window.location.reload();
+    }
+  });
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      initOrderForms();
+    });
+  } else {
+    initOrderForms();
+  }
+})();

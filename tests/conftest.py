@@ -1,0 +1,102 @@
+"""Fixtures for the whole suite: real Postgres (pytest-django), real Redis, a real Celery worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+from panel.celery import app as celery_app
+from panel.models import User
+
+from . import factories
+
+
+@pytest.fixture
+def customer(db) -> User:
+    return factories.make_user(User.Role.CUSTOMER)
+
+
+@pytest.fixture
+def other_customer(db) -> User:
+    return factories.make_user(User.Role.CUSTOMER)
+
+
+@pytest.fixture
+def staff(db) -> User:
+    return factories.make_user(User.Role.STAFF)
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return factories.make_user(User.Role.ADMIN)
+
+
+def api_client_for(user: User | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {factories.make_token(user)}")
+    return client
+
+
+@pytest.fixture
+def api() -> Callable[[User | None], APIClient]:
+    """api(user) gives an API client that sends that user's bearer token."""
+    return api_client_for
+
+
+@pytest.fixture
+def catalog(db):
+    """A region with a ready simulated host, a small plan and an image."""
+    region, plan, image = factories.make_catalog()
+    host = factories.make_host(region=region)
+    return {"region": region, "plan": plan, "image": image, "host": host}
+
+
+@pytest.fixture
+def purge_queue():
+    """Drop messages earlier tests left in the test broker."""
+    celery_app.control.purge()
+    yield
+    celery_app.control.purge()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, purge_queue):
+    """A real Celery worker consuming from the Redis broker in a thread of this process (so that it shares
+    the simulated test:/// hosts with the test)."""
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(
+        celery_app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.1, message: str = ""):
+    """Poll until predicate() is truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(message or f"condition not met within {timeout} s")
+
+
+@pytest.fixture(autouse=True)
+def _static_files_without_manifest(settings):
+    """Production serves collected, hashed static files; tests render templates without collecting."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True
+    settings.WHITENOISE_AUTOREFRESH = True

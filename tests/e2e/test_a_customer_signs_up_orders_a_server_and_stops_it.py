@@ -1,0 +1,48 @@
+"""The first journey: sign up, order a server, watch it become running, stop it."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from hypervisor import connection
+from panel.models import Server
+from tests import factories
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_customer_signs_up_orders_a_server_and_stops_it(page, live_server, celery_worker, screenshot_dir):
+    region, plan, image = factories.make_catalog()
+    host = factories.make_host(region=region)
+
+    page.goto(f"{live_server.url}/accounts/signup/")
+    page.fill("input[name=email]", "dewi@example.com")
+    page.fill("input[name=password1]", "kopi tubruk 2026!")
+    page.fill("input[name=password2]", "kopi tubruk 2026!")
+    page.get_by_role("button", name=re.compile("sign up|create account", re.I)).click()
+
+    page.goto(f"{live_server.url}/servers/new/")
+    page.fill("input[name=name]", "toko-online")
+    page.locator(f"input[name=plan][value='{plan.pk}']").check(force=True)
+    page.locator(f"input[name=image][value='{image.pk}']").check(force=True)
+    page.get_by_role("button", name=re.compile("create server|order", re.I)).click()
+
+    expect(page).to_have_url(re.compile(r"/servers/[0-9a-f-]{36}/$"))
+    server = Server.objects.get(name="toko-online")
+    status = page.locator("#server-status")
+    expect(status).to_contain_text("Running", timeout=30_000)
+    assert connection.connection(host.uri).lookupByUUIDString(str(server.pk)).isActive()
+    page.screenshot(path=str(screenshot_dir / "server-running.png"), full_page=True)
+
+    page.get_by_role("button", name=re.compile("^power off$", re.I)).click()
+    expect(status).to_contain_text("Stopped", timeout=30_000)
+    expect(page.get_by_role("button", name=re.compile("^start$", re.I))).to_be_visible()
+    server.refresh_from_db()
+    assert server.status == Server.Status.STOPPED
+    assert not connection.connection(host.uri).lookupByUUIDString(str(server.pk)).isActive()
+    page.screenshot(path=str(screenshot_dir / "server-stopped.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/servers/")
+    expect(page.get_by_text("toko-online")).to_be_visible()
+    page.screenshot(path=str(screenshot_dir / "server-list.png"), full_page=True)
