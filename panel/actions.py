@@ -163,7 +163,7 @@ def request_action(server: Server, action: str, user: User | None, params: dict 
                         "Another action (%(task)s) is in progress on this server; try again when it has "
                         "finished."
                     )
-                    % {"task": current.task}
+                    % {"task": T(current.task).label if current.task in T.values else current.task}
                 )
             raise Conflict(
                 _("Cannot %(action)s a server that is %(status)s.")

@@ -48,7 +48,7 @@ def server_order(request):
         else:
             messages.success(request, _("Your server %(name)s is being created.") % {"name": server.name})
             return redirect("server-detail", pk=server.pk)
-    region = form["region"].value()
+    region = form["region"].value() or request.GET.get("region")
     available = catalog.available_plans(catalog.open_regions().filter(pk=region).first() if region else None)
     return render(
         request,

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from billing.money import currency
 from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host
@@ -47,7 +48,7 @@ def staff_customers(request):
         server_count=Count("servers", filter=~Q(servers__status=Server.Status.DELETED)),
         balance_total=Coalesce(Sum("ledger__amount"), Decimal("0")),
     ).order_by("email")
-    return render(request, "panel/staff/customers.html", {"customers": customers})
+    return render(request, "panel/staff/customers.html", {"customers": customers, "currency": currency()})
 
 
 @staff_required

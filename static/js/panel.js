@@ -98,11 +98,23 @@
     }
   });
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", function () {
-      initOrderForms();
-    });
-  } else {
+  // After a form comes back with errors, bring the first invalid field into view.
+  function focusFirstError() {
+    var invalid = document.querySelector("main .field--invalid input, main .field--invalid select, main .field--invalid textarea");
+    if (invalid && !document.querySelector("main [autofocus]:focus")) {
+      invalid.focus({ preventScroll: true });
+      invalid.scrollIntoView({ block: "center" });
+    }
+  }
+
+  function init() {
     initOrderForms();
+    focusFirstError();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
   }
 })();

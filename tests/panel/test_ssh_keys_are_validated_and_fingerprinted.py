@@ -76,7 +76,7 @@ def test_the_web_page_adds_and_removes_keys(client, customer):
     assert response.status_code == 302
     key = SSHKey.objects.get(owner=customer)
     assert key.fingerprint == ED25519_FINGERPRINT
-    response = client.post("/ssh-keys/", {"name": "junk", "public_key": "not a key"})
+    response = client.post("/ssh-keys/", {"name": "junk", "public_key": "garbage"})
     assert response.status_code == 200
     assert "not an OpenSSH public key" in response.content.decode()
     assert client.post(f"/ssh-keys/{key.pk}/delete/").status_code == 302

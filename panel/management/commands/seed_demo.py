@@ -1,5 +1,6 @@
 import hashlib
 import hmac
+import os
 from decimal import Decimal
 
 import libvirt
@@ -57,6 +58,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host_uri=None, **options):
+        host_uri = host_uri or os.environ.get("PANEL_DEMO_HOST_URI")
         usd = settings.PANEL_CURRENCY == "USD"
         with transaction.atomic():
             region, _ = Region.objects.get_or_create(slug="jakarta", defaults={"name": "Jakarta"})
