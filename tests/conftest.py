@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -100,3 +101,10 @@ def _static_files_without_manifest(settings):
     }
     settings.WHITENOISE_USE_FINDERS = True
     settings.WHITENOISE_AUTOREFRESH = True
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # WhiteNoise warns at start-up when the collected-static directory does not exist yet.
+    os.makedirs(settings.STATIC_ROOT, exist_ok=True)

@@ -7,7 +7,7 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, mixins, status
+from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -185,7 +185,7 @@ class AdminHostList(generics.ListAPIView):
         return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
 
 
-class AdminHostDetail(mixins.UpdateModelMixin, generics.RetrieveAPIView):
+class AdminHostDetail(generics.RetrieveAPIView):
     permission_classes = [IsAdminOrReadOnlyStaff]
     serializer_class = s.HostSerializer
 

@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
@@ -56,7 +56,7 @@ def host_list(request):
     form = HostForm(request.POST or None)
     if request.method == "POST":
         if not request.user.is_panel_admin:
-            return render(request, "403.html", status=403)
+            raise PermissionDenied
         if form.is_valid():
             try:
                 with transaction.atomic():
