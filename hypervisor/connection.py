@@ -14,9 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import libvirt
 from django.conf import settings
+
+from .secrets import SecretUnreadable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,10 +49,37 @@ class HostUnreachable(HypervisorError):
         super().__init__(message, transient=True)
 
 
-def describe(error: libvirt.libvirtError) -> HypervisorError:
+# Transport failures and what they mean for an admin, most specific first.
+READABLE = [
+    ("Host key verification failed", "the host's SSH key does not match the key recorded at onboarding"),
+    (
+        "Permission denied (publickey",
+        "the host refused the panel's SSH key: add it to the host's authorized_keys",
+    ),
+    ("Connection refused", "connection refused by {target}"),
+    ("No route to host", "no route to {target}"),
+    ("Connection timed out", "connection to {target} timed out"),
+    ("Could not resolve hostname", "cannot resolve the host name in {target}"),
+    ("Name or service not known", "cannot resolve the host name in {target}"),
+]
+
+
+def _target(uri: str) -> str:
+    parts = urlsplit(uri)
+    if not parts.hostname:
+        return "the local libvirtd"
+    default_port = {"qemu+ssh": 22, "qemu+tls": 16514, "qemu+tcp": 16509}.get(parts.scheme, 0)
+    return f"{parts.hostname}:{parts.port or default_port}"
+
+
+def describe(error: libvirt.libvirtError, uri: str = "") -> HypervisorError:
     code = error.get_error_code()
     transient = code in TRANSIENT_CODES or error.get_error_domain() in TRANSIENT_DOMAINS
     message = error.get_error_message() or str(error)
+    for needle, readable in READABLE:
+        if needle in message:
+            message = readable.format(target=_target(uri))
+            break
     return HypervisorError(message, transient=transient, code=code)
 
 
@@ -100,8 +130,18 @@ def _open(uri: str) -> libvirt.virConnect:
     return conn
 
 
-def connection(uri: str) -> libvirt.virConnect:
-    """The cached connection to `uri` for this process (opened on first use)."""
+def _uri(target) -> tuple[str, Callable[[], str]]:
+    """(cache key, how to build the URI to open) of a Host or a plain URI."""
+    if isinstance(target, str):
+        return target, lambda: target
+    from .credentials import connect_uri
+
+    return target.uri, lambda: connect_uri(target)
+
+
+def connection(target) -> libvirt.virConnect:
+    """The cached connection for this process to a Host (or a plain URI), opened on first use."""
+    uri, open_uri = _uri(target)
     key = (os.getpid(), uri)
     with _cache_lock:
         conn = _cache.get(key)
@@ -112,7 +152,7 @@ def connection(uri: str) -> libvirt.virConnect:
         except libvirt.libvirtError:
             pass
         forget(uri)
-    conn = _open(uri)
+    conn = _open(open_uri())
     with _cache_lock:
         existing = _cache.setdefault(key, conn)
     if existing is not conn:
@@ -131,15 +171,17 @@ def forget(uri: str) -> None:
             pass
 
 
-def run(uri: str, work: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
-    """Run `work(conn)` against the host at `uri`, waiting at most `timeout` seconds.
+def run(target, work: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+    """Run `work(conn)` against a Host (or a plain URI), waiting at most `timeout` seconds.
 
     libvirt errors come back as HypervisorError; a timeout or a broken link as HostUnreachable.
     """
     timeout = settings.LIBVIRT_TIMEOUT if timeout is None else timeout
 
+    uri, _open_uri = _uri(target)
+
     def call() -> T:
-        return work(connection(uri))
+        return work(connection(target))
 
     future = _executor().submit(call)
     try:
@@ -148,7 +190,9 @@ def run(uri: str, work: Callable[[libvirt.virConnect], T], timeout: float | None
         forget(uri)
         raise HostUnreachable(f"the host did not answer within {timeout:g} seconds") from None
     except libvirt.libvirtError as exc:
-        error = describe(exc)
+        error = describe(exc, uri)
         if error.transient:
             forget(uri)
         raise error from exc
+    except (SecretUnreadable, OSError) as exc:
+        raise HypervisorError(f"cannot prepare the connection: {exc}") from exc

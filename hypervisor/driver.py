@@ -66,16 +66,17 @@ def _find_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageV
         raise
 
 
-def ensure_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool:
-    """The named storage pool, active; the libvirt convention `default` is created when missing."""
+def ensure_pool(conn: libvirt.virConnect, name: str, path: str = "") -> libvirt.virStoragePool:
+    """The named storage pool, active. A missing pool is created as a `dir` pool at `path` when the admin
+    gave one, and `default` at the libvirt convention's path; any other missing pool is an error."""
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
             raise
-        if name != "default":
+        if not path and name != "default":
             raise HypervisorError(f"no storage pool named {name}") from exc
-        pool = conn.storagePoolDefineXML(DirPool(name, DEFAULT_POOL_PATH).to_xml(), 0)
+        pool = conn.storagePoolDefineXML(DirPool(name, path or DEFAULT_POOL_PATH).to_xml(), 0)
         try:
             pool.build(0)  # a dir pool: creates the directory if it is missing
             pool.setAutostart(1)
@@ -104,7 +105,7 @@ def create_disk(host: Host, request: DomainRequest) -> str:
     """Create the server's disk volume unless it exists; return its path."""
 
     def work(conn: libvirt.virConnect) -> str:
-        pool = ensure_pool(conn, host.storage_pool)
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
         volume = _find_volume(pool, request.volume_name)
         if volume is None:
             pool.refresh(0)
@@ -113,7 +114,7 @@ def create_disk(host: Host, request: DomainRequest) -> str:
             volume = pool.createXML(Volume(request.volume_name, request.disk_gib * GIB).to_xml(), 0)
         return volume.path()
 
-    return connection.run(host.uri, work)
+    return connection.run(host, work)
 
 
 def domain_xml(host: Host, request: DomainRequest, disk_path: str) -> str:
@@ -125,7 +126,7 @@ def domain_xml(host: Host, request: DomainRequest, disk_path: str) -> str:
         vcpus=request.vcpus,
         memory_mib=request.memory_mib,
         disks=[Disk(source_file=disk_path)],
-        interfaces=[NetworkInterface(network=host.network)],
+        interfaces=[NetworkInterface(network=host.network, bridge=host.bridge)],
     )
     return domain.to_xml()
 
@@ -136,10 +137,11 @@ def define_domain(host: Host, request: DomainRequest, disk_path: str) -> None:
     def work(conn: libvirt.virConnect) -> None:
         if _find_domain(conn, request.uuid) is not None:
             return
-        ensure_network(conn, host.network)
+        if not host.bridge:
+            ensure_network(conn, host.network)
         conn.defineXML(domain_xml(host, request, disk_path))
 
-    connection.run(host.uri, work)
+    connection.run(host, work)
 
 
 def start(host: Host, uuid: uuid_module.UUID) -> str:
@@ -151,7 +153,7 @@ def start(host: Host, uuid: uuid_module.UUID) -> str:
             domain.create()
         return POWER_STATES.get(domain.state()[0], "nostate")
 
-    return connection.run(host.uri, work, timeout=max(60.0, settings.LIBVIRT_TIMEOUT))
+    return connection.run(host, work, timeout=max(60.0, settings.LIBVIRT_TIMEOUT))
 
 
 def power_off(host: Host, uuid: uuid_module.UUID) -> str:
@@ -161,7 +163,7 @@ def power_off(host: Host, uuid: uuid_module.UUID) -> str:
             domain.destroy()
         return POWER_STATES.get(domain.state()[0], "nostate")
 
-    return connection.run(host.uri, work)
+    return connection.run(host, work)
 
 
 def shutdown(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
@@ -174,11 +176,11 @@ def shutdown(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
         domain.shutdown()
         return True
 
-    if not connection.run(host.uri, request):
+    if not connection.run(host, request):
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not connection.run(host.uri, lambda conn: _require_domain(conn, uuid).isActive()):
+        if not connection.run(host, lambda conn: _require_domain(conn, uuid).isActive()):
             return True
         time.sleep(1)
     power_off(host, uuid)
@@ -194,7 +196,7 @@ def reboot(host: Host, uuid: uuid_module.UUID) -> None:
             raise HypervisorError("the server is not running")
         domain.reset(0)
 
-    connection.run(host.uri, work)
+    connection.run(host, work)
 
 
 def destroy(host: Host, request: DomainRequest) -> None:
@@ -228,7 +230,7 @@ def destroy(host: Host, request: DomainRequest) -> None:
         if volume is not None:
             volume.delete(0)
 
-    connection.run(host.uri, work)
+    connection.run(host, work)
 
 
 def power_state(host: Host, uuid: uuid_module.UUID) -> str | None:
@@ -238,7 +240,7 @@ def power_state(host: Host, uuid: uuid_module.UUID) -> str | None:
         domain = _find_domain(conn, uuid)
         return None if domain is None else POWER_STATES.get(domain.state()[0], "nostate")
 
-    return connection.run(host.uri, work)
+    return connection.run(host, work)
 
 
 def domain_states(host: Host) -> dict[str, str]:
@@ -250,7 +252,7 @@ def domain_states(host: Host) -> dict[str, str]:
             for domain in conn.listAllDomains(0)
         }
 
-    return connection.run(host.uri, work)
+    return connection.run(host, work)
 
 
 def _require_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain:

@@ -5,10 +5,26 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+def ratio_field(verbose_name, default: str):
+    return models.DecimalField(
+        verbose_name,
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal(default),
+        validators=[MinValueValidator(Decimal("0.1"))],
+    )
+
+
 class Region(models.Model):
     slug = models.SlugField(_("slug"), unique=True)
     name = models.CharField(_("name"), max_length=100)
     is_active = models.BooleanField(_("open for orders"), default=True)
+
+    # Defaults copied onto each host registered in the region.
+    default_cpu_allocation_ratio = ratio_field(_("default vCPU allocation ratio"), "4.0")
+    default_ram_allocation_ratio = ratio_field(_("default memory allocation ratio"), "1.0")
+    default_disk_allocation_ratio = ratio_field(_("default disk allocation ratio"), "1.0")
+    default_reserved_memory_mib = models.PositiveIntegerField(_("default reserved memory (MiB)"), default=512)
 
     class Meta:
         ordering = ["name"]
@@ -45,12 +61,19 @@ class Host(models.Model):
         ERROR = "error", _("Error")
         DOWN = "down", _("Down")
 
+    class DisabledBy(models.TextChoices):
+        NOBODY = "", _("Nobody")
+        ADMIN = "admin", _("An admin")
+        HEALTH = "health", _("The health check")
+
     name = models.CharField(_("name"), max_length=100, unique=True)
     uri = models.CharField(_("libvirt URI"), max_length=500)
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="hosts")
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.NEW)
     status_reason = models.TextField(_("reason"), blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
+    disabled_by = models.CharField(max_length=10, choices=DisabledBy.choices, default="", blank=True)
+    disabled_reason = models.CharField(_("why disabled"), max_length=255, blank=True)
     maintenance = models.BooleanField(_("maintenance"), default=False)
     force_emulation = models.BooleanField(
         _("force emulation"),
@@ -58,7 +81,25 @@ class Host(models.Model):
         help_text=_("Run guests under QEMU emulation even where KVM exists."),
     )
     storage_pool = models.CharField(_("storage pool"), max_length=100, default="default")
-    network = models.CharField(_("network"), max_length=100, default="default")
+    storage_pool_path = models.CharField(
+        _("storage pool path"),
+        max_length=255,
+        blank=True,
+        help_text=_("If the pool does not exist, create a directory pool here."),
+    )
+    network = models.CharField(_("libvirt network"), max_length=100, default="default", blank=True)
+    bridge = models.CharField(
+        _("bridge"),
+        max_length=30,
+        blank=True,
+        help_text=_("A host bridge (e.g. br0); overrides the network."),
+    )
+
+    # Connection material. Secrets are encrypted (hypervisor.secrets).
+    ssh_host_keys = models.TextField(_("recorded SSH host keys"), blank=True)
+    tls_ca_cert = models.TextField(blank=True)
+    tls_client_cert = models.TextField(blank=True)
+    tls_client_key = models.TextField(blank=True, help_text="encrypted")
 
     # What probing found.
     vcpus_total = models.PositiveIntegerField(default=0)
@@ -70,21 +111,22 @@ class Host(models.Model):
     cpu_model = models.CharField(max_length=100, blank=True)
     libvirt_version = models.CharField(max_length=40, blank=True)
     hypervisor_version = models.CharField(max_length=80, blank=True)
+    inventory = models.JSONField(
+        default=dict, blank=True, help_text="storage pools and networks seen by the probe"
+    )
     last_probed_at = models.DateTimeField(null=True, blank=True)
 
+    # Health.
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    failed_checks = models.PositiveIntegerField(default=0)
+
     # Capacity policy: capacity = (total - reserved) * ratio.
-    reserved_vcpus = models.PositiveIntegerField(default=0)
-    reserved_memory_mib = models.PositiveIntegerField(default=512)
-    reserved_disk_gib = models.PositiveIntegerField(default=0)
-    cpu_allocation_ratio = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("4.0"), validators=[MinValueValidator(Decimal("0.1"))]
-    )
-    ram_allocation_ratio = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("1.0"), validators=[MinValueValidator(Decimal("0.1"))]
-    )
-    disk_allocation_ratio = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("1.0"), validators=[MinValueValidator(Decimal("0.1"))]
-    )
+    reserved_vcpus = models.PositiveIntegerField(_("reserved vCPUs"), default=0)
+    reserved_memory_mib = models.PositiveIntegerField(_("reserved memory (MiB)"), default=512)
+    reserved_disk_gib = models.PositiveIntegerField(_("reserved disk (GiB)"), default=0)
+    cpu_allocation_ratio = ratio_field(_("vCPU allocation ratio"), "4.0")
+    ram_allocation_ratio = ratio_field(_("memory allocation ratio"), "1.0")
+    disk_allocation_ratio = ratio_field(_("disk allocation ratio"), "1.0")
 
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -115,6 +157,22 @@ class Host(models.Model):
     def schedulable(self) -> bool:
         return self.enabled and not self.maintenance and self.state == self.State.READY
 
+    @property
+    def transport(self) -> str:
+        return self.uri.split(":", 1)[0]
+
+
+class PanelKeyPair(models.Model):
+    """The panel's own SSH key pair for reaching hosts over qemu+ssh://. The private key is encrypted."""
+
+    name = models.CharField(max_length=50, unique=True, default="default")
+    public_key = models.TextField()
+    private_key = models.TextField(help_text="encrypted OpenSSH private key")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
 
 class Allocation(models.Model):
     """Resources a consumer (a server, by its libvirt domain UUID) holds on a host."""
@@ -131,3 +189,48 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer_uuid} on {self.host_id}"
+
+
+class IPPool(models.Model):
+    """IPv4 addresses of a region that servers get one of at order time."""
+
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="ip_pools")
+    name = models.CharField(_("name"), max_length=100)
+    cidr = models.CharField(_("network (CIDR)"), max_length=43)
+    gateway = models.GenericIPAddressField(_("gateway"), protocol="IPv4")
+    nameservers = models.JSONField(_("nameservers"), default=list, blank=True)
+    excluded = models.JSONField(_("excluded addresses"), default=list, blank=True)
+    is_active = models.BooleanField(_("in use"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["region", "name"]
+        verbose_name = _("IPv4 pool")
+        constraints = [models.UniqueConstraint(fields=["cidr"], name="ippool_unique_cidr")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cidr})"
+
+
+class IPAddress(models.Model):
+    """One usable address of a pool: free, held by a consumer (a server's UUID), or cooling down."""
+
+    pool = models.ForeignKey(IPPool, on_delete=models.CASCADE, related_name="addresses")
+    address = models.GenericIPAddressField(protocol="IPv4", unique=True)
+    value = models.PositiveBigIntegerField(help_text="the address as an integer, for ordering")
+    consumer_uuid = models.UUIDField(null=True, blank=True)
+    allocated_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    reserved = models.BooleanField(default=False, help_text="excluded by an admin")
+    ptr = models.CharField(_("reverse DNS name"), max_length=253, blank=True)
+
+    class Meta:
+        ordering = ["value"]
+        verbose_name = _("IPv4 address")
+        indexes = [
+            models.Index(fields=["consumer_uuid"]),
+            models.Index(fields=["pool", "consumer_uuid", "value"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.address

@@ -24,6 +24,7 @@ class ProbeResult:
     disk_gib_total: int
     libvirt_version: str
     hypervisor_version: str
+    inventory: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -47,8 +48,13 @@ def probe(host: Host) -> ProbeResult:
                 else "KVM not available: domains will run under emulation"
             )
         info = conn.getInfo()  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
-        pool = ensure_pool(conn, host.storage_pool)
-        ensure_network(conn, host.network)
+        inventory = take_inventory(conn)
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        if host.bridge:
+            if inventory["bridges"] is not None and host.bridge not in inventory["bridges"]:
+                warnings.append(f"no bridge named {host.bridge} was listed by the host")
+        else:
+            ensure_network(conn, host.network)
         pool_info = pool.info()  # [state, capacity, allocation, available] in bytes
         try:
             hypervisor_version = f"{conn.getType()} {_version(conn.getVersion())}"
@@ -64,7 +70,31 @@ def probe(host: Host) -> ProbeResult:
             disk_gib_total=int(pool_info[1] // GIB),
             libvirt_version=_version(conn.getLibVersion()),
             hypervisor_version=hypervisor_version,
+            inventory=inventory,
             warnings=warnings,
         )
 
-    return connection.run(host.uri, work)
+    return connection.run(host, work)
+
+
+def take_inventory(conn: libvirt.virConnect) -> dict:
+    """Storage pools, networks and (where the host lists them) bridges, for the admin to choose from."""
+    pools = []
+    for pool in conn.listAllStoragePools(0):
+        state, capacity, _allocation, available = pool.info()
+        pools.append(
+            {
+                "name": pool.name(),
+                "active": bool(pool.isActive()),
+                "capacity_gib": capacity // GIB,
+                "available_gib": available // GIB,
+            }
+        )
+    networks = [{"name": n.name(), "active": bool(n.isActive())} for n in conn.listAllNetworks(0)]
+    try:
+        bridges = sorted(
+            i.name() for i in conn.listAllInterfaces(0) if i.name().startswith(("br", "vmbr", "virbr"))
+        )
+    except libvirt.libvirtError:
+        bridges = None  # this host's libvirt does not list interfaces
+    return {"pools": pools, "networks": networks, "bridges": bridges}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import uuid as uuid_module
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet, Sum
@@ -13,9 +16,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import connection, credentials, secrets
 from . import probe as probing
 from .connection import HypervisorError
 from .models import Allocation, Host, Region
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_SCHEMES = {"qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test"}
 
@@ -33,8 +39,8 @@ class Resources:
 
 def validate_uri(uri: str) -> str:
     uri = uri.strip()
-    scheme = urlsplit(uri).scheme
-    if scheme not in SUPPORTED_SCHEMES:
+    parts = urlsplit(uri)
+    if parts.scheme not in SUPPORTED_SCHEMES:
         raise ValidationError(
             _(
                 "Unsupported libvirt URI %(uri)s: use qemu:///system, qemu+ssh://user@host/system, "
@@ -43,11 +49,50 @@ def validate_uri(uri: str) -> str:
             params={"uri": uri},
             code="invalid_uri",
         )
+    if parts.scheme in ("qemu+ssh", "qemu+tls", "qemu+tcp") and not parts.hostname:
+        raise ValidationError(_("The URI %(uri)s names no host."), params={"uri": uri}, code="invalid_uri")
     return uri
 
 
-def register_host(name: str, uri: str, region: Region) -> Host:
-    """Record a new host (state new). The caller starts probing."""
+@dataclass
+class TLSMaterial:
+    """PEM text of the CA certificate, the panel's client certificate and its private key."""
+
+    ca_cert: str
+    client_cert: str
+    client_key: str
+
+    def validate(self) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            x509.load_pem_x509_certificate(self.ca_cert.encode())
+            x509.load_pem_x509_certificate(self.client_cert.encode())
+        except ValueError:
+            raise ValidationError(
+                _("The CA or client certificate is not a PEM certificate."), code="invalid_tls"
+            ) from None
+        try:
+            load_pem_private_key(self.client_key.encode(), password=None)
+        except (ValueError, TypeError):
+            raise ValidationError(
+                _("The client key is not an unencrypted PEM private key."), code="invalid_tls"
+            ) from None
+
+
+def register_host(
+    name: str,
+    uri: str,
+    region: Region,
+    *,
+    storage_pool: str = "default",
+    storage_pool_path: str = "",
+    network: str = "default",
+    bridge: str = "",
+    tls: TLSMaterial | None = None,
+) -> Host:
+    """Record a new host (state new) with its region's capacity defaults. The caller starts probing."""
     uri = validate_uri(uri)
     name = name.strip()
     if not name:
@@ -56,13 +101,62 @@ def register_host(name: str, uri: str, region: Region) -> Host:
         raise ValidationError(
             _("A host named %(name)s exists already."), params={"name": name}, code="duplicate"
         )
-    return Host.objects.create(name=name, uri=uri, region=region)
+    if storage_pool_path and not storage_pool_path.startswith("/"):
+        raise ValidationError(_("The storage pool path must be absolute."), code="invalid_path")
+    host = Host(
+        name=name,
+        uri=uri,
+        region=region,
+        storage_pool=storage_pool.strip() or "default",
+        storage_pool_path=storage_pool_path.strip(),
+        network=network.strip() or "default",
+        bridge=bridge.strip(),
+        cpu_allocation_ratio=region.default_cpu_allocation_ratio,
+        ram_allocation_ratio=region.default_ram_allocation_ratio,
+        disk_allocation_ratio=region.default_disk_allocation_ratio,
+        reserved_memory_mib=region.default_reserved_memory_mib,
+    )
+    if host.transport == "qemu+tls":
+        if tls is None:
+            raise ValidationError(
+                _("A qemu+tls host needs the CA certificate, the client certificate and the client key."),
+                code="invalid_tls",
+            )
+        tls.validate()
+        host.tls_ca_cert = tls.ca_cert
+        host.tls_client_cert = tls.client_cert
+        host.tls_client_key = secrets.encrypt(tls.client_key)
+    if host.transport == "qemu+ssh":
+        credentials.panel_key_pair()  # so the admin can be shown the key to authorise at once
+    host.save()
+    return host
 
 
 def probe_host(host_id: int) -> Host:
-    """Probe the host and record what it is: state ready, or error with a reason. Never raises for libvirt."""
+    """Probe the host and record what it is: state ready, or error with a reason. Never raises for libvirt.
+
+    For qemu+ssh hosts the host's SSH keys are recorded on the first probe (trust on first use); later
+    connections accept only those keys.
+    """
     Host.objects.filter(pk=host_id).update(state=Host.State.PROBING)
     host = Host.objects.get(pk=host_id)
+    if host.transport == "qemu+ssh" and not host.ssh_host_keys.strip():
+        try:
+            keys = credentials.scan_host_keys(host.uri)
+        except (OSError, subprocess.SubprocessError) as exc:
+            keys = ""
+            log.warning("ssh-keyscan of %s failed: %s", host.name, exc)
+        if not keys:
+            host_name, port, _user = credentials.ssh_target(host.uri)
+            Host.objects.filter(pk=host_id).update(
+                state=Host.State.ERROR,
+                status_reason=_("no SSH server answered at %(host)s:%(port)s")
+                % {"host": host_name, "port": port},
+                last_probed_at=timezone.now(),
+            )
+            return Host.objects.get(pk=host_id)
+        Host.objects.filter(pk=host_id).update(ssh_host_keys=keys)
+        host.ssh_host_keys = keys
     try:
         result = probing.probe(host)
     except HypervisorError as exc:
@@ -70,6 +164,7 @@ def probe_host(host_id: int) -> Host:
             state=Host.State.ERROR, status_reason=exc.message, last_probed_at=timezone.now()
         )
     else:
+        now = timezone.now()
         Host.objects.filter(pk=host_id).update(
             state=Host.State.READY,
             status_reason="; ".join(result.warnings),
@@ -82,10 +177,69 @@ def probe_host(host_id: int) -> Host:
             disk_gib_total=result.disk_gib_total,
             libvirt_version=result.libvirt_version,
             hypervisor_version=result.hypervisor_version[:80],
-            last_probed_at=timezone.now(),
+            inventory=result.inventory,
+            last_probed_at=now,
+            last_seen_at=now,
+            failed_checks=0,
         )
     host.refresh_from_db()
     return host
+
+
+def set_enabled(host_id: int, enabled: bool, reason: str = "") -> None:
+    """An admin enables or disables a host. A host an admin disabled stays disabled until an admin
+    enables it: the health check never overrides that."""
+    if enabled:
+        Host.objects.filter(pk=host_id).update(enabled=True, disabled_by="", disabled_reason="")
+    else:
+        Host.objects.filter(pk=host_id).update(
+            enabled=False, disabled_by=Host.DisabledBy.ADMIN, disabled_reason=reason[:255]
+        )
+
+
+def forget_host_keys(host_id: int) -> None:
+    """Drop the recorded SSH host keys (after a host was reinstalled); the next probe records new ones."""
+    Host.objects.filter(pk=host_id).update(ssh_host_keys="")
+
+
+def check_host(host: Host) -> str:
+    """The health check: one cheap libvirt call under a short timeout. Returns the host's new state.
+
+    A host that fails HOST_DOWN_AFTER_FAILURES checks in a row becomes down and, unless an admin disabled
+    it, is disabled automatically; when it answers again it is ready and re-enabled, again unless an admin
+    disabled it. Every write is conditional on the state read, so a probe or an admin in between wins.
+    """
+    try:
+        connection.run(host, lambda conn: conn.getLibVersion(), timeout=settings.HOST_CHECK_TIMEOUT)
+    except HypervisorError as exc:
+        failures = host.failed_checks + 1
+        current = Host.objects.filter(pk=host.pk, state=host.state)
+        if host.state == Host.State.READY and failures >= settings.HOST_DOWN_AFTER_FAILURES:
+            with transaction.atomic():
+                if current.update(state=Host.State.DOWN, status_reason=exc.message, failed_checks=failures):
+                    Host.objects.filter(pk=host.pk, enabled=True).update(
+                        enabled=False,
+                        disabled_by=Host.DisabledBy.HEALTH,
+                        disabled_reason=_("Disabled automatically: the host stopped answering."),
+                    )
+            return Host.State.DOWN
+        current.update(
+            failed_checks=failures,
+            status_reason=exc.message if host.state == Host.State.DOWN else host.status_reason,
+        )
+        return host.state
+    now = timezone.now()
+    if host.state == Host.State.DOWN:
+        with transaction.atomic():
+            if Host.objects.filter(pk=host.pk, state=Host.State.DOWN).update(
+                state=Host.State.READY, status_reason="", failed_checks=0, last_seen_at=now
+            ):
+                Host.objects.filter(pk=host.pk, disabled_by=Host.DisabledBy.HEALTH).update(
+                    enabled=True, disabled_by="", disabled_reason=""
+                )
+        return Host.State.READY
+    Host.objects.filter(pk=host.pk).update(failed_checks=0, last_seen_at=now)
+    return host.state
 
 
 def with_usage(hosts: QuerySet[Host]) -> QuerySet[Host]:
@@ -126,9 +280,10 @@ def schedulable_hosts(region: Region | None = None) -> QuerySet[Host]:
 
 
 def candidates(region: Region, need: Resources) -> list[Host]:
-    """Hosts that pass the filters, best first (spread: most free memory)."""
+    """Hosts that pass the filters (region, enabled, not in maintenance, ready, room), best first."""
     hosts = [h for h in with_usage(schedulable_hosts(region)) if fits(h, need)]
-    hosts.sort(key=lambda h: _free(h).memory_mib, reverse=True)
+    # spread: the most free memory first; pack: the least free memory first (fill hosts up).
+    hosts.sort(key=lambda h: (_free(h).memory_mib, -h.pk), reverse=settings.PLACEMENT_WEIGHER != "pack")
     return hosts
 
 

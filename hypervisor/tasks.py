@@ -1,8 +1,27 @@
+"""Celery tasks of the hypervisor app: thin wrappers around hypervisor.services."""
+
 from celery import shared_task
 
 from . import services
+from .models import Host
 
 
 @shared_task(acks_late=True)
 def probe_host(host_id: int) -> None:
     services.probe_host(host_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def check_host(host_id: int) -> None:
+    host = Host.objects.filter(pk=host_id, state__in=[Host.State.READY, Host.State.DOWN]).first()
+    if host is not None:
+        services.check_host(host)
+
+
+@shared_task(ignore_result=True)
+def check_hosts() -> None:
+    """Beat: one health check per ready or down host, each its own task so a hung host delays no other."""
+    for host_id in Host.objects.filter(state__in=[Host.State.READY, Host.State.DOWN]).values_list(
+        "id", flat=True
+    ):
+        check_host.delay(host_id)

@@ -16,8 +16,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from billing.models import Plan
+from hypervisor import ipam
 from hypervisor import services as hypervisor
-from hypervisor.models import Image, Region
+from hypervisor.models import Host, Image, Region
 
 from .models import Operation, Server, SSHKey, User
 from .validators import validate_hostname
@@ -49,6 +50,15 @@ class Unprocessable(ActionError):
 
 class OutOfCapacity(Unprocessable):
     code = "out_of_capacity"
+
+
+class OutOfAddresses(Unprocessable):
+    code = "out_of_addresses"
+
+
+HOST_DOWN_MESSAGE = gettext_lazy(
+    "The host of this server is not answering; actions are paused until it is back. Please try again later."
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,11 @@ def order_server(
             server.host = hypervisor.claim(server.id, region, need)
         except hypervisor.NoCapacity as exc:
             raise OutOfCapacity(str(exc)) from exc
+        if ipam.region_has_pools(region):
+            try:
+                ipam.allocate(region, server.id)
+            except ipam.NoAddress as exc:
+                raise OutOfAddresses(str(exc)) from exc
         server.save()
         operation = Operation.objects.create(server=server, type=T.CREATE, requested_by=user)
         _enqueue(operation)
@@ -152,6 +167,9 @@ def request_action(server: Server, action: str, user: User | None, params: dict 
     if rule.status_while_running:
         changes["status"] = rule.status_while_running
     with transaction.atomic():
+        if Host.objects.filter(pk=server.host_id, state=Host.State.DOWN).exists():
+            raise Conflict(str(HOST_DOWN_MESSAGE))
+        # The compare-and-swap is on the server row alone, so that Postgres re-checks it after a lock wait.
         started = Server.objects.filter(pk=server.pk, task__isnull=True, status__in=rule.allowed_from).update(
             **changes
         )

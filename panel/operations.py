@@ -17,11 +17,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from hypervisor import driver
+from hypervisor import driver, ipam
 from hypervisor import services as hypervisor
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Host
 
+from .actions import HOST_DOWN_MESSAGE
 from .models import Operation, Server
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,11 @@ def fail(operation: Operation, message: str, **server_changes) -> bool:
 
 
 def _host(server: Server) -> Host:
+    """The server's host; fails fast (no libvirt call that would hang) when the host is down."""
     if server.host is None:
         raise HypervisorError(_("the server has no host"))
+    if server.host.state == Host.State.DOWN:
+        raise HypervisorError(str(HOST_DOWN_MESSAGE))
     return server.host
 
 
@@ -137,9 +141,10 @@ def reboot(operation: Operation) -> None:
 def delete(operation: Operation) -> None:
     server = operation.server
     if server.host is not None:
-        driver.destroy(server.host, domain_request(server))
+        driver.destroy(_host(server), domain_request(server))
     with transaction.atomic():
         hypervisor.release(server.id)
+        ipam.release(server.id)
         finish(operation, status=S.DELETED, power_state="", deleted_at=timezone.now())
 
 
@@ -157,13 +162,14 @@ def on_failure(operation: Operation, message: str) -> None:
     """Undo what a failed step left behind and record the failure."""
     server = operation.server
     if operation.type == T.CREATE:
-        if server.host is not None:
+        if server.host is not None and server.host.state != Host.State.DOWN:
             try:
                 driver.destroy(server.host, domain_request(server))
             except HypervisorError as exc:
                 log.warning("cleanup after failed create of %s: %s", server.id, exc.message)
         with transaction.atomic():
             hypervisor.release(server.id)
+            ipam.release(server.id)
             fail(
                 operation,
                 message,

@@ -13,7 +13,7 @@ from hypervisor import driver
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Host
 
-from .models import Server
+from .models import Notice, Server
 
 log = logging.getLogger(__name__)
 S = Server.Status
@@ -55,6 +55,14 @@ def reconcile_host(host: Host) -> dict[str, int]:
     }
     unknown = sorted(set(states) - all_known)
     counts["unknown"] = len(unknown)
+    keys = {f"unknown-domain:{host.pk}:{uuid}" for uuid in unknown}
+    for uuid in unknown:
+        Notice.report(
+            f"unknown-domain:{host.pk}:{uuid}",
+            _("Host %(host)s runs a domain the panel does not know (UUID %(uuid)s); it was left untouched.")
+            % {"host": host.name, "uuid": uuid},
+        )
+    Notice.resolve(f"unknown-domain:{host.pk}:", keep=keys)
     if unknown:
         log.warning(
             "reconcile: host %s runs %d domain(s) the panel does not know: %s",

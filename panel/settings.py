@@ -228,3 +228,17 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# Hosts: encryption of connection secrets, health checks, placement, IPv4 pools.
+PANEL_ENCRYPTION_KEY = os.environ.get("PANEL_ENCRYPTION_KEY", "")
+HOST_CHECK_INTERVAL = float(os.environ.get("HOST_CHECK_INTERVAL", "30"))
+HOST_CHECK_TIMEOUT = float(os.environ.get("HOST_CHECK_TIMEOUT", "5"))
+HOST_DOWN_AFTER_FAILURES = int(os.environ.get("HOST_DOWN_AFTER_FAILURES", "2"))
+PLACEMENT_WEIGHER = os.environ.get("PLACEMENT_WEIGHER", "spread")  # spread (most free memory) or pack
+IPV4_COOLDOWN_MINUTES = int(os.environ.get("IPV4_COOLDOWN_MINUTES", "60"))
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "check-hosts": {"task": "hypervisor.tasks.check_hosts", "schedule": HOST_CHECK_INTERVAL},
+        "audit-allocations": {"task": "panel.tasks.audit_allocations", "schedule": 3600.0},
+    }
+)

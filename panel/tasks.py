@@ -4,7 +4,7 @@ from celery import shared_task
 
 from hypervisor.models import Host
 
-from . import operations, reconcile
+from . import audit, operations, reconcile
 
 
 @shared_task(bind=True, acks_late=True)
@@ -32,3 +32,8 @@ def reconcile_host(host_id: int) -> None:
 def reconcile_all_hosts() -> None:
     for host_id in Host.objects.filter(state=Host.State.READY).values_list("id", flat=True):
         reconcile_host.delay(host_id)
+
+
+@shared_task
+def audit_allocations() -> int:
+    return len(audit.audit_allocations())

@@ -41,15 +41,21 @@ class Disk:
 
 @dataclass
 class NetworkInterface:
-    network: str
+    """A NIC on a libvirt network, or on a host bridge when `bridge` is set."""
+
+    network: str = "default"
+    bridge: str = ""
     model: str = "virtio"
     mac: str | None = None
 
     def to_element(self, parent: etree._Element) -> etree._Element:
-        interface = _sub(parent, "interface", type="network")
+        interface = _sub(parent, "interface", type="bridge" if self.bridge else "network")
         if self.mac:
             _sub(interface, "mac", address=self.mac)
-        _sub(interface, "source", network=self.network)
+        if self.bridge:
+            _sub(interface, "source", bridge=self.bridge)
+        else:
+            _sub(interface, "source", network=self.network)
         _sub(interface, "model", type=self.model)
         return interface
 

@@ -122,8 +122,7 @@ class ServerSerializer(serializers.ModelSerializer):
         ]
 
     def get_ipv4(self, server: Server) -> list[str]:
-        # Addresses arrive with IP pools (hosts issue); a server holds none before that.
-        return []
+        return server.ipv4
 
 
 class AdminServerSerializer(ServerSerializer):

@@ -19,6 +19,7 @@ from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host, Image, Region
 from panel import actions, catalog
 from panel.models import Operation, Server, SSHKey, User
+from panel.models.servers import attach_addresses
 
 from . import serializers as s
 from .permissions import IsAdminOrReadOnlyStaff, IsPanelStaff
@@ -73,7 +74,15 @@ def customer_servers(user: User):
     return Server.objects.filter(owner=user).select_related("plan", "image", "region")
 
 
-class ServerList(generics.ListAPIView):
+class AddressesMixin:
+    """List views of servers: fetch the page's IPv4 addresses in one query."""
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return attach_addresses(page) if page is not None else None
+
+
+class ServerList(AddressesMixin, generics.ListAPIView):
     serializer_class = s.ServerSerializer
 
     def get_queryset(self):
@@ -201,7 +210,7 @@ class AdminHostDetail(generics.RetrieveAPIView):
         return Response(s.HostSerializer(self.get_object()).data)
 
 
-class AdminServerList(generics.ListAPIView):
+class AdminServerList(AddressesMixin, generics.ListAPIView):
     permission_classes = [IsPanelStaff]
     serializer_class = s.AdminServerSerializer
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 
@@ -60,6 +61,17 @@ class Server(models.Model):
         """The libvirt domain name: unique per host, unlike customers' hostnames."""
         return f"vps-{self.id}"
 
+    @cached_property
+    def ipv4_addresses(self) -> list:
+        """The server's IPv4 address rows (hypervisor IPAM knows the server by its UUID)."""
+        from hypervisor.models import IPAddress
+
+        return list(IPAddress.objects.filter(consumer_uuid=self.id).select_related("pool"))
+
+    @property
+    def ipv4(self) -> list[str]:
+        return [address.address for address in self.ipv4_addresses]
+
     @property
     def is_busy(self) -> bool:
         return self.task is not None or self.status in (self.Status.PENDING, self.Status.PROVISIONING)
@@ -114,3 +126,14 @@ class Operation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+def attach_addresses(servers):
+    """Fill ipv4_addresses for many servers with one query; returns the servers as a list."""
+    from hypervisor.ipam import addresses_of
+
+    servers = list(servers)
+    by_consumer = addresses_of(server.id for server in servers)
+    for server in servers:
+        server.__dict__["ipv4_addresses"] = by_consumer.get(str(server.id), [])
+    return servers

@@ -11,6 +11,7 @@ from billing.money import currency
 from .. import actions, catalog
 from ..forms import OrderForm
 from ..models import Operation, Server
+from ..models.servers import attach_addresses
 
 
 def own_servers(request):
@@ -23,7 +24,7 @@ def _live_servers(request):
 
 @login_required
 def server_list(request):
-    servers = _live_servers(request)
+    servers = attach_addresses(_live_servers(request))
     template = "panel/servers/_rows.html" if request.htmx else "panel/servers/list.html"
     return render(request, template, {"servers": servers})
 

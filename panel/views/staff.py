@@ -18,6 +18,7 @@ from hypervisor.models import Host
 
 from ..forms import HostForm
 from ..models import Server, User
+from ..models.servers import attach_addresses
 from ..roles import admin_required, staff_required
 
 
@@ -38,7 +39,12 @@ def staff_servers(request):
     return render(
         request,
         template,
-        {"servers": servers[:500], "statuses": Server.Status.choices, "status": status, "q": query},
+        {
+            "servers": attach_addresses(servers[:500]),
+            "statuses": Server.Status.choices,
+            "status": status,
+            "q": query,
+        },
     )
 
 

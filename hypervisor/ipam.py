@@ -1,0 +1,172 @@
+"""IPv4 pools: one address per server at order time, allocated atomically, released after a cool-down."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid as uuid_module
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .models import IPAddress, IPPool, Region
+
+MAX_POOL_ADDRESSES = 65536
+
+
+class NoAddress(Exception):
+    """No free IPv4 address in the region."""
+
+
+def _parse_excluded(entries: list[str], network: ipaddress.IPv4Network) -> set[ipaddress.IPv4Address]:
+    """Addresses and ranges (a.b.c.d or a.b.c.d-a.b.c.e) an admin keeps out of the pool."""
+    excluded: set[ipaddress.IPv4Address] = set()
+    for entry in entries:
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            if "-" in entry:
+                first, last = (ipaddress.IPv4Address(part.strip()) for part in entry.split("-", 1))
+                if last < first:
+                    raise ValueError
+                excluded.update(ipaddress.IPv4Address(value) for value in range(int(first), int(last) + 1))
+            else:
+                excluded.add(ipaddress.IPv4Address(entry))
+        except ValueError:
+            raise ValidationError(
+                _("“%(entry)s” is not an address or a range like 192.0.2.10-192.0.2.20."),
+                params={"entry": entry},
+            ) from None
+    outside = sorted(str(a) for a in excluded if a not in network)
+    if outside:
+        raise ValidationError(
+            _("Excluded addresses outside the network: %(list)s."), params={"list": ", ".join(outside[:5])}
+        )
+    return excluded
+
+
+def create_pool(
+    region: Region,
+    name: str,
+    cidr: str,
+    gateway: str,
+    nameservers: list[str] | None = None,
+    excluded: list[str] | None = None,
+) -> IPPool:
+    """Create a pool and one row per usable address (not the network, broadcast, gateway or excluded)."""
+    try:
+        network = ipaddress.IPv4Network(cidr.strip(), strict=True)
+    except ValueError as exc:
+        raise ValidationError(
+            _("“%(cidr)s” is not an IPv4 network in CIDR form: %(error)s"),
+            params={"cidr": cidr, "error": exc},
+        ) from None
+    if network.num_addresses > MAX_POOL_ADDRESSES:
+        raise ValidationError(_("A pool holds at most a /16."))
+    try:
+        gateway_address = ipaddress.IPv4Address(gateway.strip())
+    except ValueError:
+        raise ValidationError(
+            _("“%(gateway)s” is not an IPv4 address."), params={"gateway": gateway}
+        ) from None
+    if gateway_address not in network:
+        raise ValidationError(_("The gateway must be inside %(cidr)s."), params={"cidr": network})
+    servers = []
+    for entry in nameservers or []:
+        try:
+            servers.append(str(ipaddress.ip_address(entry.strip())))
+        except ValueError:
+            raise ValidationError(_("“%(entry)s” is not an IP address."), params={"entry": entry}) from None
+    excluded_set = _parse_excluded(excluded or [], network)
+    hosts = network.hosts() if network.prefixlen < 31 else iter(network)
+    usable = [a for a in hosts if a != gateway_address and a not in excluded_set]
+    if not usable:
+        raise ValidationError(_("The pool has no usable address left."))
+    overlapping = [p for p in IPPool.objects.all() if ipaddress.IPv4Network(p.cidr).overlaps(network)]
+    if overlapping:
+        raise ValidationError(
+            _("%(cidr)s overlaps the pool %(pool)s."), params={"cidr": network, "pool": overlapping[0]}
+        )
+    try:
+        with transaction.atomic():
+            pool = IPPool.objects.create(
+                region=region,
+                name=name.strip() or str(network),
+                cidr=str(network),
+                gateway=str(gateway_address),
+                nameservers=servers,
+                excluded=[e.strip() for e in excluded or [] if e.strip()],
+            )
+            IPAddress.objects.bulk_create(
+                [IPAddress(pool=pool, address=str(a), value=int(a)) for a in usable], batch_size=2000
+            )
+    except IntegrityError:
+        raise ValidationError(_("%(cidr)s overlaps an existing pool.") % {"cidr": network}) from None
+    return pool
+
+
+def _free(region: Region) -> QuerySet[IPAddress]:
+    cooled = timezone.now() - timedelta(minutes=settings.IPV4_COOLDOWN_MINUTES)
+    return IPAddress.objects.filter(
+        pool__region=region, pool__is_active=True, consumer_uuid__isnull=True, reserved=False
+    ).filter(Q(released_at__isnull=True) | Q(released_at__lt=cooled))
+
+
+def region_has_pools(region: Region) -> bool:
+    return IPPool.objects.filter(region=region, is_active=True).exists()
+
+
+def allocate(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress:
+    """Give the consumer the lowest free address of the region. Concurrent callers never get the same one:
+    the row is locked (others skip it) and the update is conditional on it still being free."""
+    for _attempt in range(5):
+        with transaction.atomic():
+            candidate = _free(region).select_for_update(skip_locked=True).order_by("value").first()
+            if candidate is None:
+                raise NoAddress(_("No free IPv4 address in this region; please try again later."))
+            taken = IPAddress.objects.filter(pk=candidate.pk, consumer_uuid__isnull=True).update(
+                consumer_uuid=consumer_uuid, allocated_at=timezone.now(), released_at=None, ptr=""
+            )
+            if taken:
+                candidate.refresh_from_db()
+                return candidate
+    raise NoAddress(_("No free IPv4 address in this region; please try again later."))
+
+
+def release(consumer_uuid: uuid_module.UUID) -> int:
+    """Free the consumer's addresses; they return to the pool after the cool-down."""
+    return IPAddress.objects.filter(consumer_uuid=consumer_uuid).update(
+        consumer_uuid=None, released_at=timezone.now(), ptr=""
+    )
+
+
+def addresses_of(consumer_uuids) -> dict[str, list[IPAddress]]:
+    """Addresses by consumer UUID (as text), for many servers in one query."""
+    result: dict[str, list[IPAddress]] = {}
+    for address in IPAddress.objects.filter(consumer_uuid__in=list(consumer_uuids)).select_related("pool"):
+        result.setdefault(str(address.consumer_uuid), []).append(address)
+    return result
+
+
+def set_ptr(consumer_uuid: uuid_module.UUID, address: str, ptr: str) -> IPAddress:
+    """Set the reverse DNS name of one of the consumer's addresses (validated by the caller)."""
+    updated = IPAddress.objects.filter(consumer_uuid=consumer_uuid, address=address).update(ptr=ptr)
+    if not updated:
+        raise IPAddress.DoesNotExist
+    return IPAddress.objects.get(address=address)
+
+
+def pool_usage(pool: IPPool) -> dict[str, int]:
+    addresses = pool.addresses.all()
+    cooled = timezone.now() - timedelta(minutes=settings.IPV4_COOLDOWN_MINUTES)
+    return {
+        "total": addresses.count(),
+        "used": addresses.filter(consumer_uuid__isnull=False).count(),
+        "cooling": addresses.filter(consumer_uuid__isnull=True, released_at__gte=cooled).count(),
+        "reserved": addresses.filter(reserved=True).count(),
+    }
