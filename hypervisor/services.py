@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import uuid as uuid_module
 from dataclasses import dataclass
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -195,6 +197,46 @@ def set_enabled(host_id: int, enabled: bool, reason: str = "") -> None:
         Host.objects.filter(pk=host_id).update(
             enabled=False, disabled_by=Host.DisabledBy.ADMIN, disabled_reason=reason[:255]
         )
+
+
+SETTINGS = {
+    "maintenance",
+    "cpu_allocation_ratio",
+    "ram_allocation_ratio",
+    "disk_allocation_ratio",
+    "reserved_vcpus",
+    "reserved_memory_mib",
+    "reserved_disk_gib",
+    "storage_pool",
+    "storage_pool_path",
+    "network",
+    "bridge",
+    "force_emulation",
+}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def update_settings(host_id: int, changes: dict) -> Host:
+    """Change an admin-editable setting of a host (capacity policy, pool, network, maintenance).
+    Changing the pool, network or emulation takes effect for new servers after the next probe."""
+    unknown = set(changes) - SETTINGS
+    if unknown:
+        raise ValidationError(
+            _("Unknown host settings: %(names)s."), params={"names": ", ".join(sorted(unknown))}
+        )
+    for field in ("storage_pool", "network"):
+        if field in changes and not NAME.match(changes[field] or ""):
+            raise ValidationError({field: _("Use letters, digits, dots, dashes and underscores.")})
+    if changes.get("bridge") and not NAME.match(changes["bridge"]):
+        raise ValidationError({"bridge": _("Use letters, digits, dots, dashes and underscores.")})
+    if changes.get("storage_pool_path") and not changes["storage_pool_path"].startswith("/"):
+        raise ValidationError({"storage_pool_path": _("The storage pool path must be absolute.")})
+    for field in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
+        if field in changes and Decimal(changes[field]) < Decimal("0.1"):
+            raise ValidationError({field: _("A ratio is at least 0.1.")})
+    if changes:
+        Host.objects.filter(pk=host_id).update(**changes)
+    return Host.objects.get(pk=host_id)
 
 
 def forget_host_keys(host_id: int) -> None:

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from billing.models import Plan
 from billing.money import currency, quantize
+from hypervisor import credentials
 from hypervisor import services as hypervisor
 from hypervisor.models import Host, Image, Region
 from panel.actions import CUSTOMER_ACTIONS
@@ -185,10 +186,29 @@ class ActionCreateSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=[(a.value, a.label) for a in CUSTOMER_ACTIONS])
 
 
+HOST_SETTINGS = [
+    "maintenance",
+    "cpu_allocation_ratio",
+    "ram_allocation_ratio",
+    "disk_allocation_ratio",
+    "reserved_vcpus",
+    "reserved_memory_mib",
+    "reserved_disk_gib",
+    "storage_pool",
+    "storage_pool_path",
+    "network",
+    "bridge",
+    "force_emulation",
+]
+
+
 class HostSerializer(serializers.ModelSerializer):
-    region = serializers.SlugRelatedField(slug_field="slug", queryset=Region.objects.all())
+    region = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     capacity = serializers.SerializerMethodField()
     allocated = serializers.SerializerMethodField()
+    physical = serializers.SerializerMethodField()
+    ssh_host_key_fingerprints = serializers.SerializerMethodField()
+    authorized_keys_line = serializers.SerializerMethodField()
 
     class Meta:
         model = Host
@@ -199,29 +219,25 @@ class HostSerializer(serializers.ModelSerializer):
             "region",
             "state",
             "enabled",
-            "maintenance",
-            "cpu_allocation_ratio",
-            "ram_allocation_ratio",
-            "disk_allocation_ratio",
+            *HOST_SETTINGS,
             "capacity",
             "allocated",
+            "physical",
             "status_reason",
+            "disabled_by",
+            "disabled_reason",
             "domain_type",
+            "arch",
+            "cpu_model",
             "libvirt_version",
             "hypervisor_version",
+            "inventory",
+            "ssh_host_key_fingerprints",
+            "authorized_keys_line",
             "last_probed_at",
+            "last_seen_at",
         ]
-        read_only_fields = [
-            "id",
-            "state",
-            "capacity",
-            "allocated",
-            "status_reason",
-            "domain_type",
-            "libvirt_version",
-            "hypervisor_version",
-            "last_probed_at",
-        ]
+        read_only_fields = fields
 
     def get_capacity(self, host: Host) -> dict[str, int]:
         return host.capacity
@@ -229,11 +245,33 @@ class HostSerializer(serializers.ModelSerializer):
     def get_allocated(self, host: Host) -> dict[str, int]:
         return hypervisor.allocated(host)
 
+    def get_physical(self, host: Host) -> dict[str, int]:
+        return {
+            "vcpus": host.vcpus_total,
+            "memory_mib": host.memory_mib_total,
+            "memory_mib_free": host.memory_mib_free,
+            "disk_gib": host.disk_gib_total,
+        }
+
+    def get_ssh_host_key_fingerprints(self, host: Host) -> list[str]:
+        return credentials.host_key_fingerprints(host.ssh_host_keys)
+
+    def get_authorized_keys_line(self, host: Host) -> str | None:
+        """For qemu+ssh hosts: the line to add to the host user's ~/.ssh/authorized_keys."""
+        return credentials.authorized_keys_line() if host.transport == "qemu+ssh" else None
+
 
 class HostCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     uri = serializers.CharField(max_length=500)
     region = serializers.SlugRelatedField(slug_field="slug", queryset=Region.objects.all())
+    storage_pool = serializers.CharField(max_length=100, required=False, default="default")
+    storage_pool_path = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    network = serializers.CharField(max_length=100, required=False, default="default")
+    bridge = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
+    tls_ca_cert = serializers.CharField(required=False, allow_blank=True, default="")
+    tls_client_cert = serializers.CharField(required=False, allow_blank=True, default="")
+    tls_client_key = serializers.CharField(required=False, allow_blank=True, default="")
 
     def validate_uri(self, value: str) -> str:
         try:
@@ -246,17 +284,20 @@ class HostCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError(_("A host with this name exists already."))
         return value.strip()
 
+    def service_arguments(self) -> dict:
+        data = dict(self.validated_data)
+        tls = [data.pop("tls_ca_cert"), data.pop("tls_client_cert"), data.pop("tls_client_key")]
+        data["tls"] = hypervisor.TLSMaterial(*tls) if any(tls) else None
+        return data
+
 
 class HostUpdateSerializer(serializers.ModelSerializer):
+    enabled = serializers.BooleanField(required=False)
+    disabled_reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
     class Meta:
         model = Host
-        fields = [
-            "enabled",
-            "maintenance",
-            "cpu_allocation_ratio",
-            "ram_allocation_ratio",
-            "disk_allocation_ratio",
-        ]
+        fields = ["enabled", "disabled_reason", *HOST_SETTINGS]
 
 
 class CustomerSerializer(serializers.ModelSerializer):

@@ -189,7 +189,7 @@ class AdminHostList(generics.ListAPIView):
         data = s.HostCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with transaction.atomic():
-            host = hypervisor.register_host(**data.validated_data)
+            host = hypervisor.register_host(**data.service_arguments())
             transaction.on_commit(lambda: hypervisor_tasks.probe_host.delay(host.pk))
         return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
 
@@ -206,7 +206,13 @@ class AdminHostDetail(generics.RetrieveAPIView):
         host = self.get_object()
         data = s.HostUpdateSerializer(host, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        data.save()
+        changes = dict(data.validated_data)
+        enabled = changes.pop("enabled", None)
+        reason = changes.pop("disabled_reason", "")
+        with transaction.atomic():
+            hypervisor.update_settings(host.pk, changes)
+            if enabled is not None:
+                hypervisor.set_enabled(host.pk, enabled, reason)
         return Response(s.HostSerializer(self.get_object()).data)
 
 

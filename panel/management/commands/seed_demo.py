@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from billing.models import Plan
-from hypervisor import services
+from hypervisor import ipam, services
 from hypervisor.connection import HypervisorError
-from hypervisor.models import Host, Image, Region
+from hypervisor.models import Host, Image, IPPool, Region
 from panel.models import User
 
 PLANS = [
@@ -92,6 +92,12 @@ class Command(BaseCommand):
                     user.save()
                 lines.append(f"  {role:<9} {email:<22} {password}")
 
+        if not IPPool.objects.filter(region=region).exists():
+            # The libvirt default network's range, above the addresses its DHCP server hands out first.
+            ipam.create_pool(
+                region, "demo", "192.168.122.0/24", "192.168.122.1",
+                nameservers=["192.168.122.1"], excluded=["192.168.122.2-192.168.122.99"],
+            )  # fmt: skip
         host = Host.objects.filter(name="demo-host").first()
         if host is None:
             uri = host_uri or ("qemu:///system" if local_libvirtd_answers() else "test:///default")
