@@ -199,7 +199,7 @@ def set_enabled(host_id: int, enabled: bool, reason: str = "") -> None:
         )
 
 
-SETTINGS = {
+SETTINGS = (
     "maintenance",
     "cpu_allocation_ratio",
     "ram_allocation_ratio",
@@ -212,7 +212,7 @@ SETTINGS = {
     "network",
     "bridge",
     "force_emulation",
-}
+)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 

@@ -82,3 +82,15 @@ def make_ssh_key(owner: User, name: str = "laptop", public_key: str = ED25519_KE
 
 def make_catalog() -> tuple[Region, Plan, Image]:
     return make_region(), make_plan(), make_image()
+
+
+def make_server(owner: User, catalog: dict, name: str = "web1", status: str = "running", **fields):
+    """A server row as the worker leaves it (no libvirt domain behind it unless the test makes one)."""
+    from panel.models import Server
+
+    values = dict(
+        name=name, owner=owner, plan=catalog["plan"], image=catalog["image"], region=catalog["region"],
+        host=catalog["host"], vcpus=1, memory_mib=256, disk_gib=1, status=status,
+    )  # fmt: skip
+    values.update(fields)
+    return Server.objects.create(**values)

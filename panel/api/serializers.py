@@ -186,20 +186,7 @@ class ActionCreateSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=[(a.value, a.label) for a in CUSTOMER_ACTIONS])
 
 
-HOST_SETTINGS = [
-    "maintenance",
-    "cpu_allocation_ratio",
-    "ram_allocation_ratio",
-    "disk_allocation_ratio",
-    "reserved_vcpus",
-    "reserved_memory_mib",
-    "reserved_disk_gib",
-    "storage_pool",
-    "storage_pool_path",
-    "network",
-    "bridge",
-    "force_emulation",
-]
+HOST_SETTINGS = list(hypervisor.SETTINGS)
 
 
 class HostSerializer(serializers.ModelSerializer):

@@ -4,6 +4,7 @@ import pytest
 
 from hypervisor.models import Allocation, Host
 from panel.models import Operation, Server
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -52,18 +53,7 @@ def test_malformed_json_is_400(api, customer, catalog):
 
 
 def test_an_unknown_action_type_is_400(api, customer, catalog):
-    server = Server.objects.create(
-        name="w",
-        owner=customer,
-        plan=catalog["plan"],
-        image=catalog["image"],
-        region=catalog["region"],
-        host=catalog["host"],
-        vcpus=1,
-        memory_mib=256,
-        disk_gib=1,
-        status=Server.Status.RUNNING,
-    )
+    server = factories.make_server(customer, catalog, name="w")
     response = api(customer).post(f"/api/v1/servers/{server.pk}/actions/", {"type": "explode"}, format="json")
     assert response.status_code == 400
     assert "type" in response.json()["error"]["fields"]

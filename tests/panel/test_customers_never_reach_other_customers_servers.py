@@ -10,18 +10,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def a_server(customer, catalog) -> Server:
-    server = Server.objects.create(
-        name="private",
-        owner=customer,
-        plan=catalog["plan"],
-        image=catalog["image"],
-        region=catalog["region"],
-        host=catalog["host"],
-        vcpus=1,
-        memory_mib=256,
-        disk_gib=1,
-        status=Server.Status.RUNNING,
-    )
+    server = factories.make_server(customer, catalog, name="private")
     Operation.objects.create(server=server, type="create", status="succeeded", requested_by=customer)
     return server
 

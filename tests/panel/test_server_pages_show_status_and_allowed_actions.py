@@ -3,24 +3,14 @@
 import pytest
 
 from panel.models import Operation, Server
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def server(customer, catalog) -> Server:
-    return Server.objects.create(
-        name="shop",
-        owner=customer,
-        plan=catalog["plan"],
-        image=catalog["image"],
-        region=catalog["region"],
-        host=catalog["host"],
-        vcpus=1,
-        memory_mib=256,
-        disk_gib=1,
-        status=Server.Status.RUNNING,
-    )
+    return factories.make_server(customer, catalog, name="shop")
 
 
 def buttons(html: str) -> set[str]:

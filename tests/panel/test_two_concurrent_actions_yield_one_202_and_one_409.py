@@ -6,24 +6,14 @@ import pytest
 from django.db import connection
 
 from panel.models import Operation, Server
+from tests import factories
 from tests.conftest import api_client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def running_server(owner, catalog) -> Server:
-    return Server.objects.create(
-        name="web1",
-        owner=owner,
-        plan=catalog["plan"],
-        image=catalog["image"],
-        region=catalog["region"],
-        host=catalog["host"],
-        vcpus=1,
-        memory_mib=256,
-        disk_gib=1,
-        status=Server.Status.RUNNING,
-    )
+    return factories.make_server(owner, catalog, name="web1")
 
 
 @pytest.mark.parametrize(
