@@ -6,6 +6,7 @@ Hypervisor code knows a server only as a consumer UUID plus plain resource numbe
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid as uuid_module
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from django.conf import settings
 from . import connection
 from .connection import HypervisorError
 from .models import Host
-from .xml.domain import Disk, Domain, NetworkInterface
+from .xml import snapshot as snapshot_xml
+from .xml.domain import Disk, Domain, KernelBoot, NetworkInterface
 from .xml.storage import GIB, DirPool, Volume
 
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
@@ -42,10 +44,20 @@ class DomainRequest:
     vcpus: int
     memory_mib: int
     disk_gib: int
+    mac: str = ""
+    kernel_boot: KernelBoot | None = None
 
     @property
     def volume_name(self) -> str:
         return f"{self.uuid}.qcow2"
+
+    @property
+    def seed_volume_name(self) -> str:
+        return f"{self.uuid}-seed.iso"
+
+    @property
+    def console_log(self) -> str:
+        return f"/var/log/libvirt/qemu/{self.name}-console.log"
 
 
 def _find_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain | None:
@@ -101,8 +113,9 @@ def ensure_network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork:
     return network
 
 
-def create_disk(host: Host, request: DomainRequest) -> str:
-    """Create the server's disk volume unless it exists; return its path."""
+def create_disk(host: Host, request: DomainRequest, base_path: str = "") -> str:
+    """Create the server's disk unless it exists (a copy-on-write overlay on `base_path`, or blank), sized
+    to the plan; return its path."""
 
     def work(conn: libvirt.virConnect) -> str:
         pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
@@ -111,13 +124,77 @@ def create_disk(host: Host, request: DomainRequest) -> str:
             pool.refresh(0)
             volume = _find_volume(pool, request.volume_name)
         if volume is None:
-            volume = pool.createXML(Volume(request.volume_name, request.disk_gib * GIB).to_xml(), 0)
+            spec = Volume(request.volume_name, request.disk_gib * GIB, backing_path=base_path)
+            volume = pool.createXML(spec.to_xml(), 0)
+        return volume.path()
+
+    return connection.run(host, work, timeout=max(120.0, settings.LIBVIRT_TIMEOUT))
+
+
+def delete_disk(host: Host, request: DomainRequest) -> None:
+    """Remove the server's disk (for a rebuild); the domain must be shut off."""
+
+    def work(conn: libvirt.virConnect) -> None:
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        volume = _find_volume(pool, request.volume_name)
+        if volume is not None:
+            volume.delete(0)
+
+    connection.run(host, work)
+
+
+def write_seed(host: Host, request: DomainRequest, iso: bytes, replace: bool = False) -> str:
+    """Write the server's cloud-init seed volume with these bytes unless it exists (`replace`: write it
+    anew, for a rebuild); return its path."""
+
+    def work(conn: libvirt.virConnect) -> str:
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        old = _find_volume(pool, request.seed_volume_name)
+        if old is not None and not replace:
+            return old.path()
+        if old is not None:
+            old.delete(0)
+        volume = pool.createXML(Volume(request.seed_volume_name, len(iso), format="raw").to_xml(), 0)
+        if not host.uri.startswith("test:"):  # the simulated host stores no data
+            stream = conn.newStream(0)
+            volume.upload(stream, 0, len(iso), 0)
+            stream.send(iso)
+            stream.finish()
         return volume.path()
 
     return connection.run(host, work)
 
 
-def domain_xml(host: Host, request: DomainRequest, disk_path: str) -> str:
+def resize_disk(host: Host, request: DomainRequest) -> None:
+    """Grow the server's disk to the request's size (never shrinks), live when the domain runs."""
+    size = request.disk_gib * GIB
+
+    def work(conn: libvirt.virConnect) -> None:
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        volume = _find_volume(pool, request.volume_name)
+        if volume is None:
+            raise HypervisorError("the server's disk is missing on its host")
+        if volume.info()[1] >= size:
+            return
+        domain = _find_domain(conn, request.uuid)
+        if domain is not None and domain.isActive():
+            domain.blockResize(volume.path(), size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        else:
+            volume.resize(size, 0)
+
+    connection.run(host, work)
+
+
+def domain_xml(host: Host, request: DomainRequest, disk_path: str, seed_path: str = "") -> str:
+    disks = [Disk(source_file=disk_path)]
+    if seed_path:
+        # A virtio disk, not a CD-ROM: cloud kernels often lack the SATA (AHCI) driver. Read-only and left
+        # out of snapshots (internal snapshots need every snapshotted disk to be qcow2).
+        disks.append(
+            Disk(
+                source_file=seed_path, target_dev="vdb", driver_type="raw", read_only=True, in_snapshots=False
+            )
+        )
     domain = Domain(
         name=request.name,
         uuid=request.uuid,
@@ -125,21 +202,26 @@ def domain_xml(host: Host, request: DomainRequest, disk_path: str) -> str:
         arch=host.arch or "x86_64",
         vcpus=request.vcpus,
         memory_mib=request.memory_mib,
-        disks=[Disk(source_file=disk_path)],
-        interfaces=[NetworkInterface(network=host.network, bridge=host.bridge)],
+        disks=disks,
+        interfaces=[NetworkInterface(network=host.network, bridge=host.bridge, mac=request.mac or None)],
+        kernel_boot=request.kernel_boot,
+        console_log="" if host.uri.startswith("test:") else request.console_log,
     )
     return domain.to_xml()
 
 
-def define_domain(host: Host, request: DomainRequest, disk_path: str) -> None:
-    """Define the domain unless a domain with this UUID exists already."""
+def define_domain(
+    host: Host, request: DomainRequest, disk_path: str, seed_path: str = "", replace: bool = False
+) -> None:
+    """Define the domain unless a domain with this UUID exists already (`replace`: define it anew, which
+    updates the persistent configuration of an existing domain: resize, rebuild)."""
 
     def work(conn: libvirt.virConnect) -> None:
-        if _find_domain(conn, request.uuid) is not None:
+        if not replace and _find_domain(conn, request.uuid) is not None:
             return
         if not host.bridge:
             ensure_network(conn, host.network)
-        conn.defineXML(domain_xml(host, request, disk_path))
+        conn.defineXML(domain_xml(host, request, disk_path, seed_path))
 
     connection.run(host, work)
 
@@ -187,16 +269,90 @@ def shutdown(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
     return False
 
 
-def reboot(host: Host, uuid: uuid_module.UUID) -> None:
-    """Reset the running domain (a hard reboot that works whatever the guest runs)."""
+def reboot(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
+    """Reboot through ACPI and wait for the guest to reboot; reset it when it does not within `timeout`
+    seconds (or has no ACPI). Returns True when the guest rebooted by itself."""
+    if host.uri.startswith("test:"):
+        connection.run(host, lambda conn: _require_running(conn, uuid).reboot(0))
+        return True
+    rebooted = threading.Event()
+
+    def request(conn: libvirt.virConnect) -> int | None:
+        domain = _require_running(conn, uuid)
+        callback = conn.domainEventRegisterAny(
+            domain, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, lambda *_args: rebooted.set(), None
+        )
+        try:
+            domain.reboot(libvirt.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN)
+        except libvirt.libvirtError:
+            conn.domainEventDeregisterAny(callback)
+            domain.reset(0)
+            return None
+        return callback
+
+    callback = connection.run(host, request)
+    if callback is None:
+        return False
+    graceful = rebooted.wait(timeout)
+    connection.run(host, lambda conn: conn.domainEventDeregisterAny(callback))
+    if not graceful:
+        connection.run(host, lambda conn: _require_running(conn, uuid).reset(0))
+    return graceful
+
+
+def set_resources(host: Host, uuid: uuid_module.UUID, vcpus: int, memory_mib: int) -> None:
+    """Change the persistent vCPU and memory sizes; they apply at the next start of the domain."""
 
     def work(conn: libvirt.virConnect) -> None:
         domain = _require_domain(conn, uuid)
-        if not domain.isActive():
-            raise HypervisorError("the server is not running")
-        domain.reset(0)
+        xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+        conn.defineXML(snapshot_xml.set_resources(xml, vcpus, memory_mib))
 
     connection.run(host, work)
+
+
+def current_resources(host: Host, uuid: uuid_module.UUID) -> tuple[int, int]:
+    """(vCPUs, memory MiB) the running domain has now."""
+
+    def work(conn: libvirt.virConnect) -> tuple[int, int]:
+        _state, _max_memory, memory_kib, vcpus, _cpu_time = _require_domain(conn, uuid).info()
+        return vcpus, memory_kib // 1024
+
+    return connection.run(host, work)
+
+
+def create_snapshot(host: Host, uuid: uuid_module.UUID, name: str, description: str = "") -> None:
+    """An internal snapshot (disk, and memory when running) unless one of that name exists."""
+
+    def work(conn: libvirt.virConnect) -> None:
+        domain = _require_domain(conn, uuid)
+        if name in domain.snapshotListNames(0):
+            return
+        domain.snapshotCreateXML(snapshot_xml.Snapshot(name, description).to_xml(), 0)
+
+    connection.run(host, work, timeout=max(600.0, settings.LIBVIRT_TIMEOUT))
+
+
+def revert_to_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> str:
+    def work(conn: libvirt.virConnect) -> str:
+        domain = _require_domain(conn, uuid)
+        domain.revertToSnapshot(domain.snapshotLookupByName(name, 0), 0)
+        return POWER_STATES.get(domain.state()[0], "nostate")
+
+    return connection.run(host, work, timeout=max(600.0, settings.LIBVIRT_TIMEOUT))
+
+
+def delete_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> None:
+    def work(conn: libvirt.virConnect) -> None:
+        domain = _require_domain(conn, uuid)
+        if name in domain.snapshotListNames(0):
+            domain.snapshotLookupByName(name, 0).delete(0)
+
+    connection.run(host, work, timeout=max(300.0, settings.LIBVIRT_TIMEOUT))
+
+
+def snapshot_names(host: Host, uuid: uuid_module.UUID) -> list[str]:
+    return connection.run(host, lambda conn: list(_require_domain(conn, uuid).snapshotListNames(0)))
 
 
 def destroy(host: Host, request: DomainRequest) -> None:
@@ -226,9 +382,10 @@ def destroy(host: Host, request: DomainRequest) -> None:
             raise
         if not pool.isActive():
             pool.create(0)
-        volume = _find_volume(pool, request.volume_name)
-        if volume is not None:
-            volume.delete(0)
+        for name in (request.volume_name, request.seed_volume_name):
+            volume = _find_volume(pool, name)
+            if volume is not None:
+                volume.delete(0)
 
     connection.run(host, work)
 
@@ -253,6 +410,13 @@ def domain_states(host: Host) -> dict[str, str]:
         }
 
     return connection.run(host, work)
+
+
+def _require_running(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain:
+    domain = _require_domain(conn, uuid)
+    if not domain.isActive():
+        raise HypervisorError("the server is not running")
+    return domain
 
 
 def _require_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain:

@@ -126,7 +126,7 @@ def allocate(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress:
     the row is locked (others skip it) and the update is conditional on it still being free."""
     for _attempt in range(5):
         with transaction.atomic():
-            candidate = _free(region).select_for_update(skip_locked=True).order_by("value").first()
+            candidate = _free(region).select_for_update(skip_locked=True, of=("self",)).order_by("value").first()
             if candidate is None:
                 raise NoAddress(_("No free IPv4 address in this region; please try again later."))
             taken = IPAddress.objects.filter(pk=candidate.pk, consumer_uuid__isnull=True).update(

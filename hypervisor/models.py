@@ -35,12 +35,21 @@ class Region(models.Model):
 
 
 class Image(models.Model):
-    """An operating system image customers can install."""
+    """An operating system image customers can install: a qcow2 file on the panel server, copied to each
+    host's storage pool on first use. Images made for direct kernel boot also carry a kernel and initrd."""
 
     slug = models.SlugField(_("slug"), unique=True)
     name = models.CharField(_("name"), max_length=100)
     os_family = models.CharField(_("OS family"), max_length=40)
     path = models.CharField(_("file on the panel server"), max_length=500, blank=True)
+    checksum = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    virtual_size_bytes = models.PositiveBigIntegerField(default=0)
+    kernel_path = models.CharField(_("kernel file"), max_length=500, blank=True)
+    kernel_checksum = models.CharField(max_length=64, blank=True)
+    initrd_path = models.CharField(_("initrd file"), max_length=500, blank=True)
+    initrd_checksum = models.CharField(max_length=64, blank=True)
+    cmdline = models.CharField(_("kernel command line"), max_length=500, blank=True)
     is_active = models.BooleanField(_("available"), default=True)
 
     class Meta:
@@ -234,3 +243,31 @@ class IPAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class BaseVolume(models.Model):
+    """An image's file (disk, kernel or initrd) copied into a host's storage pool and verified.
+
+    The row is the lock for the upload: one worker inserts it as `uploading`; others wait. A stale upload
+    (its worker died) is taken over after a while."""
+
+    class State(models.TextChoices):
+        UPLOADING = "uploading", _("Uploading")
+        READY = "ready", _("Ready")
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="base_volumes")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="base_volumes")
+    kind = models.CharField(max_length=10, default="disk")  # disk, kernel, initrd
+    volume_name = models.CharField(max_length=200)
+    path = models.CharField(max_length=500, blank=True)
+    checksum = models.CharField(max_length=64)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.UPLOADING)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "volume_name"], name="basevolume_unique_per_host"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.volume_name} on {self.host_id} ({self.state})"

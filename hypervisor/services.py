@@ -219,7 +219,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 def update_settings(host_id: int, changes: dict) -> Host:
     """Change an admin-editable setting of a host (capacity policy, pool, network, maintenance).
     Changing the pool, network or emulation takes effect for new servers after the next probe."""
-    unknown = set(changes) - SETTINGS
+    unknown = set(changes) - set(SETTINGS)
     if unknown:
         raise ValidationError(
             _("Unknown host settings: %(names)s."), params={"names": ", ".join(sorted(unknown))}
@@ -357,6 +357,26 @@ def claim(consumer_uuid: uuid_module.UUID, region: Region, need: Resources) -> H
             )
             return host
     raise NoCapacity(_("Out of capacity in this region: no host can take this plan now."))
+
+
+def resize_claim(consumer_uuid: uuid_module.UUID, need: Resources) -> Allocation:
+    """Change a consumer's allocation to `need` on the host it is on, if the host has room for the
+    difference (locked like a claim). Raises NoCapacity and changes nothing otherwise."""
+    with transaction.atomic():
+        allocation = Allocation.objects.select_for_update().get(consumer_uuid=consumer_uuid)
+        host = Host.objects.select_for_update().get(pk=allocation.host_id)
+        host = with_usage(Host.objects.filter(pk=host.pk)).get()
+        # The host's usage without this consumer, plus what it will hold.
+        host.used_vcpus -= allocation.vcpus
+        host.used_memory_mib -= allocation.memory_mib
+        host.used_disk_gib -= allocation.disk_gib
+        if not fits(host, need):
+            raise NoCapacity(_("The host cannot take the new size."))
+        Allocation.objects.filter(pk=allocation.pk).update(
+            vcpus=need.vcpus, memory_mib=need.memory_mib, disk_gib=need.disk_gib
+        )
+        allocation.refresh_from_db()
+    return allocation
 
 
 def release(consumer_uuid: uuid_module.UUID) -> None:

@@ -7,9 +7,11 @@ is in flight and the status allows the action; otherwise the caller gets a Confl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -18,9 +20,10 @@ from django.utils.translation import gettext_lazy
 from billing.models import Plan
 from hypervisor import ipam
 from hypervisor import services as hypervisor
+from hypervisor.cloudinit import hash_password
 from hypervisor.models import Host, Image, Region
 
-from .models import Operation, Server, SSHKey, User
+from .models import Operation, Server, Snapshot, SSHKey, User
 from .validators import validate_hostname
 
 log = logging.getLogger(__name__)
@@ -74,9 +77,16 @@ RULES: dict[str, ActionRule] = {
     T.SHUTDOWN: ActionRule(frozenset({S.RUNNING}), gettext_lazy("shut down")),
     T.POWER_OFF: ActionRule(frozenset({S.RUNNING}), gettext_lazy("power off")),
     T.REBOOT: ActionRule(frozenset({S.RUNNING}), gettext_lazy("reboot")),
+    T.RESIZE: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("resize")),
+    T.REBUILD: ActionRule(frozenset({S.RUNNING, S.STOPPED, S.ERROR}), gettext_lazy("rebuild")),
+    T.SNAPSHOT: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("snapshot")),
+    T.RESTORE: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("restore")),
+    T.DELETE_SNAPSHOT: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("delete a snapshot of")),
     T.DELETE: ActionRule(frozenset({S.RUNNING, S.STOPPED, S.ERROR}), gettext_lazy("delete"), S.DELETING),
 }
-CUSTOMER_ACTIONS = (T.START, T.SHUTDOWN, T.POWER_OFF, T.REBOOT)
+# Actions customers start from the actions endpoint (delete has its own).
+POWER_ACTIONS = (T.START, T.SHUTDOWN, T.POWER_OFF, T.REBOOT)
+CUSTOMER_ACTIONS = (*POWER_ACTIONS, T.RESIZE, T.REBUILD, T.SNAPSHOT, T.RESTORE, T.DELETE_SNAPSHOT)
 
 
 def allowed_actions(server: Server) -> list[str]:
@@ -110,6 +120,7 @@ def order_server(
     region: Region,
     ssh_keys: Iterable[SSHKey] = (),
     user_data: str = "",
+    password: str = "",
 ) -> Server:
     """Create a server and its create operation in one transaction, placing and claiming capacity at once.
 
@@ -125,6 +136,7 @@ def order_server(
     keys = list(ssh_keys)
     if any(key.owner_id != user.pk for key in keys):
         raise Unprocessable(_("Unknown SSH key."))
+    _check_image_fits(image, plan.disk_gib)
     with transaction.atomic():
         # Lock the customer row: per-customer checks (quotas, credit) serialise on it.
         User.objects.select_for_update().filter(pk=user.pk).first()
@@ -139,6 +151,7 @@ def order_server(
             disk_gib=plan.disk_gib,
             ssh_keys=[key.public_key for key in keys],
             user_data=user_data,
+            password_hash=hash_password(password) if password else "",
             status=S.PENDING,
             task=T.CREATE,
         )
@@ -158,8 +171,16 @@ def order_server(
     return server
 
 
-def request_action(server: Server, action: str, user: User | None, params: dict | None = None) -> Operation:
-    """Start `action` on the server if its state allows it; raise Conflict otherwise."""
+def request_action(
+    server: Server,
+    action: str,
+    user: User | None,
+    params: dict | None = None,
+    prepare: Callable[[Server], None] | None = None,
+) -> Operation:
+    """Start `action` on the server if its state allows it; raise Conflict otherwise. `prepare` runs in the
+    same transaction after the server was claimed (a resize claims capacity there); if it raises, nothing
+    is changed."""
     rule = RULES.get(action)
     if rule is None:
         raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
@@ -187,6 +208,8 @@ def request_action(server: Server, action: str, user: User | None, params: dict 
                 _("Cannot %(action)s a server that is %(status)s.")
                 % {"action": rule.label, "status": current.get_status_display().lower()}
             )
+        if prepare is not None:
+            prepare(server)
         operation = Operation.objects.create(
             server=server, type=action, params=params or {}, requested_by=user
         )
@@ -197,3 +220,110 @@ def request_action(server: Server, action: str, user: User | None, params: dict 
 
 def delete_server(server: Server, user: User | None) -> Operation:
     return request_action(server, T.DELETE, user)
+
+
+SNAPSHOT_NAME = re.compile(r"^[\w .:-]{1,64}$")
+
+
+def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
+    """Change the server's plan. The capacity difference is claimed on its host at once (422 when the
+    host cannot take it); the disk only grows."""
+    if not plan.is_active:
+        raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
+    if plan.pk == server.plan_id:
+        raise Unprocessable(_("The server is on the plan %(plan)s already.") % {"plan": plan.name})
+    if plan.disk_gib < server.disk_gib:
+        raise Unprocessable(
+            _("Disks only grow: %(plan)s has %(new)s GiB, the server has %(old)s GiB.")
+            % {"plan": plan.name, "new": plan.disk_gib, "old": server.disk_gib}
+        )
+
+    def claim(current: Server) -> None:
+        try:
+            hypervisor.resize_claim(
+                current.id, hypervisor.Resources(plan.vcpus, plan.memory_mib, plan.disk_gib)
+            )
+        except hypervisor.NoCapacity as exc:
+            raise OutOfCapacity(
+                _("The server's host cannot take the plan %(plan)s now.") % {"plan": plan.name}
+            ) from exc
+
+    params = {
+        "plan": plan.slug,
+        "from": {"plan": server.plan.slug, "vcpus": server.vcpus, "memory_mib": server.memory_mib,
+                 "disk_gib": server.disk_gib},
+    }  # fmt: skip
+    return request_action(server, T.RESIZE, user, params, prepare=claim)
+
+
+def rebuild_server(server: Server, image: Image, user: User | None) -> Operation:
+    """Reinstall the server from an image: a fresh disk, the same address and server."""
+    if not image.is_active:
+        raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
+    _check_image_fits(image, server.disk_gib)
+    return request_action(server, T.REBUILD, user, {"image": image.slug})
+
+
+def snapshot_server(server: Server, name: str, user: User | None) -> Operation:
+    name = (name or "").strip()
+    if not SNAPSHOT_NAME.match(name):
+        raise Unprocessable(_("A snapshot name has 1 to 64 letters, digits, spaces, dots, dashes or colons."))
+
+    def check_limit(current: Server) -> None:
+        if Snapshot.objects.filter(server=current).count() >= settings.SNAPSHOT_LIMIT:
+            raise Unprocessable(
+                _("A server keeps at most %(limit)s snapshots; delete one first.")
+                % {"limit": settings.SNAPSHOT_LIMIT}
+            )
+
+    return request_action(server, T.SNAPSHOT, user, {"name": name}, prepare=check_limit)
+
+
+def _snapshot_of(server: Server, snapshot_id) -> Snapshot:
+    snapshot = (
+        Snapshot.objects.filter(server=server, pk=snapshot_id).first() if str(snapshot_id).isdigit() else None
+    )
+    if snapshot is None:
+        raise Unprocessable(_("This server has no snapshot %(id)s.") % {"id": snapshot_id})
+    return snapshot
+
+
+def restore_snapshot(server: Server, snapshot_id, user: User | None) -> Operation:
+    snapshot = _snapshot_of(server, snapshot_id)
+    return request_action(server, T.RESTORE, user, {"snapshot": snapshot.pk, "name": snapshot.name})
+
+
+def delete_snapshot(server: Server, snapshot_id, user: User | None) -> Operation:
+    snapshot = _snapshot_of(server, snapshot_id)
+    return request_action(server, T.DELETE_SNAPSHOT, user, {"snapshot": snapshot.pk, "name": snapshot.name})
+
+
+def _check_image_fits(image: Image, disk_gib: int) -> None:
+    if image.virtual_size_bytes > disk_gib * 1024**3:
+        raise Unprocessable(
+            _("The image %(image)s needs a disk of at least %(size)s GiB.")
+            % {"image": image.name, "size": -(-image.virtual_size_bytes // 1024**3)}
+        )
+
+
+def perform(server: Server, action: str, user: User | None, params: dict) -> Operation:
+    """Start a customer action by name with its parameters (the API's and the web's single entry)."""
+    if action == T.RESIZE:
+        plan = Plan.objects.filter(slug=params.get("plan") or "").first()
+        if plan is None:
+            raise Unprocessable(_("Unknown plan %(plan)s.") % {"plan": params.get("plan")})
+        return resize_server(server, plan, user)
+    if action == T.REBUILD:
+        image = Image.objects.filter(slug=params.get("image") or "").first()
+        if image is None:
+            raise Unprocessable(_("Unknown image %(image)s.") % {"image": params.get("image")})
+        return rebuild_server(server, image, user)
+    if action == T.SNAPSHOT:
+        return snapshot_server(server, params.get("name") or "", user)
+    if action == T.RESTORE:
+        return restore_snapshot(server, params.get("snapshot"), user)
+    if action == T.DELETE_SNAPSHOT:
+        return delete_snapshot(server, params.get("snapshot"), user)
+    if action in POWER_ACTIONS:
+        return request_action(server, action, user)
+    raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -17,13 +17,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from billing.models import Plan
 from hypervisor import driver, ipam
 from hypervisor import services as hypervisor
 from hypervisor.connection import HypervisorError
-from hypervisor.models import Host
+from hypervisor.models import Allocation, BaseVolume, Host, Image
+from hypervisor.xml.domain import KernelBoot
 
+from . import guest
 from .actions import HOST_DOWN_MESSAGE
-from .models import Operation, Server
+from .models import Operation, Server, Snapshot
 
 log = logging.getLogger(__name__)
 S = Server.Status
@@ -32,6 +35,7 @@ OPEN = (Operation.Status.PENDING, Operation.Status.RUNNING)
 FAILED_STATUS_REASONS = {
     T.CREATE: gettext_lazy("Creating the server failed: %(error)s"),
     T.DELETE: gettext_lazy("Deleting the server failed: %(error)s"),
+    T.REBUILD: gettext_lazy("Rebuilding the server failed: %(error)s"),
 }
 
 
@@ -44,13 +48,15 @@ class RetryLater(Exception):
 
 
 def domain_request(server: Server) -> driver.DomainRequest:
-    return driver.DomainRequest(
-        uuid=server.id,
-        name=server.domain_name,
-        vcpus=server.vcpus,
-        memory_mib=server.memory_mib,
-        disk_gib=server.disk_gib,
-    )
+    """The request for an existing server's domain (kernel boot as its image says, no copying)."""
+    boot = None
+    image = server.image
+    if image.kernel_path:
+        base = BaseVolume.objects.filter(host=server.host_id, image=image).values_list("kind", "path")
+        paths = dict(base)
+        if "kernel" in paths:
+            boot = KernelBoot(paths["kernel"], paths["initrd"], image.cmdline)
+    return guest.domain_request(server, boot)
 
 
 def begin(operation_id: str) -> Operation | None:
@@ -110,9 +116,11 @@ def _host(server: Server) -> Host:
 def create(operation: Operation) -> None:
     server = operation.server
     host = _host(server)
-    request = domain_request(server)
-    disk_path = driver.create_disk(host, request)
-    driver.define_domain(host, request, disk_path)
+    base_path, boot = guest.image_files(server)
+    request = guest.domain_request(server, boot)
+    disk_path = driver.create_disk(host, request, base_path)
+    seed_path = driver.write_seed(host, request, guest.seed_iso(server))
+    driver.define_domain(host, request, disk_path, seed_path)
     state = driver.start(host, server.id)
     finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
 
@@ -134,8 +142,108 @@ def shutdown(operation: Operation) -> None:
 
 
 def reboot(operation: Operation) -> None:
-    driver.reboot(_host(operation.server), operation.server.id)
-    finish(operation, status=S.RUNNING, power_state="running", status_reason=None)
+    graceful = driver.reboot(_host(operation.server), operation.server.id, settings.REBOOT_TIMEOUT)
+    reason = None if graceful else _("The guest did not reboot in time and was reset.")
+    finish(operation, status=S.RUNNING, power_state="running", status_reason=reason)
+
+
+def _remember(operation: Operation, **values) -> None:
+    """Keep facts a retried attempt needs (e.g. whether the server was running before it began)."""
+    operation.params = {**operation.params, **values}
+    Operation.objects.filter(pk=operation.pk).update(params=operation.params)
+
+
+def _was_running(operation: Operation) -> bool:
+    if "was_running" not in operation.params:
+        _remember(
+            operation,
+            was_running=driver.power_state(_host(operation.server), operation.server.id) == "running",
+        )
+    return operation.params["was_running"]
+
+
+def resize(operation: Operation) -> None:
+    """New vCPU and memory sizes apply with a restart (graceful shutdown first); the disk grows live."""
+    server = operation.server
+    host = _host(server)
+    plan = Plan.objects.get(slug=operation.params["plan"])
+    was_running = _was_running(operation)
+    request = replace(
+        domain_request(server), vcpus=plan.vcpus, memory_mib=plan.memory_mib, disk_gib=plan.disk_gib
+    )
+    driver.resize_disk(host, request)
+    driver.set_resources(host, server.id, plan.vcpus, plan.memory_mib)
+    if was_running and driver.current_resources(host, server.id) != (plan.vcpus, plan.memory_mib):
+        driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
+    state = driver.start(host, server.id) if was_running else "shutoff"
+    finish(
+        operation,
+        plan=plan,
+        vcpus=plan.vcpus,
+        memory_mib=plan.memory_mib,
+        disk_gib=plan.disk_gib,
+        status=S.RUNNING if was_running else S.STOPPED,
+        power_state=state,
+        status_reason=None,
+    )
+
+
+def rebuild(operation: Operation) -> None:
+    """A fresh disk from the image and a new seed (a new instance id, so cloud-init runs again)."""
+    server = operation.server
+    host = _host(server)
+    image = Image.objects.get(slug=operation.params["image"])
+    server.image = image
+    driver.power_off(host, server.id)
+    base_path, boot = guest.image_files(server)
+    request = guest.domain_request(server, boot)
+    driver.delete_disk(host, request)
+    disk_path = driver.create_disk(host, request, base_path)
+    seed_path = driver.write_seed(
+        host, request, guest.seed_iso(server, f"{server.id}-{operation.id.hex[:8]}"), replace=True
+    )
+    driver.define_domain(host, request, disk_path, seed_path, replace=True)
+    state = driver.start(host, server.id)
+    with transaction.atomic():
+        Snapshot.objects.filter(server=server).delete()  # the rebuild dropped the old disk's snapshots
+        finish(operation, image=image, status=S.RUNNING, power_state=state, status_reason=None)
+
+
+def snapshot_name(operation: Operation) -> str:
+    return f"snap-{operation.id.hex[:12]}"
+
+
+def snapshot(operation: Operation) -> None:
+    server = operation.server
+    name = snapshot_name(operation)
+    driver.create_snapshot(_host(server), server.id, name, operation.params["name"])
+    with transaction.atomic():
+        Snapshot.objects.get_or_create(
+            server=server, libvirt_name=name, defaults={"name": operation.params["name"]}
+        )
+        finish(operation)
+
+
+def restore(operation: Operation) -> None:
+    server = operation.server
+    snap = Snapshot.objects.get(pk=operation.params["snapshot"], server=server)
+    state = driver.revert_to_snapshot(_host(server), server.id, snap.libvirt_name)
+    finish(
+        operation,
+        status=S.RUNNING if state == "running" else S.STOPPED,
+        power_state=state,
+        status_reason=None,
+    )
+
+
+def delete_snapshot(operation: Operation) -> None:
+    server = operation.server
+    snap = Snapshot.objects.filter(pk=operation.params["snapshot"], server=server).first()
+    if snap is not None:
+        driver.delete_snapshot(_host(server), server.id, snap.libvirt_name)
+    with transaction.atomic():
+        Snapshot.objects.filter(pk=operation.params["snapshot"]).delete()
+        finish(operation)
 
 
 def delete(operation: Operation) -> None:
@@ -145,6 +253,7 @@ def delete(operation: Operation) -> None:
     with transaction.atomic():
         hypervisor.release(server.id)
         ipam.release(server.id)
+        Snapshot.objects.filter(server=server).delete()
         finish(operation, status=S.DELETED, power_state="", deleted_at=timezone.now())
 
 
@@ -154,6 +263,11 @@ HANDLERS: dict[str, Callable[[Operation], None]] = {
     T.POWER_OFF: power_off,
     T.SHUTDOWN: shutdown,
     T.REBOOT: reboot,
+    T.RESIZE: resize,
+    T.REBUILD: rebuild,
+    T.SNAPSHOT: snapshot,
+    T.RESTORE: restore,
+    T.DELETE_SNAPSHOT: delete_snapshot,
     T.DELETE: delete,
 }
 
@@ -176,13 +290,21 @@ def on_failure(operation: Operation, message: str) -> None:
                 status=S.ERROR,
                 status_reason=FAILED_STATUS_REASONS[T.CREATE] % {"error": message},
             )
-    elif operation.type == T.DELETE:
+    elif operation.type in (T.DELETE, T.REBUILD):
         fail(
             operation,
             message,
             status=S.ERROR,
-            status_reason=FAILED_STATUS_REASONS[T.DELETE] % {"error": message},
+            status_reason=FAILED_STATUS_REASONS[operation.type] % {"error": message},
         )
+    elif operation.type == T.RESIZE:
+        old = operation.params["from"]
+        with transaction.atomic():
+            # Give back the capacity claimed for the new size.
+            Allocation.objects.filter(consumer_uuid=server.id).update(
+                vcpus=old["vcpus"], memory_mib=old["memory_mib"], disk_gib=old["disk_gib"]
+            )
+            fail(operation, message)
     else:
         fail(operation, message)
 

@@ -242,3 +242,8 @@ CELERY_BEAT_SCHEDULE.update(
         "audit-allocations": {"task": "panel.tasks.audit_allocations", "schedule": 3600.0},
     }
 )
+
+# Images and servers.
+IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))
+SNAPSHOT_LIMIT = int(os.environ.get("SNAPSHOT_LIMIT", "3"))
+REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))

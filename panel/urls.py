@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from .views import accounts, servers, ssh_keys, staff
+from .views import accounts, ip_pools, servers, ssh_keys, staff
 
 
 def _admins_only(request) -> bool:
@@ -22,6 +22,7 @@ urlpatterns = [
     path("servers/<uuid:pk>/", servers.server_detail, name="server-detail"),
     path("servers/<uuid:pk>/status/", servers.server_status, name="server-status"),
     path("servers/<uuid:pk>/action/", servers.server_action, name="server-action"),
+    path("servers/<uuid:pk>/ptr/", servers.server_ptr, name="server-ptr"),
     path("ssh-keys/", ssh_keys.ssh_key_list, name="ssh-keys"),
     path("ssh-keys/<int:pk>/delete/", ssh_keys.ssh_key_delete, name="ssh-key-delete"),
     path("staff/servers/", staff.staff_servers, name="staff-servers"),
@@ -29,6 +30,9 @@ urlpatterns = [
     path("staff/hosts/", staff.host_list, name="host-list"),
     path("staff/hosts/<int:pk>/", staff.host_detail, name="host-detail"),
     path("staff/hosts/<int:pk>/action/", staff.host_action, name="host-action"),
+    path("staff/hosts/<int:pk>/settings/", staff.host_settings, name="host-settings"),
+    path("staff/ip-pools/", ip_pools.pool_list, name="ip-pool-list"),
+    path("staff/ip-pools/<int:pk>/", ip_pools.pool_detail, name="ip-pool-detail"),
     path("api/v1/", include("panel.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("django-admin/", admin.site.urls),

@@ -94,3 +94,81 @@ def make_server(owner: User, catalog: dict, name: str = "web1", status: str = "r
     )  # fmt: skip
     values.update(fields)
     return Server.objects.create(**values)
+
+
+# Hosts of a given size, IPv4 pools.
+
+# libvirt's test driver reads a whole simulated node from a file; each file is its own simulated host.
+NODE_XML = """<node>
+  <cpu>
+    <mhz>2400</mhz>
+    <model>x86_64</model>
+    <nodes>1</nodes>
+    <sockets>1</sockets>
+    <cores>{cores}</cores>
+    <threads>1</threads>
+  </cpu>
+  <memory>{memory_kib}</memory>
+  <network>
+    <name>default</name>
+    <bridge name="virbr42"/>
+    <forward/>
+    <ip address="192.168.142.1" netmask="255.255.255.0"/>
+  </network>
+  <pool type="dir">
+    <name>default</name>
+    <target><path>/var/lib/libvirt/images</path></target>
+  </pool>
+</node>
+"""
+
+
+def node_uri(directory, cores: int = 4, memory_mib: int = 8192, name: str = "node.xml") -> str:
+    """A test:///… URI of a simulated host of that size, private to the test (its own node file)."""
+    from pathlib import Path
+
+    path = Path(directory) / name
+    path.write_text(NODE_XML.format(cores=cores, memory_kib=memory_mib * 1024))
+    return f"test://{path}"
+
+
+def set_host_size(
+    host: Host, vcpus: int = 64, memory_mib: int = 65536, disk_gib: int = 1000, **fields
+) -> Host:
+    """Give a host an exact capacity: no reserved resources, allocation ratios of 1, state ready."""
+    values = dict(
+        state=Host.State.READY,
+        vcpus_total=vcpus,
+        memory_mib_total=memory_mib,
+        disk_gib_total=disk_gib,
+        reserved_vcpus=0,
+        reserved_memory_mib=0,
+        reserved_disk_gib=0,
+        cpu_allocation_ratio=Decimal("1"),
+        ram_allocation_ratio=Decimal("1"),
+        disk_allocation_ratio=Decimal("1"),
+    )
+    values.update(fields)
+    Host.objects.filter(pk=host.pk).update(**values)
+    host.refresh_from_db()
+    return host
+
+
+def make_pool(
+    region: Region,
+    cidr: str = "192.0.2.0/24",
+    gateway: str | None = None,
+    name: str = "",
+    nameservers: list[str] | None = None,
+    excluded: list[str] | None = None,
+):
+    """An IPv4 pool through the real service (gateway: the network's first address unless given)."""
+    import ipaddress
+
+    from hypervisor import ipam
+
+    if gateway is None:
+        gateway = str(next(ipaddress.IPv4Network(cidr).hosts()))
+    return ipam.create_pool(
+        region, name or cidr, cidr, gateway, nameservers=nameservers or ["192.0.2.53"], excluded=excluded
+    )

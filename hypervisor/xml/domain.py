@@ -28,9 +28,12 @@ class Disk:
     device: str = "disk"
     driver_type: str = "qcow2"
     read_only: bool = False
+    in_snapshots: bool = True
 
     def to_element(self, parent: etree._Element) -> etree._Element:
-        disk = _sub(parent, "disk", type="file", device=self.device)
+        disk = _sub(
+            parent, "disk", type="file", device=self.device, snapshot=None if self.in_snapshots else "no"
+        )
         _sub(disk, "driver", name="qemu", type=self.driver_type)
         _sub(disk, "source", file=self.source_file)
         _sub(disk, "target", dev=self.target_dev, bus=self.bus)
@@ -61,6 +64,15 @@ class NetworkInterface:
 
 
 @dataclass
+class KernelBoot:
+    """Direct kernel boot: the host passes this kernel and initrd to the guest (no bootloader needed)."""
+
+    kernel: str
+    initrd: str
+    cmdline: str = ""
+
+
+@dataclass
 class Domain:
     name: str
     uuid: uuid.UUID
@@ -72,6 +84,8 @@ class Domain:
     disks: list[Disk] = field(default_factory=list)
     interfaces: list[NetworkInterface] = field(default_factory=list)
     graphics: bool = True
+    kernel_boot: KernelBoot | None = None
+    console_log: str = ""
 
     def to_element(self) -> etree._Element:
         root = etree.Element("domain", type=self.domain_type)
@@ -89,7 +103,13 @@ class Domain:
         _sub(root, "vcpu", str(self.vcpus), placement="static")
         os_element = _sub(root, "os")
         _sub(os_element, "type", "hvm", arch=self.arch)
-        _sub(os_element, "boot", dev="hd")
+        if self.kernel_boot:
+            _sub(os_element, "kernel", self.kernel_boot.kernel)
+            _sub(os_element, "initrd", self.kernel_boot.initrd)
+            if self.kernel_boot.cmdline:
+                _sub(os_element, "cmdline", self.kernel_boot.cmdline)
+        else:
+            _sub(os_element, "boot", dev="hd")
         features = _sub(root, "features")
         _sub(features, "acpi")
         _sub(features, "apic")
@@ -103,6 +123,8 @@ class Domain:
         for interface in self.interfaces:
             interface.to_element(devices)
         serial = _sub(devices, "serial", type="pty")
+        if self.console_log:
+            _sub(serial, "log", file=self.console_log, append="off")
         _sub(serial, "target", port="0")
         console = _sub(devices, "console", type="pty")
         _sub(console, "target", type="serial", port="0")

@@ -24,9 +24,13 @@ class DirPool:
 
 @dataclass
 class Volume:
+    """A volume; with `backing_path` a copy-on-write qcow2 overlay on that (base) volume."""
+
     name: str
     capacity_bytes: int
     format: str = "qcow2"
+    backing_path: str = ""
+    backing_format: str = "qcow2"
 
     def to_xml(self) -> str:
         root = etree.Element("volume")
@@ -35,6 +39,10 @@ class Volume:
         etree.SubElement(root, "capacity", unit="bytes").text = str(self.capacity_bytes)
         target = etree.SubElement(root, "target")
         etree.SubElement(target, "format", type=self.format)
+        if self.backing_path:
+            backing = etree.SubElement(root, "backingStore")
+            etree.SubElement(backing, "path").text = self.backing_path
+            etree.SubElement(backing, "format", type=self.backing_format)
         return etree.tostring(root, encoding="unicode")
 
 

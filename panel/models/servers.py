@@ -34,6 +34,7 @@ class Server(models.Model):
     memory_mib = models.PositiveIntegerField()
     disk_gib = models.PositiveIntegerField()
     ssh_keys = models.JSONField(default=list, blank=True, help_text=_("Public keys given at order time."))
+    password_hash = models.CharField(max_length=200, blank=True, help_text="SHA-512 crypt hash for root")
     user_data = models.TextField(blank=True)
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
@@ -90,6 +91,11 @@ class Operation(models.Model):
         SHUTDOWN = "shutdown", _("Shut down")
         POWER_OFF = "power_off", _("Power off")
         REBOOT = "reboot", _("Reboot")
+        RESIZE = "resize", _("Resize")
+        REBUILD = "rebuild", _("Rebuild")
+        SNAPSHOT = "snapshot", _("Snapshot")
+        RESTORE = "restore", _("Restore snapshot")
+        DELETE_SNAPSHOT = "delete_snapshot", _("Delete snapshot")
         DELETE = "delete", _("Delete")
 
     class Status(models.TextChoices):
@@ -137,3 +143,22 @@ def attach_addresses(servers):
     for server in servers:
         server.__dict__["ipv4_addresses"] = by_consumer.get(str(server.id), [])
     return servers
+
+
+class Snapshot(models.Model):
+    """An internal qcow2 snapshot of a server, made by a snapshot operation."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(_("name"), max_length=64)
+    libvirt_name = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "libvirt_name"], name="snapshot_unique_per_server"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -2,14 +2,17 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from billing.money import currency
+from hypervisor import ipam
+from hypervisor.models import IPAddress
 
 from .. import actions, catalog
-from ..forms import OrderForm
+from ..forms import OrderForm, PtrForm
 from ..models import Operation, Server
 from ..models.servers import attach_addresses
 
@@ -31,7 +34,7 @@ def server_list(request):
 
 @login_required
 def server_order(request):
-    form = OrderForm(request.POST or None, user=request.user)
+    form = OrderForm(request.POST or None, user=request.user, initial={"region": request.GET.get("region")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -49,14 +52,19 @@ def server_order(request):
         else:
             messages.success(request, _("Your server %(name)s is being created.") % {"name": server.name})
             return redirect("server-detail", pk=server.pk)
-    region = form["region"].value() or request.GET.get("region")
-    available = catalog.available_plans(catalog.open_regions().filter(pk=region).first() if region else None)
+    # Which plans each open region can take now, for the plan cards to follow the region select.
+    regions = list(catalog.open_regions())
+    availability = {str(region.pk): sorted(catalog.available_plans(region)) for region in regions}
+    region = str(form["region"].value() or "")
+    if region not in availability:  # nothing or something odd chosen: the select shows the first region
+        region = next(iter(availability), "")
     return render(
         request,
         "panel/servers/order.html",
         {
             "form": form,
-            "available_plans": available,
+            "available_plans": set(availability.get(region, [])),
+            "plan_availability": availability,
             "currency": currency(),
             "plans": form.fields["plan"].queryset,
         },
@@ -106,4 +114,32 @@ def server_action(request, pk):
     if request.htmx:
         server.refresh_from_db()
         return render(request, "panel/servers/_status.html", _detail_context(request, server))
+    return redirect("server-detail", pk=server.pk)
+
+
+@login_required
+@require_POST
+def server_ptr(request, pk):
+    """The customer sets or clears the reverse DNS (PTR) name of one of their server's addresses."""
+    server = get_object_or_404(own_servers(request), pk=pk)
+    form = PtrForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect("server-detail", pk=server.pk)
+    address, ptr = form.cleaned_data["address"], form.cleaned_data["ptr"]
+    try:
+        ipam.set_ptr(server.id, address, ptr)
+    except IPAddress.DoesNotExist:
+        raise Http404(_("This server has no such address.")) from None
+    if ptr:
+        messages.success(
+            request,
+            _("The reverse DNS name of %(address)s is now %(ptr)s.") % {"address": address, "ptr": ptr},
+        )
+    else:
+        messages.success(
+            request, _("The reverse DNS name of %(address)s was cleared.") % {"address": address}
+        )
     return redirect("server-detail", pk=server.pk)

@@ -1,23 +1,27 @@
 """Staff pages (staff and admins) and host management (admins)."""
 
 from decimal import Decimal
+from functools import partial
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from billing.money import currency
+from hypervisor import credentials
 from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host
 
-from ..forms import HostForm
-from ..models import Server, User
+from ..forms import HostForm, HostSettingsForm, add_service_error
+from ..models import Notice, Server, User
 from ..models.servers import attach_addresses
 from ..roles import admin_required, staff_required
 
@@ -57,32 +61,54 @@ def staff_customers(request):
     return render(request, "panel/staff/customers.html", {"customers": customers, "currency": currency()})
 
 
+def _open_notices():
+    return Notice.objects.filter(resolved_at__isnull=True).order_by("-updated_at")[:50]
+
+
+def _register_host(form: HostForm) -> Host | None:
+    """Register the host and start probing it after commit; service errors go onto the form."""
+    try:
+        with transaction.atomic():
+            host = hypervisor.register_host(**form.register_kwargs())
+            transaction.on_commit(partial(hypervisor_tasks.probe_host.delay, host.pk))
+    except ValidationError as exc:
+        add_service_error(form, exc, HostForm.SERVICE_ERROR_FIELDS)
+        return None
+    return host
+
+
 @staff_required
 def host_list(request):
-    form = HostForm(request.POST or None)
+    is_admin = request.user.is_panel_admin
+    form = HostForm(request.POST or None, request.FILES or None) if is_admin else None
     if request.method == "POST":
-        if not request.user.is_panel_admin:
+        if not is_admin:
             raise PermissionDenied
-        if form.is_valid():
-            try:
-                with transaction.atomic():
-                    host = hypervisor.register_host(**form.cleaned_data)
-                    transaction.on_commit(lambda: hypervisor_tasks.probe_host.delay(host.pk))
-            except ValidationError as exc:
-                form.add_error(None, exc)
-            else:
-                messages.success(request, _("Host %(name)s added; probing it now.") % {"name": host.name})
-                return redirect("host-detail", pk=host.pk)
+        if form.is_valid() and (host := _register_host(form)) is not None:
+            messages.success(request, _("Host %(name)s was added; probing it now.") % {"name": host.name})
+            return redirect("host-detail", pk=host.pk)
     hosts = hypervisor.with_usage(Host.objects.select_related("region")).order_by("name")
-    return render(request, "panel/hosts/list.html", {"hosts": hosts, "form": form})
+    return render(
+        request,
+        "panel/hosts/list.html",
+        {
+            "hosts": hosts,
+            "form": form,
+            "notices": _open_notices(),
+            # Only admins onboard hosts; the first call generates the panel's key pair.
+            "authorized_keys_line": credentials.authorized_keys_line() if is_admin else "",
+        },
+    )
 
 
-@staff_required
-def host_detail(request, pk: int):
-    host = get_object_or_404(hypervisor.with_usage(Host.objects.select_related("region")), pk=pk)
+def _render_host_detail(request, host: Host, settings_form: HostSettingsForm | None = None):
+    is_admin = request.user.is_panel_admin
+    if settings_form is None and is_admin:
+        settings_form = HostSettingsForm.for_host(host)
     servers = (
         Server.objects.filter(host=host).exclude(status=Server.Status.DELETED).select_related("owner", "plan")
     )
+    inventory = host.inventory if isinstance(host.inventory, dict) else {}
     return render(
         request,
         "panel/hosts/detail.html",
@@ -91,8 +117,54 @@ def host_detail(request, pk: int):
             "servers": servers,
             "allocated": hypervisor.allocated(host),
             "capacity": host.capacity,
+            "inventory": inventory,
+            "host_key_fingerprints": credentials.host_key_fingerprints(host.ssh_host_keys),
+            "authorized_keys_line": (
+                credentials.authorized_keys_line() if is_admin and host.transport == "qemu+ssh" else ""
+            ),
+            "settings_form": settings_form,
+            "probing": host.state in (Host.State.NEW, Host.State.PROBING),
         },
     )
+
+
+def _host_with_usage(pk: int) -> Host:
+    return get_object_or_404(hypervisor.with_usage(Host.objects.select_related("region")), pk=pk)
+
+
+@staff_required
+def host_detail(request, pk: int):
+    host = _host_with_usage(pk)
+    if request.htmx and request.headers.get("HX-Trigger") == "host-probing":
+        # The page polls while the host is being probed: nothing to swap until the probe has finished,
+        # then reload the whole page so capacity, facts and inventory show what the probe found.
+        if host.state in (Host.State.NEW, Host.State.PROBING):
+            return HttpResponse(status=204)
+        return HttpResponseClientRefresh()
+    return _render_host_detail(request, host)
+
+
+@admin_required
+@require_POST
+def host_settings(request, pk: int):
+    host = _host_with_usage(pk)
+    form = HostSettingsForm.for_host(host, request.POST)
+    if not form.is_valid():
+        messages.error(request, _("The settings were not saved: please correct the errors below."))
+        return _render_host_detail(request, host, settings_form=form)
+    reprobe = form.changed_probed_fields(host)
+    # A plain settings write: capacity policy and placement names, no state involved.
+    Host.objects.filter(pk=host.pk).update(**form.cleaned_data)
+    messages.success(request, _("The settings of %(name)s were saved.") % {"name": host.name})
+    if reprobe:
+        messages.info(
+            request,
+            _(
+                "The storage pool, network, bridge or emulation setting changed: probe the host again "
+                "(“Probe now”) so that it is checked and used for new servers."
+            ),
+        )
+    return redirect("host-detail", pk=host.pk)
 
 
 @admin_required
@@ -100,11 +172,36 @@ def host_detail(request, pk: int):
 def host_action(request, pk: int):
     host = get_object_or_404(Host, pk=pk)
     action = request.POST.get("action")
+    name = {"name": host.name}
     if action == "probe":
         hypervisor_tasks.probe_host.delay(host.pk)
-        messages.success(request, _("Probing %(name)s.") % {"name": host.name})
-    elif action in ("enable", "disable"):
-        Host.objects.filter(pk=pk).update(enabled=action == "enable")
+        messages.success(request, _("Probing %(name)s.") % name)
+    elif action == "enable":
+        hypervisor.set_enabled(host.pk, True)
+        messages.success(request, _("%(name)s is enabled: it takes new servers again.") % name)
+    elif action == "disable":
+        hypervisor.set_enabled(host.pk, False, request.POST.get("reason", "").strip())
+        messages.success(
+            request, _("%(name)s is disabled: it takes no new servers; existing ones keep running.") % name
+        )
     elif action in ("maintenance_on", "maintenance_off"):
         Host.objects.filter(pk=pk).update(maintenance=action == "maintenance_on")
+        if action == "maintenance_on":
+            messages.success(
+                request, _("%(name)s is in maintenance: no new servers are placed on it.") % name
+            )
+        else:
+            messages.success(request, _("Maintenance of %(name)s has ended.") % name)
+    elif action == "forget_host_keys":
+        hypervisor.forget_host_keys(host.pk)
+        messages.success(
+            request,
+            _(
+                "The recorded SSH host keys of %(name)s were forgotten. The next probe records the keys the "
+                "host presents then: probe it only when you are sure you reach the right machine."
+            )
+            % name,
+        )
+    else:
+        messages.error(request, _("Unknown action."))
     return redirect("host-detail", pk=pk)

@@ -71,21 +71,86 @@
     });
   }
 
+  // Plans that no host of the chosen region can take are shown as unavailable, following the region
+  // select. The map (region id -> ids of available plans) comes from the page (json_script); the server
+  // checks again when the order is placed.
+  function readAvailability(form) {
+    var source = document.getElementById(form.getAttribute("data-plan-availability") || "");
+    if (!source) return null;
+    try {
+      return JSON.parse(source.textContent);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function applyAvailability(form, availability) {
+    var region = form.elements.region;
+    if (!availability || !region) return;
+    var available = (availability[region.value] || []).map(String);
+    var anyAvailable = false;
+    form.querySelectorAll('input[name="plan"]').forEach(function (input) {
+      var ok = available.indexOf(input.value) !== -1;
+      var card = input.closest("[data-plan-card]");
+      var flag = document.getElementById(input.id + "_unavailable");
+      anyAvailable = anyAvailable || ok;
+      if (!ok) input.checked = false;
+      input.disabled = !ok;
+      if (ok) {
+        input.removeAttribute("aria-describedby");
+      } else if (flag) {
+        input.setAttribute("aria-describedby", flag.id);
+      }
+      if (card) card.classList.toggle("option-card--disabled", !ok);
+      if (flag) flag.hidden = ok;
+    });
+    var soldOut = form.querySelector("[data-sold-out]");
+    if (soldOut) soldOut.hidden = anyAvailable;
+  }
+
+  function preselectPlan(form) {
+    if (!form.querySelector('input[name="plan"]:checked')) {
+      var firstPlan = form.querySelector('input[name="plan"]:not(:disabled)');
+      if (firstPlan) firstPlan.checked = true;
+    }
+  }
+
   function initOrderForms(root) {
     (root || document).querySelectorAll("form[data-order-form]").forEach(function (form) {
       if (form.dataset.summaryReady) return;
       form.dataset.summaryReady = "1";
-      // Preselect the first plan on sale when none is chosen yet, as hosting dashboards do.
-      if (!form.querySelector('input[name="plan"]:checked')) {
-        var firstPlan = form.querySelector('input[name="plan"]:not(:disabled)');
-        if (firstPlan) firstPlan.checked = true;
+      var availability = readAvailability(form);
+      // The browser may restore another region after "back": follow what the select shows now.
+      applyAvailability(form, availability);
+      if (form.elements.region) {
+        form.elements.region.addEventListener("change", function () {
+          applyAvailability(form, availability);
+          preselectPlan(form);
+        });
       }
+      // Preselect the first plan on sale when none is chosen yet, as hosting dashboards do.
+      preselectPlan(form);
       form.addEventListener("change", function () {
         updateSummary(form);
       });
       updateSummary(form);
     });
   }
+
+  // Forms that ask before they do something hard to undo: <form data-confirm="Really?">.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // The add-host form opens its TLS section when the URI asks for qemu+tls://.
+  document.addEventListener("input", function (event) {
+    var input = event.target;
+    if (!input.form || !input.form.hasAttribute("data-host-form") || input.name !== "uri") return;
+    var section = input.form.querySelector("[data-tls-section]");
+    if (section && /^\s*qemu\+tls:/.test(input.value)) section.open = true;
+  });
 
   // Live fragments: when the session has expired, htmx would swap the login page into the
   // fragment. Reload the whole page instead so the browser shows the login page properly.

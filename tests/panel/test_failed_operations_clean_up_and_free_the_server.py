@@ -175,7 +175,7 @@ def test_a_create_executed_twice_leaves_one_domain_and_stays_running(customer, c
     assert (operation.status, operation.attempts) == ("succeeded", 2)
     assert len(conn.listAllDomains()) == domains_before + 1
     assert conn.lookupByUUIDString(str(server.id)).isActive()
-    assert volumes(conn) - volumes_before == {f"{server.id}.qcow2"}
+    assert volumes(conn) - volumes_before == {f"{server.id}.qcow2", f"{server.id}-seed.iso"}
     assert Allocation.objects.filter(consumer_uuid=server.id).count() == 1
 
 

@@ -1,0 +1,158 @@
+"""Guest configuration through a cloud-init NoCloud seed: an ISO 9660 image with the volume label
+`cidata` holding meta-data, user-data and network-config, built in Python with pycdlib."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import secrets
+import string
+import warnings
+from dataclasses import dataclass, field
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+
+import pycdlib
+import yaml
+
+try:  # the stdlib module until Python 3.12, the crypt-r package after
+    import crypt_r as _crypt
+except ImportError:  # pragma: no cover - depends on the Python version
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt as _crypt
+
+
+def hash_password(password: str) -> str:
+    """A SHA-512 crypt hash with a random salt, as /etc/shadow holds it."""
+    return _crypt.crypt(password, _crypt.mksalt(_crypt.METHOD_SHA512))
+
+
+def random_password(length: int = 20) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+@dataclass
+class StaticNetwork:
+    mac: str
+    address: str  # e.g. 203.0.113.10
+    prefix: int
+    gateway: str
+    nameservers: list[str] = field(default_factory=list)
+
+    def config(self) -> dict:
+        """network-config version 2, matched by MAC so the guest's interface name does not matter."""
+        interface = {
+            "match": {"macaddress": self.mac},
+            "set-name": "eth0",
+            "addresses": [f"{self.address}/{self.prefix}"],
+            "routes": [{"to": "0.0.0.0/0", "via": self.gateway}],
+        }
+        if self.nameservers:
+            interface["nameservers"] = {"addresses": list(self.nameservers)}
+        return {"version": 2, "ethernets": {"eth0": interface}}
+
+
+@dataclass
+class GuestConfig:
+    instance_id: str
+    hostname: str
+    ssh_keys: list[str] = field(default_factory=list)
+    password_hash: str = ""
+    network: StaticNetwork | None = None
+    user_data: str = ""
+
+    def meta_data(self) -> str:
+        return yaml.safe_dump(
+            {"instance-id": self.instance_id, "local-hostname": self.hostname.split(".")[0]}
+        )
+
+    def cloud_config(self) -> dict:
+        config: dict = {
+            "hostname": self.hostname.split(".")[0],
+            "preserve_hostname": False,
+            "manage_etc_hosts": True,
+            "disable_root": False,
+            "ssh_pwauth": bool(self.password_hash),
+        }
+        if "." in self.hostname:
+            config["fqdn"] = self.hostname
+        root = {"name": "root", "lock_passwd": not self.password_hash}
+        if self.ssh_keys:
+            root["ssh_authorized_keys"] = list(self.ssh_keys)
+        if self.password_hash:
+            root["hashed_passwd"] = self.password_hash
+        config["users"] = [root]
+        return config
+
+    def user_data_document(self) -> str:
+        """Our #cloud-config, plus the customer's own user data as a second MIME part when given."""
+        ours = "#cloud-config\n" + yaml.safe_dump(self.cloud_config(), sort_keys=False)
+        if not self.user_data.strip():
+            return ours
+        message = MIMEMultipart()
+        message.attach(MIMEText(ours, "cloud-config"))
+        theirs = self.user_data
+        subtype = "cloud-config" if theirs.lstrip().startswith("#cloud-config") else "x-shellscript"
+        if theirs.lstrip().startswith("#include"):
+            subtype = "x-include-url"
+        message.attach(MIMEText(theirs, subtype))
+        return message.as_string()
+
+    def network_config(self) -> str | None:
+        return yaml.safe_dump(self.network.config(), sort_keys=False) if self.network else None
+
+    def files(self) -> dict[str, bytes]:
+        files = {"meta-data": self.meta_data().encode(), "user-data": self.user_data_document().encode()}
+        network = self.network_config()
+        if network:
+            files["network-config"] = network.encode()
+        return files
+
+
+def build_seed_iso(config: GuestConfig) -> bytes:
+    """The NoCloud seed as ISO 9660 bytes with Joliet and Rock Ridge names, volume label `cidata`."""
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
+    for index, (name, content) in enumerate(sorted(config.files().items())):
+        iso_name = f"/FILE{index}.;1"
+        iso.add_fp(io.BytesIO(content), len(content), iso_name, rr_name=name, joliet_path=f"/{name}")
+    output = io.BytesIO()
+    iso.write_fp(output)
+    iso.close()
+    return output.getvalue()
+
+
+def read_seed_iso(data: bytes) -> dict[str, bytes]:
+    """The files of a seed ISO by their Rock Ridge names (for tests and diagnostics)."""
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(data))
+    files = {}
+    for child in iso.list_children(rr_path="/"):
+        name = child.rock_ridge.name().decode() if child.rock_ridge else ""
+        if not name or name in (".", ".."):
+            continue
+        buffer = io.BytesIO()
+        iso.get_file_from_iso_fp(buffer, rr_path=f"/{name}")
+        files[name] = buffer.getvalue()
+    label = iso.pvd.volume_identifier.decode().strip()
+    iso.close()
+    files["__label__"] = label.encode()
+    return files
+
+
+def mac_for(server_uuid: str) -> str:
+    """A stable locally administered MAC in QEMU's 52:54:00 range, derived from the server's UUID."""
+    digits = server_uuid.replace("-", "")[-6:]
+    return "52:54:00:" + ":".join(digits[i : i + 2] for i in range(0, 6, 2))
+
+
+def static_network(mac: str, address: str, cidr: str, gateway: str, nameservers: list[str]) -> StaticNetwork:
+    return StaticNetwork(
+        mac=mac,
+        address=address,
+        prefix=ipaddress.IPv4Network(cidr).prefixlen,
+        gateway=gateway,
+        nameservers=nameservers,
+    )
