@@ -101,11 +101,11 @@ MAX_PEM_BYTES = 64 * 1024
 
 # libvirt object names (pools, networks) and Linux interface names (bridges), with no path separator.
 LIBVIRT_NAME = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", _("Use letters, digits and . _ : + - only (no spaces or slashes).")
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", _("Use letters, digits, dots, dashes and underscores.")
 )
 BRIDGE_NAME = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$",
-    _("A bridge name has 1 to 15 letters, digits or . _ : - (no spaces or slashes), e.g. br0."),
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$",
+    _("A bridge name has 1 to 15 letters, digits, dots, dashes or underscores, e.g. br0."),
 )
 
 

@@ -8,7 +8,7 @@ from hypervisor import credentials
 from hypervisor import services as hypervisor
 from hypervisor.models import Host, Image, Region
 from panel.actions import CUSTOMER_ACTIONS
-from panel.models import Operation, Server, SSHKey, User
+from panel.models import Operation, Server, Snapshot, SSHKey, User
 from panel.openssh import parse_public_key
 from panel.validators import validate_hostname
 
@@ -143,6 +143,10 @@ class ServerCreateSerializer(serializers.Serializer):
     )
     ssh_keys = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     user_data = serializers.CharField(required=False, allow_blank=True, default="", max_length=65536)
+    password = serializers.CharField(
+        required=False, allow_blank=True, default="", write_only=True, min_length=8, max_length=128,
+        help_text="optional root password (only its salted hash is kept)",
+    )  # fmt: skip
 
     def validate_name(self, value: str) -> str:
         try:
@@ -184,6 +188,25 @@ class ActionSerializer(serializers.ModelSerializer):
 
 class ActionCreateSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=[(a.value, a.label) for a in CUSTOMER_ACTIONS])
+    plan = serializers.CharField(required=False, help_text="resize: the new plan's slug")
+    image = serializers.CharField(required=False, help_text="rebuild: the image's slug")
+    name = serializers.CharField(required=False, max_length=64, help_text="snapshot: its name")
+    snapshot = serializers.IntegerField(required=False, help_text="restore, delete_snapshot: the snapshot id")
+
+    REQUIRED = {"resize": "plan", "rebuild": "image", "snapshot": "name", "restore": "snapshot",
+                "delete_snapshot": "snapshot"}  # fmt: skip
+
+    def validate(self, attrs):
+        needed = self.REQUIRED.get(attrs["type"])
+        if needed and attrs.get(needed) in (None, ""):
+            raise serializers.ValidationError({needed: [_("This field is required for %(type)s.") % attrs]})
+        return attrs
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Snapshot
+        fields = ["id", "name", "created_at", "size_bytes"]
 
 
 HOST_SETTINGS = list(hypervisor.SETTINGS)

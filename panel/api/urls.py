@@ -25,6 +25,7 @@ urlpatterns = [
     path("servers/", views.ServerList.as_view(), name="api-servers"),
     path("servers/<uuid:pk>/", views.ServerDetail.as_view(), name="api-server"),
     path("servers/<uuid:pk>/actions/", views.ServerActionList.as_view(), name="api-server-actions"),
+    path("servers/<uuid:pk>/snapshots/", views.ServerSnapshotList.as_view(), name="api-server-snapshots"),
     path(
         "servers/<uuid:pk>/actions/<uuid:action_id>/",
         views.ServerActionDetail.as_view(),

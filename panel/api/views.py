@@ -18,7 +18,7 @@ from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host, Image, Region
 from panel import actions, catalog
-from panel.models import Operation, Server, SSHKey, User
+from panel.models import Operation, Server, Snapshot, SSHKey, User
 from panel.models.servers import attach_addresses
 
 from . import serializers as s
@@ -101,6 +101,7 @@ class ServerList(AddressesMixin, generics.ListAPIView):
             region=values["region"],
             ssh_keys=values["ssh_keys"],
             user_data=values["user_data"],
+            password=values["password"],
         )
         return Response(s.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
 
@@ -132,8 +133,17 @@ class ServerActionList(generics.ListAPIView):
         server = self.server()
         data = s.ActionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        operation = actions.request_action(server, data.validated_data["type"], request.user)
+        params = dict(data.validated_data)
+        operation = actions.perform(server, params.pop("type"), request.user, params)
         return Response(s.ActionSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ServerSnapshotList(generics.ListAPIView):
+    serializer_class = s.SnapshotSerializer
+
+    def get_queryset(self):
+        server = get_object_or_404(customer_servers(self.request.user), pk=self.kwargs["pk"])
+        return Snapshot.objects.filter(server=server)
 
 
 class ServerActionDetail(generics.RetrieveAPIView):

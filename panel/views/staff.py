@@ -149,22 +149,25 @@ def host_detail(request, pk: int):
 def host_settings(request, pk: int):
     host = _host_with_usage(pk)
     form = HostSettingsForm.for_host(host, request.POST)
-    if not form.is_valid():
-        messages.error(request, _("The settings were not saved: please correct the errors below."))
-        return _render_host_detail(request, host, settings_form=form)
-    reprobe = form.changed_probed_fields(host)
-    # A plain settings write: capacity policy and placement names, no state involved.
-    Host.objects.filter(pk=host.pk).update(**form.cleaned_data)
-    messages.success(request, _("The settings of %(name)s were saved.") % {"name": host.name})
-    if reprobe:
-        messages.info(
-            request,
-            _(
-                "The storage pool, network, bridge or emulation setting changed: probe the host again "
-                "(“Probe now”) so that it is checked and used for new servers."
-            ),
-        )
-    return redirect("host-detail", pk=host.pk)
+    if form.is_valid():
+        reprobe = form.changed_probed_fields(host)
+        try:
+            hypervisor.update_settings(host.pk, form.cleaned_data)
+        except ValidationError as exc:
+            add_service_error(form, exc, {})
+        else:
+            messages.success(request, _("The settings of %(name)s were saved.") % {"name": host.name})
+            if reprobe:
+                messages.info(
+                    request,
+                    _(
+                        "The storage pool, network, bridge or emulation setting changed: probe the host "
+                        "again (“Probe now”) so that it is checked and used for new servers."
+                    ),
+                )
+            return redirect("host-detail", pk=host.pk)
+    messages.error(request, _("The settings were not saved: please correct the errors below."))
+    return _render_host_detail(request, host, settings_form=form)
 
 
 @admin_required
@@ -185,7 +188,7 @@ def host_action(request, pk: int):
             request, _("%(name)s is disabled: it takes no new servers; existing ones keep running.") % name
         )
     elif action in ("maintenance_on", "maintenance_off"):
-        Host.objects.filter(pk=pk).update(maintenance=action == "maintenance_on")
+        hypervisor.update_settings(host.pk, {"maintenance": action == "maintenance_on"})
         if action == "maintenance_on":
             messages.success(
                 request, _("%(name)s is in maintenance: no new servers are placed on it.") % name

@@ -57,7 +57,7 @@ class Order(threading.Thread):
             db_connection.close()
 
 
-def blocked_on(order: Order, host: Host, timeout: float = 10) -> None:
+def blocked_on(order: Order, host: Host, timeout: float = 3) -> None:
     """Wait until the order's backend waits for the row lock of `host`."""
     order.started_claim.wait(timeout=timeout)
     deadline = time.monotonic() + timeout
@@ -71,6 +71,9 @@ def blocked_on(order: Order, host: Host, timeout: float = 10) -> None:
         if row and "hypervisor_host" in row[0] and f'"id" = {host.pk}' in row[0]:
             return
         time.sleep(0.02)
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT pid, wait_event_type, wait_event, state, query FROM pg_stat_activity WHERE pid = %s", [order.backend_pid])
+        print("DEBUG", cursor.fetchall())
     pytest.fail(f"the order never waited for host {host.name}; its result: {order.result!r}")
 
 

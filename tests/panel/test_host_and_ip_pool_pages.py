@@ -132,6 +132,18 @@ def test_an_admin_adds_a_simulated_host_and_its_page_shows_it_ready_with_its_inv
     assert "Storage pools" in html and "Networks" in html
 
 
+def test_the_page_of_a_host_being_probed_reloads_itself_when_the_probe_ends(client, staff, catalog):
+    host = factories.make_host(region=catalog["region"], name="kvm-new", probe=False)
+    client.force_login(staff)
+    assert 'id="host-probing"' in text(client.get(f"/staff/hosts/{host.pk}/"))
+    poll = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TRIGGER": "host-probing"}
+    assert client.get(f"/staff/hosts/{host.pk}/", **poll).status_code == 204
+    hypervisor.probe_host(host.pk)
+    response = client.get(f"/staff/hosts/{host.pk}/", **poll)
+    assert response.status_code == 200 and response["HX-Refresh"] == "true"
+    assert 'id="host-probing"' not in text(client.get(f"/staff/hosts/{host.pk}/"))
+
+
 def test_a_qemu_ssh_host_shows_the_line_to_add_to_authorized_keys(client, admin_user, catalog):
     client.force_login(admin_user)
     response = client.post(
@@ -243,7 +255,7 @@ def test_an_admin_edits_ratios_and_reserves_and_the_capacity_shown_follows(clien
     assert response.context["capacity"]["vcpus"] == expected
     html = text(response)
     assert "were saved" in html
-    assert "probe the host again" not in html  # nothing the probe checks changed
+    assert "probe the host" not in html  # nothing the probe checks changed
     assert re.search(rf"/\s*{expected}\s*</span>", html)
 
 
@@ -268,7 +280,7 @@ def test_settings_errors_change_nothing_and_placement_changes_suggest_a_probe(cl
     )
     host.refresh_from_db()
     assert host.bridge == "br0" and host.force_emulation
-    assert "probe the host again" in text(response)
+    assert "probe the host" in text(response)
 
 
 def test_disabling_on_the_page_records_that_an_admin_did_it(client, admin_user, catalog):
@@ -286,6 +298,11 @@ def test_disabling_on_the_page_records_that_an_admin_did_it(client, admin_user, 
     client.post(f"/staff/hosts/{host.pk}/action/", {"action": "enable"})
     host.refresh_from_db()
     assert host.enabled and host.disabled_by == "" and host.disabled_reason == ""
+
+    client.post(f"/staff/hosts/{host.pk}/action/", {"action": "maintenance_on"})
+    assert Host.objects.get(pk=host.pk).maintenance
+    client.post(f"/staff/hosts/{host.pk}/action/", {"action": "maintenance_off"})
+    assert not Host.objects.get(pk=host.pk).maintenance
 
     Host.objects.filter(pk=host.pk).update(
         state=Host.State.DOWN,
