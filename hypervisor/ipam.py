@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -41,11 +41,14 @@ def _parse_excluded(entries: list[str], network: ipaddress.IPv4Network) -> set[i
             raise ValidationError(
                 _("“%(entry)s” is not an address or a range like 192.0.2.10-192.0.2.20."),
                 params={"entry": entry},
+                code="invalid_excluded",
             ) from None
     outside = sorted(str(a) for a in excluded if a not in network)
     if outside:
         raise ValidationError(
-            _("Excluded addresses outside the network: %(list)s."), params={"list": ", ".join(outside[:5])}
+            _("Excluded addresses outside the network: %(list)s."),
+            params={"list": ", ".join(outside[:5])},
+            code="invalid_excluded",
         )
     return excluded
 
@@ -65,32 +68,39 @@ def create_pool(
         raise ValidationError(
             _("“%(cidr)s” is not an IPv4 network in CIDR form: %(error)s"),
             params={"cidr": cidr, "error": exc},
+            code="invalid_cidr",
         ) from None
     if network.num_addresses > MAX_POOL_ADDRESSES:
-        raise ValidationError(_("A pool holds at most a /16."))
+        raise ValidationError(_("A pool holds at most a /16."), code="too_large")
     try:
         gateway_address = ipaddress.IPv4Address(gateway.strip())
     except ValueError:
         raise ValidationError(
-            _("“%(gateway)s” is not an IPv4 address."), params={"gateway": gateway}
+            _("“%(gateway)s” is not an IPv4 address."), params={"gateway": gateway}, code="invalid_gateway"
         ) from None
     if gateway_address not in network:
-        raise ValidationError(_("The gateway must be inside %(cidr)s."), params={"cidr": network})
+        raise ValidationError(
+            _("The gateway must be inside %(cidr)s."), params={"cidr": network}, code="invalid_gateway"
+        )
     servers = []
     for entry in nameservers or []:
         try:
             servers.append(str(ipaddress.ip_address(entry.strip())))
         except ValueError:
-            raise ValidationError(_("“%(entry)s” is not an IP address."), params={"entry": entry}) from None
+            raise ValidationError(
+                _("“%(entry)s” is not an IP address."), params={"entry": entry}, code="invalid_nameserver"
+            ) from None
     excluded_set = _parse_excluded(excluded or [], network)
     hosts = network.hosts() if network.prefixlen < 31 else iter(network)
     usable = [a for a in hosts if a != gateway_address and a not in excluded_set]
     if not usable:
-        raise ValidationError(_("The pool has no usable address left."))
+        raise ValidationError(_("The pool has no usable address left."), code="no_usable_address")
     overlapping = [p for p in IPPool.objects.all() if ipaddress.IPv4Network(p.cidr).overlaps(network)]
     if overlapping:
         raise ValidationError(
-            _("%(cidr)s overlaps the pool %(pool)s."), params={"cidr": network, "pool": overlapping[0]}
+            _("%(cidr)s overlaps the pool %(pool)s."),
+            params={"cidr": network, "pool": overlapping[0]},
+            code="overlap",
         )
     try:
         with transaction.atomic():
@@ -106,7 +116,9 @@ def create_pool(
                 [IPAddress(pool=pool, address=str(a), value=int(a)) for a in usable], batch_size=2000
             )
     except IntegrityError:
-        raise ValidationError(_("%(cidr)s overlaps an existing pool.") % {"cidr": network}) from None
+        raise ValidationError(
+            _("%(cidr)s overlaps an existing pool.") % {"cidr": network}, code="overlap"
+        ) from None
     return pool
 
 
@@ -126,7 +138,9 @@ def allocate(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress:
     the row is locked (others skip it) and the update is conditional on it still being free."""
     for _attempt in range(5):
         with transaction.atomic():
-            candidate = _free(region).select_for_update(skip_locked=True, of=("self",)).order_by("value").first()
+            candidate = (
+                _free(region).select_for_update(skip_locked=True, of=("self",)).order_by("value").first()
+            )
             if candidate is None:
                 raise NoAddress(_("No free IPv4 address in this region; please try again later."))
             taken = IPAddress.objects.filter(pk=candidate.pk, consumer_uuid__isnull=True).update(
@@ -170,3 +184,16 @@ def pool_usage(pool: IPPool) -> dict[str, int]:
         "cooling": addresses.filter(consumer_uuid__isnull=True, released_at__gte=cooled).count(),
         "reserved": addresses.filter(reserved=True).count(),
     }
+
+
+def pools_with_usage() -> QuerySet[IPPool]:
+    """Pools annotated with total, used, cooling and reserved address counts (one query)."""
+    cooled = timezone.now() - timedelta(minutes=settings.IPV4_COOLDOWN_MINUTES)
+    return IPPool.objects.select_related("region").annotate(
+        total=Count("addresses"),
+        used=Count("addresses", filter=Q(addresses__consumer_uuid__isnull=False)),
+        cooling=Count(
+            "addresses", filter=Q(addresses__consumer_uuid__isnull=True, addresses__released_at__gte=cooled)
+        ),
+        reserved=Count("addresses", filter=Q(addresses__reserved=True)),
+    )

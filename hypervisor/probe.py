@@ -48,8 +48,8 @@ def probe(host: Host) -> ProbeResult:
                 else "KVM not available: domains will run under emulation"
             )
         info = conn.getInfo()  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
-        inventory = take_inventory(conn)
         pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        inventory = take_inventory(conn)
         if host.bridge:
             if inventory["bridges"] is not None and host.bridge not in inventory["bridges"]:
                 warnings.append(f"no bridge named {host.bridge} was listed by the host")

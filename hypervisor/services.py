@@ -214,6 +214,7 @@ SETTINGS = (
     "force_emulation",
 )
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+BRIDGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # Linux interface names have at most 15 chars
 
 
 def update_settings(host_id: int, changes: dict) -> Host:
@@ -227,8 +228,10 @@ def update_settings(host_id: int, changes: dict) -> Host:
     for field in ("storage_pool", "network"):
         if field in changes and not NAME.match(changes[field] or ""):
             raise ValidationError({field: _("Use letters, digits, dots, dashes and underscores.")})
-    if changes.get("bridge") and not NAME.match(changes["bridge"]):
-        raise ValidationError({"bridge": _("Use letters, digits, dots, dashes and underscores.")})
+    if changes.get("bridge") and not BRIDGE.match(changes["bridge"]):
+        raise ValidationError(
+            {"bridge": _("A bridge name has up to 15 letters, digits, dots, dashes or underscores.")}
+        )
     if changes.get("storage_pool_path") and not changes["storage_pool_path"].startswith("/"):
         raise ValidationError({"storage_pool_path": _("The storage pool path must be absolute.")})
     for field in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):

@@ -30,7 +30,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Bump when the build steps below change in a way the recipe data does not show.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 3
 SUITE = "bookworm"
 PACKAGES = (
     "linux-image-cloud-amd64",
@@ -45,6 +45,8 @@ PACKAGES = (
     "iproute2",
     "netbase",
     "udev",
+    # fsck for the root filesystem at boot, resize2fs for cloud-init's resizefs when a disk is grown.
+    "e2fsprogs",
     "dbus",
     "sudo",
 )
@@ -59,6 +61,15 @@ DEFAULT_CACHE = "/var/cache/vpspanel-test"
 ROOTFS_FILES = {
     "etc/fstab": "/dev/vda / ext4 defaults 0 1\n",
     "etc/cloud/cloud.cfg.d/90_dpkg.cfg": "datasource_list: [ NoCloud, None ]\n",
+    # cloud-init sets en_US.UTF-8 on Debian and fails its locale module unless the locale exists;
+    # it is generated below, as in Debian's cloud images.
+    "etc/locale.gen": "en_US.UTF-8 UTF-8\n",
+    "etc/default/locale": "LANG=en_US.UTF-8\n",
+    # The initrd is regenerated after configuration: it must load the disk drivers itself and check
+    # the root filesystem (initramfs-tools cannot probe the type of a root device that does not exist
+    # on the build machine, so it is named).
+    "etc/initramfs-tools/modules": "".join(f"{module}\n" for module in INITRD_MODULES),
+    "etc/initramfs-tools/conf.d/vpspanel-test.conf": "FSTYPE=ext4\n",
     # Each guest makes its own machine id on first boot (and cloud-init its own SSH host keys).
     "etc/machine-id": "",
     # debootstrap copies these from the build machine.
@@ -182,8 +193,9 @@ def _build(work: Path, tools: dict[str, str]) -> None:
         extra_log=rootfs / "debootstrap" / "debootstrap.log",
     )
     _configure(rootfs)
+    _run([tools["chroot"], str(rootfs), "locale-gen"], work / "locale-gen.out")
     version = _kernel_version(rootfs)
-    _ensure_initrd_modules(rootfs, version, tools, work)
+    _regenerate_initrd(rootfs, version, tools, work)
     shutil.copyfile(rootfs / "boot" / f"vmlinuz-{version}", work / "vmlinuz")
     shutil.copyfile(rootfs / "boot" / f"initrd.img-{version}", work / "initrd.img")
     (work / "cmdline").write_text(CMDLINE + "\n")
@@ -251,17 +263,11 @@ def _missing_initrd_modules(rootfs: Path, version: str, tools: dict[str, str]) -
     return missing
 
 
-def _ensure_initrd_modules(rootfs: Path, version: str, tools: dict[str, str], work: Path) -> None:
-    missing = _missing_initrd_modules(rootfs, version, tools)
-    if not missing:
-        return
-    log.info("initrd lacks %s; rebuilding it with them", missing)
-    with open(rootfs / "etc" / "initramfs-tools" / "modules", "a") as modules:
-        modules.write("".join(f"{module}\n" for module in INITRD_MODULES))
+def _regenerate_initrd(rootfs: Path, version: str, tools: dict[str, str], work: Path) -> None:
     _run([tools["chroot"], str(rootfs), "update-initramfs", "-u", "-k", version], work / "initramfs.out")
     missing = _missing_initrd_modules(rootfs, version, tools)
     if missing:
-        raise RuntimeError(f"the initrd of kernel {version} still lacks {', '.join(missing)}")
+        raise RuntimeError(f"the initrd of kernel {version} lacks {', '.join(missing)}")
 
 
 def debian_mirror() -> str:

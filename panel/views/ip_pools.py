@@ -39,7 +39,7 @@ def pool_list(request):
                     % {"name": pool.name, "count": pool.addresses.count()},
                 )
                 return redirect("ip-pool-detail", pk=pool.pk)
-    pools = [(pool, ipam.pool_usage(pool)) for pool in IPPool.objects.select_related("region")]
+    pools = ipam.pools_with_usage().order_by("region__name", "name")
     return render(request, "panel/ip_pools/list.html", {"pools": pools, "form": form})
 
 

@@ -86,6 +86,14 @@ def host_list(request):
             raise PermissionDenied
         if form.is_valid() and (host := _register_host(form)) is not None:
             messages.success(request, _("Host %(name)s was added; probing it now.") % {"name": host.name})
+            if host.transport == "qemu+ssh":
+                messages.info(
+                    request,
+                    _(
+                        "If the probe fails because the host refuses the panel's SSH key, add the key shown "
+                        "on this page to the host's authorized_keys and probe again."
+                    ),
+                )
             return redirect("host-detail", pk=host.pk)
     hosts = hypervisor.with_usage(Host.objects.select_related("region")).order_by("name")
     return render(

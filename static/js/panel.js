@@ -163,12 +163,18 @@
     }
   });
 
-  // After a form comes back with errors, bring the first invalid field into view.
+  // After a form comes back with errors, bring the first invalid field (or, for errors about the whole
+  // form, the form's error message) into view.
   function focusFirstError() {
+    if (document.querySelector("main [autofocus]:focus")) return;
     var invalid = document.querySelector("main .field--invalid input, main .field--invalid select, main .field--invalid textarea");
-    if (invalid && !document.querySelector("main [autofocus]:focus")) {
+    var formError = document.querySelector("main form > .alert--error");
+    if (formError && (!invalid || formError.compareDocumentPosition(invalid) & Node.DOCUMENT_POSITION_FOLLOWING)) {
+      formError.scrollIntoView({ block: "center" });
+    }
+    if (invalid) {
       invalid.focus({ preventScroll: true });
-      invalid.scrollIntoView({ block: "center" });
+      if (!formError) invalid.scrollIntoView({ block: "center" });
     }
   }
 

@@ -57,29 +57,19 @@ class Order(threading.Thread):
             db_connection.close()
 
 
-def blocked_on(order: Order, host: Host, timeout: float = 3) -> None:
-    """Wait until the order's backend waits for the row lock of `host`."""
+def blocked_by(order: Order, *holders: Order, timeout: float = 10) -> None:
+    """Wait until the order's backend waits for a lock that one of `holders` holds (or queues for)."""
     order.started_claim.wait(timeout=timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db_connection.cursor() as cursor:
             cursor.execute(
-                "SELECT query FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
-                [order.backend_pid],
+                "SELECT pg_blocking_pids(%s) && %s::int[]", [order.backend_pid, [h.backend_pid for h in holders]]
             )
-            row = cursor.fetchone()
-        if row and "hypervisor_host" in row[0] and f'"id" = {host.pk}' in row[0]:
-            return
+            if cursor.fetchone()[0]:
+                return
         time.sleep(0.02)
-    with db_connection.cursor() as cursor:
-        cursor.execute("SELECT pid, wait_event_type, wait_event, state, query FROM pg_stat_activity WHERE pid = %s", [order.backend_pid])
-        print("DEBUG", cursor.fetchall())
-    pytest.fail(f"the order never waited for host {host.name}; its result: {order.result!r}")
-
-
-def start(order: Order) -> Order:
-    order.start()
-    return order
+    pytest.fail(f"the order never waited for the other; its result: {order.result!r}")
 
 
 def finish(*orders: Order) -> None:
@@ -108,31 +98,36 @@ def test_two_claims_passing_over_full_hosts_in_opposite_orders_both_end_in_no_ca
         consumer_uuid=uuid.uuid4(), host=host_b, vcpus=1, memory_mib=2 * GIB_MIB, disk_gib=1
     )
     small = Resources(vcpus=1, memory_mib=GIB_MIB, disk_gib=1)
+    fill_a = Order(region, Resources(vcpus=1, memory_mib=3 * GIB_MIB, disk_gib=50))
+    fill_b = Order(region, Resources(vcpus=1, memory_mib=4 * GIB_MIB, disk_gib=5))
+    first, second = Order(region, small), Order(region, small)
 
-    # An order fills host_a and is about to commit.
-    fill_a = start(Order(region, Resources(vcpus=1, memory_mib=3 * GIB_MIB, disk_gib=50)))
-    fill_a.claimed.wait(timeout=10)
-    assert fill_a.result == host_a.pk
-    # first sees host_a (3 GiB free) before host_b (2 GiB free) and waits for host_a.
-    first = start(Order(region, small))
-    blocked_on(first, host_a)
+    try:
+        # An order fills host_a and is about to commit.
+        fill_a.start()
+        fill_a.claimed.wait(timeout=10)
+        assert fill_a.result == host_a.pk
+        # first sees host_a (3 GiB free) before host_b (2 GiB free) and waits for host_a.
+        first.start()
+        blocked_by(first, fill_a)
 
-    # A server on host_b is deleted: host_b now looks freer (4 GiB), and another order fills it.
-    services.release(earlier.consumer_uuid)
-    fill_b = start(Order(region, Resources(vcpus=1, memory_mib=4 * GIB_MIB, disk_gib=5)))
-    fill_b.claimed.wait(timeout=10)
-    assert fill_b.result == host_b.pk
-    # second sees host_b before host_a, and waits for host_b.
-    second = start(Order(region, small))
-    blocked_on(second, host_b)
+        # A server on host_b is deleted: host_b now looks freer (4 GiB), and another order fills it.
+        services.release(earlier.consumer_uuid)
+        fill_b.start()
+        fill_b.claimed.wait(timeout=10)
+        assert fill_b.result == host_b.pk
+        # second sees host_b before host_a, and waits for host_b.
+        second.start()
+        blocked_by(second, fill_b)
 
-    # host_a's order commits: first finds host_a full and moves on to host_b.
-    finish(fill_a)
-    blocked_on(first, host_b)
-    # host_b's order commits: second finds host_b full and moves on to host_a.
-    finish(fill_b)
-    first.join(timeout=30)
-    second.join(timeout=30)
+        # host_a's order commits: first finds host_a full and moves on to host_b (queued behind second).
+        finish(fill_a)
+        blocked_by(first, fill_b, second)
+        # host_b's order commits: second finds host_b full and moves on to host_a.
+        finish(fill_b)
+        finish(first, second)
+    finally:
+        finish(*(order for order in (fill_a, fill_b, first, second) if order.ident))
 
     assert isinstance(first.result, NoCapacity), repr(first.result)
     assert isinstance(second.result, NoCapacity), repr(second.result)

@@ -20,6 +20,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PLAN = dict(vcpus=1, memory_mib=1024, disk_gib=10)
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def region_with_hosts(memory_per_host: list[int]):
     """A region whose hosts are limited by memory only (each fits memory // 1024 servers of PLAN)."""
     region, _plan, image = factories.make_catalog()
