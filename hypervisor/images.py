@@ -13,6 +13,7 @@ import libvirt
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -132,8 +133,13 @@ def simulated(host: Host) -> bool:
     return host.uri.startswith("test:")
 
 
-def _claim_upload(host: Host, image: Image, kind: str, name: str, checksum: str) -> BaseVolume | None:
-    """The ready base volume, or None after this worker took the upload. Raises UploadInProgress."""
+def _claim_upload(
+    host: Host, image: Image, kind: str, name: str, checksum: str, owner: str
+) -> BaseVolume | None:
+    """The ready base volume, or None after this worker took the upload. Raises UploadInProgress.
+
+    An upload left unfinished by the same operation (its worker was killed; this is the redelivery) or
+    a stale one is taken over."""
     existing = BaseVolume.objects.filter(host=host, volume_name=name).first()
     if existing and existing.state == BaseVolume.State.READY:
         return existing
@@ -141,16 +147,19 @@ def _claim_upload(host: Host, image: Image, kind: str, name: str, checksum: str)
         try:
             with transaction.atomic():
                 BaseVolume.objects.create(
-                    host=host, image=image, kind=kind, volume_name=name, checksum=checksum
+                    host=host, image=image, kind=kind, volume_name=name, checksum=checksum, owner=owner
                 )
             return None
         except IntegrityError:
             raise UploadInProgress(_("the image is being copied to the host by another task")) from None
     stale = timezone.now() - STALE_UPLOAD
-    if BaseVolume.objects.filter(
-        pk=existing.pk, state=BaseVolume.State.UPLOADING, updated_at__lt=stale
-    ).update(updated_at=timezone.now()):
-        return None  # took over an upload whose worker died
+    mine = Q(owner=owner) if owner else Q(pk__in=[])
+    if (
+        BaseVolume.objects.filter(pk=existing.pk, state=BaseVolume.State.UPLOADING)
+        .filter(mine | Q(updated_at__lt=stale))
+        .update(updated_at=timezone.now(), owner=owner)
+    ):
+        return None  # took over an unfinished upload
     raise UploadInProgress(_("the image is being copied to the host by another task"))
 
 
@@ -191,7 +200,7 @@ def _upload(host: Host, pool_name: str, name: str, source: str, checksum: str) -
     return connection.run(host, work, timeout=settings.IMAGE_UPLOAD_TIMEOUT)
 
 
-def ensure_base_volumes(host: Host, image: Image) -> dict[str, str]:
+def ensure_base_volumes(host: Host, image: Image, owner: str = "") -> dict[str, str]:
     """Paths on the host of the image's disk (and kernel, initrd), copying what is missing first."""
     if not image.path or not image.checksum:
         raise HypervisorError(
@@ -200,7 +209,7 @@ def ensure_base_volumes(host: Host, image: Image) -> dict[str, str]:
     paths = {}
     for kind, source, checksum in files_of(image):
         name = volume_name(image, kind, checksum)
-        ready = _claim_upload(host, image, kind, name, checksum)
+        ready = _claim_upload(host, image, kind, name, checksum, owner)
         if ready is None:
             try:
                 path = _upload(host, host.storage_pool, name, source, checksum)

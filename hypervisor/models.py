@@ -262,6 +262,7 @@ class BaseVolume(models.Model):
     path = models.CharField(max_length=500, blank=True)
     checksum = models.CharField(max_length=64)
     state = models.CharField(max_length=10, choices=State.choices, default=State.UPLOADING)
+    owner = models.CharField(max_length=64, blank=True, help_text="the operation copying it")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -45,12 +45,12 @@ def domain_request(server: Server, boot: KernelBoot | None = None) -> DomainRequ
     )
 
 
-def image_files(server: Server) -> tuple[str, KernelBoot | None]:
+def image_files(server: Server, owner: str = "") -> tuple[str, KernelBoot | None]:
     """The base disk path on the server's host (copying the image there on first use) and, for images
     made for direct kernel boot, the kernel and initrd. Images without a file give a blank disk."""
     image = server.image
     if not image.path:
         return "", None
-    paths = ensure_base_volumes(server.host, image)
+    paths = ensure_base_volumes(server.host, image, owner=owner)
     boot = KernelBoot(paths["kernel"], paths["initrd"], image.cmdline) if "kernel" in paths else None
     return paths["disk"], boot

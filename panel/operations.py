@@ -26,6 +26,7 @@ from hypervisor.xml.domain import KernelBoot
 
 from . import guest
 from .actions import HOST_DOWN_MESSAGE
+from .faults import pause_point
 from .models import Operation, Server, Snapshot
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,13 @@ def _host(server: Server) -> Host:
 def create(operation: Operation) -> None:
     server = operation.server
     host = _host(server)
-    base_path, boot = guest.image_files(server)
+    base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     disk_path = driver.create_disk(host, request, base_path)
+    pause_point("create:disk")
     seed_path = driver.write_seed(host, request, guest.seed_iso(server))
     driver.define_domain(host, request, disk_path, seed_path)
+    pause_point("create:defined")
     state = driver.start(host, server.id)
     finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
 
@@ -173,6 +176,7 @@ def resize(operation: Operation) -> None:
     )
     driver.resize_disk(host, request)
     driver.set_resources(host, server.id, plan.vcpus, plan.memory_mib)
+    pause_point("resize:configured")
     if was_running and driver.current_resources(host, server.id) != (plan.vcpus, plan.memory_mib):
         driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
     state = driver.start(host, server.id) if was_running else "shutoff"
@@ -195,7 +199,7 @@ def rebuild(operation: Operation) -> None:
     image = Image.objects.get(slug=operation.params["image"])
     server.image = image
     driver.power_off(host, server.id)
-    base_path, boot = guest.image_files(server)
+    base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     driver.delete_disk(host, request)
     disk_path = driver.create_disk(host, request, base_path)
@@ -250,6 +254,7 @@ def delete(operation: Operation) -> None:
     server = operation.server
     if server.host is not None:
         driver.destroy(_host(server), domain_request(server))
+    pause_point("delete:destroyed")
     with transaction.atomic():
         hypervisor.release(server.id)
         ipam.release(server.id)

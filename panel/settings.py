@@ -175,7 +175,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("TASK_SOFT_TIME_LIMIT", "900"))
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 if REDIS_URL:
     # Redelivery of unacknowledged tasks must wait longer than the longest task may run.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 300))
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "panel")
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
@@ -247,3 +249,6 @@ CELERY_BEAT_SCHEDULE.update(
 IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))
 SNAPSHOT_LIMIT = int(os.environ.get("SNAPSHOT_LIMIT", "3"))
 REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
+
+# Fault injection for crash tests: the worker pauses at the named step (see panel/faults.py).
+FAULT_PAUSE_AT = os.environ.get("PANEL_FAULT_PAUSE_AT", "")

@@ -22,7 +22,8 @@ install() {
 }
 
 install postgresql redis-server libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
-  dnsmasq-base iptables chromium fonts-dejavu-core openssh-client openssh-server
+  dnsmasq-base iptables chromium fonts-dejavu-core openssh-client openssh-server debootstrap e2fsprogs \
+  dosfstools mtools
 
 # PostgreSQL on 127.0.0.1:5432, with the password the test URL uses.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -1,0 +1,274 @@
+"""qemu+ssh hosts: the panel connects with its own key pair (the private half stored encrypted), records
+the host's SSH keys at onboarding and accepts no other key afterwards.
+
+A private sshd on a free local port plays the remote host; behind it the real libvirtd answers, reached
+through libvirt's own ssh transport and the panel's ssh wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+import uuid
+from io import StringIO
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import libvirt
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from hypervisor import connection, credentials, services
+from hypervisor.models import Host, PanelKeyPair
+from tests import factories
+
+# transaction=True: libvirt calls run in worker threads with their own database connections, which must see
+# the panel's key pair committed (as they do in production).
+pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
+
+SSHD = "/usr/sbin/sshd"
+REFUSED = "the host refused the panel's SSH key: add it to the host's authorized_keys"
+CHANGED = "the host's SSH key does not match the key recorded at onboarding"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sshd:
+    """A private OpenSSH server on 127.0.0.1:port that accepts only the keys in its authorized_keys."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(mode=0o700)
+        self.directory = directory
+        self.port = free_port()
+        self.host_key = directory / "ssh_host_ed25519_key"
+        self.authorized_keys = directory / "authorized_keys"
+        self.authorized_keys.write_text("")
+        self.config = directory / "sshd_config"
+        self.process: subprocess.Popen | None = None
+        self.new_host_key()
+
+    def new_host_key(self) -> None:
+        for path in (self.host_key, self.host_key.with_suffix(".pub")):
+            path.unlink(missing_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-host", "-f", str(self.host_key)],
+            check=True,
+        )
+
+    def fingerprint(self) -> str:
+        output = subprocess.run(
+            ["ssh-keygen", "-l", "-f", str(self.host_key.with_suffix(".pub"))],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return output.split()[1]  # "256 SHA256:… test-host (ED25519)"
+
+    def authorize(self, line: str) -> None:
+        self.authorized_keys.write_text(line + "\n")
+
+    def start(self) -> None:
+        self.config.write_text(
+            f"Port {self.port}\n"
+            "ListenAddress 127.0.0.1\n"
+            f"HostKey {self.host_key}\n"
+            f"PidFile {self.directory / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {self.authorized_keys}\n"
+            "PermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "StrictModes no\n"
+            "UsePAM no\n"
+        )
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        self.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "sshd.log", "ab"),  # noqa: SIM115 - kept open by the child
+            start_new_session=True,  # its own process group: stop() ends the sessions it forked too
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"sshd exited: {(self.directory / 'sshd.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("sshd did not start listening")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+        self.process = None
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+ssh://root@127.0.0.1:{self.port}/system"
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    if not os.path.exists(SSHD):
+        pytest.fail("openssh-server is missing: apt-get install -y openssh-server")
+    server = Sshd(tmp_path / "sshd")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def data_dir(settings, tmp_path) -> Path:
+    settings.DATA_DIR = tmp_path / "data"
+    return settings.DATA_DIR
+
+
+@pytest.fixture
+def private_pool(tmp_path):
+    """A storage pool of the test's own on the real libvirtd (probing touches no pool other tests use)."""
+    name = f"ssh-test-{uuid.uuid4().hex[:8]}"
+    yield name, str(tmp_path / "pool")
+    conn = libvirt.open("qemu:///system")
+    try:
+        pool = conn.storagePoolLookupByName(name)
+        if pool.isActive():
+            pool.destroy()
+        pool.undefine()
+    except libvirt.libvirtError:
+        pass
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def ssh_host(sshd, data_dir, private_pool):
+    pool_name, pool_path = private_pool
+    host = services.register_host(
+        "kvm-ssh", sshd.uri, factories.make_region(), storage_pool=pool_name, storage_pool_path=pool_path
+    )
+    yield host
+    connection.forget(host.uri)
+
+
+def test_until_the_admin_adds_the_panels_key_probing_fails_with_a_readable_reason(sshd, ssh_host):
+    host = services.probe_host(ssh_host.pk)
+    assert host.state == Host.State.ERROR
+    assert host.status_reason == REFUSED
+    # The host's key was recorded on this first contact (trust on first use).
+    assert host.ssh_host_keys.startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
+    assert credentials.host_key_fingerprints(host.ssh_host_keys) == [f"ssh-ed25519 {sshd.fingerprint()}"]
+
+
+def test_with_the_panels_key_authorised_the_host_is_probed_over_ssh(sshd, ssh_host):
+    assert services.probe_host(ssh_host.pk).status_reason == REFUSED
+    sshd.authorize(credentials.authorized_keys_line())
+    host = services.probe_host(ssh_host.pk)
+    assert host.state == Host.State.READY, host.status_reason
+    assert host.libvirt_version and host.hypervisor_version.startswith("QEMU")
+    assert host.vcpus_total > 0 and host.memory_mib_total > 0
+    assert host.domain_type in ("kvm", "qemu")
+    assert ssh_host.storage_pool in [pool["name"] for pool in host.inventory["pools"]]
+    # The health check reaches it the same way.
+    assert services.check_host(host) == Host.State.READY
+
+
+def test_a_changed_host_key_is_refused_until_an_admin_forgets_the_recorded_one(sshd, ssh_host):
+    sshd.authorize(credentials.authorized_keys_line())
+    host = services.probe_host(ssh_host.pk)
+    assert host.state == Host.State.READY, host.status_reason
+    recorded = host.ssh_host_keys
+
+    # The host is reinstalled (or someone sits in the middle): same address, another host key.
+    sshd.stop()
+    sshd.new_host_key()
+    sshd.start()
+    connection.forget(host.uri)
+    host = services.probe_host(host.pk)
+    assert host.state == Host.State.ERROR
+    assert host.status_reason == CHANGED
+    assert host.ssh_host_keys == recorded  # never replaced silently
+
+    services.forget_host_keys(host.pk)
+    host = services.probe_host(host.pk)
+    assert host.state == Host.State.READY, host.status_reason
+    assert host.ssh_host_keys != recorded
+    assert credentials.host_key_fingerprints(host.ssh_host_keys) == [f"ssh-ed25519 {sshd.fingerprint()}"]
+
+
+def test_the_panels_private_key_is_stored_encrypted_and_written_only_to_private_files(ssh_host, data_dir):
+    pair = PanelKeyPair.objects.get()
+    assert pair.private_key.startswith("fernet:")
+    assert "PRIVATE KEY" not in pair.private_key
+    assert pair.public_key.startswith("ssh-ed25519 ") and pair.public_key.endswith(" vpspanel")
+    assert credentials.authorized_keys_line() == pair.public_key
+
+    services.probe_host(ssh_host.pk)
+    host = Host.objects.get(pk=ssh_host.pk)
+    uri = credentials.connect_uri(host)
+    query = parse_qs(urlsplit(uri).query)
+    directory = data_dir / "run" / "hosts" / str(host.pk)
+    assert Path(query["keyfile"][0]) == directory / "id_ed25519"
+    assert Path(query["command"][0]) == directory / "ssh"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((directory / "id_ed25519").stat().st_mode) == 0o600
+    assert stat.S_IMODE((directory / "known_hosts").stat().st_mode) == 0o600
+    assert stat.S_IMODE((directory / "ssh").stat().st_mode) == 0o700  # the wrapper libvirt runs
+    assert "OPENSSH PRIVATE KEY" in (directory / "id_ed25519").read_text()
+    assert (directory / "known_hosts").read_text() == host.ssh_host_keys
+    wrapper = (directory / "ssh").read_text()
+    assert "StrictHostKeyChecking=yes" in wrapper and f"UserKnownHostsFile={directory}/known_hosts" in wrapper
+
+
+def test_add_host_prints_the_authorized_keys_line_and_the_recorded_host_key(sshd, data_dir, private_pool):
+    factories.make_region()
+    sshd.authorize(credentials.authorized_keys_line())
+    pool_name, pool_path = private_pool
+    out = StringIO()
+    uri = sshd.uri
+    try:
+        call_command(
+            "add_host", "kvm-ssh", uri, "--storage-pool", pool_name, "--pool-path", pool_path, stdout=out
+        )
+    finally:
+        connection.forget(uri)
+    printed = out.getvalue()
+    assert f"echo '{credentials.authorized_keys_line()}' >> ~root/.ssh/authorized_keys" in printed
+    assert f"Recorded SSH host key: ssh-ed25519 {sshd.fingerprint()}" in printed
+    assert f"Host kvm-ssh ({uri}) in jakarta: ready" in printed
+
+
+def test_add_host_for_a_host_that_refuses_the_key_prints_the_line_and_fails(sshd, data_dir):
+    factories.make_region()
+    out = StringIO()
+    with pytest.raises(CommandError, match="refused the panel's SSH key"):
+        call_command("add_host", "kvm-ssh", sshd.uri, stdout=out)
+    connection.forget(sshd.uri)
+    printed = out.getvalue()
+    assert credentials.authorized_keys_line() in printed
+    assert f"Recorded SSH host key: ssh-ed25519 {sshd.fingerprint()}" in printed
+    assert Host.objects.get(name="kvm-ssh").state == Host.State.ERROR
+
+
+def test_no_ssh_server_at_the_address_is_a_readable_error(data_dir):
+    host = services.register_host(
+        "kvm-gone", f"qemu+ssh://root@127.0.0.1:{free_port()}/system", factories.make_region()
+    )
+    host = services.probe_host(host.pk)
+    assert host.state == Host.State.ERROR
+    assert host.status_reason == f"no SSH server answered at 127.0.0.1:{urlsplit(host.uri).port}"
+    assert host.ssh_host_keys == ""
