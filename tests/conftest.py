@@ -108,3 +108,11 @@ def pytest_configure(config):
 
     # WhiteNoise warns at start-up when the collected-static directory does not exist yet.
     os.makedirs(settings.STATIC_ROOT, exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def guest_image():
+    """A small real bootable Debian guest (built with debootstrap on first use, then cached)."""
+    from .guest_image import build_test_image
+
+    return build_test_image()

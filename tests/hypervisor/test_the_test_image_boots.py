@@ -16,7 +16,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.guest_image import GuestImage, build_test_image
+from tests.guest_image import GuestImage
 
 URI = "qemu:///system"
 NETWORK = "default"
@@ -24,14 +24,6 @@ IMAGES_DIR = Path("/var/lib/libvirt/images")
 BOOT_TIMEOUT = 180
 HOSTNAME = "imagetest"
 FINISHED = re.compile(r"Cloud-init v\. \S+ finished at .*Datasource DataSourceNoCloud")
-
-
-@pytest.fixture(scope="session")
-def guest_image() -> GuestImage:
-    started = time.monotonic()
-    image = build_test_image()
-    print(f"\nguest image ready in {time.monotonic() - started:.1f} s: {image}")
-    return image
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
