@@ -58,6 +58,16 @@ class OrderForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
+    password = forms.CharField(
+        label=_("Root password (optional)"),
+        required=False,
+        min_length=8,
+        max_length=128,
+        strip=False,
+        # Never sent back to the browser, also not when the form comes back with errors.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("At least 8 characters. Leave empty to log in with SSH keys only."),
+    )
     user_data = forms.CharField(
         label=_("User data (optional)"),
         required=False,

@@ -172,3 +172,59 @@ def make_pool(
     return ipam.create_pool(
         region, name or cidr, cidr, gateway, nameservers=nameservers or ["192.0.2.53"], excluded=excluded
     )
+
+
+# Servers made for real on a host, and leaving a simulated host as it was found.
+
+
+def run_operation(operation):
+    """Carry the operation out as a worker does (in this process) and return it refreshed."""
+    from panel import operations
+
+    operations.execute(str(operation.pk))
+    operation.refresh_from_db()
+    return operation
+
+
+def make_real_server(owner: User, *, plan: Plan, image: Image, region: Region, name: str = "web1", **order):
+    """Order a server through the real service and run its create operation on the region's host."""
+    from panel import actions
+    from panel.models import Operation
+
+    server = actions.order_server(owner, name=name, plan=plan, image=image, region=region, **order)
+    create = run_operation(Operation.objects.get(server=server, type=Operation.Type.CREATE))
+    server.refresh_from_db()
+    assert create.status == Operation.Status.SUCCEEDED, create.error
+    assert (server.status, server.task) == ("running", None), server.status_reason
+    return server
+
+
+class TidySimulatedHost:
+    """`with TidySimulatedHost(uri) as conn:` removes the domains and volumes made on a test:/// host inside
+    the block (its state lives as long as the process, not the test)."""
+
+    def __init__(self, uri: str, pool: str = "default"):
+        self.uri, self.pool = uri, pool
+
+    def __enter__(self):
+        from hypervisor import connection
+
+        self.conn = connection.connection(self.uri)
+        self.domains_before = {domain.UUIDString() for domain in self.conn.listAllDomains()}
+        self.volumes_before = set(self.conn.storagePoolLookupByName(self.pool).listVolumes())
+        return self.conn
+
+    def __exit__(self, *exc_info) -> bool:
+        for domain in self.conn.listAllDomains():
+            if domain.UUIDString() in self.domains_before:
+                continue
+            if domain.isActive():
+                domain.destroy()
+            for name in domain.snapshotListNames(0):
+                domain.snapshotLookupByName(name, 0).delete(0)
+            if domain.isPersistent():
+                domain.undefine()
+        storage = self.conn.storagePoolLookupByName(self.pool)
+        for name in set(storage.listVolumes()) - self.volumes_before:
+            storage.storageVolLookupByName(name).delete(0)
+        return False

@@ -1,20 +1,32 @@
 """Customer pages for servers: list, order, detail with live status, actions."""
 
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
+from billing.models import Plan
 from billing.money import currency
 from hypervisor import ipam
-from hypervisor.models import IPAddress
+from hypervisor.models import Image, IPAddress
 
 from .. import actions, catalog
 from ..forms import OrderForm, PtrForm
-from ..models import Operation, Server
+from ..models import Operation, Server, Snapshot
 from ..models.servers import attach_addresses
+
+T = Operation.Type
 
 
 def own_servers(request):
@@ -46,6 +58,7 @@ def server_order(request):
                 region=data["region"],
                 ssh_keys=data["ssh_keys"],
                 user_data=data["user_data"],
+                password=data["password"],
             )
         except actions.ActionError as exc:
             form.add_error(None, exc.message)
@@ -71,11 +84,120 @@ def server_order(request):
     )
 
 
+@dataclass
+class ResizeChoice:
+    """A plan the server could move to, with what would change."""
+
+    plan: Plan
+    disk_too_small: bool
+    price_delta: Decimal
+
+    @property
+    def price_delta_abs(self) -> Decimal:
+        return abs(self.price_delta)
+
+
+def _resize_choices(server: Server) -> list[ResizeChoice]:
+    plans = Plan.objects.filter(is_active=True).exclude(pk=server.plan_id)
+    return [
+        ResizeChoice(
+            plan=plan,
+            disk_too_small=plan.disk_gib < server.disk_gib,
+            price_delta=plan.price_monthly - server.plan.price_monthly,
+        )
+        for plan in plans
+    ]
+
+
+@dataclass
+class RebuildChoice:
+    image: Image
+    fits: bool
+    needs_gib: int
+
+
+def _rebuild_choices(server: Server) -> list[RebuildChoice]:
+    disk_bytes = server.disk_gib * 1024**3
+    return [
+        RebuildChoice(
+            image=image,
+            fits=image.virtual_size_bytes <= disk_bytes,
+            needs_gib=-(-image.virtual_size_bytes // 1024**3),
+        )
+        for image in catalog.active_images()
+    ]
+
+
+def describe(operation: Operation, plan_names: dict[str, str], image_names: dict[str, str]) -> str:
+    """What the operation did, in words, with its parameters ("Resize to Basic 2")."""
+    params = operation.params or {}
+    if operation.type == T.RESIZE and params.get("plan"):
+        return _("Resize to %(plan)s") % {"plan": plan_names.get(params["plan"], params["plan"])}
+    if operation.type == T.REBUILD and params.get("image"):
+        return _("Rebuild with %(image)s") % {"image": image_names.get(params["image"], params["image"])}
+    if operation.type == T.SNAPSHOT and params.get("name"):
+        return _("Snapshot “%(name)s”") % {"name": params["name"]}
+    if operation.type == T.RESTORE and params.get("name"):
+        return _("Restore snapshot “%(name)s”") % {"name": params["name"]}
+    if operation.type == T.DELETE_SNAPSHOT and params.get("name"):
+        return _("Delete snapshot “%(name)s”") % {"name": params["name"]}
+    return operation.get_type_display()
+
+
+def _describe_all(operations) -> list[Operation]:
+    operations = list(operations)
+    kinds = {op.type for op in operations}
+    plan_names = dict(Plan.objects.values_list("slug", "name")) if T.RESIZE in kinds else {}
+    image_names = dict(Image.objects.values_list("slug", "name")) if T.REBUILD in kinds else {}
+    for operation in operations:
+        operation.summary = describe(operation, plan_names, image_names)
+    return operations
+
+
+def _state_key(server: Server, *parts) -> str:
+    """A short digest of everything the action cards show. The polled fragment keeps the cards the browser
+    has (hx-preserve, keyed by this digest) while it is unchanged, so that a half-filled form survives the
+    polling; any change renders them anew."""
+    state = (
+        server.status, server.task, server.name, server.plan_id, server.image_id, server.vcpus,
+        server.memory_mib, server.disk_gib, settings.SNAPSHOT_LIMIT, get_language(), *parts,
+    )  # fmt: skip
+    return hashlib.sha256(repr(state).encode()).hexdigest()[:16]
+
+
 def _detail_context(request, server: Server) -> dict:
+    allowed = actions.allowed_actions(server)
+    # The actions the status permits, whether or not another action is in flight: their cards stay on the
+    # page (without controls) while a task runs, instead of jumping away and back.
+    possible = {action for action, rule in actions.RULES.items() if server.status in rule.allowed_from}
+    snapshots = list(Snapshot.objects.filter(server=server))
+    resize = _resize_choices(server) if T.RESIZE in possible else []
+    rebuild = _rebuild_choices(server) if T.REBUILD in possible else []
+    key = _state_key(
+        server,
+        [
+            (c.plan.pk, c.plan.name, c.plan.vcpus, c.plan.memory_mib, c.plan.disk_gib, c.price_delta)
+            for c in resize
+        ],
+        [(c.image.pk, c.image.name, c.fits) for c in rebuild],
+        [(s.pk, s.name) for s in snapshots],
+    )
     return {
         "server": server,
-        "allowed": actions.allowed_actions(server),
-        "operations": Operation.objects.filter(server=server).select_related("requested_by")[:20],
+        "allowed": allowed,
+        "possible": possible,
+        "state_key": key,
+        "operations": _describe_all(
+            Operation.objects.filter(server=server).select_related("requested_by")[:20]
+        ),
+        "currency": currency(),
+        "resize_choices": resize,
+        "rebuild_choices": rebuild,
+        "show_snapshots": T.SNAPSHOT in possible
+        or (snapshots and server.status not in (Server.Status.DELETING, Server.Status.DELETED)),
+        "snapshots": snapshots,
+        "snapshot_limit": settings.SNAPSHOT_LIMIT,
+        "snapshots_full": len(snapshots) >= settings.SNAPSHOT_LIMIT,
     }
 
 
@@ -92,25 +214,49 @@ def server_status(request, pk):
     return render(request, "panel/servers/_status.html", _detail_context(request, server))
 
 
+# Actions that destroy data and need the server's hostname typed to confirm.
+CONFIRM_BY_HOSTNAME = {
+    T.DELETE: _lazy("Type the server's hostname to confirm deletion."),
+    T.REBUILD: _lazy("Type the server's hostname to confirm the rebuild."),
+}
+ACTION_PARAMS = ("plan", "image", "name", "snapshot")
+
+
 @login_required
 @require_POST
 def server_action(request, pk):
     server = get_object_or_404(own_servers(request), pk=pk)
     action = request.POST.get("action", "")
+    if action in CONFIRM_BY_HOSTNAME:
+        typed = request.POST.get("confirm", "").strip().lower()
+        if typed != server.name.lower():
+            messages.error(request, CONFIRM_BY_HOSTNAME[action])
+            return _after_action(request, server)
     try:
-        if action == Operation.Type.DELETE:
-            if request.POST.get("confirm") != server.name:
-                messages.error(request, _("Type the server's hostname to confirm deletion."))
-                return redirect("server-detail", pk=server.pk)
+        if action == T.DELETE:
             actions.delete_server(server, request.user)
             messages.success(request, _("%(name)s is being deleted.") % {"name": server.name})
+            if request.htmx:
+                return HttpResponseClientRedirect(reverse("server-list"))
             return redirect("server-list")
         if action not in actions.CUSTOMER_ACTIONS:
             messages.error(request, _("Unknown action."))
         else:
-            actions.request_action(server, action, request.user)
+            params = {name: request.POST[name] for name in ACTION_PARAMS if name in request.POST}
+            operation = actions.perform(server, action, request.user, params)
+            if action not in actions.POWER_ACTIONS:
+                # Started far down the page: say so where the page's messages are.
+                messages.success(
+                    request,
+                    _("%(action)s: started. This page shows when it has finished.")
+                    % {"action": _describe_all([operation])[0].summary},
+                )
     except actions.ActionError as exc:
         messages.error(request, exc.message)
+    return _after_action(request, server)
+
+
+def _after_action(request, server: Server):
     if request.htmx:
         server.refresh_from_db()
         return render(request, "panel/servers/_status.html", _detail_context(request, server))

@@ -163,6 +163,72 @@
     }
   });
 
+  // Forms that need a word typed to confirm (the server's hostname before a rebuild or delete): the submit
+  // button stays disabled until it matches. The server checks again.
+  function syncConfirm(input) {
+    var button = input.form && input.form.querySelector('button[type="submit"]');
+    if (!button) return;
+    var expected = (input.getAttribute("data-must-match") || "").toLowerCase();
+    button.disabled = input.value.trim().toLowerCase() !== expected;
+  }
+
+  function initConfirmInputs(root) {
+    (root || document).querySelectorAll("input[data-must-match]").forEach(syncConfirm);
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("input[data-must-match]")) syncConfirm(event.target);
+  });
+
+  // The server page: a message about an action started far down the page is brought into view, and the
+  // "has started" note goes away once nothing is in flight any more (the activity list shows the outcome).
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (!event.detail.target || event.detail.target.id !== "server-messages") return;
+    // The swap replaced the element: look up the new one.
+    var target = document.getElementById("server-messages");
+    if (!target || !target.querySelector(".alert")) return;
+    var box = target.getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) target.scrollIntoView({ block: "start" });
+  });
+
+  // Polled fragments keep half-filled forms (hx-preserve). Browsers without Element.moveBefore() lose the
+  // focus when htmx moves the kept element: give it back, with the caret where it was.
+  var focusBeforeSwap = null;
+  document.addEventListener("htmx:beforeSwap", function () {
+    var active = document.activeElement;
+    focusBeforeSwap = null;
+    if (active && active !== document.body && active.closest && active.closest("[hx-preserve]")) {
+      focusBeforeSwap = { elt: active, start: active.selectionStart, end: active.selectionEnd };
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    var saved = focusBeforeSwap;
+    focusBeforeSwap = null;
+    if (!saved || !saved.elt.isConnected || document.activeElement === saved.elt) return;
+    saved.elt.focus({ preventScroll: true });
+    if (typeof saved.start === "number" && saved.elt.setSelectionRange) {
+      try {
+        saved.elt.setSelectionRange(saved.start, saved.end);
+      } catch (error) {
+        /* not a text field */
+      }
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var status = document.getElementById("server-status");
+    if (status && !status.getAttribute("data-task")) {
+      document.querySelectorAll("#server-messages .alert--success").forEach(function (alert) {
+        var list = alert.parentNode;
+        alert.remove();
+        if (list && !list.children.length) list.remove();
+      });
+    }
+    // htmx re-enables the buttons it disabled during a request: keep confirmation buttons honest.
+    initConfirmInputs();
+  });
+
   // After a form comes back with errors, bring the first invalid field (or, for errors about the whole
   // form, the form's error message) into view.
   function focusFirstError() {
@@ -180,6 +246,7 @@
 
   function init() {
     initOrderForms();
+    initConfirmInputs();
     focusFirstError();
   }
 

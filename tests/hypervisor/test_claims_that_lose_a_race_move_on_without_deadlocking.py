@@ -17,7 +17,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 
 from hypervisor import services
-from hypervisor.models import Allocation, Host
+from hypervisor.models import Allocation
 from hypervisor.services import NoCapacity, Resources
 from tests import factories
 
@@ -64,7 +64,8 @@ def blocked_by(order: Order, *holders: Order, timeout: float = 10) -> None:
     while time.monotonic() < deadline:
         with db_connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_blocking_pids(%s) && %s::int[]", [order.backend_pid, [h.backend_pid for h in holders]]
+                "SELECT pg_blocking_pids(%s) && %s::int[]",
+                [order.backend_pid, [h.backend_pid for h in holders]],
             )
             if cursor.fetchone()[0]:
                 return

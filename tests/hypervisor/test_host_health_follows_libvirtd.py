@@ -108,7 +108,9 @@ def libvirtd():
     try:
         conn = libvirt.open("qemu:///system")
     except libvirt.libvirtError as exc:
-        pytest.fail(f"no libvirtd answers at qemu:///system (start it with `virtlogd -d; libvirtd -d`): {exc}")
+        pytest.fail(
+            f"no libvirtd answers at qemu:///system (start it with `virtlogd -d; libvirtd -d`): {exc}"
+        )
     yield conn
     conn.close()
 
@@ -227,7 +229,11 @@ def test_a_host_an_admin_disabled_stays_disabled_through_down_and_back(host, pro
     proxy.stop()
     down = check(host)
     assert down.state == Host.State.DOWN
-    assert (down.enabled, down.disabled_by, down.disabled_reason) == (False, Host.DisabledBy.ADMIN, "moving racks")
+    assert (down.enabled, down.disabled_by, down.disabled_reason) == (
+        False,
+        Host.DisabledBy.ADMIN,
+        "moving racks",
+    )
 
     proxy.start()
     for _ in range(2):
@@ -276,7 +282,9 @@ def test_a_dead_cached_connection_is_replaced_instead_of_failing_the_check(host,
     time.sleep(0.2)  # libvirtd is restarted between two checks (they run every HOST_CHECK_INTERVAL)
     proxy.start()
     after = check(host)
-    assert (after.state, after.enabled, after.failed_checks) == (Host.State.READY, True, 0), after.status_reason
+    assert (after.state, after.enabled, after.failed_checks) == (Host.State.READY, True, 0), (
+        after.status_reason
+    )
 
 
 @pytest.mark.xfail(

@@ -8,10 +8,13 @@ through libvirt's own ssh transport and the panel's ssh wrapper.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
+import threading
 import time
 import uuid
 from io import StringIO
@@ -22,6 +25,7 @@ import libvirt
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection as db_connection
 
 from hypervisor import connection, credentials, services
 from hypervisor.models import Host, PanelKeyPair
@@ -133,9 +137,37 @@ def sshd(tmp_path):
 
 
 @pytest.fixture
-def data_dir(settings, tmp_path) -> Path:
-    settings.DATA_DIR = tmp_path / "data"
-    return settings.DATA_DIR
+def data_dir(settings) -> Path:
+    """A short PANEL_DATA_DIR, like /var/lib/vpspanel (see the test of a long one below)."""
+    directory = Path(tempfile.mkdtemp(prefix="vps", dir="/tmp"))
+    settings.DATA_DIR = directory
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def close_database_connections_of_libvirt_threads() -> None:
+    """Run db.close() once in each of libvirt's worker threads (a barrier makes each take one call)."""
+    executor = connection._executor()
+    barrier = threading.Barrier(executor._max_workers)
+
+    def close() -> None:
+        try:
+            barrier.wait(timeout=5)
+        except threading.BrokenBarrierError:  # a thread stuck in a hung call: the others close theirs
+            pass
+        db_connection.close()
+
+    for future in [executor.submit(close) for _ in range(executor._max_workers)]:
+        future.result(timeout=15)
+
+
+@pytest.fixture(autouse=True)
+def _close_database_connections_of_libvirt_threads():
+    """connect_uri() reads the panel's key pair in libvirt's worker threads, whose database connections then
+    stay open (see test_connecting_leaves_no_database_connection_open_in_libvirts_threads); close them so
+    that the test database can be dropped at the end."""
+    yield
+    close_database_connections_of_libvirt_threads()
 
 
 @pytest.fixture
@@ -187,16 +219,20 @@ def test_with_the_panels_key_authorised_the_host_is_probed_over_ssh(sshd, ssh_ho
     assert services.check_host(host) == Host.State.READY
 
 
+def reinstall(sshd: Sshd) -> None:
+    """The host is reinstalled (or someone sits in the middle): same address, another host key."""
+    sshd.stop()
+    sshd.new_host_key()
+    sshd.start()
+
+
 def test_a_changed_host_key_is_refused_until_an_admin_forgets_the_recorded_one(sshd, ssh_host):
     sshd.authorize(credentials.authorized_keys_line())
     host = services.probe_host(ssh_host.pk)
     assert host.state == Host.State.READY, host.status_reason
     recorded = host.ssh_host_keys
 
-    # The host is reinstalled (or someone sits in the middle): same address, another host key.
-    sshd.stop()
-    sshd.new_host_key()
-    sshd.start()
+    reinstall(sshd)
     connection.forget(host.uri)
     host = services.probe_host(host.pk)
     assert host.state == Host.State.ERROR
@@ -208,6 +244,34 @@ def test_a_changed_host_key_is_refused_until_an_admin_forgets_the_recorded_one(s
     assert host.state == Host.State.READY, host.status_reason
     assert host.ssh_host_keys != recorded
     assert credentials.host_key_fingerprints(host.ssh_host_keys) == [f"ssh-ed25519 {sshd.fingerprint()}"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG hypervisor/credentials.py connect_uri() ssh wrapper: libvirt keeps at most 1024 bytes of the "
+    "command's stderr (virFileReadLimFD) and reports 'Cannot recv data: Value too large for defined data "
+    "type' when ssh says more; ssh's changed-host-key warning names the known_hosts path three times, so "
+    "with a data directory over ~50 characters (or a long host name) the readable reason is lost. Pass on "
+    'only the end of ssh\'s stderr, e.g. `{ ssh ... "$@" 2>&1 1>&3 3>&- | tail -c 512 1>&2; } 3>&1`',
+)
+def test_a_changed_host_key_is_named_as_such_with_a_long_data_directory(
+    sshd, settings, tmp_path, private_pool
+):
+    settings.DATA_DIR = tmp_path / "srv" / "hosting" / "vpspanel-production" / "var"
+    assert len(str(settings.DATA_DIR)) > 60
+    sshd.authorize(credentials.authorized_keys_line())
+    pool_name, pool_path = private_pool
+    host = services.register_host(
+        "kvm-ssh", sshd.uri, factories.make_region(), storage_pool=pool_name, storage_pool_path=pool_path
+    )
+    try:
+        assert services.probe_host(host.pk).state == Host.State.READY
+        reinstall(sshd)
+        connection.forget(host.uri)
+        host = services.probe_host(host.pk)
+    finally:
+        connection.forget(host.uri)
+    assert (host.state, host.status_reason) == (Host.State.ERROR, CHANGED)
 
 
 def test_the_panels_private_key_is_stored_encrypted_and_written_only_to_private_files(ssh_host, data_dir):
@@ -272,3 +336,21 @@ def test_no_ssh_server_at_the_address_is_a_readable_error(data_dir):
     assert host.state == Host.State.ERROR
     assert host.status_reason == f"no SSH server answered at 127.0.0.1:{urlsplit(host.uri).port}"
     assert host.ssh_host_keys == ""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG hypervisor/connection.py connection(): the URI is built (credentials.connect_uri -> "
+    "panel_key_pair(), a database query) inside libvirt's worker thread, which then keeps its own database "
+    "connection open forever (up to 8 per process; the test database cannot even be dropped). Build the "
+    "URI in the calling thread (or close the thread's connection after building it)",
+)
+def test_connecting_leaves_no_database_connection_open_in_libvirts_threads(sshd, ssh_host):
+    sshd.authorize(credentials.authorized_keys_line())
+    host = services.probe_host(ssh_host.pk)
+    assert host.state == Host.State.READY, host.status_reason
+    close_database_connections_of_libvirt_threads()
+    connection.forget(host.uri)
+    # The next call opens a new libvirt connection; afterwards the thread should hold no database connection.
+    holds_a_database_connection = connection.run(host, lambda conn: db_connection.connection is not None)
+    assert holds_a_database_connection is False

@@ -223,7 +223,9 @@ def test_without_a_panel_encryption_key_the_secret_key_is_used(settings, fresh_k
         secrets.decrypt(stored)
 
 
-def test_a_host_whose_key_cannot_be_decrypted_ends_in_error_with_the_reason(pki, data_dir, settings, fresh_keys):
+def test_a_host_whose_key_cannot_be_decrypted_ends_in_error_with_the_reason(
+    pki, data_dir, settings, fresh_keys
+):
     settings.PANEL_ENCRYPTION_KEY = "the first key"
     host = services.register_host("tls1", URI, factories.make_region(), tls=pki)
     settings.PANEL_ENCRYPTION_KEY = "another key"

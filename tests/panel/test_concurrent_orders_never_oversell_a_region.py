@@ -124,7 +124,10 @@ def test_when_the_ip_pool_is_the_limit_exactly_that_many_orders_are_accepted(pur
 
     responses = order_concurrently(12, region, plan, image)
 
-    assert Counter(outcome(r) for r in responses) == {"202": addresses, "422 out_of_addresses": 12 - addresses}
+    assert Counter(outcome(r) for r in responses) == {
+        "202": addresses,
+        "422 out_of_addresses": 12 - addresses,
+    }
     refusal = next(r for r in responses if r.status_code == 422).json()["error"]
     assert "No free IPv4 address" in refusal["message"]
     accepted = {r.json()["id"] for r in responses if r.status_code == 202}
