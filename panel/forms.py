@@ -389,3 +389,18 @@ class PtrForm(forms.Form):
 
 class ApiTokenForm(forms.Form):
     name = forms.CharField(label=_("Token name"), max_length=100, required=False)
+
+
+class ImageForm(forms.Form):
+    slug = forms.SlugField(
+        label=_("Slug"), max_length=50, help_text=_("The name the API uses, e.g. debian-12.")
+    )
+    name = forms.CharField(label=_("Name"), max_length=100)
+    os_family = forms.CharField(label=_("OS family"), max_length=40, help_text=_("debian, ubuntu, rhel, …"))
+    path = forms.CharField(
+        label=_("qcow2 file on the panel server"), max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "/var/lib/vpspanel/images/debian-12.qcow2"}),
+    )  # fmt: skip
+    kernel = forms.CharField(label=_("Kernel (direct kernel boot)"), max_length=500, required=False)
+    initrd = forms.CharField(label=_("Initrd (direct kernel boot)"), max_length=500, required=False)
+    cmdline = forms.CharField(label=_("Kernel command line"), max_length=500, required=False)

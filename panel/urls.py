@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from .views import accounts, ip_pools, servers, ssh_keys, staff
+from .views import accounts, images, ip_pools, servers, ssh_keys, staff
 
 
 def _admins_only(request) -> bool:
@@ -33,6 +33,8 @@ urlpatterns = [
     path("staff/hosts/<int:pk>/settings/", staff.host_settings, name="host-settings"),
     path("staff/ip-pools/", ip_pools.pool_list, name="ip-pool-list"),
     path("staff/ip-pools/<int:pk>/", ip_pools.pool_detail, name="ip-pool-detail"),
+    path("staff/images/", images.image_list, name="image-list"),
+    path("staff/images/<int:pk>/toggle/", images.image_toggle, name="image-toggle"),
     path("api/v1/", include("panel.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("django-admin/", admin.site.urls),
