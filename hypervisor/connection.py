@@ -57,6 +57,9 @@ READABLE = [
         "the host refused the panel's SSH key: add it to the host's authorized_keys",
     ),
     ("Connection refused", "connection refused by {target}"),
+    ("Cannot recv data", "the connection to {target} was lost"),
+    ("client socket is closed", "the connection to {target} was lost"),
+    ("Connection reset by peer", "the connection to {target} was lost"),
     ("No route to host", "no route to {target}"),
     ("Connection timed out", "connection to {target} timed out"),
     ("Could not resolve hostname", "cannot resolve the host name in {target}"),
@@ -91,16 +94,18 @@ libvirt.registerErrorHandler(_silence_libvirt_stderr, None)
 
 _cache: dict[tuple[int, str], libvirt.virConnect] = {}
 _cache_lock = threading.Lock()
-_executors: dict[int, ThreadPoolExecutor] = {}
+_executors: dict[tuple[int, str], ThreadPoolExecutor] = {}
 _event_loop_pid: int | None = None
 
 
-def _executor() -> ThreadPoolExecutor:
-    pid = os.getpid()
+def _executor(uri: str) -> ThreadPoolExecutor:
+    """A small thread pool per host: a call that hangs on one host holds a thread of that host's pool
+    only, so other hosts' calls (and their health checks) go on."""
+    key = (os.getpid(), uri)
     with _cache_lock:
-        if pid not in _executors:
-            _executors[pid] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="libvirt")
-        return _executors[pid]
+        if key not in _executors:
+            _executors[key] = ThreadPoolExecutor(max_workers=4, thread_name_prefix="libvirt")
+        return _executors[key]
 
 
 def _ensure_event_loop() -> None:
@@ -139,25 +144,37 @@ def _uri(target) -> tuple[str, Callable[[], str]]:
     return target.uri, lambda: connect_uri(target)
 
 
-def connection(target) -> libvirt.virConnect:
-    """The cached connection for this process to a Host (or a plain URI), opened on first use."""
-    uri, open_uri = _uri(target)
-    key = (os.getpid(), uri)
+def _cached(uri: str) -> libvirt.virConnect | None:
+    """The cached connection if its transport is alive (a local check, no round trip)."""
     with _cache_lock:
-        conn = _cache.get(key)
+        conn = _cache.get((os.getpid(), uri))
+    if conn is None:
+        return None
+    try:
+        if conn.isAlive():
+            return conn
+    except libvirt.libvirtError:
+        pass
+    forget(uri)
+    return None
+
+
+def _connect(uri: str, open_uri: str) -> libvirt.virConnect:
+    conn = _cached(uri)
     if conn is not None:
-        try:
-            if conn.isAlive():
-                return conn
-        except libvirt.libvirtError:
-            pass
-        forget(uri)
-    conn = _open(open_uri())
+        return conn
+    conn = _open(open_uri)
     with _cache_lock:
-        existing = _cache.setdefault(key, conn)
+        existing = _cache.setdefault((os.getpid(), uri), conn)
     if existing is not conn:
         conn.close()
     return existing
+
+
+def connection(target) -> libvirt.virConnect:
+    """The cached connection for this process to a Host (or a plain URI), opened on first use."""
+    uri, open_uri = _uri(target)
+    return _cached(uri) or _connect(uri, open_uri())
 
 
 def forget(uri: str) -> None:
@@ -178,12 +195,18 @@ def run(target, work: Callable[[libvirt.virConnect], T], timeout: float | None =
     """
     timeout = settings.LIBVIRT_TIMEOUT if timeout is None else timeout
 
-    uri, _open_uri = _uri(target)
+    uri, open_uri = _uri(target)
+    # What to open is worked out here, in the caller's thread (it may read the database), and only
+    # when there is no live connection; libvirt's threads never touch the database.
+    try:
+        prepared = uri if _cached(uri) is not None else open_uri()
+    except (SecretUnreadable, OSError) as exc:
+        raise HypervisorError(f"cannot prepare the connection: {exc}") from exc
 
     def call() -> T:
-        return work(connection(target))
+        return work(_connect(uri, prepared))
 
-    future = _executor().submit(call)
+    future = _executor(uri).submit(call)
     try:
         return future.result(timeout=timeout)
     except FutureTimeout:
@@ -194,5 +217,3 @@ def run(target, work: Callable[[libvirt.virConnect], T], timeout: float | None =
         if error.transient:
             forget(uri)
         raise error from exc
-    except (SecretUnreadable, OSError) as exc:
-        raise HypervisorError(f"cannot prepare the connection: {exc}") from exc

@@ -129,7 +129,10 @@ def connect_uri(host: Host) -> str:
             "-o", "ConnectTimeout=10",
             "-o", "ServerAliveInterval=10",
         ]  # fmt: skip
-        _write(wrapper, f'#!/bin/sh\nexec ssh {shlex.join(options)} "$@"\n', 0o700)
+        # libvirt keeps only 1 KiB of the command's error output, and ssh's warnings are long (a changed
+        # host key names the known_hosts path three times): pass on the end of it, where the reason is.
+        script = f'#!/bin/sh\n{{ ssh {shlex.join(options)} "$@" 2>&1 1>&3 3>&- | tail -c 512 1>&2; }} 3>&1\n'
+        _write(wrapper, script, 0o700)
         return _with_params(host.uri, keyfile=str(key_file), command=str(wrapper), no_tty="1")
     if host.transport == "qemu+tls" and host.tls_ca_cert:
         directory = _private_dir(host)

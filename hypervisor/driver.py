@@ -354,6 +354,23 @@ def delete_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> None:
     connection.run(host, work, timeout=max(300.0, settings.LIBVIRT_TIMEOUT))
 
 
+def drop_snapshots(host: Host, uuid: uuid_module.UUID) -> None:
+    """Delete every snapshot of the domain (before its disk is replaced by a rebuild)."""
+
+    def work(conn: libvirt.virConnect) -> None:
+        domain = _find_domain(conn, uuid)
+        if domain is None:
+            return
+        for name in domain.snapshotListNames(0):
+            snapshot = domain.snapshotLookupByName(name, 0)
+            try:
+                snapshot.delete(0)
+            except libvirt.libvirtError:
+                snapshot.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+
+    connection.run(host, work, timeout=max(300.0, settings.LIBVIRT_TIMEOUT))
+
+
 def snapshot_names(host: Host, uuid: uuid_module.UUID) -> list[str]:
     return connection.run(host, lambda conn: list(_require_domain(conn, uuid).snapshotListNames(0)))
 
@@ -376,7 +393,7 @@ def destroy(host: Host, request: DomainRequest) -> None:
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
                     raise
-                domain.undefine()
+                domain.undefineFlags(flags & ~libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
         try:
             pool = conn.storagePoolLookupByName(host.storage_pool)
         except libvirt.libvirtError as exc:

@@ -32,6 +32,10 @@ class NoCapacity(Exception):
     """No host in the region can hold the request."""
 
 
+class _HostFull(Exception):
+    """The candidate host cannot take the claim after all (raised to roll its savepoint back)."""
+
+
 @dataclass(frozen=True)
 class Resources:
     vcpus: int
@@ -344,21 +348,26 @@ def claim(consumer_uuid: uuid_module.UUID, region: Region, need: Resources) -> H
     that filled up meanwhile is skipped for the next one.
     """
     for candidate in candidates(region, need):
-        with transaction.atomic():
-            host = Host.objects.select_for_update().filter(pk=candidate.pk).first()
-            if host is None or not host.schedulable:
-                continue
-            host = with_usage(Host.objects.filter(pk=host.pk)).get()
-            if not fits(host, need):
-                continue
-            Allocation.objects.create(
-                consumer_uuid=consumer_uuid,
-                host=host,
-                vcpus=need.vcpus,
-                memory_mib=need.memory_mib,
-                disk_gib=need.disk_gib,
-            )
-            return host
+        try:
+            # A savepoint per attempt: rolling it back when the host is full releases that host's row
+            # lock at once, so two orders passing over hosts in opposite orders cannot deadlock.
+            with transaction.atomic():
+                host = Host.objects.select_for_update().filter(pk=candidate.pk).first()
+                if host is None or not host.schedulable:
+                    raise _HostFull
+                host = with_usage(Host.objects.filter(pk=host.pk)).get()
+                if not fits(host, need):
+                    raise _HostFull
+                Allocation.objects.create(
+                    consumer_uuid=consumer_uuid,
+                    host=host,
+                    vcpus=need.vcpus,
+                    memory_mib=need.memory_mib,
+                    disk_gib=need.disk_gib,
+                )
+                return host
+        except _HostFull:
+            continue
     raise NoCapacity(_("Out of capacity in this region: no host can take this plan now."))
 
 

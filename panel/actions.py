@@ -23,6 +23,7 @@ from hypervisor import services as hypervisor
 from hypervisor.cloudinit import hash_password
 from hypervisor.models import Host, Image, Region
 
+from . import quotas
 from .models import Operation, Server, Snapshot, SSHKey, User
 from .validators import validate_hostname
 
@@ -57,6 +58,19 @@ class OutOfCapacity(Unprocessable):
 
 class OutOfAddresses(Unprocessable):
     code = "out_of_addresses"
+
+
+class OverQuota(Unprocessable):
+    code = "over_quota"
+
+
+def _check_quota(user_id: int, more: dict[str, int]) -> None:
+    """Lock the customer's row, then compare usage plus `more` with their quota."""
+    user = User.objects.select_for_update().get(pk=user_id)
+    try:
+        quotas.check(user, more)
+    except quotas.QuotaExceeded as exc:
+        raise OverQuota(exc.message) from exc
 
 
 HOST_DOWN_MESSAGE = gettext_lazy(
@@ -138,8 +152,11 @@ def order_server(
         raise Unprocessable(_("Unknown SSH key."))
     _check_image_fits(image, plan.disk_gib)
     with transaction.atomic():
-        # Lock the customer row: per-customer checks (quotas, credit) serialise on it.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        # The customer's row lock serialises their orders: quotas (and credit) are counted one by one.
+        _check_quota(
+            user.pk,
+            {"servers": 1, "vcpus": plan.vcpus, "memory_mib": plan.memory_mib, "disk_gib": plan.disk_gib},
+        )
         server = Server(
             name=name,
             owner=user,
@@ -239,6 +256,14 @@ def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
         )
 
     def claim(current: Server) -> None:
+        _check_quota(
+            current.owner_id,
+            {
+                "vcpus": plan.vcpus - current.vcpus,
+                "memory_mib": plan.memory_mib - current.memory_mib,
+                "disk_gib": plan.disk_gib - current.disk_gib,
+            },
+        )
         try:
             hypervisor.resize_claim(
                 current.id, hypervisor.Resources(plan.vcpus, plan.memory_mib, plan.disk_gib)
@@ -270,6 +295,7 @@ def snapshot_server(server: Server, name: str, user: User | None) -> Operation:
         raise Unprocessable(_("A snapshot name has 1 to 64 letters, digits, spaces, dots, dashes or colons."))
 
     def check_limit(current: Server) -> None:
+        _check_quota(current.owner_id, {"snapshots": 1})
         if Snapshot.objects.filter(server=current).count() >= settings.SNAPSHOT_LIMIT:
             raise Unprocessable(
                 _("A server keeps at most %(limit)s snapshots; delete one first.")

@@ -404,3 +404,13 @@ class ImageForm(forms.Form):
     kernel = forms.CharField(label=_("Kernel (direct kernel boot)"), max_length=500, required=False)
     initrd = forms.CharField(label=_("Initrd (direct kernel boot)"), max_length=500, required=False)
     cmdline = forms.CharField(label=_("Kernel command line"), max_length=500, required=False)
+
+
+class QuotaForm(forms.Form):
+    """A customer's limits; an empty field means no limit."""
+
+    servers = forms.IntegerField(label=_("Servers"), min_value=0, required=False)
+    vcpus = forms.IntegerField(label=_("vCPUs"), min_value=0, required=False)
+    memory_mib = forms.IntegerField(label=_("Memory (MiB)"), min_value=0, required=False)
+    disk_gib = forms.IntegerField(label=_("Disk (GiB)"), min_value=0, required=False)
+    snapshots = forms.IntegerField(label=_("Snapshots"), min_value=0, required=False)

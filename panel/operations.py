@@ -121,7 +121,9 @@ def create(operation: Operation) -> None:
     request = guest.domain_request(server, boot)
     disk_path = driver.create_disk(host, request, base_path)
     pause_point("create:disk")
-    seed_path = driver.write_seed(host, request, guest.seed_iso(server))
+    # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload.
+    defined = driver.power_state(host, server.id) is not None
+    seed_path = driver.write_seed(host, request, guest.seed_iso(server), replace=not defined)
     driver.define_domain(host, request, disk_path, seed_path)
     pause_point("create:defined")
     state = driver.start(host, server.id)
@@ -198,7 +200,9 @@ def rebuild(operation: Operation) -> None:
     host = _host(server)
     image = Image.objects.get(slug=operation.params["image"])
     server.image = image
-    driver.power_off(host, server.id)
+    if driver.power_state(host, server.id) is not None:  # a vanished domain is simply defined anew
+        driver.power_off(host, server.id)
+        driver.drop_snapshots(host, server.id)
     base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     driver.delete_disk(host, request)
@@ -304,11 +308,13 @@ def on_failure(operation: Operation, message: str) -> None:
         )
     elif operation.type == T.RESIZE:
         old = operation.params["from"]
+        if server.host is not None and server.host.state != Host.State.DOWN:
+            try:  # the domain's saved configuration goes back to the size the panel records
+                driver.set_resources(server.host, server.id, old["vcpus"], old["memory_mib"])
+            except HypervisorError as exc:
+                log.warning("reverting the failed resize of %s: %s", server.id, exc.message)
         with transaction.atomic():
-            # Give back the capacity claimed for the new size.
-            Allocation.objects.filter(consumer_uuid=server.id).update(
-                vcpus=old["vcpus"], memory_mib=old["memory_mib"], disk_gib=old["disk_gib"]
-            )
+            _give_back_resize(operation)
             fail(operation, message)
     else:
         fail(operation, message)
@@ -357,6 +363,14 @@ def redispatch_unstarted_operations() -> int:
     return count
 
 
+def _give_back_resize(operation: Operation) -> None:
+    """Return the capacity a resize claimed for the new size (the allocation goes back to the old size)."""
+    old = operation.params["from"]
+    Allocation.objects.filter(consumer_uuid=operation.server_id).update(
+        vcpus=old["vcpus"], memory_mib=old["memory_mib"], disk_gib=old["disk_gib"]
+    )
+
+
 def reap_stuck_operations() -> int:
     """Fail operations that ran past their deadline and free their servers. A create or delete that never
     finished leaves the server in error (the customer can delete it again); other actions leave the status."""
@@ -369,5 +383,9 @@ def reap_stuck_operations() -> int:
                 "status": S.ERROR,
                 "status_reason": FAILED_STATUS_REASONS[operation.type] % {"error": message},
             }
-        reaped += fail(operation, message, **changes)
+        with transaction.atomic():
+            closed = fail(operation, message, **changes)
+            if closed and operation.type == T.RESIZE:
+                _give_back_resize(operation)
+        reaped += closed
     return reaped

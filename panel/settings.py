@@ -252,3 +252,18 @@ REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
 
 # Fault injection for crash tests: the worker pauses at the named step (see panel/faults.py).
 FAULT_PAUSE_AT = os.environ.get("PANEL_FAULT_PAUSE_AT", "")
+
+
+# Quotas for new customers: an empty value means no limit.
+def _limit(name: str, default: str = "") -> int | None:
+    value = os.environ.get(name, default).strip()
+    return int(value) if value else None
+
+
+DEFAULT_QUOTA = {
+    "servers": _limit("DEFAULT_QUOTA_SERVERS", "10"),
+    "vcpus": _limit("DEFAULT_QUOTA_VCPUS", "32"),
+    "memory_mib": _limit("DEFAULT_QUOTA_MEMORY_MIB", "65536"),
+    "disk_gib": _limit("DEFAULT_QUOTA_DISK_GIB", "1000"),
+    "snapshots": _limit("DEFAULT_QUOTA_SNAPSHOTS", "20"),
+}

@@ -27,6 +27,7 @@ urlpatterns = [
     path("ssh-keys/<int:pk>/delete/", ssh_keys.ssh_key_delete, name="ssh-key-delete"),
     path("staff/servers/", staff.staff_servers, name="staff-servers"),
     path("staff/customers/", staff.staff_customers, name="staff-customers"),
+    path("staff/customers/<int:pk>/", staff.customer_detail, name="staff-customer"),
     path("staff/hosts/", staff.host_list, name="host-list"),
     path("staff/hosts/<int:pk>/", staff.host_detail, name="host-detail"),
     path("staff/hosts/<int:pk>/action/", staff.host_action, name="host-action"),

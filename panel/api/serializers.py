@@ -320,3 +320,13 @@ class CustomerSerializer(serializers.ModelSerializer):
 
     def get_balance(self, user: User) -> str:
         return money(getattr(user, "balance_total", None) or 0)
+
+
+class QuotaSerializer(serializers.Serializer):
+    """Limits; null means no limit. `snapshots` may be left out (it keeps its value)."""
+
+    servers = serializers.IntegerField(min_value=0, allow_null=True)
+    vcpus = serializers.IntegerField(min_value=0, allow_null=True)
+    memory_mib = serializers.IntegerField(min_value=0, allow_null=True)
+    disk_gib = serializers.IntegerField(min_value=0, allow_null=True)
+    snapshots = serializers.IntegerField(min_value=0, allow_null=True, required=False)

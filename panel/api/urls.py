@@ -36,5 +36,8 @@ urlpatterns = [
     path("admin/hosts/<int:pk>/", views.AdminHostDetail.as_view(), name="api-admin-host"),
     path("admin/servers/", views.AdminServerList.as_view(), name="api-admin-servers"),
     path("admin/customers/", views.AdminCustomerList.as_view(), name="api-admin-customers"),
+    path(
+        "admin/customers/<int:pk>/quota/", views.AdminCustomerQuota.as_view(), name="api-admin-customer-quota"
+    ),
     re_path(r"^.*$", not_found_view),
 ]

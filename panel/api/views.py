@@ -17,7 +17,7 @@ from billing.money import currency
 from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host, Image, Region
-from panel import actions, catalog
+from panel import actions, catalog, quotas
 from panel.models import Operation, Server, Snapshot, SSHKey, User
 from panel.models.servers import attach_addresses
 
@@ -162,24 +162,12 @@ class Account(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
         user = request.user
-        servers = Server.objects.filter(owner=user).exclude(status=Server.Status.DELETED)
-        used = servers.aggregate(
-            vcpus=Coalesce(Sum("vcpus"), 0),
-            memory_mib=Coalesce(Sum("memory_mib"), 0),
-            disk_gib=Coalesce(Sum("disk_gib"), 0),
-        )
-        quota = {
-            "servers": {"limit": None, "used": servers.count()},
-            "vcpus": {"limit": None, "used": used["vcpus"]},
-            "memory_mib": {"limit": None, "used": used["memory_mib"]},
-            "disk_gib": {"limit": None, "used": used["disk_gib"]},
-        }
         return Response(
             {
                 "email": user.email,
                 "balance": str(billing.balance(user)),
                 "currency": currency(),
-                "quota": quota,
+                "quota": quotas.report(user),
             }
         )
 
@@ -245,3 +233,24 @@ class AdminCustomerList(generics.ListAPIView):
         return User.objects.annotate(balance_total=Coalesce(Sum("ledger__amount"), Decimal("0"))).order_by(
             "id"
         )
+
+
+class AdminCustomerQuota(APIView):
+    """GET the customer's quota with usage; PUT new limits (null: no limit)."""
+
+    permission_classes = [IsPanelStaff]
+
+    def customer(self, pk: int) -> User:
+        return get_object_or_404(User, pk=pk)
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, pk: int):
+        return Response(quotas.report(self.customer(pk)))
+
+    @extend_schema(request=s.QuotaSerializer, responses={200: dict})
+    def put(self, request, pk: int):
+        customer = self.customer(pk)
+        data = s.QuotaSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        quotas.set_limits(customer, data.validated_data)
+        return Response(quotas.report(customer))

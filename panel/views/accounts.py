@@ -10,6 +10,7 @@ from billing.money import currency
 
 from ..forms import ApiTokenForm, SignupForm
 from ..models import ApiToken
+from ..quotas import quota_rows
 
 
 def home(request):
@@ -46,6 +47,7 @@ def account(request):
             "tokens": request.user.api_tokens.all(),
             "form": form,
             "new_token": new_token,
+            "quota": quota_rows(request.user),
         },
     )
 

@@ -14,13 +14,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
+from billing import services as billing
 from billing.money import currency
 from hypervisor import credentials
 from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host
 
-from ..forms import HostForm, HostSettingsForm, add_service_error
+from .. import quotas
+from ..forms import HostForm, HostSettingsForm, QuotaForm, add_service_error
 from ..models import Notice, Server, User
 from ..models.servers import attach_addresses
 from ..roles import admin_required, staff_required
@@ -216,3 +218,25 @@ def host_action(request, pk: int):
     else:
         messages.error(request, _("Unknown action."))
     return redirect("host-detail", pk=pk)
+
+
+@staff_required
+def customer_detail(request, pk: int):
+    customer = get_object_or_404(User, pk=pk)
+    quota = quotas.quota_for(customer)
+    form = QuotaForm(request.POST or None, initial=quota.limits())
+    if request.method == "POST" and form.is_valid():
+        quotas.set_limits(customer, form.cleaned_data)
+        messages.success(request, _("The quota of %(email)s was saved.") % {"email": customer.email})
+        return redirect("staff-customer", pk=pk)
+    servers = attach_addresses(
+        Server.objects.filter(owner=customer)
+        .exclude(status=Server.Status.DELETED)
+        .select_related("plan", "host")
+    )
+    return render(
+        request,
+        "panel/staff/customer_detail.html",
+        {"customer": customer, "form": form, "quota": quotas.quota_rows(customer), "servers": servers,
+         "balance": billing.balance(customer), "currency": currency()},
+    )  # fmt: skip

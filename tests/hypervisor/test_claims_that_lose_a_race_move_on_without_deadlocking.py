@@ -81,13 +81,6 @@ def finish(*orders: Order) -> None:
         assert not order.is_alive()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG hypervisor/services.py claim(): a host passed over (full or unschedulable) is skipped with "
-    "`continue` inside `with transaction.atomic()`, which RELEASEs the savepoint and keeps the row lock "
-    "until the order commits; two orders passing over hosts in opposite orders deadlock (Postgres aborts "
-    "one: HTTP 500). Roll the savepoint back instead (raise inside the atomic block, catch outside)",
-)
 def test_two_claims_passing_over_full_hosts_in_opposite_orders_both_end_in_no_capacity():
     region = factories.make_region()
     # host_a is created first (smaller pk); disks steer the fillers: only host_a takes 50 GiB.

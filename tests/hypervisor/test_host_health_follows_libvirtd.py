@@ -287,14 +287,6 @@ def test_a_dead_cached_connection_is_replaced_instead_of_failing_the_check(host,
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG hypervisor/connection.py run(): every libvirt call runs on one bounded ThreadPoolExecutor "
-    "(max_workers=8) per process; a call to a hanging host never returns, so its worker thread is lost at "
-    "each timeout and after 8 checks every libvirt call in the process times out, healthy hosts included. "
-    "Run each call in its own daemon thread (or one executor per host URI that fails fast while a call "
-    "to that host is still stuck)",
-)
 def test_a_hanging_host_is_marked_down_without_starving_the_checks_of_other_hosts(host, tmp_path, settings):
     settings.HOST_CHECK_TIMEOUT = 0.3
     hole = UnixProxy(tmp_path / "hanging-sock", target=None)

@@ -14,7 +14,6 @@ import socket
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from io import StringIO
@@ -145,31 +144,6 @@ def data_dir(settings) -> Path:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def close_database_connections_of_libvirt_threads() -> None:
-    """Run db.close() once in each of libvirt's worker threads (a barrier makes each take one call)."""
-    executor = connection._executor()
-    barrier = threading.Barrier(executor._max_workers)
-
-    def close() -> None:
-        try:
-            barrier.wait(timeout=5)
-        except threading.BrokenBarrierError:  # a thread stuck in a hung call: the others close theirs
-            pass
-        db_connection.close()
-
-    for future in [executor.submit(close) for _ in range(executor._max_workers)]:
-        future.result(timeout=15)
-
-
-@pytest.fixture(autouse=True)
-def _close_database_connections_of_libvirt_threads():
-    """connect_uri() reads the panel's key pair in libvirt's worker threads, whose database connections then
-    stay open (see test_connecting_leaves_no_database_connection_open_in_libvirts_threads); close them so
-    that the test database can be dropped at the end."""
-    yield
-    close_database_connections_of_libvirt_threads()
-
-
 @pytest.fixture
 def private_pool(tmp_path):
     """A storage pool of the test's own on the real libvirtd (probing touches no pool other tests use)."""
@@ -246,14 +220,6 @@ def test_a_changed_host_key_is_refused_until_an_admin_forgets_the_recorded_one(s
     assert credentials.host_key_fingerprints(host.ssh_host_keys) == [f"ssh-ed25519 {sshd.fingerprint()}"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG hypervisor/credentials.py connect_uri() ssh wrapper: libvirt keeps at most 1024 bytes of the "
-    "command's stderr (virFileReadLimFD) and reports 'Cannot recv data: Value too large for defined data "
-    "type' when ssh says more; ssh's changed-host-key warning names the known_hosts path three times, so "
-    "with a data directory over ~50 characters (or a long host name) the readable reason is lost. Pass on "
-    'only the end of ssh\'s stderr, e.g. `{ ssh ... "$@" 2>&1 1>&3 3>&- | tail -c 512 1>&2; } 3>&1`',
-)
 def test_a_changed_host_key_is_named_as_such_with_a_long_data_directory(
     sshd, settings, tmp_path, private_pool
 ):
@@ -338,18 +304,10 @@ def test_no_ssh_server_at_the_address_is_a_readable_error(data_dir):
     assert host.ssh_host_keys == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG hypervisor/connection.py connection(): the URI is built (credentials.connect_uri -> "
-    "panel_key_pair(), a database query) inside libvirt's worker thread, which then keeps its own database "
-    "connection open forever (up to 8 per process; the test database cannot even be dropped). Build the "
-    "URI in the calling thread (or close the thread's connection after building it)",
-)
 def test_connecting_leaves_no_database_connection_open_in_libvirts_threads(sshd, ssh_host):
     sshd.authorize(credentials.authorized_keys_line())
     host = services.probe_host(ssh_host.pk)
     assert host.state == Host.State.READY, host.status_reason
-    close_database_connections_of_libvirt_threads()
     connection.forget(host.uri)
     # The next call opens a new libvirt connection; afterwards the thread should hold no database connection.
     holds_a_database_connection = connection.run(host, lambda conn: db_connection.connection is not None)

@@ -492,11 +492,6 @@ def test_a_create_whose_worker_never_returns_is_reaped_and_can_be_deleted(
     assert_nothing_left(libvirtd, server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reap_stuck_operations fails a stuck resize without giving back the capacity claimed for "
-    "the new plan (operations.on_failure does): the Allocation keeps the new size, the server the old one",
-)
 def test_a_resize_whose_worker_never_returns_is_reaped_and_gives_back_its_claim(
     libvirtd, kvm_host, workers, customer
 ):

@@ -114,14 +114,6 @@ def test_a_drift_that_comes_back_is_reopened(ordered):
     assert Notice.objects.filter(key=f"allocation-drift:{server.pk}").count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG panel/operations.py on_failure() releases a failed create's allocation but keeps "
-    "server.host, "
-    "and panel/audit.py expects an allocation for every non-deleted server with a host: every failed "
-    "create is reported as drift. Clear the host in on_failure (fail(..., host=None)) or skip servers in "
-    "error without an allocation in the audit",
-)
 def test_a_server_whose_create_failed_is_not_drift(ordered):
     server = ordered["servers"][0]
     create = Operation.objects.get(server=server, type=Operation.Type.CREATE)

@@ -91,11 +91,6 @@ def test_a_rebuild_drops_the_snapshots_of_the_old_disk(api, customer, server, ub
     assert api(customer).get(f"/api/v1/servers/{server.pk}/snapshots/").json()["count"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: operations.rebuild() deletes the disk and the Snapshot rows but not the domain's snapshot "
-    "metadata, so libvirt still lists snapshots of a disk that no longer exists.",
-)
 def test_after_a_rebuild_libvirt_lists_no_snapshots_of_the_old_disk(api, customer, server, ubuntu, conn):
     assert act(api, customer, server, type="snapshot", name="old").status == "succeeded"
 
@@ -158,11 +153,6 @@ def test_a_server_in_error_can_be_rebuilt(api, customer, server, ubuntu, conn):
     assert conn.lookupByUUIDString(str(server.id)).isActive()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: operations.rebuild() starts with driver.power_off(), which requires the domain, so a "
-    "server put in error because its domain vanished can never be rebuilt (it fails and stays in error).",
-)
 def test_a_server_whose_domain_vanished_is_rebuilt_into_a_new_domain(
     api, customer, server, ubuntu, conn, catalog
 ):

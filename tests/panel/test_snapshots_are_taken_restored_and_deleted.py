@@ -211,12 +211,6 @@ def test_another_customer_can_neither_list_nor_touch_the_snapshots(
     assert [entry["id"] for entry in listed(api, customer, server)] == [snapshot.pk]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: driver.destroy() falls back to a plain domain.undefine() when undefineFlags() rejects "
-    "VIR_DOMAIN_UNDEFINE_NVRAM (the test driver does, with VIR_ERR_INVALID_ARG), dropping "
-    "VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA too: 'cannot delete inactive domain with 2 snapshots'.",
-)
 def test_deleting_the_server_removes_its_snapshots(api, customer, server, conn):
     take(api, customer, server, "one")
     take(api, customer, server, "two")
