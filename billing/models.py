@@ -6,8 +6,23 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+class TransferDirection(models.TextChoices):
+    IN = "in", _("Inbound only")
+    OUT = "out", _("Outbound only")
+    BOTH = "both", _("Inbound and outbound")
+
+
+class OverLimitPolicy(models.TextChoices):
+    NOTIFY = "notify", _("Notify only")
+    THROTTLE = "throttle", _("Throttle")
+    SUSPEND = "suspend", _("Suspend")
+
+
 class Plan(models.Model):
-    """A VPS size with its prices. Resources are copied onto a server when it is ordered."""
+    """A VPS size with its prices. Resources are copied onto a server when it is ordered.
+
+    Port speed (Mbps) and transfer (GiB a month) are different things: the first caps the rate, the
+    second the amount, counted in `transfer_direction`; `over_limit_policy` says what happens past it."""
 
     slug = models.SlugField(_("slug"), unique=True)
     name = models.CharField(_("name"), max_length=100)
@@ -18,6 +33,14 @@ class Plan(models.Model):
         _("monthly transfer (GiB)"), null=True, blank=True, help_text=_("Empty means unlimited.")
     )
     port_speed_mbps = models.PositiveIntegerField(_("port speed (Mbps)"), default=100)
+    transfer_direction = models.CharField(
+        _("counted traffic"), max_length=4, choices=TransferDirection.choices, default=TransferDirection.BOTH
+    )
+    over_limit_policy = models.CharField(
+        _("when the allowance is used up"), max_length=10, choices=OverLimitPolicy.choices,
+        default=OverLimitPolicy.THROTTLE,
+    )  # fmt: skip
+    throttle_mbps = models.PositiveIntegerField(_("throttled speed (Mbps)"), default=10)
     price_monthly = models.DecimalField(_("monthly price"), max_digits=14, decimal_places=2)
     price_hourly = models.DecimalField(_("hourly price"), max_digits=14, decimal_places=4)
     is_active = models.BooleanField(_("on sale"), default=True)

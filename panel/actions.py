@@ -96,7 +96,11 @@ RULES: dict[str, ActionRule] = {
     T.SNAPSHOT: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("snapshot")),
     T.RESTORE: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("restore")),
     T.DELETE_SNAPSHOT: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("delete a snapshot of")),
-    T.DELETE: ActionRule(frozenset({S.RUNNING, S.STOPPED, S.ERROR}), gettext_lazy("delete"), S.DELETING),
+    T.SUSPEND: ActionRule(frozenset({S.RUNNING, S.STOPPED}), gettext_lazy("suspend")),
+    T.UNSUSPEND: ActionRule(frozenset({S.SUSPENDED}), gettext_lazy("unsuspend")),
+    T.DELETE: ActionRule(
+        frozenset({S.RUNNING, S.STOPPED, S.ERROR, S.SUSPENDED}), gettext_lazy("delete"), S.DELETING
+    ),
 }
 # Actions customers start from the actions endpoint (delete has its own).
 POWER_ACTIONS = (T.START, T.SHUTDOWN, T.POWER_OFF, T.REBOOT)
@@ -353,3 +357,12 @@ def perform(server: Server, action: str, user: User | None, params: dict) -> Ope
     if action in POWER_ACTIONS:
         return request_action(server, action, user)
     raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
+
+
+def suspend_server(server: Server, reason: str, user: User | None = None) -> Operation:
+    """Stop the server and refuse customers' actions until it is unsuspended (transfer used up, unpaid)."""
+    return request_action(server, T.SUSPEND, user, {"reason": reason})
+
+
+def unsuspend_server(server: Server, user: User | None = None) -> Operation:
+    return request_action(server, T.UNSUSPEND, user)

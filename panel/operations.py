@@ -24,7 +24,7 @@ from hypervisor.connection import HypervisorError
 from hypervisor.models import Allocation, BaseVolume, Host, Image
 from hypervisor.xml.domain import KernelBoot
 
-from . import guest
+from . import guest, metering
 from .actions import HOST_DOWN_MESSAGE
 from .faults import pause_point
 from .models import Operation, Server, Snapshot
@@ -127,6 +127,7 @@ def create(operation: Operation) -> None:
     driver.define_domain(host, request, disk_path, seed_path)
     pause_point("create:defined")
     state = driver.start(host, server.id)
+    metering.apply_port_speed(server, server.plan.port_speed_mbps)
     finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
 
 
@@ -136,12 +137,16 @@ def start(operation: Operation) -> None:
 
 
 def power_off(operation: Operation) -> None:
-    state = driver.power_off(_host(operation.server), operation.server.id)
+    host = _host(operation.server)
+    metering.meter_server(operation.server)
+    state = driver.power_off(host, operation.server.id)
     finish(operation, status=S.STOPPED, power_state=state, status_reason=None)
 
 
 def shutdown(operation: Operation) -> None:
-    graceful = driver.shutdown(_host(operation.server), operation.server.id, settings.SHUTDOWN_TIMEOUT)
+    host = _host(operation.server)
+    metering.meter_server(operation.server)
+    graceful = driver.shutdown(host, operation.server.id, settings.SHUTDOWN_TIMEOUT)
     reason = None if graceful else _("The guest did not shut down in time and was powered off.")
     finish(operation, status=S.STOPPED, power_state="shutoff", status_reason=reason)
 
@@ -180,8 +185,12 @@ def resize(operation: Operation) -> None:
     driver.set_resources(host, server.id, plan.vcpus, plan.memory_mib)
     pause_point("resize:configured")
     if was_running and driver.current_resources(host, server.id) != (plan.vcpus, plan.memory_mib):
+        metering.meter_server(server)
         driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
     state = driver.start(host, server.id) if was_running else "shutoff"
+    server.plan = plan
+    if not metering.current_period(server).throttled:
+        metering.apply_port_speed(server, plan.port_speed_mbps)
     finish(
         operation,
         plan=plan,
@@ -254,10 +263,26 @@ def delete_snapshot(operation: Operation) -> None:
         finish(operation)
 
 
+def suspend(operation: Operation) -> None:
+    server = operation.server
+    host = _host(server)
+    metering.meter_server(server)
+    state = driver.power_off(host, server.id)
+    reason = operation.params.get("reason") or _("Suspended by staff.")
+    finish(operation, status=S.SUSPENDED, power_state=state, status_reason=reason)
+
+
+def unsuspend(operation: Operation) -> None:
+    state = driver.start(_host(operation.server), operation.server.id)
+    finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
+
+
 def delete(operation: Operation) -> None:
     server = operation.server
     if server.host is not None:
-        driver.destroy(_host(server), domain_request(server))
+        host = _host(server)
+        metering.meter_server(server)
+        driver.destroy(host, domain_request(server))
     pause_point("delete:destroyed")
     with transaction.atomic():
         hypervisor.release(server.id)
@@ -277,6 +302,8 @@ HANDLERS: dict[str, Callable[[Operation], None]] = {
     T.SNAPSHOT: snapshot,
     T.RESTORE: restore,
     T.DELETE_SNAPSHOT: delete_snapshot,
+    T.SUSPEND: suspend,
+    T.UNSUSPEND: unsuspend,
     T.DELETE: delete,
 }
 

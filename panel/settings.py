@@ -267,3 +267,11 @@ DEFAULT_QUOTA = {
     "disk_gib": _limit("DEFAULT_QUOTA_DISK_GIB", "1000"),
     "snapshots": _limit("DEFAULT_QUOTA_SNAPSHOTS", "20"),
 }
+
+METERING_INTERVAL = float(os.environ.get("METERING_INTERVAL", "300"))
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "meter-hosts": {"task": "panel.tasks.meter_all_hosts", "schedule": METERING_INTERVAL},
+        "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
+    }
+)

@@ -4,7 +4,7 @@ from celery import shared_task
 
 from hypervisor.models import Host
 
-from . import audit, operations, reconcile
+from . import audit, metering, operations, reconcile
 
 
 @shared_task(bind=True, acks_late=True)
@@ -37,3 +37,21 @@ def reconcile_all_hosts() -> None:
 @shared_task
 def audit_allocations() -> int:
     return len(audit.audit_allocations())
+
+
+@shared_task(acks_late=True)
+def meter_host(host_id: int) -> None:
+    host = Host.objects.filter(pk=host_id, state=Host.State.READY).first()
+    if host is not None:
+        metering.meter_host(host)
+
+
+@shared_task
+def meter_all_hosts() -> None:
+    for host_id in Host.objects.filter(state=Host.State.READY).values_list("id", flat=True):
+        meter_host.delay(host_id)
+
+
+@shared_task
+def rollup_usage() -> None:
+    metering.rollup()

@@ -26,6 +26,7 @@ urlpatterns = [
     path("servers/<uuid:pk>/", views.ServerDetail.as_view(), name="api-server"),
     path("servers/<uuid:pk>/actions/", views.ServerActionList.as_view(), name="api-server-actions"),
     path("servers/<uuid:pk>/snapshots/", views.ServerSnapshotList.as_view(), name="api-server-snapshots"),
+    path("servers/<uuid:pk>/usage/", views.ServerUsage.as_view(), name="api-server-usage"),
     path(
         "servers/<uuid:pk>/actions/<uuid:action_id>/",
         views.ServerActionDetail.as_view(),

@@ -17,7 +17,7 @@ from billing.money import currency
 from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host, Image, Region
-from panel import actions, catalog, quotas
+from panel import actions, catalog, metering, quotas
 from panel.models import Operation, Server, Snapshot, SSHKey, User
 from panel.models.servers import attach_addresses
 
@@ -144,6 +144,15 @@ class ServerSnapshotList(generics.ListAPIView):
     def get_queryset(self):
         server = get_object_or_404(customer_servers(self.request.user), pk=self.kwargs["pk"])
         return Snapshot.objects.filter(server=server)
+
+
+class ServerUsage(APIView):
+    """The server's traffic in its current monthly period against its allowance."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, pk):
+        server = get_object_or_404(customer_servers(request.user), pk=pk)
+        return Response(metering.usage_report(server))
 
 
 class ServerActionDetail(generics.RetrieveAPIView):

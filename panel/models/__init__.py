@@ -3,5 +3,18 @@ from .notices import Notice
 from .quotas import Quota
 from .servers import Operation, Server, Snapshot
 from .ssh_keys import SSHKey
+from .usage import MeterState, TransferPeriod, UsageSample
 
-__all__ = ["ApiToken", "Notice", "Quota", "Operation", "SSHKey", "Server", "Snapshot", "User"]
+__all__ = [
+    "ApiToken",
+    "Notice",
+    "MeterState",
+    "Quota",
+    "TransferPeriod",
+    "UsageSample",
+    "Operation",
+    "SSHKey",
+    "Server",
+    "Snapshot",
+    "User",
+]

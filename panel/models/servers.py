@@ -41,6 +41,9 @@ class Server(models.Model):
     task = models.CharField(max_length=20, null=True, blank=True)
     power_state = models.CharField(max_length=20, blank=True)
     status_reason = models.TextField(null=True, blank=True)
+    bandwidth_error = models.TextField(
+        blank=True, help_text="why the port speed could not be applied (staff)"
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -96,6 +99,8 @@ class Operation(models.Model):
         SNAPSHOT = "snapshot", _("Snapshot")
         RESTORE = "restore", _("Restore snapshot")
         DELETE_SNAPSHOT = "delete_snapshot", _("Delete snapshot")
+        SUSPEND = "suspend", _("Suspend")
+        UNSUSPEND = "unsuspend", _("Unsuspend")
         DELETE = "delete", _("Delete")
 
     class Status(models.TextChoices):

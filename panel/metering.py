@@ -1,0 +1,320 @@
+"""Metering: turn the hypervisor's cumulative counters into exact per-period traffic and usage samples,
+and enforce each plan's transfer allowance.
+
+Counters only grow while a domain runs; a restarted (or recreated) domain starts again from zero, which
+shows as a new libvirt domain id or a counter smaller than the last reading. Then the new reading itself
+is the traffic since the restart. Servers are read just before the panel stops them, so what they sent
+before a stop is counted too.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from billing.models import OverLimitPolicy, TransferDirection
+from hypervisor import stats
+from hypervisor.connection import HypervisorError
+from hypervisor.models import Host
+
+from .models import MeterState, Server, TransferPeriod, UsageSample
+
+log = logging.getLogger(__name__)
+GIB = 1024**3
+FIELDS = ("rx_bytes", "tx_bytes", "cpu_ns", "rd_bytes", "wr_bytes")
+NOTIFY_AT = (80, 90, 100)
+
+
+# Periods follow each server's monthly anniversary.
+
+
+def _add_months(moment: datetime, months: int, day: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(day, calendar.monthrange(year, month)[1]))
+
+
+def period_bounds(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
+    """The monthly period around `at` that starts on the anchor's day of month (the 31st becomes the last
+    day of shorter months)."""
+    anchor = anchor.astimezone(timezone.get_current_timezone())
+    at = at.astimezone(anchor.tzinfo)
+    months = (at.year - anchor.year) * 12 + at.month - anchor.month
+    start = _add_months(anchor, months, anchor.day)
+    if start > at:
+        months -= 1
+        start = _add_months(anchor, months, anchor.day)
+    return start, _add_months(anchor, months + 1, anchor.day)
+
+
+def current_period(server: Server, at: datetime | None = None) -> TransferPeriod:
+    start, end = period_bounds(server.created_at, at or timezone.now())
+    period, _created = TransferPeriod.objects.get_or_create(server=server, start=start, defaults={"end": end})
+    return period
+
+
+# Turning readings into deltas.
+
+
+def _deltas(state: MeterState | None, counters: stats.Counters) -> dict[str, int] | None:
+    """Exact increases since the last reading, or None for the first reading of a server."""
+    if state is None:
+        return None
+    new = {field: getattr(counters, field) for field in FIELDS}
+    old = {field: getattr(state, field) for field in FIELDS}
+    restarted = counters.domain_id != state.domain_id or any(new[f] < old[f] for f in FIELDS)
+    if restarted:
+        return new  # counters began again from zero
+    return {field: new[field] - old[field] for field in FIELDS}
+
+
+def _bucket(at: datetime) -> datetime:
+    return at - timedelta(seconds=at.timestamp() % UsageSample.FIVE_MINUTES, microseconds=at.microsecond)
+
+
+def record(server: Server, counters: stats.Counters, now: datetime) -> dict[str, int] | None:
+    """Store one reading of a server: deltas into its 5-minute sample and its transfer period."""
+    with transaction.atomic():
+        state = MeterState.objects.select_for_update().filter(server=server).first()
+        deltas = _deltas(state, counters)
+        values = {field: getattr(counters, field) for field in FIELDS}
+        MeterState.objects.update_or_create(
+            server=server, defaults={**values, "domain_id": counters.domain_id, "read_at": now}
+        )
+        if not deltas or not any(deltas.values()):
+            return deltas
+        sample, created = UsageSample.objects.get_or_create(
+            server=server,
+            resolution=UsageSample.FIVE_MINUTES,
+            start=_bucket(now),
+            defaults={**deltas, "vcpus": counters.vcpus},
+        )
+        if not created:
+            UsageSample.objects.filter(pk=sample.pk).update(**{f: F(f) + deltas[f] for f in FIELDS})
+        period = current_period(server, now)
+        TransferPeriod.objects.filter(pk=period.pk).update(
+            in_bytes=F("in_bytes") + deltas["rx_bytes"], out_bytes=F("out_bytes") + deltas["tx_bytes"]
+        )
+    return deltas
+
+
+def meter_host(host: Host, now: datetime | None = None) -> int:
+    """Read every running domain of the host in one call and record its servers. Returns how many."""
+    now = now or timezone.now()
+    try:
+        readings = stats.collect(host)
+    except HypervisorError as exc:
+        log.warning("metering: host %s did not answer: %s", host.name, exc.message)
+        return 0
+    servers = Server.objects.filter(host=host, id__in=list(readings)).exclude(status=Server.Status.DELETED)
+    count = 0
+    for server in servers.select_related("plan"):
+        record(server, readings[str(server.id)], now)
+        enforce(server, now)
+        count += 1
+    return count
+
+
+def meter_server(server: Server, now: datetime | None = None) -> None:
+    """Read one server before the panel stops it (best effort: a failure only loses this reading)."""
+    if server.host is None:
+        return
+    try:
+        reading = stats.collect(server.host).get(str(server.id))
+    except HypervisorError as exc:
+        log.info("metering %s before a stop failed: %s", server.id, exc.message)
+        return
+    if reading is not None:
+        record(server, reading, now or timezone.now())
+
+
+# The allowance and what happens past it.
+
+
+def counted_bytes(period: TransferPeriod, direction: str) -> int:
+    if direction == TransferDirection.IN:
+        return period.in_bytes
+    if direction == TransferDirection.OUT:
+        return period.out_bytes
+    return period.in_bytes + period.out_bytes
+
+
+def allowance_bytes(server: Server, period: TransferPeriod) -> int | None:
+    """None for an unlimited plan: such servers are never throttled or suspended for traffic."""
+    if server.plan.transfer_gib is None:
+        return None
+    return server.plan.transfer_gib * GIB + period.extra_bytes
+
+
+def usage_report(server: Server, at: datetime | None = None) -> dict:
+    """The usage endpoint's body."""
+    period = current_period(server, at)
+    allowance = allowance_bytes(server, period)
+    return {
+        "period_start": period.start,
+        "period_end": period.end,
+        "transfer": {
+            "in_bytes": period.in_bytes,
+            "out_bytes": period.out_bytes,
+            "counted_bytes": counted_bytes(period, server.plan.transfer_direction),
+            "allowance_bytes": allowance,
+            "direction": server.plan.transfer_direction,
+        },
+        "throttled": period.throttled,
+    }
+
+
+def _notify(server: Server, percent: int, counted: int, allowance: int) -> None:
+    subject = _("%(name)s has used %(percent)s%% of its monthly transfer") % {
+        "name": server.name,
+        "percent": percent,
+    }
+    body = _(
+        "Your server %(name)s has used %(used).2f GiB of its %(allowance).2f GiB monthly transfer "
+        "(%(percent)s%%). %(what)s"
+    ) % {
+        "name": server.name,
+        "used": counted / GIB,
+        "allowance": allowance / GIB,
+        "percent": percent,
+        "what": _policy_text(server) if percent >= 100 else "",
+    }
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [server.owner.email], fail_silently=True)
+
+
+def _policy_text(server: Server) -> str:
+    policy = server.plan.over_limit_policy
+    if policy == OverLimitPolicy.THROTTLE:
+        return _(
+            "Its port is limited to %(mbps)s Mbps until the next period or until more transfer is added."
+        ) % {"mbps": server.plan.throttle_mbps}
+    if policy == OverLimitPolicy.SUSPEND:
+        return _("It is suspended until the next period or until more transfer is added.")
+    return ""
+
+
+def enforce(server: Server, now: datetime | None = None) -> None:
+    """Notify at 80, 90 and 100 percent; past 100 apply the plan's policy; when a new period began (or
+    staff added transfer), restore what an earlier period changed."""
+    now = now or timezone.now()
+    period = current_period(server, now)
+    restore_previous(server, period)
+    allowance = allowance_bytes(server, period)
+    if allowance is None:
+        return
+    counted = counted_bytes(period, server.plan.transfer_direction)
+    percent = int(counted * 100 // allowance) if allowance else 100
+    reached = max((level for level in NOTIFY_AT if percent >= level), default=0)
+    if reached > period.notified_percent:
+        if TransferPeriod.objects.filter(pk=period.pk, notified_percent__lt=reached).update(
+            notified_percent=reached
+        ):
+            _notify(server, reached, counted, allowance)
+    if percent < 100:
+        if period.throttled or period.suspended:
+            lift(server, period)
+        return
+    policy = server.plan.over_limit_policy
+    if policy == OverLimitPolicy.THROTTLE and not period.throttled:
+        if TransferPeriod.objects.filter(pk=period.pk, throttled=False).update(throttled=True):
+            apply_port_speed(server, server.plan.throttle_mbps)
+    elif policy == OverLimitPolicy.SUSPEND and not period.suspended:
+        from .actions import ActionError, suspend_server
+
+        if TransferPeriod.objects.filter(pk=period.pk, suspended=False).update(suspended=True):
+            try:
+                suspend_server(server, _("Suspended: the monthly transfer allowance is used up."))
+            except ActionError as exc:  # busy now: the next metering run tries again
+                TransferPeriod.objects.filter(pk=period.pk).update(suspended=False)
+                log.info("could not suspend %s yet: %s", server.id, exc.message)
+
+
+def lift(server: Server, period: TransferPeriod) -> None:
+    """Undo a throttle or a transfer suspension (a traffic block brought the server under its allowance)."""
+    if period.throttled and TransferPeriod.objects.filter(pk=period.pk, throttled=True).update(
+        throttled=False
+    ):
+        apply_port_speed(server, server.plan.port_speed_mbps)
+    if period.suspended and TransferPeriod.objects.filter(pk=period.pk, suspended=True).update(
+        suspended=False
+    ):
+        from .actions import ActionError, unsuspend_server
+
+        try:
+            unsuspend_server(server)
+        except ActionError as exc:
+            log.info("could not unsuspend %s yet: %s", server.id, exc.message)
+
+
+def restore_previous(server: Server, current: TransferPeriod) -> None:
+    """A new period: restore the port speed or lift the suspension an earlier period imposed."""
+    for old in TransferPeriod.objects.filter(server=server, start__lt=current.start, throttled=True):
+        lift(server, old)
+    for old in TransferPeriod.objects.filter(server=server, start__lt=current.start, suspended=True):
+        lift(server, old)
+
+
+def add_traffic_block(server: Server, gib: int, now: datetime | None = None) -> TransferPeriod:
+    """Staff add transfer to the server's current period; a throttle or suspension lifts if it now fits."""
+    period = current_period(server, now)
+    TransferPeriod.objects.filter(pk=period.pk).update(extra_bytes=F("extra_bytes") + gib * GIB)
+    enforce(server, now)
+    period.refresh_from_db()
+    return period
+
+
+def apply_port_speed(server: Server, mbps: int | None) -> bool:
+    """Set the server's port speed on its host; a host that cannot shape traffic is recorded for staff."""
+    if server.host is None:
+        return False
+    try:
+        stats.set_port_speed(server.host, str(server.id), mbps)
+    except HypervisorError as exc:
+        message = _("The port speed could not be applied: %(error)s") % {"error": exc.message}
+        Server.objects.filter(pk=server.pk).update(bandwidth_error=message)
+        log.warning("port speed of %s: %s", server.id, exc.message)
+        return False
+    Server.objects.filter(pk=server.pk).exclude(bandwidth_error="").update(bandwidth_error="")
+    return True
+
+
+# Rolling samples up.
+
+
+def rollup(now: datetime | None = None) -> None:
+    """5-minute samples older than two days become hourly ones; hourly ones older than 90 days daily."""
+    now = now or timezone.now()
+    _roll(UsageSample.FIVE_MINUTES, UsageSample.HOUR, now - timedelta(days=2))
+    _roll(UsageSample.HOUR, UsageSample.DAY, now - timedelta(days=90))
+
+
+def _roll(source: int, target: int, before: datetime) -> None:
+    old = UsageSample.objects.filter(resolution=source, start__lt=before).order_by("server_id", "start")
+    with transaction.atomic():
+        totals: dict[tuple, dict[str, int]] = {}
+        vcpus: dict[tuple, int] = {}
+        for sample in old.select_for_update():
+            start = sample.start - timedelta(seconds=sample.start.timestamp() % target)
+            key = (sample.server_id, start)
+            bucket = totals.setdefault(key, dict.fromkeys(FIELDS, 0))
+            for field in FIELDS:
+                bucket[field] += getattr(sample, field)
+            vcpus[key] = max(vcpus.get(key, 1), sample.vcpus)
+        for (server_id, start), values in totals.items():
+            row, created = UsageSample.objects.get_or_create(
+                server_id=server_id,
+                resolution=target,
+                start=start,
+                defaults={**values, "vcpus": vcpus[(server_id, start)]},
+            )
+            if not created:
+                UsageSample.objects.filter(pk=row.pk).update(**{f: F(f) + values[f] for f in FIELDS})
+        old.delete()
