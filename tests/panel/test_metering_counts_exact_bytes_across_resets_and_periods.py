@@ -219,8 +219,14 @@ def test_the_usage_endpoint_reports_the_period(api, customer, other_customer, se
     period = metering.current_period(server)
     TransferPeriod.objects.filter(pk=period.pk).update(in_bytes=5, out_bytes=7)
     body = api(customer).get(f"/api/v1/servers/{server.pk}/usage/").json()
-    assert body["transfer"] == {"in_bytes": 5, "out_bytes": 7, "counted_bytes": 7, "allowance_bytes": 10 * GIB,
-                                "direction": "out"}  # fmt: skip
+    expected = {
+        "in_bytes": 5,
+        "out_bytes": 7,
+        "counted_bytes": 7,
+        "allowance_bytes": 10 * GIB,
+        "direction": "out",
+    }
+    assert body["transfer"] == expected
     assert body["throttled"] is False
     assert body["period_start"] and body["period_end"]
     assert api(other_customer).get(f"/api/v1/servers/{server.pk}/usage/").status_code == 404
