@@ -72,6 +72,12 @@ class LedgerEntry(models.Model):
 
     account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    invoice = models.ForeignKey(
+        "Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="entries"
+    )
+    payment = models.ForeignKey(
+        "Payment", on_delete=models.PROTECT, null=True, blank=True, related_name="entries"
+    )
     amount = models.DecimalField(
         max_digits=16, decimal_places=2, help_text=_("Positive adds to the balance.")
     )
@@ -95,4 +101,144 @@ class LedgerEntry(models.Model):
         super().save(*args, **kwargs)
 
 
-ZERO = Decimal("0")
+class BillingProfile(models.Model):
+    """Per-customer billing terms staff may set: a discount, or custom prices per plan."""
+
+    account = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_profile"
+    )
+    discount_percent = models.DecimalField(
+        _("discount (%)"), max_digits=5, decimal_places=2, default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+    )  # fmt: skip
+    custom_prices = models.JSONField(_("custom monthly prices by plan slug"), default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"billing profile of {self.account_id}"
+
+
+class Subscription(models.Model):
+    """What a customer pays for one server (billing knows the server only by `reference`)."""
+
+    class Cycle(models.TextChoices):
+        MONTHLY = "monthly", _("Monthly")
+        HOURLY = "hourly", _("Hourly")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
+        ENDED = "ended", _("Ended")
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions"
+    )
+    reference = models.CharField(max_length=64, db_index=True, help_text="the server's id")
+    label = models.CharField(max_length=253, help_text="the server's hostname, for invoices")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    cycle = models.CharField(max_length=10, choices=Cycle.choices, default=Cycle.MONTHLY)
+    price = models.DecimalField(max_digits=14, decimal_places=4, help_text="per month, or per hour (hourly)")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    started_at = models.DateTimeField()
+    period_start = models.DateTimeField(help_text="start of the period billed last (monthly)")
+    paid_through = models.DateTimeField(
+        help_text="monthly: end of the period invoiced; hourly: invoiced up to"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["status", "paid_through"])]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.plan_id}, {self.cycle})"
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number used in a year; locked while the next one is taken."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last}"
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        OPEN = "open", _("Open")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="invoices")
+    number = models.CharField(max_length=20, unique=True, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    currency = models.CharField(max_length=3)
+    total = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    issued_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    overdue_notified_at = models.DateTimeField(null=True, blank=True)
+    termination_warned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["status", "due_at"])]
+
+    def __str__(self) -> str:
+        return self.number or f"draft {self.pk}"
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        PLAN = "plan", _("Plan")
+        PRORATION = "proration", _("Proration")
+        HOURLY = "hourly", _("Hourly usage")
+        TRAFFIC = "traffic", _("Traffic block")
+        MANUAL = "manual", _("Manual item")
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    description = models.CharField(max_length=255)
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    quantity = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("1"))
+    unit_price = models.DecimalField(max_digits=14, decimal_places=4)
+    amount = models.DecimalField(max_digits=16, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class Payment(models.Model):
+    """Money received: a bank transfer staff recorded, or a provider's confirmed payment."""
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments")
+    amount = models.DecimalField(
+        max_digits=16, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    currency = models.CharField(max_length=3)
+    reference = models.CharField(max_length=100, unique=True)
+    method = models.CharField(max_length=30, default="bank_transfer")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    received_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.reference}: {self.amount} {self.currency}"

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from billing import services as billing
 from billing.models import Plan
 from hypervisor import ipam
 from hypervisor import services as hypervisor
@@ -62,6 +63,10 @@ class OutOfAddresses(Unprocessable):
 
 class OverQuota(Unprocessable):
     code = "over_quota"
+
+
+class InsufficientCredit(Unprocessable):
+    code = "insufficient_credit"
 
 
 def _check_quota(user_id: int, more: dict[str, int]) -> None:
@@ -161,6 +166,11 @@ def order_server(
             user.pk,
             {"servers": 1, "vcpus": plan.vcpus, "memory_mib": plan.memory_mib, "disk_gib": plan.disk_gib},
         )
+        if settings.BILLING_ORDER_POLICY == "prepaid":
+            try:
+                billing.require_credit(user, plan)
+            except billing.InsufficientCredit as exc:
+                raise InsufficientCredit(exc.message) from exc
         server = Server(
             name=name,
             owner=user,
@@ -187,6 +197,7 @@ def order_server(
             except ipam.NoAddress as exc:
                 raise OutOfAddresses(str(exc)) from exc
         server.save()
+        billing.open_subscription(user, plan, str(server.id), server.name)
         operation = Operation.objects.create(server=server, type=T.CREATE, requested_by=user)
         _enqueue(operation)
     return server
@@ -276,6 +287,8 @@ def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
             raise OutOfCapacity(
                 _("The server's host cannot take the plan %(plan)s now.") % {"plan": plan.name}
             ) from exc
+        # The subscription follows at once (an upgrade is invoiced pro rata); a failed resize undoes it.
+        params["billing_undo"] = billing.change_plan(str(current.id), plan)
 
     params = {
         "plan": plan.slug,
@@ -359,9 +372,10 @@ def perform(server: Server, action: str, user: User | None, params: dict) -> Ope
     raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
 
 
-def suspend_server(server: Server, reason: str, user: User | None = None) -> Operation:
-    """Stop the server and refuse customers' actions until it is unsuspended (transfer used up, unpaid)."""
-    return request_action(server, T.SUSPEND, user, {"reason": reason})
+def suspend_server(server: Server, reason: str, user: User | None = None, by: str = "staff") -> Operation:
+    """Stop the server and refuse customers' actions until it is unsuspended. `by` (staff, billing,
+    transfer) is recorded: billing lifts only its own suspensions."""
+    return request_action(server, T.SUSPEND, user, {"reason": reason, "by": by})
 
 
 def unsuspend_server(server: Server, user: User | None = None) -> Operation:

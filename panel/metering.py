@@ -231,7 +231,9 @@ def enforce(server: Server, now: datetime | None = None) -> None:
 
         if TransferPeriod.objects.filter(pk=period.pk, suspended=False).update(suspended=True):
             try:
-                suspend_server(server, _("Suspended: the monthly transfer allowance is used up."))
+                suspend_server(
+                    server, _("Suspended: the monthly transfer allowance is used up."), by="transfer"
+                )
             except ActionError as exc:  # busy now: the next metering run tries again
                 TransferPeriod.objects.filter(pk=period.pk).update(suspended=False)
                 log.info("could not suspend %s yet: %s", server.id, exc.message)
@@ -248,6 +250,9 @@ def lift(server: Server, period: TransferPeriod) -> None:
     ):
         from .actions import ActionError, unsuspend_server
 
+        server.refresh_from_db(fields=["status", "suspended_by", "task"])
+        if server.suspended_by != "transfer":
+            return  # staff or billing suspended it since: only they lift it
         try:
             unsuspend_server(server)
         except ActionError as exc:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from billing import services as billing
 from billing.models import Plan
 from hypervisor import driver, ipam
 from hypervisor import services as hypervisor
@@ -269,12 +270,13 @@ def suspend(operation: Operation) -> None:
     metering.meter_server(server)
     state = driver.power_off(host, server.id)
     reason = operation.params.get("reason") or _("Suspended by staff.")
-    finish(operation, status=S.SUSPENDED, power_state=state, status_reason=reason)
+    by = operation.params.get("by", "staff")
+    finish(operation, status=S.SUSPENDED, power_state=state, status_reason=reason, suspended_by=by)
 
 
 def unsuspend(operation: Operation) -> None:
     state = driver.start(_host(operation.server), operation.server.id)
-    finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
+    finish(operation, status=S.RUNNING, power_state=state, status_reason=None, suspended_by="")
 
 
 def delete(operation: Operation) -> None:
@@ -288,6 +290,7 @@ def delete(operation: Operation) -> None:
         hypervisor.release(server.id)
         ipam.release(server.id)
         Snapshot.objects.filter(server=server).delete()
+        billing.end_subscription(str(server.id))
         finish(operation, status=S.DELETED, power_state="", deleted_at=timezone.now())
 
 
@@ -342,6 +345,7 @@ def on_failure(operation: Operation, message: str) -> None:
                 log.warning("reverting the failed resize of %s: %s", server.id, exc.message)
         with transaction.atomic():
             _give_back_resize(operation)
+            billing.undo_plan_change(str(server.id), operation.params.get("billing_undo") or {})
             fail(operation, message)
     else:
         fail(operation, message)
@@ -414,5 +418,6 @@ def reap_stuck_operations() -> int:
             closed = fail(operation, message, **changes)
             if closed and operation.type == T.RESIZE:
                 _give_back_resize(operation)
+                billing.undo_plan_change(str(operation.server_id), operation.params.get("billing_undo") or {})
         reaped += closed
     return reaped

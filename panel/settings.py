@@ -275,3 +275,15 @@ CELERY_BEAT_SCHEDULE.update(
         "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
     }
 )
+
+# Billing (see README): invoice-first or prepaid orders, due dates and dunning, proration.
+BILLING_ORDER_POLICY = os.environ.get("BILLING_ORDER_POLICY", "invoice_first")  # or "prepaid"
+INVOICE_DUE_DAYS = int(os.environ.get("INVOICE_DUE_DAYS", "7"))
+INVOICE_REMIND_DAYS = int(os.environ.get("INVOICE_REMIND_DAYS", "3"))
+BILLING_GRACE_DAYS = int(os.environ.get("BILLING_GRACE_DAYS", "3"))
+BILLING_TERMINATE_DAYS = int(os.environ.get("BILLING_TERMINATE_DAYS", "14"))
+BILLING_TERMINATION_WARNING_DAYS = int(os.environ.get("BILLING_TERMINATION_WARNING_DAYS", "3"))
+PRORATE_DOWNGRADE_CREDIT = env_bool("PRORATE_DOWNGRADE_CREDIT", True)
+CELERY_BEAT_SCHEDULE["billing-run"] = {"task": "billing.tasks.billing_run", "schedule": 3600.0}
+BANK_TRANSFER_INSTRUCTIONS = os.environ.get("BANK_TRANSFER_INSTRUCTIONS", "")
+PAYMENT_PROVIDERS = env_list("PAYMENT_PROVIDERS")  # dotted paths of billing.providers.PaymentProvider classes

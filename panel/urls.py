@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from billing import views as billing_views
+
 from .views import accounts, images, ip_pools, servers, ssh_keys, staff
 
 
@@ -36,6 +38,7 @@ urlpatterns = [
     path("staff/ip-pools/<int:pk>/", ip_pools.pool_detail, name="ip-pool-detail"),
     path("staff/images/", images.image_list, name="image-list"),
     path("staff/images/<int:pk>/toggle/", images.image_toggle, name="image-toggle"),
+    path("billing/webhooks/<slug:provider>/", billing_views.webhook, name="billing-webhook"),
     path("api/v1/", include("panel.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("django-admin/", admin.site.urls),

@@ -1,8 +1,10 @@
+from decimal import Decimal
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from billing.models import Plan
+from billing.models import Invoice, InvoiceLine, Payment, Plan
 from billing.money import currency, quantize
 from hypervisor import credentials
 from hypervisor import services as hypervisor
@@ -330,3 +332,47 @@ class QuotaSerializer(serializers.Serializer):
     memory_mib = serializers.IntegerField(min_value=0, allow_null=True)
     disk_gib = serializers.IntegerField(min_value=0, allow_null=True)
     snapshots = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+
+
+class InvoiceLineSerializer(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+    unit_price = serializers.SerializerMethodField()
+
+    class Meta:
+        model = InvoiceLine
+        fields = ["kind", "description", "period_start", "period_end", "quantity", "unit_price", "amount"]
+
+    def get_amount(self, line: InvoiceLine) -> str:
+        return money(line.amount)
+
+    def get_unit_price(self, line: InvoiceLine) -> str:
+        return str(line.unit_price.normalize())
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    total = serializers.SerializerMethodField()
+    lines = InvoiceLineSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Invoice
+        fields = ["id", "number", "status", "issued_at", "due_at", "paid_at", "total", "currency", "lines"]
+
+    def get_total(self, invoice: Invoice) -> str:
+        return money(invoice.total)
+
+
+class PaymentCreateSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=16, decimal_places=2, min_value=Decimal("0.01"))
+    reference = serializers.CharField(max_length=100)
+    method = serializers.CharField(max_length=30, required=False, default="bank_transfer")
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Payment
+        fields = ["id", "amount", "currency", "reference", "method", "received_at"]
+
+    def get_amount(self, payment: Payment) -> str:
+        return money(payment.amount)

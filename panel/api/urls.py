@@ -33,10 +33,15 @@ urlpatterns = [
         name="api-server-action",
     ),
     path("account/", views.Account.as_view(), name="api-account"),
+    path("invoices/", views.InvoiceList.as_view(), name="api-invoices"),
+    path("invoices/<int:pk>/", views.InvoiceDetail.as_view(), name="api-invoice"),
     path("admin/hosts/", views.AdminHostList.as_view(), name="api-admin-hosts"),
     path("admin/hosts/<int:pk>/", views.AdminHostDetail.as_view(), name="api-admin-host"),
     path("admin/servers/", views.AdminServerList.as_view(), name="api-admin-servers"),
     path("admin/customers/", views.AdminCustomerList.as_view(), name="api-admin-customers"),
+    path(
+        "admin/customers/<int:pk>/payments/", views.AdminCustomerPayments.as_view(), name="api-admin-payments"
+    ),
     path(
         "admin/customers/<int:pk>/quota/", views.AdminCustomerQuota.as_view(), name="api-admin-customer-quota"
     ),

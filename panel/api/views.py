@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import services as billing
-from billing.models import Plan
+from billing.models import Invoice, Plan
 from billing.money import currency
 from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
@@ -263,3 +263,51 @@ class AdminCustomerQuota(APIView):
         data.is_valid(raise_exception=True)
         quotas.set_limits(customer, data.validated_data)
         return Response(quotas.report(customer))
+
+
+def customer_invoices(user: User):
+    return Invoice.objects.filter(account=user).exclude(status=Invoice.Status.DRAFT).prefetch_related("lines")
+
+
+class InvoiceList(generics.ListAPIView):
+    serializer_class = s.InvoiceSerializer
+
+    def get_queryset(self):
+        return (
+            Invoice.objects.filter(account=self.request.user)
+            .exclude(status=Invoice.Status.DRAFT)
+            .prefetch_related("lines")
+        )
+
+
+class InvoiceDetail(generics.RetrieveAPIView):
+    serializer_class = s.InvoiceSerializer
+
+    def get_queryset(self):
+        return (
+            Invoice.objects.filter(account=self.request.user)
+            .exclude(status=Invoice.Status.DRAFT)
+            .prefetch_related("lines")
+        )
+
+
+class AdminCustomerPayments(APIView):
+    """Record a payment for a customer (a bank transfer, say); idempotent on `reference`."""
+
+    permission_classes = [IsPanelStaff]
+
+    @extend_schema(
+        request=s.PaymentCreateSerializer, responses={201: s.PaymentSerializer, 200: s.PaymentSerializer}
+    )
+    def post(self, request, pk: int):
+        customer = get_object_or_404(User, pk=pk)
+        data = s.PaymentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            payment, created = billing.record_payment(
+                customer, data.validated_data["amount"], data.validated_data["reference"],
+                method=data.validated_data["method"], by=request.user,
+            )  # fmt: skip
+        except billing.BillingError as exc:
+            raise actions.Unprocessable(exc.message) from exc
+        return Response(s.PaymentSerializer(payment).data, status=201 if created else 200)

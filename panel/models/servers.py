@@ -41,6 +41,11 @@ class Server(models.Model):
     task = models.CharField(max_length=20, null=True, blank=True)
     power_state = models.CharField(max_length=20, blank=True)
     status_reason = models.TextField(null=True, blank=True)
+    suspended_by = models.CharField(
+        max_length=10,
+        blank=True,
+        help_text="who suspended it: staff, billing or transfer (only they lift it)",
+    )
     bandwidth_error = models.TextField(
         blank=True, help_text="why the port speed could not be applied (staff)"
     )
