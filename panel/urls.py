@@ -3,7 +3,7 @@ from django.urls import include, path
 
 from billing import views as billing_views
 
-from .views import accounts, images, ip_pools, servers, ssh_keys, staff
+from .views import accounts, images, ip_pools, servers, ssh_keys, staff, usage
 
 
 def _admins_only(request) -> bool:
@@ -25,15 +25,18 @@ urlpatterns = [
     path("servers/<uuid:pk>/status/", servers.server_status, name="server-status"),
     path("servers/<uuid:pk>/action/", servers.server_action, name="server-action"),
     path("servers/<uuid:pk>/ptr/", servers.server_ptr, name="server-ptr"),
+    path("servers/<uuid:pk>/usage/", usage.server_usage, name="server-usage"),
     path("ssh-keys/", ssh_keys.ssh_key_list, name="ssh-keys"),
     path("ssh-keys/<int:pk>/delete/", ssh_keys.ssh_key_delete, name="ssh-key-delete"),
     path("staff/servers/", staff.staff_servers, name="staff-servers"),
     path("staff/customers/", staff.staff_customers, name="staff-customers"),
     path("staff/customers/<int:pk>/", staff.customer_detail, name="staff-customer"),
+    path("staff/servers/<uuid:pk>/traffic-block/", usage.add_traffic_block, name="staff-traffic-block"),
     path("staff/hosts/", staff.host_list, name="host-list"),
     path("staff/hosts/<int:pk>/", staff.host_detail, name="host-detail"),
     path("staff/hosts/<int:pk>/action/", staff.host_action, name="host-action"),
     path("staff/hosts/<int:pk>/settings/", staff.host_settings, name="host-settings"),
+    path("staff/hosts/<int:pk>/usage/", usage.host_usage, name="host-usage"),
     path("staff/ip-pools/", ip_pools.pool_list, name="ip-pool-list"),
     path("staff/ip-pools/<int:pk>/", ip_pools.pool_detail, name="ip-pool-detail"),
     path("staff/images/", images.image_list, name="image-list"),
