@@ -45,3 +45,10 @@ migrations: setup
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+# `make bench`: the benchmarks of issue 7 (bench/run.py; sizes from BENCH_* variables). Prints the table and
+# writes bench/results.json.
+.PHONY: bench
+bench: setup
+	bash scripts/test-services.sh
+	$(PY) -m bench.run

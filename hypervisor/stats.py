@@ -92,8 +92,10 @@ def kib_per_second(mbps: int) -> int:
 
 
 def set_port_speed(host: Host, uuid: str, mbps: int | None) -> None:
-    """Cap the domain's interfaces at `mbps` both ways (None removes the cap), live and in its
-    configuration. Hosts whose kernel lacks the traffic-shaping modules refuse: HypervisorError."""
+    """Cap the running domain's interfaces at `mbps` both ways (None removes the cap). Only the live
+    domain is changed, never its saved configuration: on a host whose kernel lacks the traffic-shaping
+    modules a configured rate would make every later start fail, so the panel applies the rate after
+    each start instead. Such hosts refuse here: HypervisorError."""
 
     def work(conn: libvirt.virConnect) -> None:
         domain = conn.lookupByUUIDString(uuid)
@@ -105,15 +107,10 @@ def set_port_speed(host: Host, uuid: str, mbps: int | None) -> None:
             "outbound.average": average,
             "outbound.burst": average,
         }
-        # The saved configuration (for the next boot) and, if it runs, the live domain: two calls, as
-        # some drivers refuse both flags at once.
-        scopes = [libvirt.VIR_DOMAIN_AFFECT_CONFIG]
-        if domain.isActive():
-            scopes.append(libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        root = etree.fromstring(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-        macs = [m.get("address") for m in root.findall("devices/interface/mac")]
-        for scope in scopes:
-            for mac in macs:  # a MAC names the interface in both scopes (a tap name only while running)
-                domain.setInterfaceParameters(mac, params, scope)
+        if not domain.isActive():
+            return
+        interfaces, _disks = _devices(domain)
+        for device in interfaces:
+            domain.setInterfaceParameters(device, params, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     connection.run(host, work)

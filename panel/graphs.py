@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import BigIntegerField, F, QuerySet, Sum
 from django.utils import dateformat, formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
@@ -71,41 +71,40 @@ def _server_filter(servers) -> dict:
     return {"server_id__in": [getattr(server, "pk", server) for server in servers]}
 
 
-@dataclass
-class _Bucket:
-    sums: dict[str, float]
-    vcpus: dict[object, int]  # server id -> vCPUs it had in this bucket
-
-    @classmethod
-    def empty(cls) -> _Bucket:
-        return cls(dict.fromkeys(FIELDS, 0), {})
-
-
-def _collect(servers, window: Window, now: datetime) -> tuple[list[datetime], list[_Bucket | None], int]:
-    """One query: the buckets of the window ending with the one that holds `now`. Returns the bucket
-    starts, the buckets (None where no sample fell) and the length in seconds of the last bucket so far."""
+def _collect(servers, window: Window, now: datetime) -> tuple[list[datetime], list[dict | None], int]:
+    """One query: the buckets of the window ending with the one that holds `now`. The database sums the
+    servers' samples per (resolution, start), so the rows stay few however many servers a host has.
+    Returns the bucket starts, the buckets' sums (None where no sample fell) and the length in seconds of
+    the last bucket so far."""
     step, count = window.step, window.points
     now_ts = int(now.timestamp())
     last = now_ts // step * step
     first = last - (count - 1) * step
     end = last + step
-    rows = UsageSample.objects.filter(
-        **_server_filter(servers),
-        resolution__in=RESOLUTIONS,
-        start__gt=datetime.fromtimestamp(first - max(RESOLUTIONS), tz=UTC),
-        start__lt=datetime.fromtimestamp(end, tz=UTC),
-    ).values_list("server_id", "resolution", "start", "vcpus", *FIELDS)
-    buckets: list[_Bucket | None] = [None] * count
-    for server_id, resolution, start, vcpus, *values in rows:
+    rows = (
+        UsageSample.objects.filter(
+            **_server_filter(servers),
+            resolution__in=RESOLUTIONS,
+            start__gt=datetime.fromtimestamp(first - max(RESOLUTIONS), tz=UTC),
+            start__lt=datetime.fromtimestamp(end, tz=UTC),
+        )
+        .order_by()
+        .values_list("resolution", "start")
+        .annotate(
+            **{f"total_{field}": Sum(field) for field in FIELDS},
+            # vCPU-seconds the samples cover: what 100 percent CPU would have used
+            vcpu_seconds=Sum(F("vcpus") * F("resolution"), output_field=BigIntegerField()),
+        )
+    )
+    buckets: list[dict | None] = [None] * count
+    for resolution, start, *values in rows:
         begin = int(start.timestamp())
-        if resolution <= step:  # whole sample in one bucket (samples and buckets share their alignment)
-            shares = [((begin - first) // step, None)]
-        else:  # a coarser sample: spread over the buckets it covers
+        if resolution <= step:  # the whole sample in one bucket (they share their alignment)
+            shares = [((begin - first) // step, 1)]
+        else:  # a coarser sample: spread over the buckets it covers, in proportion
+            low, high = (begin - first) // step, (begin + resolution - first) // step
             shares = []
-            covered = range(
-                max(0, (begin - first) // step), min(count, (begin + resolution - first) // step + 1)
-            )
-            for index in covered:
+            for index in range(max(0, low), min(count, high + 1)):
                 lo, hi = first + index * step, first + (index + 1) * step
                 overlap = min(hi, begin + resolution) - max(lo, begin)
                 if overlap > 0:
@@ -115,28 +114,28 @@ def _collect(servers, window: Window, now: datetime) -> tuple[list[datetime], li
                 continue
             bucket = buckets[index]
             if bucket is None:
-                bucket = buckets[index] = _Bucket.empty()
-            for field, value in zip(FIELDS, values, strict=True):
-                bucket.sums[field] += value if fraction is None else value * fraction
-            bucket.vcpus[server_id] = max(bucket.vcpus.get(server_id, 0), vcpus or 1)
+                bucket = buckets[index] = dict.fromkeys((*FIELDS, "vcpu_seconds"), 0)
+            for field, value in zip((*FIELDS, "vcpu_seconds"), values, strict=True):
+                bucket[field] += int(value or 0) * fraction
     starts = [datetime.fromtimestamp(first + index * step, tz=UTC) for index in range(count)]
     # The bucket now runs in has lasted only so long (but holds at least one 5-minute sample's worth).
     last_seconds = min(step, max(now_ts - last, UsageSample.FIVE_MINUTES))
     return starts, buckets, last_seconds
 
 
-def _rates(bucket: _Bucket | None, seconds: int) -> dict[str, float | None]:
+def _rates(bucket: dict | None, seconds: int) -> dict[str, float | None]:
+    """A bucket's sums as rates. CPU is the share of the vCPU time the samples cover (cpu_ns / (seconds ×
+    10⁹ × vCPUs)), so a server that ran for part of an hour shows how busy it was while it ran."""
     if bucket is None:
         return dict.fromkeys(("cpu", "rx", "tx", "rd", "wr"))
-    sums = bucket.sums
-    capacity = seconds * 10**9 * sum(bucket.vcpus.values())
-    cpu = sums["cpu_ns"] * 100 / capacity if capacity else 0.0
+    capacity = bucket["vcpu_seconds"] * 10**9
+    cpu = bucket["cpu_ns"] * 100 / capacity if capacity else 0.0
     return {
-        "cpu": min(max(cpu, 0.0), 100.0),  # a percentage of the servers' vCPUs
-        "rx": sums["rx_bytes"] * 8 / seconds,  # bits per second
-        "tx": sums["tx_bytes"] * 8 / seconds,
-        "rd": sums["rd_bytes"] / seconds,  # bytes per second
-        "wr": sums["wr_bytes"] / seconds,
+        "cpu": min(max(cpu, 0.0), 100.0),  # percent of the vCPUs
+        "rx": bucket["rx_bytes"] * 8 / seconds,  # bits per second
+        "tx": bucket["tx_bytes"] * 8 / seconds,
+        "rd": bucket["rd_bytes"] / seconds,  # bytes per second
+        "wr": bucket["wr_bytes"] / seconds,
     }
 
 
@@ -232,9 +231,9 @@ def y_scale(peak: float, unit: str) -> tuple[float, list[tuple[float, str]]]:
     while True:
         step = _nice_step(peak / divisor / 4)
         intervals = math.ceil(Decimal(repr(peak / divisor)) / step)
-        if base is None or step * intervals < base or symbol == str(UNITS[unit][1][-1]):
+        if base is None or step * intervals < 1000 or symbol == str(UNITS[unit][1][-1]):
             break
-        divisor, symbol = _prefix(divisor * base, unit)  # 1,000 Kb/s reads better as 1 Mb/s
+        divisor, symbol = _prefix(divisor * base, unit)  # 1,000 KiB/s reads better as 1 MiB/s
     decimals = max(0, -step.normalize().as_tuple().exponent)
     ticks = [
         (float(step * index) * divisor, _with_unit(_number(step * index, decimals if index else 0), symbol))
@@ -243,29 +242,37 @@ def y_scale(peak: float, unit: str) -> tuple[float, list[tuple[float, str]]]:
     return ticks[-1][0], ticks
 
 
-def _x_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
-    """Ticks at round local times: every 3 hours over a day, each midnight over a week, every 5th day
-    over a month. Labels follow the current language and time zone."""
+HOUR_STEPS = (1, 2, 3, 4, 6, 12, 24)
+DAY_STEPS = (1, 2, 3, 5, 7, 10, 14)
+
+
+def _x_ticks(start: datetime, end: datetime, most: int = 8) -> list[tuple[datetime, str]]:
+    """At most `most` ticks at round local times: every few hours over a day or two (midnight labelled
+    with its date), every day or few days over longer spans. Labels follow the current language and time
+    zone."""
     zone = timezone.get_current_timezone()
     span = end - start
     ticks = []
     if span <= timedelta(days=2):
+        hours = span.total_seconds() / 3600
+        every = next((step for step in HOUR_STEPS if hours / step <= most), HOUR_STEPS[-1])
         moment = timezone.localtime(start, zone).replace(minute=0, second=0, microsecond=0)
         while moment <= end:
             local = timezone.localtime(moment, zone)
-            if moment >= start and local.hour % 3 == 0 and local.minute == 0:
-                label = dateformat.format(local, "j M" if local.hour == 0 else "H:i")
-                ticks.append((moment, label))
+            if moment >= start and local.minute == 0 and local.hour % every == 0:
+                ticks.append((moment, dateformat.format(local, "j M" if local.hour == 0 else "H:i")))
             moment += timedelta(hours=1)
         return ticks
-    every = 1 if span <= timedelta(days=10) else 5
+    days = span.total_seconds() / 86400
+    every = next((step for step in DAY_STEPS if days / step <= most), DAY_STEPS[-1])
+    label = "D j" if every == 1 and days <= 10 else "j M"
     day = timezone.localtime(start, zone).date()
     while True:
         midnight = timezone.make_aware(datetime.combine(day, time()), zone)
         if midnight > end:
             return ticks
         if midnight >= start and day.toordinal() % every == 0:
-            ticks.append((midnight, dateformat.format(midnight, "D j" if every == 1 else "j M")))
+            ticks.append((midnight, dateformat.format(midnight, label)))
         day += timedelta(days=1)
 
 
@@ -289,32 +296,28 @@ def _fmt(number: float) -> str:
 
 
 def _summary(points_by_series: dict[str, list[Point]], unit: str) -> str:
+    """Peak and latest value of each series, for screen readers ("Inbound: peak 12.3 Mb/s, latest …")."""
     parts = []
     for label, points in points_by_series.items():
-        values = [value for _at, value in points if value is not None]
+        values = [value for _at, value in points if value is not None and math.isfinite(value)]
         if values:
-            parts.append(
-                _("%(series)s: peak %(peak)s, latest %(latest)s")
-                % {
-                    "series": label,
-                    "peak": format_value(max(values), unit),
-                    "latest": format_value(values[-1], unit),
-                }
-            )
+            numbers = {"peak": format_value(max(values), unit), "latest": format_value(values[-1], unit)}
+            text = _("peak %(peak)s, latest %(latest)s") % numbers
+            parts.append(f"{label}: {text}" if len(points_by_series) > 1 else text)
     return "; ".join(parts)
 
 
 def svg_line_chart(
     points_by_series: dict[str, list[Point]],
     unit: str,
-    width: int = 420,
-    height: int = 200,
+    width: int = 360,
+    height: int = 190,
     title: str = "",
 ) -> str:
     """An SVG line chart: one line per series, broken where a value is None, with y ticks in human units,
     x ticks at local times, a legend, a <title> and an aria-label. No points at all: "No data yet"."""
     title = str(title)
-    left, right, top, bottom = 62, 10, 30, 24
+    left, right, top, bottom = 58, 12, 30, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     times = sorted({at for points in points_by_series.values() for at, _value in points})
     values = [v for points in points_by_series.values() for _at, v in points if v is not None]
@@ -337,7 +340,7 @@ def svg_line_chart(
         frame = {"x": left, "y": top, "width": plot_w, "height": plot_h}
         _el(svg, "rect", **frame, rx=6, fill="#f8fafc", stroke="#e2e8f0", stroke_dasharray="4 4")
         middle, center = top + plot_h / 2, _fmt(left + plot_w / 2)
-        note = _("Usage is measured every 5 minutes while the server runs.")
+        note = _("Measured every 5 minutes while a server runs.")
         _el(svg, "text", _("No data yet"), x=center, y=_fmt(middle - 4), text_anchor="middle", font_size="14",
             font_weight="600", fill="#475569")  # fmt: skip
         _el(svg, "text", note, x=center, y=_fmt(middle + 14), text_anchor="middle", fill="#64748b")
@@ -362,11 +365,11 @@ def svg_line_chart(
         stroke = "#cbd5e1" if value == 0 else "#eef2f7"
         _el(grid, "line", x1=left, x2=left + plot_w, y1=y, y2=y, stroke=stroke)
         _el(grid, "text", label, x=left - 6, y=_fmt(y_of(value) + 3.5), text_anchor="end", fill="#64748b")
-    for at, label in _x_ticks(x0, x1):
+    for at, label in _x_ticks(x0, x1, most=max(2, int(plot_w // 60))):
         x = x_of(at)
-        _el(grid, "line", x1=_fmt(x), x2=_fmt(x), y1=top, y2=top + plot_h + 4, stroke="#f1f5f9")
-        anchor = "start" if x - left < 16 else "end" if left + plot_w - x < 16 else "middle"
-        _el(grid, "text", label, x=_fmt(x), y=height - 7, text_anchor=anchor, fill="#64748b")
+        _el(grid, "line", x1=_fmt(x), x2=_fmt(x), y1=top, y2=top + plot_h + 4, stroke="#eef2f7")
+        if x + len(label) * 3.2 <= width:  # a label that would stick out of the picture is left off
+            _el(grid, "text", label, x=_fmt(x), y=height - 7, text_anchor="middle", fill="#64748b")
 
     # Lines (and a light area under each), broken at gaps; a lone point becomes a dot.
     base = _fmt(top + plot_h)

@@ -276,6 +276,18 @@ def add_traffic_block(server: Server, gib: int, now: datetime | None = None) -> 
     return period
 
 
+def desired_speed(server: Server) -> int:
+    """The port speed the server should have now: the throttle while its period is throttled."""
+    period = current_period(server)
+    return server.plan.throttle_mbps if period.throttled else server.plan.port_speed_mbps
+
+
+def after_start(server: Server) -> None:
+    """Every start gives the domain its port speed again (it is never saved in the domain's config)."""
+    server.refresh_from_db(fields=["plan"])
+    apply_port_speed(server, desired_speed(server))
+
+
 def apply_port_speed(server: Server, mbps: int | None) -> bool:
     """Set the server's port speed on its host; a host that cannot shape traffic is recorded for staff."""
     if server.host is None:

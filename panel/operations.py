@@ -128,12 +128,13 @@ def create(operation: Operation) -> None:
     driver.define_domain(host, request, disk_path, seed_path)
     pause_point("create:defined")
     state = driver.start(host, server.id)
-    metering.apply_port_speed(server, server.plan.port_speed_mbps)
+    metering.after_start(server)
     finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
 
 
 def start(operation: Operation) -> None:
     state = driver.start(_host(operation.server), operation.server.id)
+    metering.after_start(operation.server)
     finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
 
 
@@ -190,8 +191,8 @@ def resize(operation: Operation) -> None:
         driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
     state = driver.start(host, server.id) if was_running else "shutoff"
     server.plan = plan
-    if not metering.current_period(server).throttled:
-        metering.apply_port_speed(server, plan.port_speed_mbps)
+    if was_running:
+        metering.apply_port_speed(server, metering.desired_speed(server))
     finish(
         operation,
         plan=plan,
@@ -222,6 +223,7 @@ def rebuild(operation: Operation) -> None:
     )
     driver.define_domain(host, request, disk_path, seed_path, replace=True)
     state = driver.start(host, server.id)
+    metering.after_start(server)
     with transaction.atomic():
         Snapshot.objects.filter(server=server).delete()  # the rebuild dropped the old disk's snapshots
         finish(operation, image=image, status=S.RUNNING, power_state=state, status_reason=None)
@@ -246,6 +248,8 @@ def restore(operation: Operation) -> None:
     server = operation.server
     snap = Snapshot.objects.get(pk=operation.params["snapshot"], server=server)
     state = driver.revert_to_snapshot(_host(server), server.id, snap.libvirt_name)
+    if state == "running":
+        metering.after_start(server)
     finish(
         operation,
         status=S.RUNNING if state == "running" else S.STOPPED,
@@ -276,6 +280,7 @@ def suspend(operation: Operation) -> None:
 
 def unsuspend(operation: Operation) -> None:
     state = driver.start(_host(operation.server), operation.server.id)
+    metering.after_start(operation.server)
     finish(operation, status=S.RUNNING, power_state=state, status_reason=None, suspended_by="")
 
 

@@ -3,7 +3,7 @@ from django.urls import include, path
 
 from billing import views as billing_views
 
-from .views import accounts, images, ip_pools, servers, ssh_keys, staff, usage
+from .views import accounts, billing, images, ip_pools, servers, ssh_keys, staff, usage
 
 
 def _admins_only(request) -> bool:
@@ -26,12 +26,22 @@ urlpatterns = [
     path("servers/<uuid:pk>/action/", servers.server_action, name="server-action"),
     path("servers/<uuid:pk>/ptr/", servers.server_ptr, name="server-ptr"),
     path("servers/<uuid:pk>/usage/", usage.server_usage, name="server-usage"),
+    path("billing/", billing.billing_overview, name="billing"),
+    path("billing/top-up/", billing.top_up, name="billing-top-up"),
+    path("billing/invoices/<int:pk>/", billing.invoice_detail, name="invoice"),
     path("ssh-keys/", ssh_keys.ssh_key_list, name="ssh-keys"),
     path("ssh-keys/<int:pk>/delete/", ssh_keys.ssh_key_delete, name="ssh-key-delete"),
     path("staff/servers/", staff.staff_servers, name="staff-servers"),
     path("staff/customers/", staff.staff_customers, name="staff-customers"),
     path("staff/customers/<int:pk>/", staff.customer_detail, name="staff-customer"),
     path("staff/servers/<uuid:pk>/traffic-block/", usage.add_traffic_block, name="staff-traffic-block"),
+    path("staff/customers/<int:pk>/payments/", billing.staff_record_payment, name="staff-record-payment"),
+    path("staff/customers/<int:pk>/adjustments/", billing.staff_adjust, name="staff-adjust"),
+    path("staff/customers/<int:pk>/billing-terms/", billing.staff_billing_terms, name="staff-billing-terms"),
+    path("staff/invoices/<int:pk>/", billing.staff_invoice_detail, name="staff-invoice"),
+    path("staff/invoices/<int:pk>/void/", billing.staff_void_invoice, name="staff-invoice-void"),
+    path("staff/overdue/", billing.overdue, name="staff-overdue"),
+    path("staff/billing-settings/", billing.billing_settings, name="billing-settings"),
     path("staff/hosts/", staff.host_list, name="host-list"),
     path("staff/hosts/<int:pk>/", staff.host_detail, name="host-detail"),
     path("staff/hosts/<int:pk>/action/", staff.host_action, name="host-action"),

@@ -228,3 +228,72 @@ class TidySimulatedHost:
         for name in set(storage.listVolumes()) - self.volumes_before:
             storage.storageVolLookupByName(name).delete(0)
         return False
+
+
+# Billing: a moved clock, local moments, and the ledger's invariant.
+
+
+def local_time(*args):
+    """A moment in the installation's time zone, e.g. local_time(2026, 1, 31, 10)."""
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    return datetime(*args, tzinfo=timezone.get_current_timezone())
+
+
+def moved_clock(moment):
+    """`with moved_clock(moment):` timezone.now() answers `moment` inside the block (for services that
+    take no `at`, e.g. an order or a resize)."""
+    from unittest import mock
+
+    return mock.patch("django.utils.timezone.now", return_value=moment)
+
+
+def check_books(account) -> tuple[Decimal, Decimal]:
+    """Assert the ledger invariants of one account and return (balance, unallocated credit).
+
+    The balance is the ledger's sum, and equals payments + credits + adjustments (+ refunds) - charges;
+    every issued invoice is charged exactly once; and, counted from the invoices' side, the balance is
+    -(open invoice totals) + the money received or credited that no paid invoice used. Credit is never
+    left idle while it could pay the oldest open invoice."""
+    from billing import services
+    from billing.models import Invoice, LedgerEntry, Payment
+    from billing.money import quantize
+
+    entries = list(LedgerEntry.objects.filter(account=account))
+    by_kind: dict[str, Decimal] = {}
+    for entry in entries:
+        by_kind[entry.kind] = by_kind.get(entry.kind, Decimal(0)) + entry.amount
+    balance = services.balance(account)
+    assert balance == quantize(sum((e.amount for e in entries), Decimal(0)))
+
+    invoices = list(Invoice.objects.filter(account=account).exclude(status=Invoice.Status.DRAFT))
+    for invoice in invoices:
+        assert invoice.total == quantize(sum((line.amount for line in invoice.lines.all()), Decimal(0)))
+    charged = sorted(e.invoice_id for e in entries if e.kind == LedgerEntry.Kind.CHARGE)
+    assert charged == sorted(i.pk for i in invoices), "each issued invoice is charged once"
+    charges = -by_kind.get(LedgerEntry.Kind.CHARGE, Decimal(0))
+    assert charges == sum((i.total for i in invoices), Decimal(0))
+
+    payments = sum((p.amount for p in Payment.objects.filter(account=account)), Decimal(0))
+    assert by_kind.get(LedgerEntry.Kind.PAYMENT, Decimal(0)) == payments
+    credits = by_kind.get(LedgerEntry.Kind.CREDIT, Decimal(0))
+    adjustments = by_kind.get(LedgerEntry.Kind.ADJUSTMENT, Decimal(0))
+    refunds = by_kind.get(LedgerEntry.Kind.REFUND, Decimal(0))
+    assert balance == quantize(payments + credits + adjustments + refunds - charges)
+
+    def total(status) -> Decimal:
+        return sum((i.total for i in invoices if i.status == status), Decimal(0))
+
+    # What came in (payments, credits, adjustments) less what paid or voided invoices used.
+    unallocated = quantize(
+        payments + credits + adjustments + refunds - total(Invoice.Status.PAID) - total(Invoice.Status.VOID)
+    )
+    assert balance == quantize(-total(Invoice.Status.OPEN) + unallocated)
+    oldest_open = sorted(
+        (i for i in invoices if i.status == Invoice.Status.OPEN), key=lambda i: (i.issued_at, i.pk)
+    )
+    if oldest_open and unallocated >= 0:
+        assert unallocated < oldest_open[0].total, "credit left idle while it could pay the oldest invoice"
+    return balance, unallocated

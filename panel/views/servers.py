@@ -16,7 +16,8 @@ from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from billing.models import Plan
+from billing import services as billing
+from billing.models import Plan, Subscription
 from billing.money import currency
 from hypervisor import ipam
 from hypervisor.models import Image, IPAddress
@@ -91,19 +92,27 @@ class ResizeChoice:
     plan: Plan
     disk_too_small: bool
     price_delta: Decimal
+    # What the change costs now (positive) or credits (negative) for the rest of the paid period, when the
+    # server has a monthly subscription (billing.services.proration).
+    proration: Decimal | None = None
 
     @property
     def price_delta_abs(self) -> Decimal:
         return abs(self.price_delta)
 
+    @property
+    def proration_abs(self) -> Decimal | None:
+        return None if self.proration is None else abs(self.proration)
 
-def _resize_choices(server: Server) -> list[ResizeChoice]:
+
+def _resize_choices(server: Server, subscription: Subscription | None = None) -> list[ResizeChoice]:
     plans = Plan.objects.filter(is_active=True).exclude(pk=server.plan_id)
     return [
         ResizeChoice(
             plan=plan,
             disk_too_small=plan.disk_gib < server.disk_gib,
             price_delta=plan.price_monthly - server.plan.price_monthly,
+            proration=billing.proration(subscription, plan) if subscription else None,
         )
         for plan in plans
     ]
@@ -171,7 +180,8 @@ def _detail_context(request, server: Server) -> dict:
     # page (without controls) while a task runs, instead of jumping away and back.
     possible = {action for action, rule in actions.RULES.items() if server.status in rule.allowed_from}
     snapshots = list(Snapshot.objects.filter(server=server))
-    resize = _resize_choices(server) if T.RESIZE in possible else []
+    subscription = billing.active_subscription(str(server.id)) if T.RESIZE in possible else None
+    resize = _resize_choices(server, subscription) if T.RESIZE in possible else []
     rebuild = _rebuild_choices(server) if T.REBUILD in possible else []
     key = _state_key(
         server,
@@ -181,6 +191,10 @@ def _detail_context(request, server: Server) -> dict:
         ],
         [(c.image.pk, c.image.name, c.fits) for c in rebuild],
         [(s.pk, s.name) for s in snapshots],
+        # Not the prorated amounts themselves (they shrink by the minute): the subscription they follow.
+        (subscription.pk, subscription.cycle, subscription.price, subscription.paid_through)
+        if subscription
+        else None,
     )
     return {
         "server": server,
@@ -192,6 +206,8 @@ def _detail_context(request, server: Server) -> dict:
         ),
         "currency": currency(),
         "resize_choices": resize,
+        "subscription": subscription,
+        "downgrade_credit": settings.PRORATE_DOWNGRADE_CREDIT,
         "rebuild_choices": rebuild,
         "show_snapshots": T.SNAPSHOT in possible
         or (snapshots and server.status not in (Server.Status.DELETING, Server.Status.DELETED)),

@@ -1,5 +1,6 @@
-"""Port speed on a real libvirtd: applied through the interface's bandwidth, or, where the kernel lacks
-the traffic-shaping modules, refused with a recorded reason while the server runs on."""
+"""Port speed on a real libvirtd: applied to the running domain's interface, or, where the kernel lacks
+the traffic-shaping modules (as on this machine), refused with a recorded reason while the server runs on
+and keeps starting."""
 
 import libvirt
 import pytest

@@ -1,0 +1,671 @@
+"""Scenarios 1 and 2: orders through the REST API (gunicorn), carried out by two real Celery worker processes,
+on simulated hosts (libvirt's test driver) and on the local real libvirtd, each against a baseline of the
+same libvirt work made directly with libvirt-python."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from .common import (
+    Section,
+    env_int,
+    fmt_ms,
+    fmt_rate,
+    fmt_s,
+    log,
+    summary,
+    unusable_password,
+)
+from .rawlibvirt import Job
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / "var" / "bench" / "logs"
+
+NODE_XML = """<node>
+  <cpu>
+    <mhz>2400</mhz>
+    <model>x86_64</model>
+    <nodes>1</nodes>
+    <sockets>1</sockets>
+    <cores>{cores}</cores>
+    <threads>1</threads>
+  </cpu>
+  <memory>{memory_kib}</memory>
+  <network>
+    <name>default</name>
+    <bridge name="virbr42"/>
+    <forward/>
+    <ip address="192.168.142.1" netmask="255.255.255.0"/>
+  </network>
+  <pool type="dir">
+    <name>default</name>
+    <target><path>/var/lib/libvirt/images</path></target>
+  </pool>
+</node>
+"""
+
+
+def node_uri(directory: Path, name: str, cores: int = 64, memory_mib: int = 262144) -> str:
+    """A test:///… URI of a simulated host defined by its own node file (as tests/factories.node_uri)."""
+    path = directory / f"{name}.xml"
+    path.write_text(NODE_XML.format(cores=cores, memory_kib=memory_mib * 1024))
+    return f"test://{path}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Cluster:
+    """The web server (gunicorn) and two Celery worker processes, started for the benchmark and stopped
+    after it. Simulated hosts live inside each worker process: each worker has its own."""
+
+    def __init__(self, env: dict[str, str], workdir: Path):
+        self.env, self.workdir = env, workdir
+        self.port = _free_port()
+        self.processes: list[subprocess.Popen] = []
+        self.web_workers = env_int("BENCH_WEB_WORKERS", 2)
+        self.web_threads = env_int("BENCH_WEB_THREADS", 4)
+        self.workers = env_int("BENCH_WORKERS", 2)
+
+    def _start(self, name: str, command: list[str]) -> None:
+        out = open(LOGS / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        process.log = out
+        self.processes.append(process)
+
+    def __enter__(self) -> Cluster:
+        from panel.celery import app
+
+        app.control.purge()
+        bin_dir = Path(sys.executable).parent
+        self._start(
+            "gunicorn",
+            [
+                str(bin_dir / "gunicorn"),
+                "panel.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.web_workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(self.web_threads),
+                "--log-level",
+                "warning",
+            ],
+        )
+        for number in range(1, self.workers + 1):
+            self._start(
+                f"worker{number}",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "panel",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    "1",
+                    "--hostname",
+                    f"bench{number}@%h",
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status = self.request("GET", "/api/v1/plans/")[0]
+            except OSError:
+                status = 0
+            if status == 401:
+                break
+            self._check_alive()
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("gunicorn did not answer within 60 s (see var/bench/logs/gunicorn.log)")
+        while time.monotonic() < deadline:
+            if len(app.control.ping(timeout=0.5)) >= self.workers:
+                break
+            self._check_alive()
+        else:
+            raise RuntimeError("the Celery workers did not answer within 60 s (see var/bench/logs/)")
+        log(
+            f"web server on port {self.port} ({self.web_workers} gthread workers x {self.web_threads} "
+            f"threads) and {self.workers} Celery worker processes are up"
+        )
+        return self
+
+    def _check_alive(self) -> None:
+        for process in self.processes:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{process.args[0]} exited with {process.returncode} (see var/bench/logs/)"
+                )
+
+    def __exit__(self, *exc_info) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            process.log.close()
+        log("web server and workers stopped")
+
+    def request(self, method: str, path: str, body: dict | None = None, token: str = "", conn=None):
+        """(status, parsed body) of one API request; `conn` reuses a keep-alive connection."""
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            if own:
+                conn.close()
+        try:
+            return response.status, json.loads(data or b"null")
+        except ValueError:
+            return response.status, None
+
+
+# Catalogue rows shared by both scenarios.
+
+
+def _catalog(region_slug: str, plan_slug: str, memory_mib: int, pool_size: int):
+    from billing.models import Plan
+    from hypervisor import ipam
+    from hypervisor.models import Image, Region
+
+    region = Region.objects.create(slug=region_slug, name=region_slug)
+    plan = Plan.objects.create(
+        slug=plan_slug,
+        name=plan_slug,
+        vcpus=1,
+        memory_mib=memory_mib,
+        disk_gib=1,
+        transfer_gib=1000,
+        price_monthly=Decimal("50000"),
+        price_hourly=Decimal("75"),
+    )
+    image, _ = Image.objects.get_or_create(
+        slug="blank", defaults={"name": "Blank disk", "os_family": "other"}
+    )
+    prefix = max(16, min(24, 32 - math.ceil(math.log2(pool_size + 8))))
+    second = {"bench-sim": 64, "bench-kvm": 65}.get(region_slug, 66)
+    ipam.create_pool(region, region_slug, f"10.{second}.0.0/{prefix}", f"10.{second}.0.1", ["192.0.2.53"])
+    return region, plan, image
+
+
+def _customers(count: int, tag: str) -> list[tuple[object, str]]:
+    """Customers with API tokens (no password hashing: they only use tokens)."""
+    from panel.models import ApiToken, User
+
+    users = User.objects.bulk_create(
+        User(
+            email=f"{tag}{i}@bench.example", username=f"{tag}{i}@bench.example", password=unusable_password()
+        )
+        for i in range(count)
+    )
+    return [(user, ApiToken.issue(user, "bench")[1]) for user in users]
+
+
+def _ready(host_id: int, **sizes) -> None:
+    from hypervisor.models import Host
+
+    values = dict(
+        vcpus_total=64,
+        memory_mib_total=262144,
+        disk_gib_total=10000,
+        reserved_vcpus=0,
+        reserved_memory_mib=0,
+        reserved_disk_gib=0,
+        cpu_allocation_ratio=Decimal("4"),
+        ram_allocation_ratio=Decimal("1"),
+        disk_allocation_ratio=Decimal("1"),
+    )
+    values.update(sizes)
+    Host.objects.filter(pk=host_id).update(**values)
+
+
+@dataclass
+class Order:
+    index: int
+    sent: float  # time.time() when the request went out
+    answered: float
+    status: int
+    server_id: str | None
+    error: str = ""
+
+
+def _place_orders(cluster: Cluster, customers, count: int, clients: int, region: str, plan: str, prefix: str):
+    """`count` orders from `clients` concurrent API clients (each with keep-alive connection of its own and
+    customers of its own, so that no two clients wait on the same customer's row lock)."""
+    orders: list[Order] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=120)
+        barrier.wait()
+        for i in range(k, count, clients):
+            _user, token = customers[i % len(customers)]
+            body = {"name": f"{prefix}-{i}", "plan": plan, "image": "blank", "region": region}
+            sent = time.time()
+            try:
+                status, data = cluster.request("POST", "/api/v1/servers/", body, token, conn=conn)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=120)
+                status, data = 0, {"error": {"message": str(exc)}}
+            answered = time.time()
+            server_id = data.get("id") if status == 202 and isinstance(data, dict) else None
+            error = "" if server_id else json.dumps(data)[:300]
+            with lock:
+                orders.append(Order(i, sent, answered, status, server_id, error))
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(orders, key=lambda o: o.index)
+
+
+def _wait_for_operations(server_ids: list[str], timeout: float) -> bool:
+    from panel.models import Operation
+
+    deadline = time.monotonic() + timeout
+    finished = Operation.Status.SUCCEEDED, Operation.Status.FAILED
+    creates = Operation.objects.filter(server_id__in=server_ids, type=Operation.Type.CREATE)
+    while time.monotonic() < deadline:
+        if creates.filter(status__in=finished).count() >= len(server_ids):
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _outcomes(server_ids: list[str]) -> list[dict]:
+    """Per server: its creation time, its create operation's times and status."""
+    from panel.models import Operation
+
+    rows = Operation.objects.filter(server_id__in=server_ids, type=Operation.Type.CREATE).values(
+        "server_id",
+        "server__created_at",
+        "server__status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "status",
+        "error",
+    )
+    return list(rows)
+
+
+def _seconds(later, earlier) -> float | None:
+    return (later - earlier).total_seconds() if later and earlier else None
+
+
+def _jobs(servers, seeds: bool) -> list[Job]:
+    """The baseline's work for these servers: the XML documents the panel's own code makes."""
+    from hypervisor import driver
+    from hypervisor.xml.storage import GIB, Volume
+    from panel import guest
+
+    jobs = []
+    for server in servers:
+        host = server.host
+        request = guest.domain_request(server)
+        pool_path = _pool_path(host)
+        disk_path = f"{pool_path}/{request.volume_name}"
+        seed_path = f"{pool_path}/{request.seed_volume_name}"
+        seed = guest.seed_iso(server)
+        jobs.append(
+            Job(
+                uri=host.uri,
+                uuid=str(server.id),
+                pool=host.storage_pool,
+                disk_xml=Volume(request.volume_name, request.disk_gib * GIB).to_xml(),
+                seed_xml=Volume(request.seed_volume_name, len(seed), format="raw").to_xml(),
+                domain_xml=driver.domain_xml(host, request, disk_path, seed_path),
+                seed=seed if seeds else b"",
+            )
+        )
+    return jobs
+
+
+_pool_paths: dict[str, str] = {}
+
+
+def _pool_path(host) -> str:
+    if host.uri.startswith("test:"):
+        return "/var/lib/libvirt/images"
+    if host.uri not in _pool_paths:
+        import libvirt
+
+        from hypervisor.xml.storage import pool_target_path
+
+        conn = libvirt.open(host.uri)
+        try:
+            xml = conn.storagePoolLookupByName(host.storage_pool).XMLDesc(0)
+        finally:
+            conn.close()
+        _pool_paths[host.uri] = pool_target_path(xml) or "/var/lib/libvirt/images"
+    return _pool_paths[host.uri]
+
+
+# Scenario 1.
+
+
+def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
+    from hypervisor import services as hypervisor
+    from panel.models import Server
+
+    count = env_int("BENCH_ORDERS", 300)
+    host_count = env_int("BENCH_HOSTS", 50)
+    clients = env_int("BENCH_CLIENTS", 16)
+    section = Section(
+        f"1. Provisioning on simulated hosts: {count} API orders from {clients} clients, {host_count} "
+        f"test-driver hosts, {cluster.workers} Celery worker processes"
+    )
+    region, plan, _image = _catalog("bench-sim", "bench-small", 128, count)
+    nodes = workdir / "sim-nodes"
+    nodes.mkdir()
+    for n in range(host_count):
+        host = hypervisor.register_host(f"sim-{n:03d}", node_uri(nodes, f"sim-{n:03d}"), region)
+        hypervisor.probe_host(host.pk)
+        _ready(host.pk)
+    customers = _customers(max(clients, math.ceil(count / 5)), "sim")  # default quota: 10 servers each
+    log(f"scenario 1: {host_count} simulated hosts probed, {len(customers)} customers; ordering {count}")
+
+    orders = _place_orders(cluster, customers, count, clients, region.slug, plan.slug, "sim")
+    accepted = [o for o in orders if o.server_id]
+    refused = [o for o in orders if not o.server_id]
+    ids = [o.server_id for o in accepted]
+    done = _wait_for_operations(ids, timeout=max(300.0, count * 1.0))
+    outcomes = _outcomes(ids)
+    running = [
+        r for r in outcomes if r["status"] == "succeeded" and r["server__status"] == Server.Status.RUNNING
+    ]
+    failed = [r for r in outcomes if r["status"] == "failed"]
+    log(
+        f"scenario 1: {len(accepted)} accepted, {len(running)} running, {len(failed)} failed "
+        f"(all done: {done})"
+    )
+
+    accept_wall = max(o.answered for o in orders) - min(o.sent for o in orders)
+    api_ms = [(o.answered - o.sent) * 1000 for o in accepted]
+    first_created = min((r["server__created_at"] for r in running), default=None)
+    last_finished = max((r["finished_at"] for r in running), default=None)
+    running_wall = _seconds(last_finished, first_created)
+    latency = [_seconds(r["finished_at"], r["server__created_at"]) for r in running]
+    queued = [_seconds(r["started_at"], r["created_at"]) for r in running]
+    execution = [_seconds(r["finished_at"], r["started_at"]) for r in running]
+    accepted_rate = len(accepted) / accept_wall if accept_wall else None
+    running_rate = len(running) / running_wall if running_wall else None
+
+    # The baseline: the same creates (volumes, define, start) straight through libvirt-python, in as many
+    # processes as there are workers, each with simulated hosts of its own.
+    from .rawlibvirt import run_in_processes
+
+    servers = list(Server.objects.filter(id__in=ids).select_related("host", "image"))
+    for server in servers:  # the same hostnames and UUIDs, on the same host files
+        server.__dict__["ipv4_addresses"] = list(server.ipv4_addresses)
+    jobs = _jobs(servers, seeds=False)
+    raw, raw_wall = run_in_processes(jobs, cluster.workers)
+    raw_ms = [t.total * 1000 for t in raw]
+    raw_ds_ms = [t.define_start * 1000 for t in raw]
+    raw_rate = len(raw) / raw_wall if raw_wall else None
+    exec_p50 = summary([e * 1000 for e in execution])["p50"]
+    raw_p50 = summary(raw_ms)["p50"]
+
+    lat = summary(latency)
+    section.add("orders accepted per second (API, 202)", fmt_rate(accepted_rate))
+    a = summary(api_ms)
+    section.add("order request latency (API)", f"{len(accepted)} orders", fmt_ms(a["p50"]), fmt_ms(a["p95"]))
+    section.add(
+        "servers reaching running per second",
+        fmt_rate(running_rate),
+        target="≥ 50/s",
+        met=running_rate is not None and running_rate >= 50,
+    )
+    section.add("order-to-running latency", f"{len(running)} running", fmt_s(lat["p50"]), fmt_s(lat["p95"]))
+    q = summary(queued)
+    section.add("  of which waiting in the queue", "", fmt_s(q["p50"]), fmt_s(q["p95"]))
+    e = summary(execution)
+    section.add(
+        "  of which the worker's create",
+        "",
+        fmt_ms(e["p50"] and e["p50"] * 1000),
+        fmt_ms(e["p95"] and e["p95"] * 1000),
+    )
+    r = summary(raw_ms)
+    section.add(
+        f"baseline: libvirt-python volumes+define+start ({cluster.workers} processes)",
+        fmt_rate(raw_rate),
+        fmt_ms(r["p50"]),
+        fmt_ms(r["p95"]),
+    )
+    d = summary(raw_ds_ms)
+    section.add("baseline: define+start alone", "", fmt_ms(d["p50"]), fmt_ms(d["p95"]))
+    throughput_ratio = raw_rate / running_rate if raw_rate and running_rate else None
+    per_server_ratio = exec_p50 / raw_p50 if exec_p50 and raw_p50 else None
+    section.add("control-plane overhead: throughput (raw/s ÷ panel/s)", _ratio(throughput_ratio))
+    section.add("control-plane overhead: per create (worker p50 ÷ raw p50)", _ratio(per_server_ratio))
+    if refused:
+        section.note(f"{len(refused)} orders refused, first: HTTP {refused[0].status} {refused[0].error}")
+    if failed:
+        section.note(f"{len(failed)} creates failed, first: {failed[0]['error'][:200]}")
+    if not done:
+        section.note("not every create finished before the time limit")
+    section.note(
+        "the simulated host answers in microseconds, so this measures the control plane itself: API, "
+        "placement/claim/IPAM/billing transaction, broker, worker bookkeeping, seed ISO, libvirt calls"
+    )
+    data = {
+        "orders": count,
+        "hosts": host_count,
+        "clients": clients,
+        "workers": cluster.workers,
+        "accepted": len(accepted),
+        "refused": len(refused),
+        "running": len(running),
+        "failed": len(failed),
+        "accepted_per_s": accepted_rate,
+        "accept_wall_s": accept_wall,
+        "api_latency_ms": a,
+        "running_per_s": running_rate,
+        "running_wall_s": running_wall,
+        "order_to_running_s": lat,
+        "queue_wait_s": q,
+        "worker_create_s": e,
+        "raw_ms": r,
+        "raw_define_start_ms": d,
+        "raw_per_s": raw_rate,
+        "raw_wall_s": raw_wall,
+        "overhead_throughput": throughput_ratio,
+        "overhead_per_create": per_server_ratio,
+        "first_failure": failed[0]["error"] if failed else "",
+    }
+    return section, data
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+# Scenario 2.
+
+
+def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
+    import libvirt
+
+    from hypervisor import services as hypervisor
+    from hypervisor.models import Host
+
+    count = env_int("BENCH_KVM_ORDERS", 10)
+    uri = os.environ.get("BENCH_KVM_URI", "qemu:///system")
+    section = Section(f"2. Real KVM: {count} orders on {uri} (blank disk, 128 MiB), one after another")
+    try:
+        conn = libvirt.open(uri)
+        conn.getLibVersion()
+        conn.close()
+    except libvirt.libvirtError as exc:
+        section.add(f"SKIPPED: {uri} does not answer ({exc.get_error_message()})")
+        return section, {"skipped": str(exc)}
+    region, plan, _image = _catalog("bench-kvm", "bench-kvm", 128, count * 2)
+    host = hypervisor.register_host("kvm-local", uri, region)
+    if os.environ.get("BENCH_KVM_FORCE_EMULATION", "") not in ("", "0"):
+        Host.objects.filter(pk=host.pk).update(force_emulation=True)
+    host = hypervisor.probe_host(host.pk)
+    if host.state != Host.State.READY:
+        section.add(f"SKIPPED: probing {uri} failed: {host.status_reason}")
+        return section, {"skipped": host.status_reason}
+    _ready(host.pk, vcpus_total=max(host.vcpus_total, 64))
+    host.refresh_from_db()
+    ((user, token),) = _customers(1, "kvm")
+    log(f"scenario 2: {uri} is ready (domain type {host.domain_type}); ordering {count} servers one by one")
+
+    made: list[str] = []
+    raw_jobs: list[Job] = []
+    try:
+        rows = []
+        for i in range(count):
+            status, data = cluster.request(
+                "POST",
+                "/api/v1/servers/",
+                {"name": f"kvm-{i}", "plan": plan.slug, "image": "blank", "region": region.slug},
+                token,
+            )
+            if status != 202:
+                section.note(f"order {i} refused: HTTP {status} {json.dumps(data)[:200]}")
+                continue
+            made.append(data["id"])
+            _wait_for_operations([data["id"]], timeout=180)
+            rows += _outcomes([data["id"]])
+        ok = [r for r in rows if r["status"] == "succeeded"]
+        latency = [_seconds(r["finished_at"], r["server__created_at"]) * 1000 for r in ok]
+        execution = [_seconds(r["finished_at"], r["started_at"]) * 1000 for r in ok]
+
+        # The baseline: equivalent domains (same XML builder, new UUIDs), made in this process.
+        from panel.models import Server
+
+        from .rawlibvirt import run_jobs
+
+        template = Server.objects.select_related("host", "image").get(pk=made[0]) if made else None
+        if template is not None:
+            twins = []
+            for i in range(count):
+                twin = Server(
+                    **{f.attname: getattr(template, f.attname) for f in Server._meta.concrete_fields}
+                )
+                twin.id, twin.name = uuid.uuid4(), f"kvm-raw-{i}"
+                twin.host, twin.image = template.host, template.image
+                twin.__dict__["ipv4_addresses"] = list(template.ipv4_addresses)
+                twins.append(twin)
+            raw_jobs = _jobs(twins, seeds=True)
+            raw, _wall = run_jobs(raw_jobs)
+        else:
+            raw = []
+    finally:
+        _clean_kvm(uri, made, raw_jobs, host)
+
+    raw_ms = [t.total * 1000 for t in raw]
+    raw_ds_ms = [t.define_start * 1000 for t in raw]
+    lat, exe, r, d = summary(latency), summary(execution), summary(raw_ms), summary(raw_ds_ms)
+    ratio = lat["p50"] / r["p50"] if lat["p50"] and r["p50"] else None
+    ratio_ds = lat["p50"] / d["p50"] if lat["p50"] and d["p50"] else None
+    section.add(
+        "order-to-running (API order → running)",
+        f"{len(ok)}/{count} ok",
+        fmt_ms(lat["p50"]),
+        fmt_ms(lat["p95"]),
+    )
+    section.add("  of which the worker's create", "", fmt_ms(exe["p50"]), fmt_ms(exe["p95"]))
+    section.add(
+        "raw libvirt: volumes + seed upload + define + start",
+        f"{len(raw)}",
+        fmt_ms(r["p50"]),
+        fmt_ms(r["p95"]),
+    )
+    section.add("raw libvirt: define + start alone", "", fmt_ms(d["p50"]), fmt_ms(d["p95"]))
+    section.add(
+        "overhead: order-to-running ÷ raw (p50)",
+        _ratio(ratio),
+        target="≤ 1.2x",
+        met=ratio is not None and ratio <= 1.2,
+    )
+    section.add("overhead: order-to-running ÷ raw define+start (p50)", _ratio(ratio_ds))
+    failed = [r for r in rows if r["status"] != "succeeded"]
+    if failed:
+        section.note(f"{len(failed)} creates failed, first: {failed[0]['error'][:200]}")
+    section.note(f"domain type {host.domain_type}; every domain and volume made here was removed afterwards")
+    data = {
+        "orders": count,
+        "uri": uri,
+        "domain_type": host.domain_type,
+        "ok": len(ok),
+        "order_to_running_ms": lat,
+        "worker_create_ms": exe,
+        "raw_ms": r,
+        "raw_define_start_ms": d,
+        "overhead": ratio,
+        "overhead_vs_define_start": ratio_ds,
+        "first_failure": failed[0]["error"] if failed else "",
+    }
+    return section, data
+
+
+def _clean_kvm(uri: str, server_ids: list[str], raw_jobs: list[Job], host) -> None:
+    """Remove every domain, volume and console log the scenario made on the real host."""
+    import libvirt
+
+    from .rawlibvirt import destroy
+
+    conn = libvirt.open(uri)
+    try:
+        names = {str(s): f"vps-{s}" for s in server_ids}
+        for job in raw_jobs:
+            names[job.uuid] = f"vps-{job.uuid}"
+        for uuid_text, name in names.items():
+            destroy(conn, uuid_text, host.storage_pool, [f"{uuid_text}.qcow2", f"{uuid_text}-seed.iso"])
+            for log_file in (
+                f"/var/log/libvirt/qemu/{name}-console.log",
+                f"/var/log/libvirt/qemu/{name}.log",
+            ):
+                try:
+                    os.remove(log_file)
+                except OSError:
+                    pass
+    finally:
+        conn.close()
+    log(f"scenario 2: removed {len(names)} domains and their volumes from {uri}")

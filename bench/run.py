@@ -1,0 +1,230 @@
+"""`make bench`: the panel's benchmarks against real Postgres, Redis, Celery workers and libvirt.
+
+    python -m bench.run            (make bench runs this after make setup and the test services)
+
+Scenarios (BENCH_SCENARIOS=1,2,3,4 chooses):
+  1. provisioning throughput on simulated hosts (libvirt test driver) through the API, 2 Celery workers,
+     with the same libvirt work made directly with libvirt-python as the baseline;
+  2. real KVM orders on qemu:///system against raw define + start;
+  3. pages and API lists at scale (latency and SQL queries per request);
+  4. periodic work at scale: reconcile + metering over 10,000 domains, one billing run.
+
+A separate database (vpspanel_bench) is created for the run and dropped afterwards (BENCH_KEEP_DB=1 keeps
+it); Redis db 3 is the broker. The table is printed and written to bench/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+
+DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/vpspanel_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
+
+
+def configure_environment() -> dict[str, str]:
+    """The panel's settings for the benchmark: production mode (no DEBUG), the bench database and Redis db,
+    a queue of its own. Returned as the environment for the workers and the web server too."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "panel.settings",
+        "DEBUG": "",
+        "DEMO": "",
+        "SECRET_KEY": "bench-only-secret-key-not-for-production",  # noqa: S105 (benchmark database only)
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        "CELERY_QUEUE": "bench",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "PANEL_DATA_DIR": str(ROOT / "var" / "bench"),
+        "STATIC_ROOT": str(ROOT / "var" / "bench" / "static"),
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        "PYTHONPATH": str(ROOT),
+    }
+    os.environ.update(env)
+    (ROOT / "var" / "bench" / "logs").mkdir(parents=True, exist_ok=True)
+    return dict(os.environ)
+
+
+def _admin_url(database_url: str) -> tuple[str, str]:
+    """(URL of the server's `postgres` database, name of the bench database)."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    return urlunsplit(parts._replace(path="/postgres")), name
+
+
+def create_database(database_url: str) -> None:
+    import psycopg2
+
+    admin, name = _admin_url(database_url)
+    if not name.endswith("_bench"):
+        raise SystemExit(f"refusing to drop and create {name!r}: the bench database's name ends in _bench")
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+def drop_database(database_url: str) -> None:
+    import psycopg2
+
+    admin, name = _admin_url(database_url)
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def machine() -> dict:
+    memory_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    except OSError:
+        pass
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    postgres = ""
+    try:
+        postgres = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "nproc": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgres": postgres,
+        "kvm": os.path.exists("/dev/kvm"),
+    }
+
+
+def main() -> int:
+    from .common import Section, env_str, log, render_table
+
+    started = time.monotonic()
+    env = configure_environment()
+    scenarios = {s.strip() for s in env_str("BENCH_SCENARIOS", "1,2,3,4").split(",") if s.strip()}
+    info = machine()
+    log(
+        f"machine: {info['nproc']} CPUs, {info['memory_gib']} GiB, {info['cpu']}; "
+        f"scenarios {sorted(scenarios)}"
+    )
+    create_database(env["DATABASE_URL"])
+    log(f"created {urlsplit(env['DATABASE_URL']).path.lstrip('/')}")
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", verbosity=0, interactive=False)
+    log("migrated; static files collected")
+
+    from . import pages, periodic, provisioning
+
+    sections: list[Section] = []
+    results: dict = {"machine": info, "scenarios": {}}
+    workdir = Path(tempfile.mkdtemp(prefix="vpspanel-bench-"))
+    try:
+        if scenarios & {"1", "2"}:
+            with provisioning.Cluster(env, workdir) as cluster:
+                if "1" in scenarios:
+                    section, data = provisioning.simulated(cluster, workdir)
+                    sections.append(section)
+                    results["scenarios"]["provisioning_simulated"] = data
+                if "2" in scenarios:
+                    section, data = provisioning.kvm(cluster, workdir)
+                    sections.append(section)
+                    results["scenarios"]["provisioning_kvm"] = data
+        if scenarios & {"3", "4"}:
+            reset_database()
+            world = pages.seed(workdir)
+            if "3" in scenarios:
+                section, data = pages.measure(world)
+                sections.append(section)
+                results["scenarios"]["pages"] = data
+            if "4" in scenarios:
+                section, data = periodic.run(world)
+                sections.append(section)
+                results["scenarios"]["periodic"] = data
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if os.environ.get("BENCH_KEEP_DB", "") not in ("", "0"):
+            log(f"kept the database {env['DATABASE_URL']}")
+        else:
+            drop_database(env["DATABASE_URL"])
+            log("dropped the bench database")
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    header = (
+        f"VPS panel benchmark, {info['date']}: {info['nproc']} CPUs ({info['cpu']}), "
+        f"{info['memory_gib']} GiB, Linux {info['kernel']}, Python {info['python']}, {info['postgres']}; "
+        f"{results['elapsed_s']} s in all"
+    )
+    table = render_table(sections)
+    print()
+    print(header)
+    print()
+    print(table)
+    results["table"] = table
+    print_profiles(results)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    log(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def print_profiles(results: dict) -> None:
+    """The project's functions that took the longest (cumulative) in the profiled periodic work."""
+    periodic = results["scenarios"].get("periodic") or {}
+    for title, profile in (
+        ("reconcile + metering", periodic.get("profile_cycle")),
+        ("billing run", (periodic.get("billing") or {}).get("profile")),
+    ):
+        if not profile:
+            continue
+        size = (
+            f"{profile['hosts']} hosts" if "hosts" in profile else f"{profile['subscriptions']} subscriptions"
+        )
+        print(f"Profile of {title} ({size}), the project's functions by cumulative time:")
+        for row in profile["top_project_cumulative"][:12]:
+            print(
+                f"  {row['cum_s']:8.2f} s cum {row['own_s']:7.2f} s own {row['calls']:>9} calls  "
+                f"{row['function']}"
+            )
+        print()
+
+
+def reset_database() -> None:
+    """Empty every table (the scale scenarios start from an installation of their own)."""
+    from django.core.management import call_command
+
+    call_command("flush", verbosity=0, interactive=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
