@@ -449,10 +449,13 @@ def _check_precision(amount: Decimal | None) -> Decimal | None:
 
 
 def _money_widget_attrs(field: forms.Field) -> None:
+    """The browser's number input steps by the currency's smallest unit. A step counts from `min`, so a
+    positive minimum is that unit too (min 0.01 with step 1 would refuse every whole rupiah)."""
     places = CURRENCY_EXPONENTS.get(currency(), 2)
-    field.widget.attrs.update(
-        {"step": "1" if places == 0 else f"0.{'0' * (places - 1)}1", "inputmode": "decimal"}
-    )
+    unit = "1" if places == 0 else f"0.{'0' * (places - 1)}1"
+    field.widget.attrs.update({"step": unit, "inputmode": "decimal"})
+    if field.widget.attrs.get("min") not in (None, "0"):
+        field.widget.attrs["min"] = unit
 
 
 class TopUpForm(forms.Form):

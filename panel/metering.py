@@ -167,8 +167,10 @@ def usage_report(server: Server, at: datetime | None = None) -> dict:
             "counted_bytes": counted_bytes(period, server.plan.transfer_direction),
             "allowance_bytes": allowance,
             "direction": server.plan.transfer_direction,
+            "extra_bytes": period.extra_bytes,
         },
         "throttled": period.throttled,
+        "suspended": period.suspended,
     }
 
 
@@ -268,10 +270,14 @@ def restore_previous(server: Server, current: TransferPeriod) -> None:
 
 
 def add_traffic_block(server: Server, gib: int, now: datetime | None = None) -> TransferPeriod:
-    """Staff add transfer to the server's current period; a throttle or suspension lifts if it now fits."""
+    """Staff add transfer to the server's current period. A worker then re-checks the allowance and lifts
+    a throttle or suspension if the server fits again (no libvirt call in the staff's request)."""
+    from .tasks import enforce_transfer
+
     period = current_period(server, now)
-    TransferPeriod.objects.filter(pk=period.pk).update(extra_bytes=F("extra_bytes") + gib * GIB)
-    enforce(server, now)
+    with transaction.atomic():
+        TransferPeriod.objects.filter(pk=period.pk).update(extra_bytes=F("extra_bytes") + gib * GIB)
+        transaction.on_commit(lambda: enforce_transfer.delay(str(server.pk)))
     period.refresh_from_db()
     return period
 

@@ -5,6 +5,7 @@ from celery import shared_task
 from hypervisor.models import Host
 
 from . import audit, metering, operations, reconcile
+from .models import Server
 
 
 @shared_task(bind=True, acks_late=True)
@@ -55,3 +56,11 @@ def meter_all_hosts() -> None:
 @shared_task
 def rollup_usage() -> None:
     metering.rollup()
+
+
+@shared_task(acks_late=True)
+def enforce_transfer(server_id: str) -> None:
+    """Re-check a server's transfer allowance (after staff added a traffic block)."""
+    server = Server.objects.filter(pk=server_id).select_related("plan", "host").first()
+    if server is not None and server.status != Server.Status.DELETED:
+        metering.enforce(server)

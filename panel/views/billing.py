@@ -286,7 +286,7 @@ def staff_record_payment(request, pk: int):
             values = {
                 "amount": money(payment.amount, payment.currency),
                 "reference": payment.reference,
-                "date": date_format(timezone.localtime(payment.received_at), "DATE_FORMAT"),
+                "date": date_format(timezone.localtime(payment.received_at), "j M Y"),
             }
             if created:
                 return _section_response(

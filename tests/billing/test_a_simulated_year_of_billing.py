@@ -469,3 +469,64 @@ def test_an_upgrade_worth_exactly_half_a_unit_rounds_half_up(
     billing.change_plan("srv-half", big, at=at(2026, 2, 10, 15))
     upgrade = Invoice.objects.get(number="INV-2026-000002")
     assert upgrade.total == expected
+
+
+def test_a_failed_resize_gives_back_what_the_plan_change_charged_or_credited(
+    customer, plans, money, server, dispatched
+):
+    """The worker's failure path (panel.operations.on_failure) undoes the subscription's plan change: an
+    open upgrade invoice is voided, a paid one credited back, a downgrade's credit taken back."""
+    basic, premium = plans
+    reference = str(server.id)
+    billing.record_payment(customer, money.basic, "BANK-0001", at=at(2026, 2, 1))
+    assert check_books(customer) == (0, 0)
+
+    def resize_at(moment, plan):
+        with factories.moved_clock(moment):
+            return actions.resize_server(server, plan, customer)
+
+    def fails(resize) -> None:
+        operations.on_failure(Operation.objects.get(pk=resize.pk), "simulated failure")
+        assert Operation.objects.get(pk=resize.pk).status == "failed"
+
+    def subscription() -> tuple:
+        sub = Subscription.objects.get(reference=reference)
+        return sub.plan, sub.price
+
+    # An upgrade left unpaid, then the resize fails: its invoice is voided and credited.
+    fails(resize_at(at(2026, 2, 6, 16, 30), premium))
+    upgrade = invoice(2)
+    assert (upgrade.status, upgrade.total) == ("void", money.upgrade)
+    assert subscription() == (basic, money.basic)
+    assert check_books(customer) == (0, 0)
+
+    # An upgrade paid at once from credit, then the resize fails: the payment is credited back.
+    billing.record_payment(customer, money.premium, "BANK-0002", at=at(2026, 2, 6, 17))
+    fails(resize_at(at(2026, 2, 6, 17, 30), premium))
+    paid = invoice(3)
+    expected = prorate(
+        money.premium - money.basic,
+        at(2026, 2, 6, 17, 30),
+        at(2026, 1, 31, 10),
+        at(2026, 2, 28, 10),
+        money.unit,
+    )
+    assert (paid.status, paid.total) == ("paid", expected)
+    assert subscription() == (basic, money.basic)
+    assert check_books(customer) == (money.premium, money.premium)
+
+    # A resize that works, then a downgrade that fails: the downgrade's credit is taken back.
+    resize = resize_at(at(2026, 2, 6, 18), premium)
+    assert factories.run_operation(resize).status == "succeeded"
+    server.refresh_from_db()
+    balance_on_premium, _ = check_books(customer)
+    fails(resize_at(at(2026, 2, 10, 10), basic))
+    credit, taken_back = LedgerEntry.objects.filter(account=customer).order_by("-id")[:2][::-1]
+    assert (credit.kind, taken_back.kind, taken_back.amount) == ("credit", "adjustment", -credit.amount)
+    assert credit.amount == prorate(
+        money.premium - money.basic, at(2026, 2, 10, 10), at(2026, 1, 31, 10), at(2026, 2, 28, 10), money.unit
+    )
+    assert subscription() == (premium, money.premium)
+    assert check_books(customer) == (balance_on_premium, balance_on_premium)
+    server.refresh_from_db()
+    assert (server.plan, server.task) == (premium, None)

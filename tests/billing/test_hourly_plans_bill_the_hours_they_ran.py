@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from billing import services as billing
-from billing.models import Invoice, InvoiceLine, Subscription
+from billing.models import BillingProfile, Invoice, InvoiceLine, Subscription
 from tests import factories
 from tests.factories import check_books
 from tests.factories import local_time as at
@@ -162,3 +162,32 @@ def test_a_plan_change_mid_month_bills_each_plan_its_own_hours(customer, plans, 
     assert billing.invoice_hourly(at(2026, 5, 1)) == 0
     assert len(InvoiceLine.objects.filter(subscription=old)) == 1
     assert check_books(customer) == (-march_total - premium.price_monthly, 0)
+
+
+def test_a_custom_price_or_a_discount_scales_the_hourly_price_and_the_cap(customer, plans, code):
+    basic, _ = plans
+    # A custom monthly price of 99000 IDR (6.60 USD) is 66 % of the list price: the hourly price follows.
+    BillingProfile.objects.create(
+        account=customer, custom_prices={"basic": "99000" if code == "IDR" else "6.60"}
+    )
+    custom = open_hourly_priced(customer, basic, "srv-custom", at(2026, 3, 1), amount(code, "165", "0.0099"))
+    discounted_customer = factories.make_user(password=None)
+    BillingProfile.objects.create(account=discounted_customer, discount_percent=Decimal("10"))
+    open_hourly_priced(
+        discounted_customer, basic, "srv-discount", at(2026, 3, 31, 14), amount(code, "225", "0.0135")
+    )
+    billing.invoice_hourly(at(2026, 4, 1))
+    # A whole month is capped at the customer's own monthly price; 10 h at the discounted hourly price.
+    [capped] = hourly_lines("srv-custom")
+    assert capped[5] == amount(code, "99000", "6.60")
+    [short] = hourly_lines("srv-discount")
+    assert (short[3], short[5]) == (Decimal(10), amount(code, "2250", "0.14"))  # 10 x 0.0135 = 0.135 -> 0.14
+    assert custom.price == amount(code, "165", "0.0099")
+    check_books(customer)
+    check_books(discounted_customer)
+
+
+def open_hourly_priced(customer, plan, reference: str, moment, hourly: Decimal) -> Subscription:
+    subscription = billing.open_subscription(customer, plan, reference, reference, cycle="hourly", at=moment)
+    assert subscription.price == hourly
+    return subscription

@@ -404,3 +404,13 @@ def test_billing_pages_ask_as_many_queries_for_many_rows_as_for_few(client, cust
         client.force_login(customer if who == "customer" else staff)
         for url in urls:
             assert _queries(client, url) == few[url], url
+
+
+def test_money_inputs_step_by_the_currencys_smallest_unit(client, customer, staff, settings):
+    """A number input's steps count from its min: min 0.01 with step 1 would refuse every whole rupiah."""
+    client.force_login(staff)
+    page = client.get(f"/staff/customers/{customer.pk}/").content.decode()
+    assert 'name="amount" min="1" step="1"' in page
+    settings.PANEL_CURRENCY = "USD"
+    page = client.get(f"/staff/customers/{customer.pk}/").content.decode()
+    assert 'name="amount" min="0.01" step="0.01"' in page
