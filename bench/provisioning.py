@@ -407,6 +407,11 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     customers = _customers(max(clients, math.ceil(count / 5)), "sim")  # default quota: 10 servers each
     log(f"scenario 1: {host_count} simulated hosts probed, {len(customers)} customers; ordering {count}")
 
+    # One client first, one order at a time: what an order costs without waiting for other orders.
+    solo = _place_orders(cluster, _customers(2, "solo"), 10, 1, region.slug, plan.slug, "solo")
+    _wait_for_operations([o.server_id for o in solo if o.server_id], timeout=120)
+    solo_ms = summary([(o.answered - o.sent) * 1000 for o in solo if o.server_id])
+
     orders = _place_orders(cluster, customers, count, clients, region.slug, plan.slug, "sim")
     accepted = [o for o in orders if o.server_id]
     refused = [o for o in orders if not o.server_id]
@@ -451,7 +456,18 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     lat = summary(latency)
     section.add("orders accepted per second (API, 202)", fmt_rate(accepted_rate))
     a = summary(api_ms)
-    section.add("order request latency (API)", f"{len(accepted)} orders", fmt_ms(a["p50"]), fmt_ms(a["p95"]))
+    section.add(
+        f"order request latency (API, {clients} clients)",
+        f"{len(accepted)} orders",
+        fmt_ms(a["p50"]),
+        fmt_ms(a["p95"]),
+    )
+    section.add(
+        "order request latency (API, one client, one at a time)",
+        f"{solo_ms['count']} orders",
+        fmt_ms(solo_ms["p50"]),
+        fmt_ms(solo_ms["p95"]),
+    )
     section.add(
         "servers reaching running per second",
         fmt_rate(running_rate),
@@ -481,6 +497,17 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     per_server_ratio = exec_p50 / raw_p50 if exec_p50 and raw_p50 else None
     section.add("control-plane overhead: throughput (raw/s ÷ panel/s)", _ratio(throughput_ratio))
     section.add("control-plane overhead: per create (worker p50 ÷ raw p50)", _ratio(per_server_ratio))
+    profile = _profile_orders(region, plan, _image)
+    section.add(
+        "SQL queries per order (order_server) / per create (worker)",
+        f"{profile['queries_per_order']:.0f} / {profile['queries_per_create']:.0f}",
+        fmt_ms(profile["order_ms"]),
+        fmt_ms(profile["create_ms"]),
+    )
+    section.note(
+        "the row above: queries, then in-process milliseconds per order and per create (mean of "
+        f"{profile['orders']}, under the profiler) in the p50 and p95 columns"
+    )
     if refused:
         section.note(f"{len(refused)} orders refused, first: HTTP {refused[0].status} {refused[0].error}")
     if failed:
@@ -515,8 +542,73 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
         "overhead_throughput": throughput_ratio,
         "overhead_per_create": per_server_ratio,
         "first_failure": failed[0]["error"] if failed else "",
+        "solo_api_latency_ms": solo_ms,
+        "profile": profile,
     }
     return section, data
+
+
+def _profile_orders(region, plan, image) -> dict:
+    """Orders placed and carried out in this process, under the profiler and counting SQL queries: where
+    an order's and a create's time goes. The creates run here, not on the workers (dispatch is switched
+    off in this process for the duration)."""
+    import cProfile
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    import panel.actions as actions_module
+    from panel import actions, operations
+    from panel.models import Operation
+
+    from .periodic import _profile_text
+
+    count = env_int("BENCH_PROFILE_ORDERS", 30)
+    customers = _customers(math.ceil(count / 5), "prof")
+    original = actions_module.dispatch
+    actions_module.dispatch = lambda operation_id: None
+    try:
+        order_profile = cProfile.Profile()
+        with CaptureQueriesContext(connection) as order_queries:
+            start = time.perf_counter()
+            order_profile.enable()
+            servers = [
+                actions.order_server(
+                    customers[i % len(customers)][0], name=f"prof-{i}", plan=plan, image=image, region=region
+                )
+                for i in range(count)
+            ]
+            order_profile.disable()
+            order_s = time.perf_counter() - start
+        creates = list(
+            Operation.objects.filter(server__in=servers, type=Operation.Type.CREATE).values_list(
+                "pk", flat=True
+            )
+        )
+        create_profile = cProfile.Profile()
+        with CaptureQueriesContext(connection) as create_queries:
+            start = time.perf_counter()
+            create_profile.enable()
+            for pk in creates:
+                operations.execute(str(pk))
+            create_profile.disable()
+            create_s = time.perf_counter() - start
+    finally:
+        actions_module.dispatch = original
+    order_text, order_top = _profile_text(order_profile)
+    create_text, create_top = _profile_text(create_profile)
+    per_order, per_create = len(order_queries) // count, len(create_queries) // max(len(creates), 1)
+    return {
+        "orders": count,
+        "queries_per_order": len(order_queries) / count,
+        "queries_per_create": len(create_queries) / max(len(creates), 1),
+        "order_ms": order_s * 1000 / count,
+        "create_ms": create_s * 1000 / max(len(creates), 1),
+        "order_sql": [q["sql"][:200] for q in order_queries.captured_queries[:per_order]],
+        "create_sql": [q["sql"][:200] for q in create_queries.captured_queries[:per_create]],
+        "order_profile": {"top_own_time": order_text, "top_project_cumulative": order_top},
+        "create_profile": {"top_own_time": create_text, "top_project_cumulative": create_top},
+    }
 
 
 def _ratio(value: float | None) -> str:
@@ -534,7 +626,9 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
 
     count = env_int("BENCH_KVM_ORDERS", 10)
     uri = os.environ.get("BENCH_KVM_URI", "qemu:///system")
-    section = Section(f"2. Real KVM: {count} orders on {uri} (blank disk, 128 MiB), one after another")
+    section = Section(
+        f"2. Real KVM: {count} orders on {uri} (blank disk, 128 MiB), one at a time, each beside its raw twin"
+    )
     try:
         conn = libvirt.open(uri)
         conn.getLibVersion()
@@ -555,10 +649,17 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     ((user, token),) = _customers(1, "kvm")
     log(f"scenario 2: {uri} is ready (domain type {host.domain_type}); ordering {count} servers one by one")
 
+    # Each order is measured with nothing else running on the host, then its twin is made straight through
+    # libvirt (the same XML builder, a new UUID), and both are removed before the next pair.
+    from panel.models import Server
+
+    from .rawlibvirt import create as raw_create
+
     made: list[str] = []
     raw_jobs: list[Job] = []
+    rows, raw = [], []
+    conn = libvirt.open(uri)
     try:
-        rows = []
         for i in range(count):
             status, data = cluster.request(
                 "POST",
@@ -572,32 +673,23 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
             made.append(data["id"])
             _wait_for_operations([data["id"]], timeout=180)
             rows += _outcomes([data["id"]])
-        ok = [r for r in rows if r["status"] == "succeeded"]
-        latency = [_seconds(r["finished_at"], r["server__created_at"]) * 1000 for r in ok]
-        execution = [_seconds(r["finished_at"], r["started_at"]) * 1000 for r in ok]
-
-        # The baseline: equivalent domains (same XML builder, new UUIDs), made in this process.
-        from panel.models import Server
-
-        from .rawlibvirt import run_jobs
-
-        template = Server.objects.select_related("host", "image").get(pk=made[0]) if made else None
-        if template is not None:
-            twins = []
-            for i in range(count):
-                twin = Server(
-                    **{f.attname: getattr(template, f.attname) for f in Server._meta.concrete_fields}
-                )
-                twin.id, twin.name = uuid.uuid4(), f"kvm-raw-{i}"
-                twin.host, twin.image = template.host, template.image
-                twin.__dict__["ipv4_addresses"] = list(template.ipv4_addresses)
-                twins.append(twin)
-            raw_jobs = _jobs(twins, seeds=True)
-            raw, _wall = run_jobs(raw_jobs)
-        else:
-            raw = []
+            _clean_kvm(conn, [data["id"]], [], host)
+            template = Server.objects.select_related("host", "image").get(pk=data["id"])
+            twin = Server(**{f.attname: getattr(template, f.attname) for f in Server._meta.concrete_fields})
+            twin.id, twin.name = uuid.uuid4(), f"kvm-raw-{i}"
+            twin.host, twin.image = template.host, template.image
+            twin.__dict__["ipv4_addresses"] = list(template.ipv4_addresses)
+            job = _jobs([twin], seeds=True)[0]
+            raw_jobs.append(job)
+            raw.append(raw_create(conn, job))
+            _clean_kvm(conn, [], [job], host)
     finally:
-        _clean_kvm(uri, made, raw_jobs, host)
+        _clean_kvm(conn, made, raw_jobs, host)  # whatever is left after a failure
+        conn.close()
+        log(f"scenario 2: removed {len(made) + len(raw_jobs)} domains and their volumes from {uri}")
+    ok = [r for r in rows if r["status"] == "succeeded"]
+    latency = [_seconds(r["finished_at"], r["server__created_at"]) * 1000 for r in ok]
+    execution = [_seconds(r["finished_at"], r["started_at"]) * 1000 for r in ok]
 
     raw_ms = [t.total * 1000 for t in raw]
     raw_ds_ms = [t.define_start * 1000 for t in raw]
@@ -645,27 +737,17 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     return section, data
 
 
-def _clean_kvm(uri: str, server_ids: list[str], raw_jobs: list[Job], host) -> None:
-    """Remove every domain, volume and console log the scenario made on the real host."""
-    import libvirt
-
+def _clean_kvm(conn, server_ids: list[str], raw_jobs: list[Job], host) -> None:
+    """Remove the domains, volumes and logs of these servers and baseline jobs from the real host."""
     from .rawlibvirt import destroy
 
-    conn = libvirt.open(uri)
-    try:
-        names = {str(s): f"vps-{s}" for s in server_ids}
-        for job in raw_jobs:
-            names[job.uuid] = f"vps-{job.uuid}"
-        for uuid_text, name in names.items():
-            destroy(conn, uuid_text, host.storage_pool, [f"{uuid_text}.qcow2", f"{uuid_text}-seed.iso"])
-            for log_file in (
-                f"/var/log/libvirt/qemu/{name}-console.log",
-                f"/var/log/libvirt/qemu/{name}.log",
-            ):
-                try:
-                    os.remove(log_file)
-                except OSError:
-                    pass
-    finally:
-        conn.close()
-    log(f"scenario 2: removed {len(names)} domains and their volumes from {uri}")
+    names = {str(s): f"vps-{s}" for s in server_ids}
+    for job in raw_jobs:
+        names[job.uuid] = f"vps-{job.uuid}"
+    for uuid_text, name in names.items():
+        destroy(conn, uuid_text, host.storage_pool, [f"{uuid_text}.qcow2", f"{uuid_text}-seed.iso"])
+        for log_file in (f"/var/log/libvirt/qemu/{name}-console.log", f"/var/log/libvirt/qemu/{name}.log"):
+            try:
+                os.remove(log_file)
+            except OSError:
+                pass

@@ -201,15 +201,24 @@ def main() -> int:
 def print_profiles(results: dict) -> None:
     """The project's functions that took the longest (cumulative) in the profiled periodic work."""
     periodic = results["scenarios"].get("periodic") or {}
-    for title, profile in (
-        ("reconcile + metering", periodic.get("profile_cycle")),
-        ("billing run", (periodic.get("billing") or {}).get("profile")),
+    simulated = (results["scenarios"].get("provisioning_simulated") or {}).get("profile") or {}
+    orders = f"{simulated.get('orders')} orders"
+    for title, size, profile in (
+        ("order_server (API side)", orders, simulated.get("order_profile")),
+        ("create operations (worker side)", orders, simulated.get("create_profile")),
+        (
+            "reconcile + metering",
+            f"{(periodic.get('profile_cycle') or {}).get('hosts')} hosts",
+            periodic.get("profile_cycle"),
+        ),
+        (
+            "billing run",
+            f"{((periodic.get('billing') or {}).get('profile') or {}).get('subscriptions')} subscriptions",
+            (periodic.get("billing") or {}).get("profile"),
+        ),
     ):
         if not profile:
             continue
-        size = (
-            f"{profile['hosts']} hosts" if "hosts" in profile else f"{profile['subscriptions']} subscriptions"
-        )
         print(f"Profile of {title} ({size}), the project's functions by cumulative time:")
         for row in profile["top_project_cumulative"][:12]:
             print(

@@ -55,9 +55,14 @@ class InsufficientCredit(BillingError):
 # Prices.
 
 
-def monthly_price(account, plan: Plan) -> Decimal:
-    """The plan's monthly price for this customer (a custom price, or the list price less a discount)."""
-    profile = BillingProfile.objects.filter(account=account).first()
+_UNSET = object()
+
+
+def monthly_price(account, plan: Plan, profile=_UNSET) -> Decimal:
+    """The plan's monthly price for this customer (a custom price, or the list price less a discount).
+    Pass the customer's BillingProfile (or None) when pricing many plans, to read it once."""
+    if profile is _UNSET:
+        profile = BillingProfile.objects.filter(account=account).first()
     if profile and plan.slug in profile.custom_prices:
         return quantize(Decimal(str(profile.custom_prices[plan.slug])))
     price = plan.price_monthly
@@ -82,9 +87,10 @@ def balance(account) -> Decimal:
 
 
 def _post(
-    account, kind: str, amount: Decimal, reason: str, by=None, invoice=None, payment=None
+    account, kind: str, amount: Decimal, reason: str, by=None, invoice=None, payment=None, at=None
 ) -> LedgerEntry:
     return LedgerEntry.objects.create(
+        created_at=at or timezone.now(),
         account=account,
         kind=kind,
         amount=quantize(amount),
@@ -158,6 +164,7 @@ def issue_invoice(account, lines: list[Line], at: datetime | None = None) -> Inv
             -invoice.total,
             _("Invoice %(number)s") % {"number": invoice.number},
             invoice=invoice,
+            at=at,
         )
         transaction.on_commit(
             lambda: _mail(
@@ -265,6 +272,7 @@ def record_payment(
                 _("Payment %(ref)s") % {"ref": reference},
                 by=by,
                 payment=payment,
+                at=at,
             )
             settle(account, at)
     except IntegrityError:  # the same reference recorded concurrently
@@ -361,12 +369,14 @@ def active_subscription(reference: str) -> Subscription | None:
     return Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED).first()
 
 
-def proration(subscription: Subscription, new_plan: Plan, at: datetime | None = None) -> Decimal:
+def proration(
+    subscription: Subscription, new_plan: Plan, at: datetime | None = None, profile=_UNSET
+) -> Decimal:
     """What a plan change costs now (positive) or returns (negative) for the rest of the paid period."""
     at = at or timezone.now()
     if subscription.cycle != Subscription.Cycle.MONTHLY or at >= subscription.paid_through:
         return ZERO
-    new_price = monthly_price(subscription.account, new_plan)
+    new_price = monthly_price(subscription.account, new_plan, profile)
     remaining = (subscription.paid_through - at) / (subscription.paid_through - subscription.period_start)
     return quantize((new_price - subscription.price) * Decimal(str(remaining)))
 
@@ -703,3 +713,28 @@ def top_up_reference(account, provider: str) -> str:
     import secrets as _secrets
 
     return f"{provider}-{account.pk}-{_secrets.token_hex(6)}"
+
+
+def proration_preview(subscription: Subscription, plans, at: datetime | None = None) -> dict[int, Decimal]:
+    """proration() for many plans at once (the resize page), reading the customer's terms once."""
+    profile = BillingProfile.objects.filter(account_id=subscription.account_id).first()
+    return {plan.pk: proration(subscription, plan, at, profile) for plan in plans}
+
+
+def set_billing_terms(
+    account, discount_percent: Decimal, custom_prices: dict[str, Decimal]
+) -> BillingProfile:
+    """Staff set a customer's discount and custom monthly prices. They apply to new subscriptions and plan
+    changes; running subscriptions keep the price they were sold at until they change plan."""
+    if not Decimal(0) <= Decimal(discount_percent) <= Decimal(100):
+        raise BillingError(_("A discount is between 0 and 100 percent."))
+    if any(Decimal(price) < 0 for price in custom_prices.values()):
+        raise BillingError(_("A price cannot be negative."))
+    profile, _created = BillingProfile.objects.update_or_create(
+        account=account,
+        defaults={
+            "discount_percent": Decimal(discount_percent),
+            "custom_prices": {slug: str(quantize(Decimal(price))) for slug, price in custom_prices.items()},
+        },
+    )
+    return profile

@@ -106,13 +106,14 @@ class ResizeChoice:
 
 
 def _resize_choices(server: Server, subscription: Subscription | None = None) -> list[ResizeChoice]:
-    plans = Plan.objects.filter(is_active=True).exclude(pk=server.plan_id)
+    plans = list(Plan.objects.filter(is_active=True).exclude(pk=server.plan_id))
+    prorations = billing.proration_preview(subscription, plans) if subscription else {}
     return [
         ResizeChoice(
             plan=plan,
             disk_too_small=plan.disk_gib < server.disk_gib,
             price_delta=plan.price_monthly - server.plan.price_monthly,
-            proration=billing.proration(subscription, plan) if subscription else None,
+            proration=prorations.get(plan.pk),
         )
         for plan in plans
     ]
@@ -181,6 +182,8 @@ def _detail_context(request, server: Server) -> dict:
     possible = {action for action, rule in actions.RULES.items() if server.status in rule.allowed_from}
     snapshots = list(Snapshot.objects.filter(server=server))
     subscription = billing.active_subscription(str(server.id)) if T.RESIZE in possible else None
+    if subscription is not None and subscription.account_id == request.user.pk:
+        subscription.account = request.user  # the owner is asking: no second look-up of the account
     resize = _resize_choices(server, subscription) if T.RESIZE in possible else []
     rebuild = _rebuild_choices(server) if T.REBUILD in possible else []
     key = _state_key(

@@ -441,6 +441,7 @@ def test_a_termination_while_the_host_is_down_deletes_the_server_when_it_is_back
     assert Operation.objects.filter(server=overdue_account, type="delete").exists()
 
 
+@pytest.mark.django_db  # no worker, no signals: the test's transaction is enough
 @pytest.mark.xfail(
     strict=True,
     reason="BUG billing.services.proration turns the remaining fraction into a float "

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 
 from billing import services as billing
@@ -191,3 +191,23 @@ def test_many_runs_in_order_bill_the_same_periods_as_one_run_at_the_end(catalog)
     months = [at(2026, month, 1) for month in range(5, 13)]
     assert [(start, finish) for start, finish, _, _ in hourly[1:]] == pairs(months)
     assert {(quantity, amount) for _, _, quantity, amount in hourly[1:]} == {(Decimal(1), Decimal(150000))}
+
+
+@pytest.mark.django_db
+def test_a_moment_without_a_zone_is_the_installations_local_time(catalog):
+    plan = factories.make_plan("basic", price_monthly=Decimal("150000"), price_hourly=Decimal("250"))
+    customer = factories.make_user(password=None)
+    billing.record_payment(customer, Decimal("1000000"), "BANK-LOCAL", at=at(2026, 1, 31, 9))
+    billing.open_subscription(customer, plan, "local", "l1", at=at(2026, 1, 31, 10))
+    # 28 February 09:30 in Jakarta is before the anniversary; 10:00 is it (03:00 UTC).
+    assert "renewed 0" in billing_run_naive("2026-02-28T09:30:00")
+    assert "renewed 1" in billing_run_naive("2026-02-28T10:00:00")
+    assert "renewed 0" in billing_run_naive("2026-02-28T03:00:00+00:00")
+    with pytest.raises(CommandError):
+        call_command("billing_run", at="the end of February", stdout=io.StringIO())
+
+
+def billing_run_naive(iso: str) -> str:
+    out = io.StringIO()
+    call_command("billing_run", at=iso, stdout=out)
+    return out.getvalue()
