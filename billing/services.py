@@ -203,8 +203,8 @@ def settle(account, at: datetime | None = None) -> list[Invoice]:
                     _("Thank you: we received your payment."),
                 )
             )
-        if paid and not _overdue(account, at).exists():
-            _unsuspend(account)
+        if not _overdue(account, at).exists():
+            _unsuspend(account, at)
     return paid
 
 
@@ -276,7 +276,10 @@ def record_payment(
             )
             settle(account, at)
     except IntegrityError:  # the same reference recorded concurrently
-        return Payment.objects.get(reference=reference), False
+        existing = Payment.objects.get(reference=reference)
+        if existing.account_id != account.pk:
+            raise BillingError(_("This reference belongs to another customer's payment.")) from None
+        return existing, False
     return payment, True
 
 
@@ -377,8 +380,11 @@ def proration(
     if subscription.cycle != Subscription.Cycle.MONTHLY or at >= subscription.paid_through:
         return ZERO
     new_price = monthly_price(subscription.account, new_plan, profile)
-    remaining = (subscription.paid_through - at) / (subscription.paid_through - subscription.period_start)
-    return quantize((new_price - subscription.price) * Decimal(str(remaining)))
+    # Exact: whole microseconds as Decimals (a float ratio would round halves the wrong way).
+    tick = timedelta(microseconds=1)
+    remaining = Decimal((subscription.paid_through - at) // tick)
+    period = Decimal((subscription.paid_through - subscription.period_start) // tick)
+    return quantize((new_price - subscription.price) * remaining / period)
 
 
 def change_plan(reference: str, new_plan: Plan, at: datetime | None = None) -> dict:
@@ -500,7 +506,7 @@ def _overdue(account, at: datetime):
     )
 
 
-def _unsuspend(account) -> None:
+def _unsuspend(account, at=None) -> None:
     references = list(
         Subscription.objects.filter(account=account, status=Subscription.Status.SUSPENDED).values_list(
             "reference", flat=True
@@ -509,7 +515,7 @@ def _unsuspend(account) -> None:
     if not references:
         return
     Subscription.objects.filter(account=account, status=Subscription.Status.SUSPENDED).update(
-        status=Subscription.Status.ACTIVE, suspended_at=None
+        status=Subscription.Status.ACTIVE, suspended_at=None, resumed_at=at or timezone.now()
     )
     transaction.on_commit(
         lambda: signals.account_unsuspended.send(sender=None, account=account, references=references)
@@ -640,7 +646,9 @@ def dun(at: datetime) -> dict[str, int]:
             )
             counts["overdue"] += 1
     grace = at - timedelta(days=settings.BILLING_GRACE_DAYS)
-    for account_id in overdue.filter(due_at__lte=grace).values_list("account", flat=True).distinct():
+    for account_id in (
+        overdue.filter(due_at__lte=grace).order_by().values_list("account", flat=True).distinct()
+    ):
         with transaction.atomic():
             account = _lock(get_user_model()(pk=account_id))
             active = Subscription.objects.filter(account=account, status=Subscription.Status.ACTIVE)
@@ -653,14 +661,18 @@ def dun(at: datetime) -> dict[str, int]:
                     )
                 )
                 counts["suspended"] += 1
-    # Servers that were busy when their account was suspended are asked again (the panel ignores the rest).
+    # What the panel could not act on at once (a busy server, a host down) is asked again each run; the
+    # panel ignores servers that are done already.
     still = Subscription.objects.filter(
         status=Subscription.Status.SUSPENDED, account__in=overdue.filter(due_at__lte=grace).values("account")
     )
-    for account_id in still.values_list("account", flat=True).distinct():
-        account = get_user_model().objects.get(pk=account_id)
-        references = list(still.filter(account=account).values_list("reference", flat=True))
-        signals.account_suspended.send(sender=None, account=account, references=references)
+    _resend(signals.account_suspended, still)
+    recent = at - timedelta(days=settings.BILLING_TERMINATE_DAYS)
+    _resend(
+        signals.account_unsuspended,
+        Subscription.objects.filter(status=Subscription.Status.ACTIVE, resumed_at__gte=recent),
+    )
+    _resend(signals.subscriptions_terminated, Subscription.objects.filter(terminated_at__gte=recent))
     warn_from = at - timedelta(
         days=settings.BILLING_TERMINATE_DAYS - settings.BILLING_TERMINATION_WARNING_DAYS
     )
@@ -680,13 +692,13 @@ def dun(at: datetime) -> dict[str, int]:
             )
             counts["warned"] += 1
     end = at - timedelta(days=settings.BILLING_TERMINATE_DAYS)
-    for account_id in overdue.filter(due_at__lte=end).values_list("account", flat=True).distinct():
+    for account_id in overdue.filter(due_at__lte=end).order_by().values_list("account", flat=True).distinct():
         with transaction.atomic():
             account = _lock(get_user_model()(pk=account_id))
             live = Subscription.objects.filter(account=account).exclude(status=Subscription.Status.ENDED)
             references = list(live.values_list("reference", flat=True))
             if references:
-                live.update(status=Subscription.Status.ENDED, ended_at=at)
+                live.update(status=Subscription.Status.ENDED, ended_at=at, terminated_at=at)
                 transaction.on_commit(
                     lambda a=account, r=references: signals.subscriptions_terminated.send(
                         sender=None, account=a, references=r
@@ -694,6 +706,15 @@ def dun(at: datetime) -> dict[str, int]:
                 )
                 counts["terminated"] += 1
     return counts
+
+
+def _resend(signal, subscriptions) -> None:
+    for account_id in set(subscriptions.order_by().values_list("account", flat=True)):
+        account = get_user_model().objects.get(pk=account_id)
+        references = list(subscriptions.filter(account=account).values_list("reference", flat=True))
+        for _receiver, result in signal.send_robust(sender=None, account=account, references=references):
+            if isinstance(result, Exception):
+                log.error("billing: a receiver of %s failed: %r", signal, result)
 
 
 def run(at: datetime | None = None) -> dict[str, int]:

@@ -366,6 +366,11 @@ class PaymentCreateSerializer(serializers.Serializer):
     reference = serializers.CharField(max_length=100)
     method = serializers.CharField(max_length=30, required=False, default="bank_transfer")
 
+    def validate_amount(self, value):
+        if value != quantize(value):
+            raise serializers.ValidationError(_("The amount is more precise than the currency allows."))
+        return value
+
 
 class PaymentSerializer(serializers.ModelSerializer):
     amount = serializers.SerializerMethodField()

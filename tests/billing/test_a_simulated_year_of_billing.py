@@ -393,11 +393,6 @@ def test_a_suspension_asked_while_the_host_was_down_is_asked_again(customer, cat
     check_books(customer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG billing.services.settle only lifts a suspension when it paid an invoice (`if paid and ...`): "
-    "voiding the overdue invoice leaves nothing due but the servers stay suspended",
-)
 def test_voiding_the_overdue_invoice_lifts_the_billing_suspension(customer, staff, overdue_account):
     [overdue] = Invoice.objects.filter(account=customer, status="open")
     with factories.moved_clock(at(2026, 2, 11, 9)):
@@ -407,11 +402,6 @@ def test_voiding_the_overdue_invoice_lifts_the_billing_suspension(customer, staf
     assert Operation.objects.filter(server=overdue_account, type="unsuspend").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG a payment's account_unsuspended signal is sent once; when the panel cannot act then (host "
-    "down, or another operation in flight) the server stays suspended by billing for good",
-)
 def test_a_payment_while_the_host_is_down_unsuspends_the_server_when_it_is_back(
     customer, catalog, overdue_account
 ):
@@ -424,11 +414,6 @@ def test_a_payment_while_the_host_is_down_unsuspends_the_server_when_it_is_back(
     assert Operation.objects.filter(server=overdue_account, type="unsuspend").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG subscriptions_terminated is sent once: when the panel cannot delete the server then (host "
-    "down, or an operation in flight) the subscription is ended but the server is never deleted",
-)
 def test_a_termination_while_the_host_is_down_deletes_the_server_when_it_is_back(
     customer, catalog, overdue_account
 ):
@@ -442,12 +427,6 @@ def test_a_termination_while_the_host_is_down_deletes_the_server_when_it_is_back
 
 
 @pytest.mark.django_db  # no worker, no signals: the test's transaction is enough
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG billing.services.proration turns the remaining fraction into a float "
-    "(Decimal(str(timedelta / timedelta))): an exact half unit comes out a unit short (95312 for 95312.5 "
-    "IDR, 6.40 for 6.405 USD) instead of rounding half up",
-)
 @pytest.mark.parametrize(
     "code,basic,premium,expected",
     [

@@ -118,12 +118,6 @@ def test_different_payments_at_once_add_up_to_the_exact_sum(db):
     assert check_books(customer) == (Decimal("160.36"), Decimal("160.36"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG billing.services.record_payment: when the same reference is inserted concurrently for "
-    "another customer, the IntegrityError branch returns that customer's payment as (payment, False) "
-    "instead of raising 'This reference belongs to another customer's payment.'",
-)
 def test_a_reference_taken_meanwhile_by_another_customer_is_refused(db):
     first, second = factories.make_user(password=None), factories.make_user(password=None)
     inserted, answer = threading.Event(), {}

@@ -146,11 +146,6 @@ def test_a_bad_amount_is_a_400_and_records_nothing(api, staff, customer, amount)
     assert not Payment.objects.exists() and not LedgerEntry.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG an amount finer than the currency's precision (1000.50 IDR) passes PaymentCreateSerializer "
-    "(decimal_places=2) and record_payment rounds it half up: 1001 IDR is credited for 1000.50 received",
-)
 def test_an_amount_finer_than_the_currency_is_a_400(api, staff, customer, settings):
     settings.PANEL_CURRENCY = "IDR"
     response = api(staff).post(
