@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.db.models import BigIntegerField, F, QuerySet, Sum
 from django.utils import dateformat, formats, timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from lxml import etree
 
 from .models import Server, UsageSample
@@ -44,9 +44,17 @@ class Window:
 WINDOWS = {
     window.key: window
     for window in (
-        Window("24h", timedelta(hours=24), 300, _lazy("24 hours"), _lazy("Averages over 5 minutes")),
-        Window("7d", timedelta(days=7), 3600, _lazy("7 days"), _lazy("Averages over 1 hour")),
-        Window("30d", timedelta(days=30), 3 * 3600, _lazy("30 days"), _lazy("Averages over 3 hours")),
+        Window(
+            "24h", timedelta(hours=24), 300, gettext_lazy("24 hours"), gettext_lazy("Averages over 5 minutes")
+        ),
+        Window("7d", timedelta(days=7), 3600, gettext_lazy("7 days"), gettext_lazy("Averages over 1 hour")),
+        Window(
+            "30d",
+            timedelta(days=30),
+            3 * 3600,
+            gettext_lazy("30 days"),
+            gettext_lazy("Averages over 3 hours"),
+        ),
     )
 }
 DEFAULT_WINDOW = "24h"
@@ -141,9 +149,9 @@ def _rates(bucket: dict | None, seconds: int) -> dict[str, float | None]:
 
 METRICS = {
     # metric: (unit, ((label, rate key), ...))
-    "cpu": ("percent", ((_lazy("CPU"), "cpu"),)),
-    "network": ("bps", ((_lazy("Inbound"), "rx"), (_lazy("Outbound"), "tx"))),
-    "disk": ("Bps", ((_lazy("Read"), "rd"), (_lazy("Write"), "wr"))),
+    "cpu": ("percent", ((gettext_lazy("CPU"), "cpu"),)),
+    "network": ("bps", ((gettext_lazy("Inbound"), "rx"), (gettext_lazy("Outbound"), "tx"))),
+    "disk": ("Bps", ((gettext_lazy("Read"), "rd"), (gettext_lazy("Write"), "wr"))),
 }
 
 
@@ -177,9 +185,27 @@ def series(servers, metric: str, window: Window | str, now: datetime | None = No
 
 UNITS = {
     # unit: (base, symbols from the smallest)
-    "percent": (None, (_lazy("%"),)),
-    "bps": (1000, (_lazy("b/s"), _lazy("Kb/s"), _lazy("Mb/s"), _lazy("Gb/s"), _lazy("Tb/s"))),
-    "Bps": (1024, (_lazy("B/s"), _lazy("KiB/s"), _lazy("MiB/s"), _lazy("GiB/s"), _lazy("TiB/s"))),
+    "percent": (None, (gettext_lazy("%"),)),
+    "bps": (
+        1000,
+        (
+            gettext_lazy("b/s"),
+            gettext_lazy("Kb/s"),
+            gettext_lazy("Mb/s"),
+            gettext_lazy("Gb/s"),
+            gettext_lazy("Tb/s"),
+        ),
+    ),
+    "Bps": (
+        1024,
+        (
+            gettext_lazy("B/s"),
+            gettext_lazy("KiB/s"),
+            gettext_lazy("MiB/s"),
+            gettext_lazy("GiB/s"),
+            gettext_lazy("TiB/s"),
+        ),
+    ),
 }
 SMALLEST_TOP = {"percent": 1, "bps": 1000, "Bps": 1024}
 

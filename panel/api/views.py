@@ -7,7 +7,7 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -152,7 +152,11 @@ class ServerUsage(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request, pk):
         server = get_object_or_404(customer_servers(request.user), pk=pk)
-        return Response(metering.usage_report(server))
+        report = metering.usage_report(server)
+        timestamp = serializers.DateTimeField()
+        for key in ("period_start", "period_end"):  # in the installation's time zone, like every other field
+            report[key] = timestamp.to_representation(report[key])
+        return Response(report)
 
 
 class ServerActionDetail(generics.RetrieveAPIView):

@@ -22,8 +22,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from billing import providers, services
@@ -41,9 +40,9 @@ LEDGER_ROWS = 50
 INVOICE_ROWS = 50
 
 METHOD_LABELS = {
-    "bank_transfer": _lazy("Bank transfer"),
-    "cash": _lazy("Cash"),
-    "other": _lazy("Other"),
+    "bank_transfer": gettext_lazy("Bank transfer"),
+    "cash": gettext_lazy("Cash"),
+    "other": gettext_lazy("Other"),
 }
 
 

@@ -10,9 +10,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -235,8 +234,8 @@ def server_status(request, pk):
 
 # Actions that destroy data and need the server's hostname typed to confirm.
 CONFIRM_BY_HOSTNAME = {
-    T.DELETE: _lazy("Type the server's hostname to confirm deletion."),
-    T.REBUILD: _lazy("Type the server's hostname to confirm the rebuild."),
+    T.DELETE: gettext_lazy("Type the server's hostname to confirm deletion."),
+    T.REBUILD: gettext_lazy("Type the server's hostname to confirm the rebuild."),
 }
 ACTION_PARAMS = ("plan", "image", "name", "snapshot")
 

@@ -17,8 +17,7 @@ from django.utils import formats, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from billing.models import OverLimitPolicy, TransferDirection
@@ -240,10 +239,10 @@ def customer_transfer(servers, now: datetime | None = None) -> CustomerTransfer:
 
 class TrafficBlockForm(forms.Form):
     gib = forms.IntegerField(
-        label=_lazy("Extra transfer (GiB)"),
+        label=gettext_lazy("Extra transfer (GiB)"),
         min_value=1,
         max_value=1_000_000,
-        help_text=_lazy("For this period only."),
+        help_text=gettext_lazy("For this period only."),
     )
 
 
