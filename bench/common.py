@@ -59,8 +59,11 @@ def stopwatch():
     end.append(time.perf_counter())
 
 
+_STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    print(f"[bench +{time.monotonic() - _STARTED:6.1f} s] {message}", flush=True)
 
 
 # The results table.

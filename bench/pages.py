@@ -164,7 +164,7 @@ def seed(workdir: Path) -> World:
             ),
             batch_size=BATCH,
         )
-        # Servers: 94% running, 4% stopped, 1% suspended, 1% error; and 2% more that were deleted.
+        # Servers: 94% running, 4% stopped, 1% suspended (by staff), 1% error; and 2% more that were deleted.
         live = sizes["servers"]
         deleted = live // 50
         statuses = ["running"] * 94 + ["stopped"] * 4 + ["suspended", "error"]
@@ -191,7 +191,7 @@ def seed(workdir: Path) -> World:
                     status_reason="Creating the server failed: the host refused"
                     if status == "error"
                     else None,
-                    suspended_by="billing" if status == "suspended" else "",
+                    suspended_by="staff" if status == "suspended" else "",
                     deleted_at=now if status == "deleted" else None,
                 )
             )
@@ -291,11 +291,8 @@ def seed(workdir: Path) -> World:
                     started_at=now - timedelta(days=200 + n % 150),
                     period_start=now - timedelta(days=30 - n % 28),
                     paid_through=now + timedelta(days=1 + n % 28),
-                    status=Subscription.Status.ENDED
-                    if s.status == "deleted"
-                    else Subscription.Status.SUSPENDED
-                    if s.status == "suspended"
-                    else Subscription.Status.ACTIVE,
+                    # (suspended servers were suspended by staff: billing keeps billing them)
+                    status=Subscription.Status.ENDED if s.status == "deleted" else Subscription.Status.ACTIVE,
                     ended_at=now if s.status == "deleted" else None,
                 )
                 for n, s in enumerate(servers)

@@ -33,35 +33,12 @@ from .rawlibvirt import Job
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "var" / "bench" / "logs"
 
-NODE_XML = """<node>
-  <cpu>
-    <mhz>2400</mhz>
-    <model>x86_64</model>
-    <nodes>1</nodes>
-    <sockets>1</sockets>
-    <cores>{cores}</cores>
-    <threads>1</threads>
-  </cpu>
-  <memory>{memory_kib}</memory>
-  <network>
-    <name>default</name>
-    <bridge name="virbr42"/>
-    <forward/>
-    <ip address="192.168.142.1" netmask="255.255.255.0"/>
-  </network>
-  <pool type="dir">
-    <name>default</name>
-    <target><path>/var/lib/libvirt/images</path></target>
-  </pool>
-</node>
-"""
-
 
 def node_uri(directory: Path, name: str, cores: int = 64, memory_mib: int = 262144) -> str:
-    """A test:///… URI of a simulated host defined by its own node file (as tests/factories.node_uri)."""
-    path = directory / f"{name}.xml"
-    path.write_text(NODE_XML.format(cores=cores, memory_kib=memory_mib * 1024))
-    return f"test://{path}"
+    """A test:///… URI of a simulated host of its own (a node file, as the tests make them)."""
+    from tests.factories import node_uri as make_node
+
+    return make_node(directory, cores=cores, memory_mib=memory_mib, name=f"{name}.xml")
 
 
 def _free_port() -> int:
@@ -83,12 +60,20 @@ class Cluster:
         self.workers = env_int("BENCH_WORKERS", 2)
 
     def _start(self, name: str, command: list[str]) -> None:
-        out = open(LOGS / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        out = open(LOGS / f"{name}.log", "w")  # closed in __exit__, with the process
         process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         process.log = out
         self.processes.append(process)
 
     def __enter__(self) -> Cluster:
+        try:
+            self._start_all()
+        except BaseException:
+            self.__exit__(None, None, None)  # stop whatever did start
+            raise
+        return self
+
+    def _start_all(self) -> None:
         from panel.celery import app
 
         app.control.purge()
@@ -155,7 +140,6 @@ class Cluster:
             f"web server on port {self.port} ({self.web_workers} gthread workers x {self.web_threads} "
             f"threads) and {self.workers} Celery worker processes are up"
         )
-        return self
 
     def _check_alive(self) -> None:
         for process in self.processes:
@@ -397,20 +381,24 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
         f"1. Provisioning on simulated hosts: {count} API orders from {clients} clients, {host_count} "
         f"test-driver hosts, {cluster.workers} Celery worker processes"
     )
-    region, plan, _image = _catalog("bench-sim", "bench-small", 128, count)
+    region, plan, _image = _catalog(
+        "bench-sim", "bench-small", 128, count + 13 + env_int("BENCH_PROFILE_ORDERS", 30)
+    )
     nodes = workdir / "sim-nodes"
     nodes.mkdir()
     for n in range(host_count):
         host = hypervisor.register_host(f"sim-{n:03d}", node_uri(nodes, f"sim-{n:03d}"), region)
         hypervisor.probe_host(host.pk)
         _ready(host.pk)
-    customers = _customers(max(clients, math.ceil(count / 5)), "sim")  # default quota: 10 servers each
+    # The default quota allows 10 servers: 5 orders each; a multiple of the client count, so that each
+    # client orders for customers of its own.
+    customers = _customers(clients * math.ceil(math.ceil(count / 5) / clients), "sim")
     log(f"scenario 1: {host_count} simulated hosts probed, {len(customers)} customers; ordering {count}")
 
     # One client first, one order at a time: what an order costs without waiting for other orders.
-    solo = _place_orders(cluster, _customers(2, "solo"), 10, 1, region.slug, plan.slug, "solo")
+    solo = _place_orders(cluster, _customers(3, "solo"), 13, 1, region.slug, plan.slug, "solo")
     _wait_for_operations([o.server_id for o in solo if o.server_id], timeout=120)
-    solo_ms = summary([(o.answered - o.sent) * 1000 for o in solo if o.server_id])
+    solo_ms = summary([(o.answered - o.sent) * 1000 for o in solo[3:] if o.server_id])  # after 3 warm-ups
 
     orders = _place_orders(cluster, customers, count, clients, region.slug, plan.slug, "sim")
     accepted = [o for o in orders if o.server_id]

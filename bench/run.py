@@ -141,6 +141,7 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     call_command("collectstatic", verbosity=0, interactive=False)
     log("migrated; static files collected")
+    quiet_this_process()
 
     from . import pages, periodic, provisioning
 
@@ -172,6 +173,9 @@ def main() -> int:
     finally:
         from django.db import connections
 
+        from panel.celery import app
+
+        app.control.purge()  # nothing the scenarios enqueued outlives the run
         connections.close_all()
         if os.environ.get("BENCH_KEEP_DB", "") not in ("", "0"):
             log(f"kept the database {env['DATABASE_URL']}")
@@ -226,6 +230,19 @@ def print_profiles(results: dict) -> None:
                 f"{row['function']}"
             )
         print()
+
+
+def quiet_this_process() -> None:
+    """In this process mail goes to memory (there is no SMTP server; the web server and workers print it to
+    their logs) and the panel's log lines go to var/bench/logs/bench.log instead of the terminal."""
+    import logging
+
+    from django.conf import settings
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    handler = logging.FileHandler(ROOT / "var" / "bench" / "logs" / "bench.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().handlers = [handler]
 
 
 def reset_database() -> None:

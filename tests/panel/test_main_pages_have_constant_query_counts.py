@@ -257,16 +257,10 @@ API_LISTS = {
     "api plans": ("customer", "/api/v1/plans/", MANY),
 }
 
-# Known N+1 queries, until they are fixed (strict: a fix makes these tests fail until the mark goes).
-PRORATION_N_PLUS_ONE = (
-    "BUG N+1: the resize cards price every plan on sale with billing.services.proration(), whose "
-    "monthly_price() queries the customer's BillingProfile once per plan (and loads subscription.account "
-    "lazily); fetch the subscription with select_related('account') and the profile once per request"
-)
-KNOWN_N_PLUS_ONE = {
-    "customer server page": PRORATION_N_PLUS_ONE,
-    "customer server status fragment": PRORATION_N_PLUS_ONE,
-}
+# Known N+1 queries, until they are fixed: {page or endpoint: "BUG N+1 ..."}; their tests are strict xfails
+# (a fix makes them fail until the entry goes). The server page's resize cards priced every plan with a
+# BillingProfile query each until proration previews took one query (eeb6c5a).
+KNOWN_N_PLUS_ONE: dict[str, str] = {}
 
 
 def _params(names):
