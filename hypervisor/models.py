@@ -125,6 +125,12 @@ class Host(models.Model):
     )
     last_probed_at = models.DateTimeField(null=True, blank=True)
 
+    shaping_error = models.TextField(
+        _("traffic shaping"),
+        blank=True,
+        help_text=_("Why the host cannot limit port speeds (cleared by a probe)."),
+    )
+
     # Health.
     last_seen_at = models.DateTimeField(null=True, blank=True)
     failed_checks = models.PositiveIntegerField(default=0)

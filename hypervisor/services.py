@@ -184,6 +184,7 @@ def probe_host(host_id: int) -> Host:
             libvirt_version=result.libvirt_version,
             hypervisor_version=result.hypervisor_version[:80],
             inventory=result.inventory,
+            shaping_error="",
             last_probed_at=now,
             last_seen_at=now,
             failed_checks=0,

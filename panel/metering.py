@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -107,20 +107,111 @@ def record(server: Server, counters: stats.Counters, now: datetime) -> dict[str,
 
 
 def meter_host(host: Host, now: datetime | None = None) -> int:
-    """Read every running domain of the host in one call and record its servers. Returns how many."""
+    """Read every running domain of the host in one call and record all its servers in one transaction
+    (a handful of queries per host, not per server). Returns how many servers were read."""
     now = now or timezone.now()
     try:
         readings = stats.collect(host)
     except HypervisorError as exc:
         log.warning("metering: host %s did not answer: %s", host.name, exc.message)
         return 0
-    servers = Server.objects.filter(host=host, id__in=list(readings)).exclude(status=Server.Status.DELETED)
-    count = 0
-    for server in servers.select_related("plan"):
-        record(server, readings[str(server.id)], now)
+    servers = list(
+        Server.objects.filter(host=host, id__in=list(readings))
+        .exclude(status=Server.Status.DELETED)
+        .select_related("plan")
+    )
+    if not servers:
+        return 0
+    with transaction.atomic():
+        periods = _lock_current_periods(servers, now)
+        states = {
+            state.server_id: state
+            for state in MeterState.objects.select_for_update().filter(server__in=servers)
+        }
+        new_states, increments = [], {}
+        for server in servers:
+            counters = readings[str(server.id)]
+            deltas = _deltas(states.get(server.pk), counters)
+            new_states.append(
+                MeterState(server=server, domain_id=counters.domain_id, read_at=now,
+                           **{field: getattr(counters, field) for field in FIELDS})
+            )  # fmt: skip
+            if deltas and any(deltas.values()):
+                increments[server.pk] = (deltas, counters.vcpus)
+        MeterState.objects.bulk_create(
+            new_states,
+            update_conflicts=True,
+            unique_fields=["server"],
+            update_fields=["domain_id", "read_at", *FIELDS],
+        )
+        _add_samples(increments, _bucket(now))
+        changed = []
+        for server_id, (deltas, _vcpus) in increments.items():
+            period = periods[server_id]
+            period.in_bytes += deltas["rx_bytes"]
+            period.out_bytes += deltas["tx_bytes"]
+            changed.append(period)
+        TransferPeriod.objects.bulk_update(changed, ["in_bytes", "out_bytes"])
+    for server in _needing_enforcement(servers, periods):
         enforce(server, now)
-        count += 1
-    return count
+    return len(servers)
+
+
+def _lock_current_periods(servers: list[Server], now: datetime) -> dict:
+    """The current period of each server, created where missing, locked for the update."""
+    bounds = {server.pk: period_bounds(server.created_at, now) for server in servers}
+    TransferPeriod.objects.bulk_create(
+        [
+            TransferPeriod(server=server, start=bounds[server.pk][0], end=bounds[server.pk][1])
+            for server in servers
+        ],
+        ignore_conflicts=True,
+    )
+    wanted = Q()
+    for server_id, (start, _end) in bounds.items():
+        wanted |= Q(server_id=server_id, start=start)
+    return {period.server_id: period for period in TransferPeriod.objects.select_for_update().filter(wanted)}
+
+
+def _add_samples(increments: dict, bucket: datetime) -> None:
+    existing = {
+        sample.server_id: sample
+        for sample in UsageSample.objects.select_for_update().filter(
+            server_id__in=list(increments), resolution=UsageSample.FIVE_MINUTES, start=bucket
+        )
+    }
+    new, changed = [], []
+    for server_id, (deltas, vcpus) in increments.items():
+        sample = existing.get(server_id)
+        if sample is None:
+            new.append(UsageSample(server_id=server_id, resolution=UsageSample.FIVE_MINUTES, start=bucket,
+                                   vcpus=vcpus, **deltas))  # fmt: skip
+        else:
+            for field in FIELDS:
+                setattr(sample, field, getattr(sample, field) + deltas[field])
+            changed.append(sample)
+    UsageSample.objects.bulk_create(new)
+    UsageSample.objects.bulk_update(changed, list(FIELDS))
+
+
+def _needing_enforcement(servers: list[Server], periods: dict) -> list[Server]:
+    """Servers whose allowance needs a look: near or past it, or with a throttle or suspension to lift
+    (in this period or an earlier one). The rest need nothing this cycle."""
+    earlier = set(
+        TransferPeriod.objects.filter(server__in=servers)
+        .filter(Q(throttled=True) | Q(suspended=True))
+        .values_list("server_id", flat=True)
+    )
+    result = []
+    for server in servers:
+        period = periods[server.pk]
+        allowance = allowance_bytes(server, period)
+        near = allowance is not None and counted_bytes(period, server.plan.transfer_direction) * 100 >= (
+            min(NOTIFY_AT) * allowance
+        )
+        if near or server.pk in earlier:
+            result.append(server)
+    return result
 
 
 def meter_server(server: Server, now: datetime | None = None) -> None:
@@ -289,8 +380,14 @@ def desired_speed(server: Server) -> int:
 
 
 def after_start(server: Server) -> None:
-    """Every start gives the domain its port speed again (it is never saved in the domain's config)."""
-    server.refresh_from_db(fields=["plan"])
+    """Every start gives the domain its port speed again (it is never saved in the domain's config),
+    unless its host is known not to shape traffic (then the reason is shown instead; a probe retries)."""
+    server.refresh_from_db(fields=["plan", "host"])
+    if server.host is not None and server.host.shaping_error:
+        Server.objects.filter(pk=server.pk, bandwidth_error="").update(
+            bandwidth_error=server.host.shaping_error
+        )
+        return
     apply_port_speed(server, desired_speed(server))
 
 
@@ -303,6 +400,8 @@ def apply_port_speed(server: Server, mbps: int | None) -> bool:
     except HypervisorError as exc:
         message = _("The port speed could not be applied: %(error)s") % {"error": exc.message}
         Server.objects.filter(pk=server.pk).update(bandwidth_error=message)
+        if "qdisc" in exc.message or "tc " in exc.message:  # the host's kernel lacks the shaping modules
+            Host.objects.filter(pk=server.host_id).update(shaping_error=message)
         log.warning("port speed of %s: %s", server.id, exc.message)
         return False
     Server.objects.filter(pk=server.pk).exclude(bandwidth_error="").update(bandwidth_error="")

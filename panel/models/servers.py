@@ -60,6 +60,12 @@ class Server(models.Model):
         indexes = [
             models.Index(fields=["owner", "status"]),
             models.Index(fields=["host", "status"]),
+            # The staff list and the admin API list: live servers, newest first.
+            models.Index(
+                models.F("created_at").desc(),
+                name="server_live_recent_idx",
+                condition=~models.Q(status="deleted"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ from functools import partial
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
@@ -27,6 +28,8 @@ from ..models import Notice, Server, User
 from ..models.servers import attach_addresses
 from ..roles import admin_required, staff_required
 
+STAFF_SERVERS_PER_PAGE = 50
+
 
 @staff_required
 def staff_servers(request):
@@ -42,11 +45,13 @@ def staff_servers(request):
     if query:
         servers = servers.filter(Q(name__icontains=query) | Q(owner__email__icontains=query))
     template = "panel/staff/_server_rows.html" if request.htmx else "panel/staff/servers.html"
+    page = Paginator(servers, STAFF_SERVERS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         template,
         {
-            "servers": attach_addresses(servers[:500]),
+            "servers": attach_addresses(page.object_list),
+            "page": page,
             "statuses": Server.Status.choices,
             "status": status,
             "q": query,

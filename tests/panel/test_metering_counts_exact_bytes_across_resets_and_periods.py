@@ -246,3 +246,25 @@ def test_old_samples_roll_up_into_hours_keeping_every_byte(server):
     assert hourly.rx_bytes == sum(1000 + m for m in range(0, 60, 5))
     assert hourly.cpu_ns == 12 * 10**9
     assert list(UsageSample.objects.filter(resolution=300)) == [recent]
+
+
+def test_a_metering_cycle_enforces_the_allowance_of_servers_past_it(live_server_on_simulated_host):
+    server = live_server_on_simulated_host
+    metering.meter_host(server.host)  # the baseline reading
+    period = metering.current_period(server)
+    TransferPeriod.objects.filter(pk=period.pk).update(in_bytes=2 * GIB)
+    assert metering.meter_host(server.host) == 1
+    period.refresh_from_db()
+    assert period.in_bytes > 2 * GIB  # this cycle's traffic was added to what was there
+    assert period.throttled and period.notified_percent == 100
+    assert inbound_average(server) == stats.kib_per_second(8)
+    assert UsageSample.objects.filter(server=server, resolution=300).count() == 1
+
+
+def test_a_metering_cycle_leaves_servers_far_from_their_allowance_alone(live_server_on_simulated_host):
+    server = live_server_on_simulated_host
+    metering.meter_host(server.host)
+    metering.meter_host(server.host)
+    period = metering.current_period(server)
+    assert not period.throttled and period.notified_percent == 0
+    assert not mail.outbox
