@@ -134,8 +134,9 @@ def _next_number(year: int) -> str:
     return f"INV-{year}-{sequence.last:06d}"
 
 
-def issue_invoice(account, lines: list[Line], at: datetime | None = None) -> Invoice:
-    """Issue an invoice now: numbered, charged to the ledger, paid at once if credit covers it."""
+def issue_invoice(account, lines: list[Line], at: datetime | None = None, settle_now: bool = True) -> Invoice:
+    """Issue an invoice now: numbered, charged to the ledger, paid at once if credit covers it (a caller
+    issuing many invoices for one account passes settle_now=False and settles once at the end)."""
     at = at or timezone.now()
     with transaction.atomic():
         _lock(account)
@@ -171,8 +172,10 @@ def issue_invoice(account, lines: list[Line], at: datetime | None = None) -> Inv
                 account, _("Invoice %(number)s") % {"number": invoice.number}, _invoice_text(invoice)
             )
         )
-        settle(account, at)
-    invoice.refresh_from_db()
+        if settle_now:
+            settle(account, at)
+    if settle_now:
+        invoice.refresh_from_db()
     return invoice
 
 
@@ -529,17 +532,28 @@ def renew(at: datetime) -> int:
         status=Subscription.Status.ENDED
     )
     for subscription_id in due.values_list("pk", flat=True):
-        while True:
-            with transaction.atomic():
-                subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
-                if subscription.status == Subscription.Status.ENDED or subscription.paid_through > at:
-                    break
+        # One transaction per subscription: every period now due is invoiced, then the account settled once.
+        with transaction.atomic():
+            subscription = (
+                Subscription.objects.select_for_update(of=("self",))
+                .select_related("account", "plan")
+                .get(pk=subscription_id)
+            )
+            if subscription.status == Subscription.Status.ENDED:
+                continue
+            issued = 0
+            while subscription.paid_through <= at:
                 start = subscription.paid_through
                 end = add_month(timezone.localtime(start), timezone.localtime(subscription.started_at).day)
                 Subscription.objects.filter(pk=subscription.pk).update(period_start=start, paid_through=end)
                 subscription.period_start, subscription.paid_through = start, end
-                issue_invoice(subscription.account, [_plan_line(subscription, start, end)], at)
-                count += 1
+                issue_invoice(
+                    subscription.account, [_plan_line(subscription, start, end)], at, settle_now=False
+                )
+                issued += 1
+            if issued:
+                settle(subscription.account, at)
+            count += issued
     return count
 
 
