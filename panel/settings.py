@@ -5,6 +5,7 @@ runs in debug or demo mode.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -29,9 +30,15 @@ DEBUG = env_bool("DEBUG")
 DEMO = env_bool("DEMO")
 DATA_DIR = Path(os.environ.get("PANEL_DATA_DIR", BASE_DIR / "var"))
 
+# Commands that only read or write source files (migrations, message catalogues) never use the key.
+SOURCE_COMMANDS = {"makemigrations", "makemessages", "compilemessages"}
+SOURCE_COMMAND = (
+    Path(sys.argv[0]).name == "manage.py" and len(sys.argv) > 1 and sys.argv[1] in SOURCE_COMMANDS
+)
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not (DEBUG or DEMO):
+    if not (DEBUG or DEMO or SOURCE_COMMAND):
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set it in the environment (a long random string), "
             "or set DEBUG=1 or DEMO=1 for a development or demo panel."

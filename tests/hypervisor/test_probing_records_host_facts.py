@@ -13,35 +13,9 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-# libvirt's test driver reads a whole simulated node from a file; each such URI is its own host.
-NODE_XML = """<node>
-  <cpu>
-    <mhz>2400</mhz>
-    <model>x86_64</model>
-    <nodes>1</nodes>
-    <sockets>1</sockets>
-    <cores>{cores}</cores>
-    <threads>1</threads>
-  </cpu>
-  <memory>{memory_kib}</memory>
-  <network>
-    <name>default</name>
-    <bridge name="virbr42"/>
-    <forward/>
-    <ip address="192.168.142.1" netmask="255.255.255.0"/>
-  </network>
-  <pool type="dir">
-    <name>default</name>
-    <target><path>/var/lib/libvirt/images</path></target>
-  </pool>
-</node>
-"""
-
 
 def node_uri(tmp_path: Path, cores: int, memory_mib: int) -> str:
-    path = tmp_path / "node.xml"
-    path.write_text(NODE_XML.format(cores=cores, memory_kib=memory_mib * 1024))
-    return f"test://{path}"
+    return factories.node_uri(tmp_path, cores=cores, memory_mib=memory_mib)
 
 
 def test_the_simulated_host_becomes_ready_with_its_facts():
