@@ -23,7 +23,7 @@ install() {
 
 install postgresql redis-server libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
   dnsmasq-base iptables chromium fonts-dejavu-core openssh-client openssh-server debootstrap e2fsprogs \
-  dosfstools mtools
+  dosfstools mtools libxml2-utils
 
 # PostgreSQL on 127.0.0.1:5432, with the password the test URL uses.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -42,6 +42,13 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 echo "redis: $(redis-cli -h 127.0.0.1 -p 6379 ping)"
+
+# /dev/kvm as Debian's udev rule leaves it (root:kvm 0660). Without udev (containers, microVMs) it can stay
+# root-only: QEMU, running as libvirt-qemu, then cannot use it, and libvirtd re-probes QEMU's capabilities
+# (about 40 s) on every define because its cache says KVM was there when probed as root.
+if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G /dev/kvm)" != kvm ] && [ "$(id -u)" -eq 0 ]; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
 
 # virtlogd and libvirtd (no systemd needed).
 pgrep -x virtlogd >/dev/null || virtlogd -d
