@@ -374,7 +374,7 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     from hypervisor import services as hypervisor
     from panel.models import Server
 
-    count = env_int("BENCH_ORDERS", 300)
+    count = env_int("BENCH_ORDERS", 1000)
     host_count = env_int("BENCH_HOSTS", 50)
     clients = env_int("BENCH_CLIENTS", 16)
     section = Section(

@@ -18,8 +18,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.core.mail import send_mail, send_mass_mail
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -125,88 +125,124 @@ class Line:
         return quantize(self.unit_price * self.quantity)
 
 
-def _next_number(year: int) -> str:
-    """The next invoice number of the year; the sequence row is locked, so numbers never repeat or skip."""
-    InvoiceSequence.objects.get_or_create(year=year)
-    sequence = InvoiceSequence.objects.select_for_update().get(year=year)
-    sequence.last += 1
-    sequence.save(update_fields=["last"])
-    return f"INV-{year}-{sequence.last:06d}"
+def _take_numbers(year: int, count: int = 1) -> list[str]:
+    """The next `count` invoice numbers of the year, in one statement. The year's sequence row stays locked
+    until the caller's transaction ends, so numbers never repeat or skip; callers take them last."""
+    table = InvoiceSequence._meta.db_table
+    with connection.cursor() as cursor:
+        for _attempt in range(2):
+            cursor.execute(
+                f"UPDATE {table} SET last = last + %s WHERE year = %s RETURNING last",  # noqa: S608
+                [count, year],
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                break
+            InvoiceSequence.objects.get_or_create(year=year)  # the year's first invoice
+        else:  # pragma: no cover (the row exists after get_or_create)
+            raise RuntimeError(f"no invoice sequence for {year}")
+    last = row[0]
+    return [f"INV-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
+
+
+def _new_invoice(account, lines: list[Line], number: str, at: datetime) -> Invoice:
+    """An open invoice (not saved) for these lines."""
+    return Invoice(
+        account=account,
+        number=number,
+        currency=currency(),
+        status=Invoice.Status.OPEN,
+        total=quantize(sum((line.amount for line in lines), ZERO)),
+        issued_at=at,
+        due_at=at + timedelta(days=settings.INVOICE_DUE_DAYS),
+    )
+
+
+def _invoice_lines(invoice: Invoice, lines: list[Line]) -> list[InvoiceLine]:
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            kind=line.kind,
+            description=line.description[:255],
+            subscription=line.subscription,
+            period_start=line.period_start,
+            period_end=line.period_end,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+        )
+        for line in lines
+    ]
+
+
+def _charge(invoice: Invoice) -> LedgerEntry:
+    """The ledger entry (not saved) that charges an issued invoice to its account."""
+    return LedgerEntry(
+        created_at=invoice.issued_at,
+        account=invoice.account,
+        kind=LedgerEntry.Kind.CHARGE,
+        amount=-invoice.total,
+        currency=invoice.currency,
+        reason=(_("Invoice %(number)s") % {"number": invoice.number})[:255],
+        invoice=invoice,
+    )
+
+
+def _mail_issued(account, invoices: list[Invoice]) -> None:
+    """After the commit, one mail per issued invoice."""
+    messages = [
+        (_("Invoice %(number)s") % {"number": invoice.number}, _invoice_text(invoice)) for invoice in invoices
+    ]
+    transaction.on_commit(lambda: _mail_many(account, messages))
 
 
 def issue_invoice(account, lines: list[Line], at: datetime | None = None, settle_now: bool = True) -> Invoice:
     """Issue an invoice now: numbered, charged to the ledger, paid at once if credit covers it (a caller
     issuing many invoices for one account passes settle_now=False and settles once at the end)."""
     at = at or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         _lock(account)
-        invoice = Invoice.objects.create(account=account, currency=currency(), status=Invoice.Status.DRAFT)
-        for line in lines:
-            InvoiceLine.objects.create(
-                invoice=invoice,
-                kind=line.kind,
-                description=line.description[:255],
-                subscription=line.subscription,
-                period_start=line.period_start,
-                period_end=line.period_end,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=line.amount,
-            )
-        invoice.total = quantize(sum((line.amount for line in lines), ZERO))
-        invoice.number = _next_number(timezone.localtime(at).year)
-        invoice.status = Invoice.Status.OPEN
-        invoice.issued_at = at
-        invoice.due_at = at + timedelta(days=settings.INVOICE_DUE_DAYS)
-        invoice.save()
-        _post(
-            account,
-            LedgerEntry.Kind.CHARGE,
-            -invoice.total,
-            _("Invoice %(number)s") % {"number": invoice.number},
-            invoice=invoice,
-            at=at,
-        )
-        transaction.on_commit(
-            lambda: _mail(
-                account, _("Invoice %(number)s") % {"number": invoice.number}, _invoice_text(invoice)
-            )
-        )
-        if settle_now:
-            settle(account, at)
-    if settle_now:
-        invoice.refresh_from_db()
+        (number,) = _take_numbers(timezone.localtime(at).year)
+        invoice = _new_invoice(account, lines, number, at)
+        invoice.save(force_insert=True)
+        InvoiceLine.objects.bulk_create(_invoice_lines(invoice, lines))
+        _charge(invoice).save(force_insert=True)
+        _mail_issued(account, [invoice])
+        if settle_now and invoice in _settle(account, at, locked=True, issued_only=True):
+            invoice.status, invoice.paid_at = Invoice.Status.PAID, at
     return invoice
 
 
 def settle(account, at: datetime | None = None) -> list[Invoice]:
     """Pay open invoices oldest first from what the account has; unsuspend a settled account."""
-    at = at or timezone.now()
+    return _settle(account, at or timezone.now())
+
+
+def _settle(account, at: datetime, locked: bool = False, issued_only: bool = False) -> list[Invoice]:
+    """settle(). `locked`: the caller holds the account's row lock already. `issued_only`: the caller only
+    issued invoices since the account was last settled, so unless one is paid now nothing can have become
+    un-overdue and the unsuspension check is skipped."""
     paid = []
-    with transaction.atomic():
-        _lock(account)
+    with transaction.atomic(savepoint=False):
+        if not locked:
+            _lock(account)
         open_invoices = list(
             Invoice.objects.filter(account=account, status=Invoice.Status.OPEN).order_by("issued_at", "id")
         )
-        available = balance(account) + sum((i.total for i in open_invoices), ZERO)
+        available = balance(account) + sum((i.total for i in open_invoices), ZERO) if open_invoices else ZERO
         for invoice in open_invoices:
             if available < invoice.total:
                 break
             available -= invoice.total
-            Invoice.objects.filter(pk=invoice.pk, status=Invoice.Status.OPEN).update(
+            paid.append(invoice)
+        if paid:
+            Invoice.objects.filter(pk__in=[i.pk for i in paid], status=Invoice.Status.OPEN).update(
                 status=Invoice.Status.PAID, paid_at=at
             )
-            paid.append(invoice)
-        for invoice in paid:
-            number = invoice.number
-            transaction.on_commit(
-                lambda n=number: _mail(
-                    account,
-                    _("Invoice %(number)s is paid") % {"number": n},
-                    _("Thank you: we received your payment."),
-                )
-            )
-        if not _overdue(account, at).exists():
+            thanks = _("Thank you: we received your payment.")
+            messages = [(_("Invoice %(number)s is paid") % {"number": i.number}, thanks) for i in paid]
+            transaction.on_commit(lambda: _mail_many(account, messages))
+        if (paid or not issued_only) and not _overdue(account, at).exists():
             _unsuspend(account, at)
     return paid
 
@@ -390,18 +426,24 @@ def proration(
     return quantize((new_price - subscription.price) * remaining / period)
 
 
+def _lock_subscription(reference: str) -> Subscription | None:
+    """Lock the live subscription of a server, after its account's row: the order in which every billing
+    step takes the two locks, so that two steps never wait on each other."""
+    live = Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED)
+    account_id = live.values_list("account_id", flat=True).first()
+    if account_id is None:
+        return None
+    _lock(get_user_model()(pk=account_id))
+    return live.select_for_update(of=("self",)).first()
+
+
 def change_plan(reference: str, new_plan: Plan, at: datetime | None = None) -> dict:
     """Move a server's subscription to another plan. Monthly: an upgrade is invoiced pro rata for the rest
     of the period, a downgrade credited (PRORATE_DOWNGRADE_CREDIT). Hourly: each plan bills its own hours.
     Returns what to undo it with if the resize fails."""
     at = at or timezone.now()
     with transaction.atomic():
-        subscription = (
-            Subscription.objects.select_for_update()
-            .filter(reference=reference)
-            .exclude(status=Subscription.Status.ENDED)
-            .first()
-        )
+        subscription = _lock_subscription(reference)
         if subscription is None:
             return {}
         undo = {"plan": subscription.plan.slug, "price": str(subscription.price), "cycle": subscription.cycle}
@@ -463,12 +505,7 @@ def undo_plan_change(reference: str, undo: dict) -> None:
                 status=Subscription.Status.ACTIVE, ended_at=None
             )
             return
-        subscription = (
-            Subscription.objects.select_for_update()
-            .filter(reference=reference)
-            .exclude(status=Subscription.Status.ENDED)
-            .first()
-        )
+        subscription = _lock_subscription(reference)
         if subscription is None:
             return
         Subscription.objects.filter(pk=subscription.pk).update(
@@ -525,36 +562,60 @@ def _unsuspend(account, at=None) -> None:
     )
 
 
-def renew(at: datetime) -> int:
-    """Invoice each monthly subscription whose paid period has ended, one period at a time."""
-    count = 0
-    due = Subscription.objects.filter(cycle=Subscription.Cycle.MONTHLY, paid_through__lte=at).exclude(
+def _due_monthly(at: datetime):
+    return Subscription.objects.filter(cycle=Subscription.Cycle.MONTHLY, paid_through__lte=at).exclude(
         status=Subscription.Status.ENDED
     )
-    for subscription_id in due.values_list("pk", flat=True):
-        # One transaction per subscription: every period now due is invoiced, then the account settled once.
-        with transaction.atomic():
-            subscription = (
-                Subscription.objects.select_for_update(of=("self",))
-                .select_related("account", "plan")
-                .get(pk=subscription_id)
-            )
-            if subscription.status == Subscription.Status.ENDED:
-                continue
-            issued = 0
+
+
+def renew(at: datetime) -> int:
+    """Invoice each monthly subscription whose paid period has ended, one invoice per period, account by
+    account (one transaction each). Returns the number of invoices issued."""
+    accounts = _due_monthly(at).order_by("account_id").values_list("account_id", flat=True).distinct()
+    return sum(_renew_account(account_id, at) for account_id in list(accounts))
+
+
+def _renew_account(account_id: int, at: datetime) -> int:
+    """Every monthly period now due on one account: the invoices made, numbered, charged and mailed
+    together, and the account settled once. A crash anywhere leaves all of it undone (one transaction);
+    a second run for the same moment finds nothing due."""
+    with transaction.atomic():
+        account = _lock(get_user_model()(pk=account_id))
+        subscriptions = list(
+            _due_monthly(at)
+            .filter(account_id=account_id)
+            .select_for_update(of=("self",))
+            .select_related("plan")
+            .order_by("pk")
+        )
+        periods: list[list[Line]] = []
+        for subscription in subscriptions:
+            subscription.account = account
+            anchor = timezone.localtime(subscription.started_at).day
             while subscription.paid_through <= at:
                 start = subscription.paid_through
-                end = add_month(timezone.localtime(start), timezone.localtime(subscription.started_at).day)
-                Subscription.objects.filter(pk=subscription.pk).update(period_start=start, paid_through=end)
+                end = add_month(timezone.localtime(start), anchor)
                 subscription.period_start, subscription.paid_through = start, end
-                issue_invoice(
-                    subscription.account, [_plan_line(subscription, start, end)], at, settle_now=False
-                )
-                issued += 1
-            if issued:
-                settle(subscription.account, at)
-            count += issued
-    return count
+                periods.append([_plan_line(subscription, start, end)])
+        if not periods:
+            return 0
+        Subscription.objects.bulk_update(subscriptions, ["period_start", "paid_through"])
+        numbers = _take_numbers(timezone.localtime(at).year, len(periods))
+        invoices = [
+            _new_invoice(account, lines, number, at) for lines, number in zip(periods, numbers, strict=True)
+        ]
+        Invoice.objects.bulk_create(invoices)
+        InvoiceLine.objects.bulk_create(
+            [
+                line
+                for invoice, lines in zip(invoices, periods, strict=True)
+                for line in _invoice_lines(invoice, lines)
+            ]
+        )
+        LedgerEntry.objects.bulk_create([_charge(invoice) for invoice in invoices])
+        _mail_issued(account, invoices)
+        _settle(account, at, locked=True, issued_only=True)
+    return len(invoices)
 
 
 def _month_start(at: datetime) -> datetime:
@@ -569,8 +630,9 @@ def invoice_hourly(at: datetime) -> int:
     due = Subscription.objects.filter(cycle=Subscription.Cycle.HOURLY, paid_through__lt=cutoff).filter(
         Q(ended_at__isnull=True) | Q(ended_at__gt=F("paid_through"))
     )
-    for subscription_id in due.values_list("pk", flat=True):
+    for subscription_id, account_id in due.values_list("pk", "account_id"):
         with transaction.atomic():
+            _lock(get_user_model()(pk=account_id))  # the account first, as every billing step locks it
             subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
             start = subscription.paid_through
             end = min(cutoff, subscription.ended_at) if subscription.ended_at else cutoff
@@ -613,6 +675,14 @@ def invoice_hourly(at: datetime) -> int:
 
 def _mail(account, subject: str, body: str) -> None:
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [account.email], fail_silently=True)
+
+
+def _mail_many(account, messages: list[tuple[str, str]]) -> None:
+    """Several mails to one customer over one connection."""
+    send_mass_mail(
+        [(subject, body, settings.DEFAULT_FROM_EMAIL, [account.email]) for subject, body in messages],
+        fail_silently=True,
+    )
 
 
 def _invoice_text(invoice: Invoice) -> str:

@@ -133,23 +133,47 @@ def region_has_pools(region: Region) -> bool:
     return IPPool.objects.filter(region=region, is_active=True).exists()
 
 
+def _take(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress | None:
+    """One statement: lock the lowest free address of the region that no one else has locked (SKIP LOCKED,
+    so concurrent orders take different rows without waiting) and give it to the consumer."""
+    cooled = timezone.now() - timedelta(minutes=settings.IPV4_COOLDOWN_MINUTES)
+    address, pool = IPAddress._meta.db_table, IPPool._meta.db_table
+    sql = f"""
+        UPDATE {address} SET consumer_uuid = %s, allocated_at = %s, released_at = NULL, ptr = ''
+        WHERE id = (
+            SELECT a.id FROM {address} a JOIN {pool} p ON p.id = a.pool_id
+            WHERE p.region_id = %s AND p.is_active AND a.consumer_uuid IS NULL AND NOT a.reserved
+              AND (a.released_at IS NULL OR a.released_at < %s)
+            ORDER BY a.value LIMIT 1
+            FOR UPDATE OF a SKIP LOCKED
+        ) AND consumer_uuid IS NULL
+        RETURNING *
+    """  # noqa: S608 (table names from the models; values are parameters)
+    with transaction.atomic(savepoint=False):
+        taken = list(IPAddress.objects.raw(sql, [consumer_uuid, timezone.now(), region.pk, cooled]))
+    return taken[0] if taken else None
+
+
 def allocate(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress:
     """Give the consumer the lowest free address of the region. Concurrent callers never get the same one:
     the row is locked (others skip it) and the update is conditional on it still being free."""
     for _attempt in range(5):
-        with transaction.atomic():
-            candidate = (
-                _free(region).select_for_update(skip_locked=True, of=("self",)).order_by("value").first()
-            )
-            if candidate is None:
-                raise NoAddress(_("No free IPv4 address in this region; please try again later."))
-            taken = IPAddress.objects.filter(pk=candidate.pk, consumer_uuid__isnull=True).update(
-                consumer_uuid=consumer_uuid, allocated_at=timezone.now(), released_at=None, ptr=""
-            )
-            if taken:
-                candidate.refresh_from_db()
-                return candidate
+        taken = _take(region, consumer_uuid)
+        if taken is not None:
+            return taken
+        if not _free(region).exists():
+            break
     raise NoAddress(_("No free IPv4 address in this region; please try again later."))
+
+
+def allocate_if_pooled(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress | None:
+    """allocate() for a region that may have no pools (then None: its servers get no managed address)."""
+    taken = _take(region, consumer_uuid)
+    if taken is not None:
+        return taken
+    if not region_has_pools(region):
+        return None
+    return allocate(region, consumer_uuid)
 
 
 def release(consumer_uuid: uuid_module.UUID) -> int:

@@ -329,9 +329,28 @@ def schedulable_hosts(region: Region | None = None) -> QuerySet[Host]:
     return hosts
 
 
+# What placement reads of a host (its capacity and whether it takes servers): not the probe's inventory.
+PLACEMENT_FIELDS = (
+    "id",
+    "region_id",
+    "state",
+    "enabled",
+    "maintenance",
+    "vcpus_total",
+    "memory_mib_total",
+    "disk_gib_total",
+    "reserved_vcpus",
+    "reserved_memory_mib",
+    "reserved_disk_gib",
+    "cpu_allocation_ratio",
+    "ram_allocation_ratio",
+    "disk_allocation_ratio",
+)
+
+
 def candidates(region: Region, need: Resources) -> list[Host]:
     """Hosts that pass the filters (region, enabled, not in maintenance, ready, room), best first."""
-    hosts = [h for h in with_usage(schedulable_hosts(region)) if fits(h, need)]
+    hosts = [h for h in with_usage(schedulable_hosts(region).only(*PLACEMENT_FIELDS)) if fits(h, need)]
     # spread: the most free memory first; pack: the least free memory first (fill hosts up).
     hosts.sort(key=lambda h: (_free(h).memory_mib, -h.pk), reverse=settings.PLACEMENT_WEIGHER != "pack")
     return hosts
@@ -339,37 +358,62 @@ def candidates(region: Region, need: Resources) -> list[Host]:
 
 def regions_that_fit(need: Resources) -> set[int]:
     """Ids of the regions where at least one host could take `need` now."""
-    return {h.region_id for h in with_usage(schedulable_hosts()) if fits(h, need)}
+    return {h.region_id for h in with_usage(schedulable_hosts().only(*PLACEMENT_FIELDS)) if fits(h, need)}
 
 
 def claim(consumer_uuid: uuid_module.UUID, region: Region, need: Resources) -> Host:
     """Place and claim resources for a consumer on a host of the region. Raises NoCapacity.
 
     Each attempt locks the chosen host row, recomputes its usage and inserts the allocation; a host
-    that filled up meanwhile is skipped for the next one.
+    that filled up meanwhile is skipped for the next one. The first pass skips hosts whose row another
+    claim holds (SKIP LOCKED), so that concurrent orders spread over the best hosts instead of queueing
+    on one; only when every host with room was busy does a second pass wait for them.
     """
-    for candidate in candidates(region, need):
-        try:
-            # A savepoint per attempt: rolling it back when the host is full releases that host's row
-            # lock at once, so two orders passing over hosts in opposite orders cannot deadlock.
-            with transaction.atomic():
-                host = Host.objects.select_for_update().filter(pk=candidate.pk).first()
-                if host is None or not host.schedulable:
-                    raise _HostFull
-                host = with_usage(Host.objects.filter(pk=host.pk)).get()
-                if not fits(host, need):
-                    raise _HostFull
-                Allocation.objects.create(
-                    consumer_uuid=consumer_uuid,
-                    host=host,
-                    vcpus=need.vcpus,
-                    memory_mib=need.memory_mib,
-                    disk_gib=need.disk_gib,
-                )
-                return host
-        except _HostFull:
-            continue
+    ranked = candidates(region, need)
+    busy: list[Host] = []
+    for candidate in ranked:
+        host = _try_claim(consumer_uuid, candidate, need, wait=False)
+        if host is _BUSY:
+            busy.append(candidate)
+        elif host is not None:
+            return host
+    for candidate in busy:
+        host = _try_claim(consumer_uuid, candidate, need, wait=True)
+        if host is not None:
+            return host
     raise NoCapacity(_("Out of capacity in this region: no host can take this plan now."))
+
+
+_BUSY = object()
+
+
+def _try_claim(consumer_uuid: uuid_module.UUID, candidate: Host, need: Resources, wait: bool):
+    """The claimed host, None when it cannot take the claim, or _BUSY when (not waiting) another
+    transaction holds its row."""
+    try:
+        # A savepoint per attempt: rolling it back when the host is full releases that host's row
+        # lock at once, so two orders passing over hosts in opposite orders cannot deadlock.
+        with transaction.atomic():
+            locked = Host.objects.select_for_update(skip_locked=not wait).filter(pk=candidate.pk)
+            if not locked.values_list("pk", flat=True):
+                if not wait and Host.objects.filter(pk=candidate.pk).exists():
+                    return _BUSY
+                return None
+            # Usage read after the lock was granted (a statement of its own: it sees the allocations
+            # committed by whoever held the lock before).
+            host = with_usage(Host.objects.filter(pk=candidate.pk).defer("inventory")).get()
+            if not host.schedulable or not fits(host, need):
+                raise _HostFull
+            Allocation.objects.create(
+                consumer_uuid=consumer_uuid,
+                host=host,
+                vcpus=need.vcpus,
+                memory_mib=need.memory_mib,
+                disk_gib=need.disk_gib,
+            )
+            return host
+    except _HostFull:
+        return None
 
 
 def resize_claim(consumer_uuid: uuid_module.UUID, need: Resources) -> Allocation:

@@ -70,8 +70,8 @@ class InsufficientCredit(Unprocessable):
 
 
 def _check_quota(user_id: int, more: dict[str, int]) -> None:
-    """Lock the customer's row, then compare usage plus `more` with their quota."""
-    user = User.objects.select_for_update().get(pk=user_id)
+    """Lock the customer's row (reading their quota with it), then compare usage plus `more` with it."""
+    user = User.objects.select_for_update(of=("self",)).select_related("quota").get(pk=user_id)
     try:
         quotas.check(user, more)
     except quotas.QuotaExceeded as exc:
@@ -186,19 +186,21 @@ def order_server(
             status=S.PENDING,
             task=T.CREATE,
         )
+        # The order of the steps keeps the contended locks short: the address is taken without waiting
+        # (SKIP LOCKED), the host's row is locked by the claim, and the invoice number's row (the one lock
+        # every order shares) is taken last, a few statements before the commit.
+        try:
+            ipam.allocate_if_pooled(region, server.id)
+        except ipam.NoAddress as exc:
+            raise OutOfAddresses(str(exc)) from exc
         need = hypervisor.Resources(server.vcpus, server.memory_mib, server.disk_gib)
         try:
             server.host = hypervisor.claim(server.id, region, need)
         except hypervisor.NoCapacity as exc:
             raise OutOfCapacity(str(exc)) from exc
-        if ipam.region_has_pools(region):
-            try:
-                ipam.allocate(region, server.id)
-            except ipam.NoAddress as exc:
-                raise OutOfAddresses(str(exc)) from exc
-        server.save()
-        billing.open_subscription(user, plan, str(server.id), server.name)
+        server.save(force_insert=True)
         operation = Operation.objects.create(server=server, type=T.CREATE, requested_by=user)
+        billing.open_subscription(user, plan, str(server.id), server.name)
         _enqueue(operation)
     return server
 

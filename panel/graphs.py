@@ -222,7 +222,15 @@ def _prefix(value: float, unit: str) -> tuple[int, str]:
 
 
 def _number(value: float | Decimal, decimals: int) -> str:
-    return formats.number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
+    """A number in the current language's format (1,234.5 or 1.234,5), grouped by thousands. A chart
+    formats hundreds of numbers: Python formats them and the language's separators are swapped in, which
+    is what Django's number_format gives for grouping by three, at a fraction of its cost."""
+    decimal_separator = formats.get_format("DECIMAL_SEPARATOR")
+    thousand_separator = formats.get_format("THOUSAND_SEPARATOR")
+    if formats.get_format("NUMBER_GROUPING") != 3:
+        return formats.number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
+    text = f"{value:,.{decimals}f}"
+    return text.translate({ord(","): thousand_separator, ord("."): decimal_separator})
 
 
 def _with_unit(number: str, symbol: str) -> str:
@@ -432,6 +440,7 @@ def svg_line_chart(
     hits = _el(svg, "g", fill="#0b63f6", fill_opacity="0", **{"class": "chart__hits"})
     column = max(plot_w * step / span, 1)
     lookup = {label: dict(points) for label, points in points_by_series.items()}
+    days: dict = {}  # a day's label ("Thu 26 Nov") is formatted once, not once per bucket
     for at in times:
         readings = [(label, values_at.get(at)) for label, values_at in lookup.items()]
         text = ", ".join(
@@ -439,7 +448,9 @@ def svg_line_chart(
         )
         if not text:
             continue
-        when = dateformat.format(timezone.localtime(at), "D j M, H:i")
+        local = timezone.localtime(at)
+        day = days.get(local.date()) or days.setdefault(local.date(), dateformat.format(local, "D j M"))
+        when = f"{day}, {local:%H:%M}"
         start_x = max(left, x_of(at) - column / 2)
         end_x = min(left + plot_w, x_of(at) + column / 2)
         cell = _el(hits, "rect", x=_fmt(start_x), y=top, width=_fmt(end_x - start_x), height=plot_h)

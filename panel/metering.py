@@ -382,7 +382,8 @@ def desired_speed(server: Server) -> int:
 def after_start(server: Server) -> None:
     """Every start gives the domain its port speed again (it is never saved in the domain's config),
     unless its host is known not to shape traffic (then the reason is shown instead; a probe retries)."""
-    server.refresh_from_db(fields=["plan", "host"])
+    # The plan and host as they are now (a resize may have changed the plan since the server was read).
+    server = Server.objects.select_related("plan", "host").get(pk=server.pk)
     if server.host is not None and server.host.shaping_error:
         Server.objects.filter(pk=server.pk, bandwidth_error="").update(
             bandwidth_error=server.host.shaping_error

@@ -66,7 +66,8 @@ def begin(operation_id: str) -> Operation | None:
     with transaction.atomic():
         operation = (
             Operation.objects.select_for_update(of=("self",))
-            .select_related("server", "server__host")
+            .select_related("server", "server__host", "server__plan", "server__image")
+            .defer("server__host__inventory")
             .filter(pk=operation_id)
             .first()
         )

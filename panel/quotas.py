@@ -33,24 +33,30 @@ def quota_for(user: User) -> Quota:
     return quota
 
 
-def usage(user: User) -> dict[str, int]:
-    """What the customer holds now: servers not deleted, their resources, their snapshots."""
-    live = Server.objects.filter(owner=user).exclude(status=Server.Status.DELETED)
-    totals = live.aggregate(
-        servers=Count("id"),
-        vcpus=Coalesce(Sum("vcpus"), 0),
-        memory_mib=Coalesce(Sum("memory_mib"), 0),
-        disk_gib=Coalesce(Sum("disk_gib"), 0),
-    )
-    totals["snapshots"] = (
-        Snapshot.objects.filter(server__owner=user).exclude(server__status=Server.Status.DELETED).count()
-    )
+def usage(user: User, resources: tuple[str, ...] = Quota.RESOURCES) -> dict[str, int]:
+    """What the customer holds now (servers not deleted, their resources, their snapshots): the resources
+    asked for, in one query for the servers and one for the snapshots."""
+    totals: dict[str, int] = {}
+    server_fields = [name for name in resources if name != "snapshots"]
+    if server_fields:
+        live = Server.objects.filter(owner=user).exclude(status=Server.Status.DELETED)
+        aggregates = {
+            "servers": Count("id"),
+            "vcpus": Coalesce(Sum("vcpus"), 0),
+            "memory_mib": Coalesce(Sum("memory_mib"), 0),
+            "disk_gib": Coalesce(Sum("disk_gib"), 0),
+        }
+        totals.update(live.aggregate(**{name: aggregates[name] for name in server_fields}))
+    if "snapshots" in resources:
+        totals["snapshots"] = (
+            Snapshot.objects.filter(server__owner=user).exclude(server__status=Server.Status.DELETED).count()
+        )
     return totals
 
 
 def report(user: User) -> dict[str, dict[str, int | None]]:
     """{resource: {limit, used}} as the API and the pages show it."""
-    limits = quota_for(user).limits()
+    limits = limits_of(user)
     used = usage(user)
     return {name: {"limit": limits[name], "used": used[name]} for name in Quota.RESOURCES}
 
@@ -61,13 +67,26 @@ class QuotaExceeded(Exception):
         self.message = message
 
 
+def limits_of(user: User) -> dict[str, int | None]:
+    """The customer's limits: their quota row, or the defaults while they have none (read, not created)."""
+    try:
+        quota = user.quota
+    except Quota.DoesNotExist:
+        return default_limits()
+    return quota.limits()
+
+
 def check(user: User, more: dict[str, int]) -> None:
-    """Raise QuotaExceeded naming the first quota that `more` (added to the current usage) would exceed."""
-    limits = quota_for(user).limits()
-    used = usage(user)
-    for name, extra in more.items():
-        limit = limits.get(name)
-        if limit is not None and extra > 0 and used[name] + extra > limit:
+    """Raise QuotaExceeded naming the first quota that `more` (added to the current usage) would exceed.
+    Only the resources that grow and have a limit are counted."""
+    limits = limits_of(user)
+    counted = tuple(name for name, extra in more.items() if extra > 0 and limits.get(name) is not None)
+    if not counted:
+        return
+    used = usage(user, counted)
+    for name in counted:
+        limit, extra = limits[name], more[name]
+        if used[name] + extra > limit:
             raise QuotaExceeded(
                 _("Your quota allows %(limit)s %(what)s; you use %(used)s and this needs %(extra)s more.")
                 % {"limit": limit, "what": LABELS[name], "used": used[name], "extra": extra}
@@ -80,6 +99,7 @@ def set_limits(user: User, limits: dict[str, int | None]) -> Quota:
         if name in limits:
             setattr(quota, name, limits[name])
     quota.save()
+    user.quota = quota  # what limits_of() reads from this instance from now on
     return quota
 
 

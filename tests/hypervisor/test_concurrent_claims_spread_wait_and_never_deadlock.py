@@ -1,6 +1,6 @@
-"""A claim that finds its first host full moves on to the next host. Two such claims, whose candidate lists
-were computed at different moments and so run in opposite orders, must not deadlock each other: each
-must end in NoCapacity (the region is full), never in a database error.
+"""Claims under concurrency: a claim passes over a host another claim holds, waits only when every host
+with room is busy, moves on from a host that turned out full, and never deadlocks: two claims whose
+candidate lists were computed at different moments wait in opposite orders and both finish.
 
 Each actor below is one order's transaction (a thread with its own connection to real Postgres); the test
 steers them with events and waits on pg_stat_activity until a backend is blocked on a row lock.
@@ -81,7 +81,32 @@ def finish(*orders: Order) -> None:
         assert not order.is_alive()
 
 
-def test_two_claims_passing_over_full_hosts_in_opposite_orders_both_end_in_no_capacity():
+def test_a_claim_passes_over_a_host_another_claim_holds():
+    """Concurrent orders spread out: the best host is busy (another order's claim holds its row), so the
+    claim takes the next host at once instead of queueing."""
+    region = factories.make_region()
+    host_a = factories.set_host_size(factories.make_host(region=region, probe=False), memory_mib=8 * GIB_MIB)
+    host_b = factories.set_host_size(factories.make_host(region=region, probe=False), memory_mib=4 * GIB_MIB)
+    small = Resources(vcpus=1, memory_mib=GIB_MIB, disk_gib=1)
+    holder, other = Order(region, small), Order(region, small)
+    try:
+        holder.start()
+        holder.claimed.wait(timeout=10)
+        assert holder.result == host_a.pk  # the most free memory first
+        other.start()
+        other.claimed.wait(timeout=10)
+        assert other.result == host_b.pk  # not blocked behind the holder: it never committed yet
+    finally:
+        finish(*(order for order in (holder, other) if order.ident))
+    assert Allocation.objects.filter(host=host_a).count() == 1
+    assert Allocation.objects.filter(host=host_b).count() == 1
+
+
+def test_two_claims_waiting_on_busy_hosts_in_opposite_orders_do_not_deadlock():
+    """When every host with room is busy, a claim waits for them in its own ranking; two claims whose
+    rankings were computed at different moments wait in opposite orders. A claim never holds one host's
+    row while it waits for another's (the savepoint of a full host is rolled back), so neither deadlocks,
+    and what they end with never exceeds a host's capacity."""
     region = factories.make_region()
     # host_a is created first (smaller pk); disks steer the fillers: only host_a takes 50 GiB.
     host_a = factories.set_host_size(factories.make_host(region=region, probe=False), memory_mib=3 * GIB_MIB)
@@ -93,37 +118,58 @@ def test_two_claims_passing_over_full_hosts_in_opposite_orders_both_end_in_no_ca
     )
     small = Resources(vcpus=1, memory_mib=GIB_MIB, disk_gib=1)
     fill_a = Order(region, Resources(vcpus=1, memory_mib=3 * GIB_MIB, disk_gib=50))
-    fill_b = Order(region, Resources(vcpus=1, memory_mib=4 * GIB_MIB, disk_gib=5))
+    fill_b = Order(region, Resources(vcpus=1, memory_mib=2 * GIB_MIB, disk_gib=5))
     first, second = Order(region, small), Order(region, small)
 
     try:
-        # An order fills host_a and is about to commit.
+        # One order fills host_a, another takes host_b's last 2 GiB; both are about to commit.
         fill_a.start()
         fill_a.claimed.wait(timeout=10)
         assert fill_a.result == host_a.pk
-        # first sees host_a (3 GiB free) before host_b (2 GiB free) and waits for host_a.
-        first.start()
-        blocked_by(first, fill_a)
-
-        # A server on host_b is deleted: host_b now looks freer (4 GiB), and another order fills it.
-        services.release(earlier.consumer_uuid)
         fill_b.start()
         fill_b.claimed.wait(timeout=10)
         assert fill_b.result == host_b.pk
-        # second sees host_b before host_a, and waits for host_b.
+        # first ranks host_a (3 GiB free) before host_b (2 GiB free); both are busy: it waits for host_a.
+        first.start()
+        blocked_by(first, fill_a)
+
+        # A server on host_b is deleted: host_b now looks freer (4 GiB). second ranks host_b first and,
+        # both being busy, waits for host_b.
+        services.release(earlier.consumer_uuid)
         second.start()
         blocked_by(second, fill_b)
 
         # host_a's order commits: first finds host_a full and moves on to host_b (queued behind second).
         finish(fill_a)
         blocked_by(first, fill_b, second)
-        # host_b's order commits: second finds host_b full and moves on to host_a.
+        # host_b's order commits: host_b has 2 GiB free; second takes one, then first the other.
         finish(fill_b)
-        finish(first, second)
+        second.claimed.wait(timeout=10)
+        finish(second)
+        finish(first)
     finally:
         finish(*(order for order in (fill_a, fill_b, first, second) if order.ident))
 
-    assert isinstance(first.result, NoCapacity), repr(first.result)
-    assert isinstance(second.result, NoCapacity), repr(second.result)
+    assert second.result == host_b.pk, repr(second.result)
+    assert first.result == host_b.pk, repr(first.result)
     assert Allocation.objects.filter(host=host_a).count() == 1
-    assert Allocation.objects.filter(host=host_b).count() == 1
+    assert sum(a.memory_mib for a in Allocation.objects.filter(host=host_b)) == 4 * GIB_MIB
+
+
+def test_claims_over_busy_full_hosts_end_in_no_capacity():
+    """A claim that waited for a busy host which then turned out full ends in NoCapacity, not an error."""
+    region = factories.make_region()
+    host = factories.set_host_size(factories.make_host(region=region, probe=False), memory_mib=2 * GIB_MIB)
+    fill, late = Order(region, Resources(1, 2 * GIB_MIB, 1)), Order(region, Resources(1, GIB_MIB, 1))
+    try:
+        fill.start()
+        fill.claimed.wait(timeout=10)
+        assert fill.result == host.pk
+        late.start()
+        blocked_by(late, fill)
+        finish(fill)
+        finish(late)
+    finally:
+        finish(*(order for order in (fill, late) if order.ident))
+    assert isinstance(late.result, NoCapacity), repr(late.result)
+    assert Allocation.objects.filter(host=host).count() == 1
