@@ -210,39 +210,49 @@ UNITS = {
 SMALLEST_TOP = {"percent": 1, "bps": 1000, "Bps": 1024}
 
 
-def _prefix(value: float, unit: str) -> tuple[int, str]:
-    """The divisor and symbol that suit a value (1500000 b/s: Mb/s)."""
-    base, symbols = UNITS[unit]
-    if base is None:
-        return 1, str(symbols[0])
-    power = 0
-    while power < len(symbols) - 1 and abs(value) >= base ** (power + 1):
-        power += 1
-    return base**power, str(symbols[power])
+class Formatter:
+    """Numbers with a unit in the current language (12.3 Mb/s, 12,3 Mb/s). The unit symbols and the
+    language's separators are looked up once: a chart formats hundreds of readings."""
 
+    def __init__(self, unit: str):
+        base, symbols = UNITS[unit]
+        self.base, self.symbols = base, [str(symbol) for symbol in symbols]
+        self.decimal_separator = str(formats.get_format("DECIMAL_SEPARATOR"))
+        self.thousand_separator = str(formats.get_format("THOUSAND_SEPARATOR"))
+        self.grouping = formats.get_format("NUMBER_GROUPING")
 
-def _number(value: float | Decimal, decimals: int) -> str:
-    """A number in the current language's format (1,234.5 or 1.234,5), grouped by thousands. A chart
-    formats hundreds of numbers: Python formats them and the language's separators are swapped in, which
-    is what Django's number_format gives for grouping by three, at a fraction of its cost."""
-    decimal_separator = formats.get_format("DECIMAL_SEPARATOR")
-    thousand_separator = formats.get_format("THOUSAND_SEPARATOR")
-    if formats.get_format("NUMBER_GROUPING") != 3:
-        return formats.number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
-    text = f"{value:,.{decimals}f}"
-    return text.translate({ord(","): thousand_separator, ord("."): decimal_separator})
+    def prefix(self, value: float) -> tuple[int, str]:
+        """The divisor and symbol that suit a value (1500000 b/s: Mb/s)."""
+        if self.base is None:
+            return 1, self.symbols[0]
+        power = 0
+        while power < len(self.symbols) - 1 and abs(value) >= self.base ** (power + 1):
+            power += 1
+        return self.base**power, self.symbols[power]
 
+    def number(self, value: float | Decimal, decimals: int) -> str:
+        """Grouped by thousands, as Django's number_format gives it (Python formats the digits and the
+        language's separators are swapped in; other groupings go through Django)."""
+        if self.grouping != 3:
+            return formats.number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
+        text = f"{value:,.{decimals}f}"
+        return text.translate({ord(","): self.thousand_separator, ord("."): self.decimal_separator})
 
-def _with_unit(number: str, symbol: str) -> str:
-    return number + symbol if symbol == "%" else f"{number} {symbol}"
+    @staticmethod
+    def with_unit(number: str, symbol: str) -> str:
+        return number + symbol if symbol == "%" else f"{number} {symbol}"
+
+    def format(self, value: float) -> str:
+        """A reading with three significant digits and a human unit: 12.3 Mb/s, 512 KiB/s, 4.25%."""
+        divisor, symbol = self.prefix(value)
+        scaled = value / divisor
+        decimals = 0 if scaled == 0 or abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
+        return self.with_unit(self.number(round(scaled, decimals), decimals), symbol)
 
 
 def format_value(value: float, unit: str) -> str:
     """A reading with three significant digits and a human unit: 12.3 Mb/s, 512 KiB/s, 4.25%."""
-    divisor, symbol = _prefix(value, unit)
-    scaled = value / divisor
-    decimals = 0 if scaled == 0 or abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
-    return _with_unit(_number(round(scaled, decimals), decimals), symbol)
+    return Formatter(unit).format(value)
 
 
 def _nice_step(raw: float) -> Decimal:
@@ -260,17 +270,20 @@ def y_scale(peak: float, unit: str) -> tuple[float, list[tuple[float, str]]]:
     peak = max(peak, SMALLEST_TOP[unit])
     if unit == "percent":
         peak = min(peak, 100)
-    base = UNITS[unit][0]
-    divisor, symbol = _prefix(peak, unit)
+    units = Formatter(unit)
+    divisor, symbol = units.prefix(peak)
     while True:
         step = _nice_step(peak / divisor / 4)
         intervals = math.ceil(Decimal(repr(peak / divisor)) / step)
-        if base is None or step * intervals < 1000 or symbol == str(UNITS[unit][1][-1]):
+        if units.base is None or step * intervals < 1000 or symbol == units.symbols[-1]:
             break
-        divisor, symbol = _prefix(divisor * base, unit)  # 1,000 KiB/s reads better as 1 MiB/s
+        divisor, symbol = units.prefix(divisor * units.base)  # 1,000 KiB/s reads better as 1 MiB/s
     decimals = max(0, -step.normalize().as_tuple().exponent)
     ticks = [
-        (float(step * index) * divisor, _with_unit(_number(step * index, decimals if index else 0), symbol))
+        (
+            float(step * index) * divisor,
+            units.with_unit(units.number(step * index, decimals if index else 0), symbol),
+        )
         for index in range(intervals + 1)
     ]
     return ticks[-1][0], ticks
@@ -329,13 +342,13 @@ def _fmt(number: float) -> str:
     return f"{number:.1f}".rstrip("0").rstrip(".")
 
 
-def _summary(points_by_series: dict[str, list[Point]], unit: str) -> str:
+def _summary(points_by_series: dict[str, list[Point]], units: Formatter) -> str:
     """Peak and latest value of each series, for screen readers ("Inbound: peak 12.3 Mb/s, latest …")."""
     parts = []
     for label, points in points_by_series.items():
         values = [value for _at, value in points if value is not None and math.isfinite(value)]
         if values:
-            numbers = {"peak": format_value(max(values), unit), "latest": format_value(values[-1], unit)}
+            numbers = {"peak": units.format(max(values)), "latest": units.format(values[-1])}
             text = _("peak %(peak)s, latest %(latest)s") % numbers
             parts.append(f"{label}: {text}" if len(points_by_series) > 1 else text)
     return "; ".join(parts)
@@ -356,7 +369,8 @@ def svg_line_chart(
     times = sorted({at for points in points_by_series.values() for at, _value in points})
     values = [v for points in points_by_series.values() for _at, v in points if v is not None]
     values = [v for v in values if math.isfinite(v)]
-    summary = _summary(points_by_series, unit) if values else _("No data yet")
+    units = Formatter(unit)
+    summary = _summary(points_by_series, units) if values else _("No data yet")
 
     svg = etree.Element(
         f"{{{SVG_NS}}}svg",
@@ -443,9 +457,7 @@ def svg_line_chart(
     days: dict = {}  # a day's label ("Thu 26 Nov") is formatted once, not once per bucket
     for at in times:
         readings = [(label, values_at.get(at)) for label, values_at in lookup.items()]
-        text = ", ".join(
-            f"{label} {format_value(value, unit)}" for label, value in readings if value is not None
-        )
+        text = ", ".join(f"{label} {units.format(value)}" for label, value in readings if value is not None)
         if not text:
             continue
         local = timezone.localtime(at)

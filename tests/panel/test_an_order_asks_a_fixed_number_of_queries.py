@@ -1,0 +1,46 @@
+"""An order asks Postgres the same number of questions however many hosts, servers and invoices the
+installation already has: placement, quota, address, claim and first invoice never read row by row. The
+number is pinned, so that a query added to the order path is a decision, not an accident."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from billing.models import InvoiceSequence
+from panel import actions
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+# The order's transaction (a savepoint here, inside the test's transaction): customer and quota FOR UPDATE,
+# usage; address; candidates, savepoint, host lock, host usage, allocation, release; server, operation;
+# billing profile, subscription, account lock, invoice number, invoice, line, charge, open invoices,
+# balance; and its end.
+ORDER_QUERIES = 22
+
+
+def _order(customer, catalog, name: str):
+    with CaptureQueriesContext(connection) as queries:
+        actions.order_server(
+            customer, name=name, plan=catalog["plan"], image=catalog["image"], region=catalog["region"]
+        )
+    return [query["sql"] for query in queries.captured_queries]
+
+
+def test_an_order_asks_the_same_questions_however_big_the_installation(customer, catalog, settings):
+    settings.DEFAULT_QUOTA = {"servers": 100}
+    InvoiceSequence.objects.get_or_create(year=timezone.localtime().year)  # the year's first invoice makes it
+    factories.make_pool(catalog["region"], cidr="198.51.100.0/24")
+    first = _order(customer, catalog, "first.example.com")
+
+    for _ in range(5):  # more hosts in the region
+        factories.set_host_size(factories.make_host(region=catalog["region"], probe=False))
+    for index in range(10):  # more servers (with allocations, addresses and invoices) for this customer
+        _order(customer, catalog, f"web{index}.example.com")
+    later = _order(customer, catalog, "later.example.com")
+
+    assert len(later) == len(first), "\n".join(later)
+    assert len(later) <= ORDER_QUERIES, "\n".join(later)
