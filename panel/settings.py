@@ -145,14 +145,20 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # Email: the console in development, SMTP when EMAIL_HOST is set.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+# With SMTP, web requests and billing runs queue their mails and a Celery worker delivers them
+# (panel/mail.py), retrying when the mail server fails; MAIL_QUEUE=0 sends them at once instead.
 if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    MAIL_DELIVERY_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = "panel.mail.QueuedEmailBackend" if env_bool("MAIL_QUEUE", True) else MAIL_DELIVERY_BACKEND
     EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
     EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
     EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    EMAIL_BACKEND = MAIL_DELIVERY_BACKEND = "django.core.mail.backends.console.EmailBackend"
+MAIL_RETRY_SECONDS = int(os.environ.get("MAIL_RETRY_SECONDS", "60"))  # doubled on each failure
+MAIL_RETRY_MAX_SECONDS = int(os.environ.get("MAIL_RETRY_MAX_SECONDS", "3600"))
+MAIL_RETRY_LIMIT = int(os.environ.get("MAIL_RETRY_LIMIT", "24"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "panel@localhost")
 
 # Redis is the broker and the cache; without REDIS_URL (the embedded demo) the broker is kombu's

@@ -1,11 +1,15 @@
 """Celery tasks: thin wrappers around panel.operations and panel.reconcile."""
 
+import logging
+
 from celery import shared_task
 
 from hypervisor.models import Host
 
 from . import audit, metering, operations, reconcile
 from .models import Server
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, acks_late=True)
@@ -64,3 +68,34 @@ def enforce_transfer(server_id: str) -> None:
     server = Server.objects.filter(pk=server_id).select_related("plan", "host").first()
     if server is not None and server.status != Server.Status.DELETED:
         metering.enforce(server)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def deliver_mail(self, messages: list[dict]) -> int:
+    """Send queued mails one by one. When the mail server fails, the task is tried again later with the
+    messages not sent yet (never sending one twice), backing off up to MAIL_RETRY_MAX_SECONDS, and gives
+    up after MAIL_RETRY_LIMIT tries."""
+    import smtplib
+
+    from django.conf import settings
+
+    from .mail import delivery_connection, from_data
+
+    connection = delivery_connection()
+    for index, data in enumerate(messages):
+        try:
+            connection.send_messages([from_data(data)])
+        except (OSError, smtplib.SMTPException) as exc:
+            if self.request.retries >= settings.MAIL_RETRY_LIMIT:
+                log.error(
+                    "giving up on %s mails after %s tries: %s",
+                    len(messages) - index,
+                    self.request.retries,
+                    exc,
+                )
+                return index
+            countdown = min(
+                settings.MAIL_RETRY_SECONDS * 2**self.request.retries, settings.MAIL_RETRY_MAX_SECONDS
+            )
+            raise self.retry(args=[messages[index:]], countdown=countdown, exc=exc) from exc
+    return len(messages)

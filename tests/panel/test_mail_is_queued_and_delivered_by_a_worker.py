@@ -1,0 +1,88 @@
+"""With SMTP configured, mail leaves a request through a Celery task: sending returns at once, a worker
+delivers, and a mail server that fails is tried again later from the message that failed, without sending
+any message twice."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives, send_mail
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+
+from billing import services as billing
+from panel.mail import from_data, to_data
+from panel.models import User
+from tests import factories
+from tests.conftest import wait_for
+
+
+class FlakyBackend(LocmemBackend):
+    """A mail server that refuses the second message the first time it is offered."""
+
+    refused: list[str] = []
+
+    def send_messages(self, messages):
+        for message in messages:
+            if message.subject == "second" and "second" not in self.refused:
+                self.refused.append("second")
+                raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def queued_mail(settings):
+    settings.EMAIL_BACKEND = "panel.mail.QueuedEmailBackend"
+    settings.MAIL_DELIVERY_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.MAIL_RETRY_SECONDS = 0
+    mail.outbox = []
+    return settings
+
+
+def test_a_message_travels_whole(db):
+    message = EmailMultiAlternatives(
+        "Invoice INV-2026-000001", "Due on 3 December.", "billing@example.com", ["a@example.com"],
+        cc=["b@example.com"], reply_to=["help@example.com"], headers={"X-Panel": "1"},
+    )  # fmt: skip
+    message.attach_alternative("<p>Due on 3 December.</p>", "text/html")
+    message.attach("invoice.txt", b"INV-2026-000001\n", "text/plain")
+    copy = from_data(to_data(message))
+    assert (copy.subject, copy.body, copy.from_email) == (message.subject, message.body, message.from_email)
+    assert (copy.to, copy.cc, copy.reply_to, copy.extra_headers) == (
+        message.to, message.cc, message.reply_to, message.extra_headers,
+    )  # fmt: skip
+    assert copy.alternatives == [("<p>Due on 3 December.</p>", "text/html")]
+    assert (
+        tuple(copy.attachments[0])[:2]
+        == tuple(message.attachments[0])[:2]
+        == ("invoice.txt", "INV-2026-000001\n")
+    )
+
+
+def test_sending_queues_and_a_worker_delivers(queued_mail, celery_worker):
+    sent = send_mail("Welcome", "Your server is ready.", "panel@example.com", ["c@example.com"])
+    assert sent == 1
+    wait_for(lambda: len(mail.outbox) == 1, message="the worker did not deliver the mail")
+    assert mail.outbox[0].subject == "Welcome" and mail.outbox[0].to == ["c@example.com"]
+
+
+def test_an_order_returns_before_its_invoice_mail_is_delivered(queued_mail, celery_worker, catalog):
+    customer = factories.make_user(User.Role.CUSTOMER)
+    billing.open_subscription(customer, catalog["plan"], "ref-1", "web1.example.com")
+    wait_for(lambda: any(m.subject.startswith("Invoice INV-") for m in mail.outbox))
+    assert [m.to for m in mail.outbox] == [[customer.email]]
+
+
+def test_a_failing_mail_server_is_tried_again_from_the_message_that_failed(queued_mail, celery_worker):
+    queued_mail.MAIL_DELIVERY_BACKEND = f"{__name__}.FlakyBackend"
+    FlakyBackend.refused = []
+    mail.send_mass_mail(
+        [
+            (subject, "body", "panel@example.com", ["d@example.com"])
+            for subject in ("first", "second", "third")
+        ]
+    )
+    wait_for(lambda: len(mail.outbox) == 3, message="the retry did not deliver the rest")
+    assert [m.subject for m in mail.outbox] == ["first", "second", "third"]
+    assert FlakyBackend.refused == ["second"]
