@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -136,6 +136,8 @@ def region_has_pools(region: Region) -> bool:
 def _take(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress | None:
     """One statement: lock the lowest free address of the region that no one else has locked (SKIP LOCKED,
     so concurrent orders take different rows without waiting) and give it to the consumer."""
+    if connection.vendor != "postgresql":
+        return _take_serialised(region, consumer_uuid)
     cooled = timezone.now() - timedelta(minutes=settings.IPV4_COOLDOWN_MINUTES)
     address, pool = IPAddress._meta.db_table, IPPool._meta.db_table
     sql = f"""
@@ -152,6 +154,21 @@ def _take(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress | None:
     with transaction.atomic(savepoint=False):
         taken = list(IPAddress.objects.raw(sql, [consumer_uuid, timezone.now(), region.pk, cooled]))
     return taken[0] if taken else None
+
+
+def _take_serialised(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress | None:
+    """_take() for the embedded SQLite database of `make run`, whose writers take turns (one write
+    transaction at a time): the lowest free address, taken with an update conditional on it being free."""
+    with transaction.atomic(savepoint=False):
+        candidate = _free(region).order_by("value").first()
+        if candidate is None:
+            return None
+        if not IPAddress.objects.filter(pk=candidate.pk, consumer_uuid__isnull=True).update(
+            consumer_uuid=consumer_uuid, allocated_at=timezone.now(), released_at=None, ptr=""
+        ):
+            return None
+        candidate.refresh_from_db()
+        return candidate
 
 
 def allocate(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress:

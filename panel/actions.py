@@ -190,9 +190,10 @@ def order_server(
         # (SKIP LOCKED), the host's row is locked by the claim, and the invoice number's row (the one lock
         # every order shares) is taken last, a few statements before the commit.
         try:
-            ipam.allocate_if_pooled(region, server.id)
+            address = ipam.allocate_if_pooled(region, server.id)
         except ipam.NoAddress as exc:
             raise OutOfAddresses(str(exc)) from exc
+        server.__dict__["ipv4_addresses"] = [address] if address else []  # what the answer shows
         need = hypervisor.Resources(server.vcpus, server.memory_mib, server.disk_gib)
         try:
             server.host = hypervisor.claim(server.id, region, need)
