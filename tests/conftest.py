@@ -69,7 +69,15 @@ def celery_worker(transactional_db, purge_queue):
     """A real Celery worker consuming from the Redis broker in a thread of this process (so that it shares
     the simulated test:/// hosts with the test)."""
     from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+    from django.db import connections
 
+    def close_connections(**kwargs) -> None:
+        # Workers keep their connection between tasks; this one's thread must not keep the test database
+        # busy after the test (it could not be dropped at the end of the run).
+        connections.close_all()
+
+    task_postrun.connect(close_connections, weak=False)
     with start_worker(
         celery_app,
         pool="solo",
@@ -78,7 +86,10 @@ def celery_worker(transactional_db, purge_queue):
         loglevel="WARNING",
         shutdown_timeout=30,
     ) as worker:
-        yield worker
+        try:
+            yield worker
+        finally:
+            task_postrun.disconnect(close_connections)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.1, message: str = ""):
