@@ -379,21 +379,29 @@ def desired_speed(server: Server) -> int:
     return server.plan.throttle_mbps if period.throttled else server.plan.port_speed_mbps
 
 
-def after_start(server: Server) -> None:
+def after_start(server: Server, new: bool = False) -> None:
     """Every start gives the domain its port speed again (it is never saved in the domain's config),
-    unless its host is known not to shape traffic (then the reason is shown instead; a probe retries)."""
-    # The plan and host as they are now (a resize may have changed the plan since the server was read).
-    server = Server.objects.select_related("plan", "host").get(pk=server.pk)
+    unless its host is known not to shape traffic (then the reason is shown instead; a probe retries).
+
+    `new`: the server was just created by the running operation, which read it (with its plan and host):
+    it has no transfer period yet (metering makes it), so its plan's port speed applies."""
+    if not new:
+        # The plan and host as they are now (a resize may have changed the plan since the server was read).
+        server = Server.objects.select_related("plan", "host").get(pk=server.pk)
     if server.host is not None and server.host.shaping_error:
         Server.objects.filter(pk=server.pk, bandwidth_error="").update(
             bandwidth_error=server.host.shaping_error
         )
         return
-    apply_port_speed(server, desired_speed(server))
+    if new:
+        apply_port_speed(server, server.plan.port_speed_mbps, clear_error=bool(server.bandwidth_error))
+    else:
+        apply_port_speed(server, desired_speed(server))
 
 
-def apply_port_speed(server: Server, mbps: int | None) -> bool:
-    """Set the server's port speed on its host; a host that cannot shape traffic is recorded for staff."""
+def apply_port_speed(server: Server, mbps: int | None, clear_error: bool = True) -> bool:
+    """Set the server's port speed on its host; a host that cannot shape traffic is recorded for staff.
+    `clear_error=False`: the caller knows the server shows no earlier error (nothing to clear)."""
     if server.host is None:
         return False
     try:
@@ -405,7 +413,8 @@ def apply_port_speed(server: Server, mbps: int | None) -> bool:
             Host.objects.filter(pk=server.host_id).update(shaping_error=message)
         log.warning("port speed of %s: %s", server.id, exc.message)
         return False
-    Server.objects.filter(pk=server.pk).exclude(bandwidth_error="").update(bandwidth_error="")
+    if clear_error:
+        Server.objects.filter(pk=server.pk).exclude(bandwidth_error="").update(bandwidth_error="")
     return True
 
 

@@ -129,7 +129,7 @@ def create(operation: Operation) -> None:
     driver.define_domain(host, request, disk_path, seed_path)
     pause_point("create:defined")
     state = driver.start(host, server.id)
-    metering.after_start(server)
+    metering.after_start(server, new=True)
     finish(operation, status=S.RUNNING, power_state=state, status_reason=None)
 
 
