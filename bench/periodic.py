@@ -286,7 +286,12 @@ def _billing(world, section: Section) -> dict:
     with CaptureQueriesContext(connection) as queries:
         billing.renew(at)
     per = len(queries) / max(len(sample), 1)
-    section.add(f"  SQL: {len(queries)} queries for {len(sample)} renewals", f"{per:.1f}/subscription")
+    accounts = Subscription.objects.filter(id__in=sample).values("account").distinct().count()
+    section.add(
+        f"  SQL: {len(queries)} queries for {len(sample)} renewals on {accounts} accounts "
+        "(one transaction per account)",
+        f"{per:.1f}/subscription",
+    )
 
     # A profile of a smaller run.
     subset = list(
