@@ -735,6 +735,8 @@ def dun(at: datetime) -> dict[str, int]:
     ):
         with transaction.atomic():
             account = _lock(get_user_model()(pk=account_id))
+            if not _overdue(account, at).exists():
+                continue  # paid between the list and the lock
             active = Subscription.objects.filter(account=account, status=Subscription.Status.ACTIVE)
             references = list(active.values_list("reference", flat=True))
             if references:
@@ -779,6 +781,8 @@ def dun(at: datetime) -> dict[str, int]:
     for account_id in overdue.filter(due_at__lte=end).order_by().values_list("account", flat=True).distinct():
         with transaction.atomic():
             account = _lock(get_user_model()(pk=account_id))
+            if not overdue.filter(account=account, due_at__lte=end).exists():
+                continue  # paid between the list and the lock
             live = Subscription.objects.filter(account=account).exclude(status=Subscription.Status.ENDED)
             references = list(live.values_list("reference", flat=True))
             if references:

@@ -186,19 +186,20 @@ def order_server(
             status=S.PENDING,
             task=T.CREATE,
         )
-        # The order of the steps keeps the contended locks short: the address is taken without waiting
-        # (SKIP LOCKED), the host's row is locked by the claim, and the invoice number's row (the one lock
-        # every order shares) is taken last, a few statements before the commit.
-        try:
-            address = ipam.allocate_if_pooled(region, server.id)
-        except ipam.NoAddress as exc:
-            raise OutOfAddresses(str(exc)) from exc
-        server.__dict__["ipv4_addresses"] = [address] if address else []  # what the answer shows
+        # The order of the steps keeps the contended locks short: the host's row is locked by the claim,
+        # the address is taken without waiting (SKIP LOCKED), and the invoice number's row (the one lock
+        # every order shares) is taken last, a few statements before the commit. An order that cannot be
+        # placed never holds an address meanwhile.
         need = hypervisor.Resources(server.vcpus, server.memory_mib, server.disk_gib)
         try:
             server.host = hypervisor.claim(server.id, region, need)
         except hypervisor.NoCapacity as exc:
             raise OutOfCapacity(str(exc)) from exc
+        try:
+            address = ipam.allocate_if_pooled(region, server.id)
+        except ipam.NoAddress as exc:
+            raise OutOfAddresses(str(exc)) from exc
+        server.__dict__["ipv4_addresses"] = [address] if address else []  # what the answer shows
         server.save(force_insert=True)
         operation = Operation.objects.create(server=server, type=T.CREATE, requested_by=user)
         billing.open_subscription(user, plan, str(server.id), server.name)

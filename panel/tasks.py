@@ -72,30 +72,39 @@ def enforce_transfer(server_id: str) -> None:
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def deliver_mail(self, messages: list[dict]) -> int:
-    """Send queued mails one by one. When the mail server fails, the task is tried again later with the
-    messages not sent yet (never sending one twice), backing off up to MAIL_RETRY_MAX_SECONDS, and gives
-    up after MAIL_RETRY_LIMIT tries."""
+    """Send queued mails one by one over one connection. When the mail server fails for a while (a
+    connection error, a 4xx answer), the task is tried again later with the messages not sent yet, backing
+    off up to MAIL_RETRY_MAX_SECONDS, and gives up after MAIL_RETRY_LIMIT tries. A message the server
+    refuses for good (a 5xx answer, refused recipients) is logged and skipped. Delivery is at least once:
+    a worker killed mid-way, or a server that drops the line after accepting, can repeat a message."""
     import smtplib
-
-    from django.conf import settings
 
     from .mail import delivery_connection, from_data
 
-    connection = delivery_connection()
-    for index, data in enumerate(messages):
-        try:
-            connection.send_messages([from_data(data)])
-        except (OSError, smtplib.SMTPException) as exc:
-            if self.request.retries >= settings.MAIL_RETRY_LIMIT:
-                log.error(
-                    "giving up on %s mails after %s tries: %s",
-                    len(messages) - index,
-                    self.request.retries,
-                    exc,
-                )
-                return index
-            countdown = min(
-                settings.MAIL_RETRY_SECONDS * 2**self.request.retries, settings.MAIL_RETRY_MAX_SECONDS
-            )
-            raise self.retry(args=[messages[index:]], countdown=countdown, exc=exc) from exc
-    return len(messages)
+    done = 0  # messages sent or refused for good
+    try:
+        with delivery_connection() as connection:
+            for data in messages:
+                try:
+                    connection.send_messages([from_data(data)])
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
+                    log.error("the mail server refused %r for good: %s", data.get("subject"), exc)
+                except smtplib.SMTPResponseException as exc:
+                    if exc.smtp_code < 500:
+                        raise
+                    log.error("the mail server refused %r for good: %s", data.get("subject"), exc)
+                done += 1
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _retry_mail(self, messages[done:], exc) from exc
+    return done
+
+
+def _retry_mail(task, remaining: list[dict], exc: Exception) -> Exception:
+    """The retry of the messages not sent yet, or (after MAIL_RETRY_LIMIT tries) the error itself."""
+    from django.conf import settings
+
+    if task.request.retries >= settings.MAIL_RETRY_LIMIT:
+        log.error("giving up on %s mails after %s tries: %s", len(remaining), task.request.retries, exc)
+        return exc
+    countdown = min(settings.MAIL_RETRY_SECONDS * 2**task.request.retries, settings.MAIL_RETRY_MAX_SECONDS)
+    return task.retry(args=[remaining], countdown=countdown, exc=exc)

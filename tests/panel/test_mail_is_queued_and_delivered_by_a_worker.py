@@ -31,6 +31,19 @@ class FlakyBackend(LocmemBackend):
         return super().send_messages(messages)
 
 
+class RefusingBackend(LocmemBackend):
+    """A mail server that refuses one recipient for good (a 550 answer)."""
+
+    offered: list[str] = []
+
+    def send_messages(self, messages):
+        for message in messages:
+            self.offered.append(message.subject)
+            if message.to == ["nobody@example.com"]:
+                raise smtplib.SMTPRecipientsRefused({"nobody@example.com": (550, b"no such user")})
+        return super().send_messages(messages)
+
+
 @pytest.fixture
 def queued_mail(settings):
     settings.EMAIL_BACKEND = "panel.mail.QueuedEmailBackend"
@@ -86,3 +99,18 @@ def test_a_failing_mail_server_is_tried_again_from_the_message_that_failed(queue
     wait_for(lambda: len(mail.outbox) == 3, message="the retry did not deliver the rest")
     assert [m.subject for m in mail.outbox] == ["first", "second", "third"]
     assert FlakyBackend.refused == ["second"]
+
+
+def test_a_message_refused_for_good_is_skipped_not_retried(queued_mail, celery_worker):
+    queued_mail.MAIL_DELIVERY_BACKEND = f"{__name__}.RefusingBackend"
+    RefusingBackend.offered = []
+    mail.send_mass_mail(
+        [
+            ("to a", "body", "panel@example.com", ["a@example.com"]),
+            ("to nobody", "body", "panel@example.com", ["nobody@example.com"]),
+            ("to b", "body", "panel@example.com", ["b@example.com"]),
+        ]
+    )
+    wait_for(lambda: len(mail.outbox) == 2, message="the messages after the refused one were not sent")
+    assert [m.subject for m in mail.outbox] == ["to a", "to b"]
+    assert RefusingBackend.offered == ["to a", "to nobody", "to b"]  # offered once each: no retry
