@@ -16,7 +16,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 # The order's transaction (a savepoint here, inside the test's transaction): customer and quota FOR UPDATE,
-# usage; address; candidates, savepoint, host lock, host usage, allocation, release; server, operation;
+# usage; candidates, savepoint, host lock, host usage, allocation, release; address; server, operation;
 # billing profile, subscription, account lock, invoice number, invoice, line, charge, open invoices,
 # balance; and its end.
 ORDER_QUERIES = 22
