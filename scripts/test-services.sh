@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite talks to are installed and running: PostgreSQL, Redis,
-# virtlogd and libvirtd (with QEMU), plus the tools the tests use (virt-xml-validate, qemu-img,
+# virtlogd and libvirtd (with QEMU), plus the tools the tests use (virt-xml-validate, qemu-img, gettext,
 # Debian's chromium). Installs with apt (as root) what is missing and starts what is stopped.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ install() {
 
 install postgresql redis-server libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
   dnsmasq-base iptables chromium fonts-dejavu-core openssh-client openssh-server debootstrap e2fsprogs \
-  dosfstools mtools libxml2-utils
+  dosfstools mtools libxml2-utils gettext
 
 # PostgreSQL on 127.0.0.1:5432, with the password the test URL uses.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
