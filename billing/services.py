@@ -188,27 +188,37 @@ def _charge(invoice: Invoice) -> LedgerEntry:
     )
 
 
-def _mail_issued(account, invoices: list[Invoice]) -> None:
-    """After the commit, one mail per issued invoice."""
+def _issue(account, lines_of: list[list[Line]], at: datetime) -> list[Invoice]:
+    """Issue one invoice per list of lines: numbered together (the year's sequence row is taken here and
+    stays locked to the commit, so callers issue last), written in bulk with their lines and their charges
+    on the ledger, mailed after the commit. The caller holds the account's row lock and settles."""
+    numbers = _take_numbers(timezone.localtime(at).year, len(lines_of))
+    invoices = [
+        _new_invoice(account, lines, number, at) for lines, number in zip(lines_of, numbers, strict=True)
+    ]
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create(
+        [
+            line
+            for invoice, lines in zip(invoices, lines_of, strict=True)
+            for line in _invoice_lines(invoice, lines)
+        ]
+    )
+    LedgerEntry.objects.bulk_create([_charge(invoice) for invoice in invoices])
     messages = [
         (_("Invoice %(number)s") % {"number": invoice.number}, _invoice_text(invoice)) for invoice in invoices
     ]
     transaction.on_commit(lambda: _mail_many(account, messages))
+    return invoices
 
 
-def issue_invoice(account, lines: list[Line], at: datetime | None = None, settle_now: bool = True) -> Invoice:
-    """Issue an invoice now: numbered, charged to the ledger, paid at once if credit covers it (a caller
-    issuing many invoices for one account passes settle_now=False and settles once at the end)."""
+def issue_invoice(account, lines: list[Line], at: datetime | None = None) -> Invoice:
+    """Issue an invoice now: numbered, charged to the ledger, paid at once if credit covers it."""
     at = at or timezone.now()
     with transaction.atomic(savepoint=False):
         _lock(account)
-        (number,) = _take_numbers(timezone.localtime(at).year)
-        invoice = _new_invoice(account, lines, number, at)
-        invoice.save(force_insert=True)
-        InvoiceLine.objects.bulk_create(_invoice_lines(invoice, lines))
-        _charge(invoice).save(force_insert=True)
-        _mail_issued(account, [invoice])
-        if settle_now and invoice in _settle(account, at, locked=True, issued_only=True):
+        (invoice,) = _issue(account, [lines], at)
+        if invoice in _settle(account, at, locked=True, issued_only=True):
             invoice.status, invoice.paid_at = Invoice.Status.PAID, at
     return invoice
 
@@ -600,20 +610,7 @@ def _renew_account(account_id: int, at: datetime) -> int:
         if not periods:
             return 0
         Subscription.objects.bulk_update(subscriptions, ["period_start", "paid_through"])
-        numbers = _take_numbers(timezone.localtime(at).year, len(periods))
-        invoices = [
-            _new_invoice(account, lines, number, at) for lines, number in zip(periods, numbers, strict=True)
-        ]
-        Invoice.objects.bulk_create(invoices)
-        InvoiceLine.objects.bulk_create(
-            [
-                line
-                for invoice, lines in zip(invoices, periods, strict=True)
-                for line in _invoice_lines(invoice, lines)
-            ]
-        )
-        LedgerEntry.objects.bulk_create([_charge(invoice) for invoice in invoices])
-        _mail_issued(account, invoices)
+        invoices = _issue(account, periods, at)
         _settle(account, at, locked=True, issued_only=True)
     return len(invoices)
 
