@@ -148,12 +148,6 @@ def read_seed_iso(data: bytes) -> dict[str, bytes]:
     return files
 
 
-def mac_for(server_uuid: str) -> str:
-    """A stable locally administered MAC in QEMU's 52:54:00 range, derived from the server's UUID."""
-    digits = server_uuid.replace("-", "")[-6:]
-    return "52:54:00:" + ":".join(digits[i : i + 2] for i in range(0, 6, 2))
-
-
 def static_network(mac: str, address: str, cidr: str, gateway: str, nameservers: list[str]) -> StaticNetwork:
     return StaticNetwork(
         mac=mac,

@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from billing import services as billing
 from billing.models import Plan
-from hypervisor import ipam
+from hypervisor import ipam, macs
 from hypervisor import services as hypervisor
 from hypervisor.cloudinit import hash_password
 from hypervisor.models import Host, Image, Region
@@ -45,6 +45,16 @@ class Conflict(ActionError):
     """The server's state does not allow the action now (HTTP 409)."""
 
     code = "conflict"
+
+
+class Forbidden(ActionError):
+    """The account may not do this (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class EmailUnverified(Forbidden):
+    code = "email_unverified"
 
 
 class Unprocessable(ActionError):
@@ -149,6 +159,13 @@ def order_server(
 
     Raises OutOfCapacity (nothing is created) when no host in the region can take the plan.
     """
+    if not user.email_verified:
+        raise EmailUnverified(
+            _(
+                "Please verify your email address before ordering: follow the link we sent you, "
+                "or ask for a new one."
+            )
+        )
     name = validate_hostname(name)
     if not plan.is_active:
         raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
@@ -200,11 +217,25 @@ def order_server(
         except ipam.NoAddress as exc:
             raise OutOfAddresses(str(exc)) from exc
         server.__dict__["ipv4_addresses"] = [address] if address else []  # what the answer shows
-        server.save(force_insert=True)
+        _insert_with_unique_mac(server)
         operation = Operation.objects.create(server=server, type=T.CREATE, requested_by=user)
         billing.open_subscription(user, plan, str(server.id), server.name)
         _enqueue(operation)
     return server
+
+
+def _insert_with_unique_mac(server: Server, attempts: int = 5) -> None:
+    """Insert the new server with a random MAC; the unique constraint decides, and a collision (rare: 46
+    random bits) draws again inside a savepoint, so the order's transaction survives it."""
+    for attempt in range(attempts):
+        server.mac = macs.random_mac()
+        try:
+            with transaction.atomic():
+                server.save(force_insert=True)
+            return
+        except IntegrityError:
+            if attempt == attempts - 1 or Server.objects.filter(mac=server.mac).count() == 0:
+                raise
 
 
 def request_action(

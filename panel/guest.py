@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypervisor.cloudinit import GuestConfig, build_seed_iso, mac_for, static_network
+from hypervisor.cloudinit import GuestConfig, build_seed_iso, static_network
 from hypervisor.driver import DomainRequest
 from hypervisor.images import ensure_base_volumes
 from hypervisor.xml.domain import KernelBoot
@@ -16,9 +16,7 @@ def guest_config(server: Server, instance_id: str | None = None) -> GuestConfig:
     if addresses:
         address = addresses[0]
         pool = address.pool
-        network = static_network(
-            mac_for(str(server.id)), address.address, pool.cidr, pool.gateway, pool.nameservers
-        )
+        network = static_network(server.mac, address.address, pool.cidr, pool.gateway, pool.nameservers)
     return GuestConfig(
         instance_id=instance_id or str(server.id),
         hostname=server.name,
@@ -40,7 +38,7 @@ def domain_request(server: Server, boot: KernelBoot | None = None) -> DomainRequ
         vcpus=server.vcpus,
         memory_mib=server.memory_mib,
         disk_gib=server.disk_gib,
-        mac=mac_for(str(server.id)),
+        mac=server.mac,
         kernel_boot=boot,
     )
 

@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from panel.actions import ActionError, Conflict, Unprocessable
+from panel.actions import ActionError, Conflict, Forbidden, Unprocessable
 
 CODES = {
     400: "invalid",
@@ -41,7 +41,14 @@ def _flatten(detail):
 
 def exception_handler(exc, context):
     if isinstance(exc, ActionError):
-        status_code = 409 if isinstance(exc, Conflict) else 422 if isinstance(exc, Unprocessable) else 400
+        if isinstance(exc, Conflict):
+            status_code = 409
+        elif isinstance(exc, Unprocessable):
+            status_code = 422
+        elif isinstance(exc, Forbidden):
+            status_code = 403
+        else:
+            status_code = 400
         return error_response(status_code, exc.message, exc.code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(

@@ -1,4 +1,5 @@
 from .accounts import ApiToken, User
+from .activity import ActivityEvent
 from .notices import Notice
 from .quotas import Quota
 from .servers import Operation, Server, Snapshot
@@ -6,6 +7,7 @@ from .ssh_keys import SSHKey
 from .usage import MeterState, TransferPeriod, UsageSample
 
 __all__ = [
+    "ActivityEvent",
     "ApiToken",
     "Notice",
     "MeterState",

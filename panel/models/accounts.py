@@ -28,6 +28,11 @@ class User(AbstractUser):
 
     email = models.EmailField(_("email address"), unique=True)
     role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.CUSTOMER)
+    # Only a sign-up in the browser makes an unverified account; operators and staff create verified ones.
+    email_verified = models.BooleanField(_("email verified"), default=True)
+    # A sign-up that has never paid is held to the smaller NEW_ACCOUNT_QUOTA until its first settled
+    # payment (or until staff lift it).
+    new_account_limits = models.BooleanField(_("new-account limits"), default=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []
@@ -64,11 +69,17 @@ class ApiToken(models.Model):
 
     PREFIX = "vps_"
 
+    class Scope(models.TextChoices):
+        READ = "read", _("Read only")
+        WRITE = "write", _("Read and write")
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(_("name"), max_length=100, blank=True)
+    scope = models.CharField(_("scope"), max_length=5, choices=Scope.choices, default=Scope.WRITE)
     key_hash = models.CharField(max_length=64, unique=True)
     hint = models.CharField(max_length=12)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

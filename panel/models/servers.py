@@ -7,6 +7,8 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
+from hypervisor.macs import random_mac
+
 
 class Server(models.Model):
     """A customer's VPS. Its id is also the libvirt domain UUID (the consumer UUID for placement)."""
@@ -33,6 +35,8 @@ class Server(models.Model):
     vcpus = models.PositiveIntegerField()
     memory_mib = models.PositiveIntegerField()
     disk_gib = models.PositiveIntegerField()
+    # Allocated by the panel at order time (hypervisor.macs), unique across all servers.
+    mac = models.CharField(_("MAC address"), max_length=17, unique=True, null=True, blank=True)
     ssh_keys = models.JSONField(default=list, blank=True, help_text=_("Public keys given at order time."))
     password_hash = models.CharField(max_length=200, blank=True, help_text="SHA-512 crypt hash for root")
     user_data = models.TextField(blank=True)
@@ -70,6 +74,11 @@ class Server(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.mac:
+            self.mac = random_mac()
+        super().save(*args, **kwargs)
 
     @property
     def domain_name(self) -> str:

@@ -16,10 +16,11 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 # The order's transaction (a savepoint here, inside the test's transaction): customer and quota FOR UPDATE,
-# usage; candidates, savepoint, host lock, host usage, allocation, release; address; server, operation;
+# usage; candidates, savepoint, host lock, host usage, allocation, release; address; savepoint, server
+# (its random MAC under a unique constraint), release; operation;
 # billing profile, subscription, account lock, invoice number, invoice, line, charge, open invoices,
 # balance; and its end.
-ORDER_QUERIES = 22
+ORDER_QUERIES = 24
 
 
 def _order(customer, catalog, name: str):
