@@ -3,6 +3,7 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc pkg-config libvirt-dev libvirt-clients openssh-client \
+        qemu-utils \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

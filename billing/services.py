@@ -20,7 +20,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail, send_mass_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -52,6 +53,24 @@ class InsufficientCredit(BillingError):
     pass
 
 
+class OwnAccount(BillingError):
+    """Staff may not move money on, or set the terms of, their own account."""
+
+
+class ReferenceTaken(BillingError):
+    """A payment reference is already used by another customer's payment."""
+
+
+def _refuse_own(account, by) -> None:
+    if by is not None and by.pk == account.pk:
+        raise OwnAccount(
+            _(
+                "You cannot record payments, credits, discounts or prices on your own account; "
+                "ask another staff member."
+            )
+        )
+
+
 # Prices.
 
 
@@ -80,10 +99,44 @@ def hourly_price(account, plan: Plan) -> Decimal:
 # The ledger.
 
 
+def annotate_balance(users):
+    """`balance_total` on each user of the queryset, as a subquery of its own (a join with the ledger next
+    to other aggregates would multiply them)."""
+    total = (
+        LedgerEntry.objects.filter(account=OuterRef("pk"))
+        .order_by()
+        .values("account")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    money = DecimalField(max_digits=16, decimal_places=2)
+    return users.annotate(
+        balance_total=Coalesce(Subquery(total, output_field=money), ZERO, output_field=money)
+    )
+
+
 def balance(account) -> Decimal:
     """The account's balance, derived from its ledger (negative: the customer owes)."""
     total = LedgerEntry.objects.filter(account=account).aggregate(total=Sum("amount"))["total"]
     return quantize(total or ZERO)
+
+
+def total_paid(account) -> Decimal:
+    """What the account has paid in the installation's currency: every payment staff recorded or a provider
+    confirmed (a payment row exists only once the money is settled)."""
+    payments = Payment.objects.filter(account=account, currency=currency())
+    return quantize(payments.aggregate(total=Sum("amount"))["total"] or ZERO)
+
+
+def cheapest_monthly_price() -> Decimal | None:
+    """The list monthly price of the cheapest plan on sale (None when none is on sale)."""
+    price = (
+        Plan.objects.filter(is_active=True)
+        .order_by("price_monthly")
+        .values_list("price_monthly", flat=True)
+        .first()
+    )
+    return None if price is None else quantize(price)
 
 
 def _post(
@@ -259,23 +312,33 @@ def _settle(account, at: datetime, locked: bool = False, issued_only: bool = Fal
 
 def void_invoice(invoice: Invoice, by=None, reason: str = "") -> Invoice:
     """Cancel an open invoice: its charge is credited back."""
+    _refuse_own(invoice.account, by)
     with transaction.atomic():
         _lock(invoice.account)
-        if not Invoice.objects.filter(pk=invoice.pk, status=Invoice.Status.OPEN).update(
-            status=Invoice.Status.VOID, voided_at=timezone.now()
-        ):
+        if not _void_locked(invoice, by, reason):
             raise BillingError(_("Only open invoices can be voided."))
-        _post(
-            invoice.account,
-            LedgerEntry.Kind.CREDIT,
-            invoice.total,
-            reason or _("Invoice %(number)s voided") % {"number": invoice.number},
-            by=by,
-            invoice=invoice,
-        )
         settle(invoice.account)
+        signals.invoice_voided.send(sender=None, account=invoice.account, invoice=invoice, by=by)
     invoice.refresh_from_db()
     return invoice
+
+
+def _void_locked(invoice: Invoice, by=None, reason: str = "") -> bool:
+    """Void an open invoice and credit its charge (the caller holds the account's lock); False when it was
+    not open (voided or paid meanwhile)."""
+    if not Invoice.objects.filter(pk=invoice.pk, status=Invoice.Status.OPEN).update(
+        status=Invoice.Status.VOID, voided_at=timezone.now()
+    ):
+        return False
+    _post(
+        invoice.account,
+        LedgerEntry.Kind.CREDIT,
+        invoice.total,
+        reason or _("Invoice %(number)s voided") % {"number": invoice.number},
+        by=by,
+        invoice=invoice,
+    )
+    return True
 
 
 # Payments and adjustments.
@@ -290,7 +353,9 @@ def record_payment(
     by=None,
     at: datetime | None = None,
 ) -> tuple[Payment, bool]:
-    """Record money received; the same reference again returns the first payment (idempotent)."""
+    """Record money received; the same reference again returns the first payment (idempotent). A reference
+    another customer's payment holds raises ReferenceTaken; staff cannot record on their own account."""
+    _refuse_own(account, by)
     amount = quantize(Decimal(amount))
     if amount <= 0:
         raise BillingError(_("A payment must be more than zero."))
@@ -300,7 +365,7 @@ def record_payment(
     existing = Payment.objects.filter(reference=reference).first()
     if existing:
         if existing.account_id != account.pk:
-            raise BillingError(_("This reference belongs to another customer's payment."))
+            raise ReferenceTaken(_("This reference belongs to another customer's payment."))
         return existing, False
     try:
         with transaction.atomic():
@@ -324,22 +389,25 @@ def record_payment(
                 at=at,
             )
             settle(account, at)
+            signals.payment_recorded.send(sender=None, account=account, payment=payment, by=by)
     except IntegrityError:  # the same reference recorded concurrently
         existing = Payment.objects.get(reference=reference)
         if existing.account_id != account.pk:
-            raise BillingError(_("This reference belongs to another customer's payment.")) from None
+            raise ReferenceTaken(_("This reference belongs to another customer's payment.")) from None
         return existing, False
     return payment, True
 
 
 def adjust(account, amount: Decimal, reason: str, by) -> LedgerEntry:
     """A manual correction (positive credits the account) with its reason and who made it."""
+    _refuse_own(account, by)
     if not reason.strip():
         raise BillingError(_("An adjustment needs a reason."))
     with transaction.atomic():
         _lock(account)
         entry = _post(account, LedgerEntry.Kind.ADJUSTMENT, Decimal(amount), reason, by=by)
         settle(account)
+        signals.balance_adjusted.send(sender=None, account=account, entry=entry, by=by)
     return entry
 
 
@@ -536,6 +604,37 @@ def undo_plan_change(reference: str, undo: dict) -> None:
         if "credit" in undo:
             credit = LedgerEntry.objects.get(pk=undo["credit"])
             _post(subscription.account, LedgerEntry.Kind.ADJUSTMENT, -credit.amount, _("Resize failed"))
+
+
+def cancel_unused_subscription(reference: str, at: datetime | None = None) -> bool:
+    """The server never became usable (its create failed): end its subscription and take back what it was
+    charged. An open invoice of it is voided; a paid one is credited back to the balance. Idempotent: the
+    subscription's move to ended is the guard, so a retry (or a crash before the commit) charges nothing
+    back twice. Returns whether anything was cancelled now."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        subscription = _lock_subscription(reference)
+        if subscription is None:
+            return False
+        Subscription.objects.filter(pk=subscription.pk).update(status=Subscription.Status.ENDED, ended_at=at)
+        account = subscription.account
+        lines = InvoiceLine.objects.filter(subscription=subscription).select_related("invoice")
+        invoices = {line.invoice_id: line.invoice for line in lines}
+        reason = _("%(server)s could not be created") % {"server": subscription.label}
+        for invoice in invoices.values():
+            own = [line for line in lines if line.invoice_id == invoice.pk]
+            only_this = (
+                not InvoiceLine.objects.filter(invoice=invoice).exclude(subscription=subscription).exists()
+            )
+            if invoice.status == Invoice.Status.OPEN and only_this:
+                _void_locked(invoice, reason=reason)
+                signals.invoice_voided.send(sender=None, account=account, invoice=invoice, by=None)
+            elif invoice.status in (Invoice.Status.OPEN, Invoice.Status.PAID):
+                amount = sum((line.amount for line in own), ZERO)
+                if amount:
+                    _post(account, LedgerEntry.Kind.CREDIT, amount, reason, invoice=invoice)
+        settle(account, at)
+        return True
 
 
 def end_subscription(reference: str, at: datetime | None = None) -> None:
@@ -828,19 +927,25 @@ def proration_preview(subscription: Subscription, plans, at: datetime | None = N
 
 
 def set_billing_terms(
-    account, discount_percent: Decimal, custom_prices: dict[str, Decimal]
+    account, discount_percent: Decimal, custom_prices: dict[str, Decimal], by=None
 ) -> BillingProfile:
     """Staff set a customer's discount and custom monthly prices. They apply to new subscriptions and plan
     changes; running subscriptions keep the price they were sold at until they change plan."""
+    _refuse_own(account, by)
     if not Decimal(0) <= Decimal(discount_percent) <= Decimal(100):
         raise BillingError(_("A discount is between 0 and 100 percent."))
     if any(Decimal(price) < 0 for price in custom_prices.values()):
         raise BillingError(_("A price cannot be negative."))
-    profile, _created = BillingProfile.objects.update_or_create(
-        account=account,
-        defaults={
-            "discount_percent": Decimal(discount_percent),
-            "custom_prices": {slug: str(quantize(Decimal(price))) for slug, price in custom_prices.items()},
-        },
-    )
+    with transaction.atomic():
+        _lock(account)
+        profile, _created = BillingProfile.objects.update_or_create(
+            account=account,
+            defaults={
+                "discount_percent": Decimal(discount_percent),
+                "custom_prices": {
+                    slug: str(quantize(Decimal(price))) for slug, price in custom_prices.items()
+                },
+            },
+        )
+        signals.billing_terms_changed.send(sender=None, account=account, profile=profile, by=by)
     return profile

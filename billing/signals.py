@@ -9,3 +9,14 @@ account_suspended = Signal()
 account_unsuspended = Signal()
 # account, references: overdue past the termination period; delete these servers.
 subscriptions_terminated = Signal()
+
+# Sent inside the transaction that makes the change (receivers that write, write in it too), so that what
+# they record is committed, or rolled back, with the change itself.
+# account, payment, by (the staff member who recorded it, or None for a provider's confirmed payment).
+payment_recorded = Signal()
+# account, entry, by: staff adjusted the balance.
+balance_adjusted = Signal()
+# account, profile, by: staff set the account's discount or custom prices.
+billing_terms_changed = Signal()
+# account, invoice, by: an invoice was voided (by staff, or by the panel when by is None).
+invoice_voided = Signal()

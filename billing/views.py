@@ -22,5 +22,12 @@ def webhook(request, provider: str):
         account = get_user_model().objects.filter(pk=confirmed.account_id).first()
         if account is None:
             return HttpResponseBadRequest("unknown account")
-        services.record_payment(account, confirmed.amount, confirmed.reference, method=gateway.name)
+        try:
+            services.record_payment(account, confirmed.amount, confirmed.reference, method=gateway.name)
+        except services.ReferenceTaken:
+            # The reference is another customer's payment (a staff-recorded one, say): nothing is credited,
+            # and the provider is told so instead of retrying a server error forever.
+            return HttpResponse("reference already used by another payment", status=409)
+        except services.BillingError as exc:
+            return HttpResponseBadRequest(exc.message)
     return HttpResponse("ok")

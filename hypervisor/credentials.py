@@ -62,8 +62,10 @@ def ssh_target(uri: str) -> tuple[str, int, str]:
 def scan_host_keys(uri: str, timeout: int = 5) -> str:
     """The host's SSH public keys in known_hosts format (ssh-keyscan), recorded at onboarding."""
     host, port, _user = ssh_target(uri)
+    if not host or host.startswith("-"):
+        raise ValueError(f"not a host name: {host!r}")  # validate_uri refuses these; never an option
     result = subprocess.run(
-        ["ssh-keyscan", "-T", str(timeout), "-p", str(port), host],
+        ["ssh-keyscan", "-T", str(timeout), "-p", str(port), "--", host],
         capture_output=True,
         text=True,
         timeout=timeout * 3,

@@ -18,7 +18,7 @@ from . import connection
 from .connection import HypervisorError
 from .models import Host
 from .xml import snapshot as snapshot_xml
-from .xml.domain import Disk, Domain, KernelBoot, NetworkInterface
+from .xml.domain import Disk, Domain, KernelBoot, NetworkInterface, clean_traffic
 from .xml.storage import GIB, DirPool, Volume
 
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
@@ -45,6 +45,8 @@ class DomainRequest:
     memory_mib: int
     disk_gib: int
     mac: str = ""
+    # The IPv4 addresses the guest may send from (the anti-spoofing filter is bound to them).
+    ipv4: tuple[str, ...] = ()
     kernel_boot: KernelBoot | None = None
 
     @property
@@ -155,7 +157,7 @@ def write_seed(host: Host, request: DomainRequest, iso: bytes, replace: bool = F
         if old is not None:
             old.delete(0)
         volume = pool.createXML(Volume(request.seed_volume_name, len(iso), format="raw").to_xml(), 0)
-        if not host.uri.startswith("test:"):  # the simulated host stores no data
+        if host.transport != "test":  # the simulated host stores no data
             stream = conn.newStream(0)
             volume.upload(stream, 0, len(iso), 0)
             stream.send(iso)
@@ -176,7 +178,7 @@ def resize_disk(host: Host, request: DomainRequest) -> None:
             raise HypervisorError("the server's disk is missing on its host")
         if volume.info()[1] >= size:
             return
-        if host.uri.startswith("test:"):
+        if host.transport == "test":
             return  # libvirt's simulated host cannot resize volumes (it holds no data)
         domain = _find_domain(conn, request.uuid)
         if domain is not None and domain.isActive():
@@ -206,9 +208,16 @@ def domain_xml(host: Host, request: DomainRequest, disk_path: str, seed_path: st
         vcpus=request.vcpus,
         memory_mib=request.memory_mib,
         disks=disks,
-        interfaces=[NetworkInterface(network=host.network, bridge=host.bridge, mac=request.mac or None)],
+        interfaces=[
+            NetworkInterface(
+                network=host.network,
+                bridge=host.bridge,
+                mac=request.mac or None,
+                filterref=clean_traffic(request.ipv4),
+            )
+        ],
         kernel_boot=request.kernel_boot,
-        console_log="" if host.uri.startswith("test:") else request.console_log,
+        console_log="" if host.transport == "test" else request.console_log,
     )
     return domain.to_xml()
 
@@ -275,7 +284,7 @@ def shutdown(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
 def reboot(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
     """Reboot through ACPI and wait for the guest to reboot; reset it when it does not within `timeout`
     seconds (or has no ACPI). Returns True when the guest rebooted by itself."""
-    if host.uri.startswith("test:"):
+    if host.transport == "test":
         connection.run(host, lambda conn: _require_running(conn, uuid).reboot(0))
         return True
     rebooted = threading.Event()

@@ -61,6 +61,31 @@ def qemu_img_info(path: str | Path) -> dict:
     return json.loads(result.stdout)
 
 
+def image_dir() -> Path:
+    """The one directory image files are read from (IMAGE_DIR), with its symlinks resolved."""
+    return Path(settings.IMAGE_DIR).resolve()
+
+
+def confined_path(path: str | Path) -> Path:
+    """The file `path` names (relative paths are taken inside IMAGE_DIR), with symlinks resolved, if it
+    lies inside IMAGE_DIR and is a regular file; a ValidationError otherwise. The panel reads these files
+    and copies them to hosts (a kernel or initrd reaches the guest), so nothing else may be named."""
+    base = image_dir()
+    candidate = Path(path)
+    if not str(path).strip() or "\x00" in str(path):
+        raise ValidationError(_("Give the path of the image file."), code="invalid_path")
+    file = (candidate if candidate.is_absolute() else base / candidate).resolve()
+    if not file.is_relative_to(base) or file == base:
+        raise ValidationError(
+            _("Image files must be inside %(dir)s (the IMAGE_DIR setting); %(path)s is not."),
+            params={"dir": base, "path": path},
+            code="outside_image_dir",
+        )
+    if not file.is_file():
+        raise ValidationError(_("No file at %(path)s."), params={"path": file}, code="no_file")
+    return file
+
+
 def register_image(
     slug: str,
     path: str,
@@ -71,10 +96,12 @@ def register_image(
     initrd: str = "",
     cmdline: str = "",
 ) -> Image:
-    """Add or update an image from a qcow2 file on the panel server (checksums computed now)."""
-    file = Path(path).expanduser().resolve()
-    if not file.is_file():
-        raise ValidationError(_("No file at %(path)s."), params={"path": file})
+    """Add or update an image from a qcow2 file in IMAGE_DIR on the panel server (checksums computed now).
+    Kernel and initrd files for direct kernel boot must be in IMAGE_DIR too."""
+    if bool(kernel) != bool(initrd):
+        raise ValidationError(_("Give both a kernel and an initrd for direct kernel boot, or neither."))
+    file = confined_path(path)
+    extras = {kind: confined_path(value) for kind, value in (("kernel", kernel), ("initrd", initrd)) if value}
     info = qemu_img_info(file)
     if info.get("format") != "qcow2":
         raise ValidationError(
@@ -99,15 +126,9 @@ def register_image(
         "initrd_checksum": "",
         "is_active": True,
     }
-    if bool(kernel) != bool(initrd):
-        raise ValidationError(_("Give both a kernel and an initrd for direct kernel boot, or neither."))
-    for kind, value in (("kernel", kernel), ("initrd", initrd)):
-        if value:
-            extra = Path(value).expanduser().resolve()
-            if not extra.is_file():
-                raise ValidationError(_("No file at %(path)s."), params={"path": extra})
-            values[f"{kind}_path"] = str(extra)
-            values[f"{kind}_checksum"] = sha256_of(extra)
+    for kind, extra in extras.items():
+        values[f"{kind}_path"] = str(extra)
+        values[f"{kind}_checksum"] = sha256_of(extra)
     image, _created = Image.objects.update_or_create(slug=slug, defaults=values)
     return image
 
@@ -130,7 +151,7 @@ def volume_name(image: Image, kind: str, checksum: str) -> str:
 
 def simulated(host: Host) -> bool:
     """libvirt's test driver holds no data: volumes are made but nothing is copied into them."""
-    return host.uri.startswith("test:")
+    return host.transport == "test"
 
 
 def _claim_upload(
@@ -212,6 +233,11 @@ def ensure_base_volumes(host: Host, image: Image, owner: str = "") -> dict[str, 
         ready = _claim_upload(host, image, kind, name, checksum, owner)
         if ready is None:
             try:
+                # Checked again at use: an image row made before IMAGE_DIR existed may name any file.
+                try:
+                    source = str(confined_path(source))
+                except ValidationError as exc:
+                    raise HypervisorError(" ".join(exc.messages)) from None
                 path = _upload(host, host.storage_pool, name, source, checksum)
             except BaseException:
                 BaseVolume.objects.filter(

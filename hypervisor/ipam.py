@@ -22,35 +22,56 @@ class NoAddress(Exception):
     """No free IPv4 address in the region."""
 
 
+def _parse_range(entry: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    try:
+        if "-" in entry:
+            first, last = (ipaddress.IPv4Address(part.strip()) for part in entry.split("-", 1))
+        else:
+            first = last = ipaddress.IPv4Address(entry)
+    except ValueError:
+        raise ValidationError(
+            _("“%(entry)s” is not an address or a range like 192.0.2.10-192.0.2.20."),
+            params={"entry": entry},
+            code="invalid_excluded",
+        ) from None
+    if last < first:
+        raise ValidationError(
+            _("The range “%(entry)s” ends before it starts."),
+            params={"entry": entry},
+            code="invalid_excluded",
+        )
+    return first, last
+
+
 def _parse_excluded(entries: list[str], network: ipaddress.IPv4Network) -> set[ipaddress.IPv4Address]:
-    """Addresses and ranges (a.b.c.d or a.b.c.d-a.b.c.e) an admin keeps out of the pool."""
-    excluded: set[ipaddress.IPv4Address] = set()
+    """Addresses and ranges (a.b.c.d or a.b.c.d-a.b.c.e) an admin keeps out of the pool.
+
+    Every entry is checked (both ends inside the network, in order) before any range is expanded, and the
+    ranges are merged first: what is expanded is never more than the network itself."""
+    ranges: list[tuple[int, int]] = []
+    outside = []
     for entry in entries:
         entry = entry.strip()
         if not entry:
             continue
-        try:
-            if "-" in entry:
-                first, last = (ipaddress.IPv4Address(part.strip()) for part in entry.split("-", 1))
-                if last < first:
-                    raise ValueError
-                excluded.update(ipaddress.IPv4Address(value) for value in range(int(first), int(last) + 1))
-            else:
-                excluded.add(ipaddress.IPv4Address(entry))
-        except ValueError:
-            raise ValidationError(
-                _("“%(entry)s” is not an address or a range like 192.0.2.10-192.0.2.20."),
-                params={"entry": entry},
-                code="invalid_excluded",
-            ) from None
-    outside = sorted(str(a) for a in excluded if a not in network)
+        first, last = _parse_range(entry)
+        if first not in network or last not in network:
+            outside.append(entry)
+        else:
+            ranges.append((int(first), int(last)))
     if outside:
         raise ValidationError(
-            _("Excluded addresses outside the network: %(list)s."),
-            params={"list": ", ".join(outside[:5])},
+            _("Excluded addresses outside the network %(cidr)s: %(list)s."),
+            params={"cidr": network, "list": ", ".join(outside[:5])},
             code="invalid_excluded",
         )
-    return excluded
+    merged: list[list[int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return {ipaddress.IPv4Address(value) for first, last in merged for value in range(first, last + 1)}
 
 
 def create_pool(

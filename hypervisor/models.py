@@ -174,7 +174,8 @@ class Host(models.Model):
 
     @property
     def transport(self) -> str:
-        return self.uri.split(":", 1)[0]
+        """The URI's scheme in lower case (libvirt reads it so; validation stores it so)."""
+        return self.uri.split(":", 1)[0].lower()
 
 
 class PanelKeyPair(models.Model):

@@ -10,6 +10,7 @@ from . import connection
 from .driver import ensure_network, ensure_pool
 from .models import Host
 from .xml.capabilities import Capabilities
+from .xml.domain import ANTI_SPOOFING_FILTER
 from .xml.storage import GIB
 
 
@@ -47,6 +48,7 @@ def probe(host: Host) -> ProbeResult:
                 if host.force_emulation and caps.has_kvm
                 else "KVM not available: domains will run under emulation"
             )
+        require_anti_spoofing_filter(conn)
         info = conn.getInfo()  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
         pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
         inventory = take_inventory(conn)
@@ -75,6 +77,22 @@ def probe(host: Host) -> ProbeResult:
         )
 
     return connection.run(host, work)
+
+
+def require_anti_spoofing_filter(conn: libvirt.virConnect) -> None:
+    """Every server's interface is bound to libvirt's clean-traffic filter: a host without it would fail
+    every create, or worse, so it takes no servers. libvirt's simulated driver has no filters at all."""
+    try:
+        conn.nwfilterLookupByName(ANTI_SPOOFING_FILTER)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT and conn.getType().upper() == "TEST":
+            return
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_NWFILTER, libvirt.VIR_ERR_NO_SUPPORT):
+            raise
+        raise connection.HypervisorError(
+            f"the host has no {ANTI_SPOOFING_FILTER} network filter, which every server's interface uses "
+            "against address spoofing (on Debian: install libvirt-daemon-config-nwfilter and iptables)"
+        ) from exc
 
 
 def take_inventory(conn: libvirt.virConnect) -> dict:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import subprocess
 import uuid as uuid_module
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -43,20 +44,90 @@ class Resources:
     disk_gib: int
 
 
+REMOTE_SCHEMES = {"qemu+ssh", "qemu+tls", "qemu+tcp"}
+# A DNS name (labels of letters, digits, dashes and underscores, never starting or ending with a dash):
+# a name that starts with "-" would reach ssh and ssh-keyscan as an option.
+LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+HOST_NAME = re.compile(rf"^{LABEL}(\.{LABEL})*\.?$")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$", re.IGNORECASE)
+# URI parameters an admin may set. The others change how the panel's side connects (a local command, key
+# files, known hosts, `no_verify` for TLS) and are the panel's to set (hypervisor.credentials).
+URI_PARAMETERS = {"socket", "mode", "proxy", "netcat", "name"}
+
+
+def uri_transport(uri: str) -> str:
+    """The transport a libvirt URI names (its scheme), in lower case as libvirt reads it."""
+    return uri.strip().split(":", 1)[0].lower()
+
+
+def _valid_host_name(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return len(name) <= 253 and bool(HOST_NAME.match(name))
+    return True
+
+
 def validate_uri(uri: str) -> str:
+    """The URI with its scheme in lower case (libvirt reads schemes case-insensitively, so every check
+    that depends on the transport must see it so too), or a ValidationError.
+
+    Remote transports need a valid host name; local ones (qemu://, qemu+unix://, test://) must name none:
+    libvirt would quietly reach a host named in them over TLS without the panel's certificates."""
     uri = uri.strip()
-    parts = urlsplit(uri)
+    scheme, separator, rest = uri.partition(":")
+    uri = scheme.lower() + separator + rest
+    invalid = ValidationError(
+        _(
+            "Unsupported libvirt URI %(uri)s: use qemu:///system, qemu+ssh://user@host/system, "
+            "qemu+tls://host/system or test:///…"
+        ),
+        params={"uri": uri},
+        code="invalid_uri",
+    )
+    if not separator or any(char.isspace() or not char.isprintable() for char in uri):
+        raise invalid
+    try:
+        parts = urlsplit(uri)
+        hostname, _port, username = parts.hostname, parts.port, parts.username
+    except ValueError:
+        raise invalid from None
     if parts.scheme not in SUPPORTED_SCHEMES:
+        raise invalid
+    try:
+        parameters = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise invalid from None
+    refused = sorted({name for name, _value in parameters} - URI_PARAMETERS)
+    if refused:
         raise ValidationError(
-            _(
-                "Unsupported libvirt URI %(uri)s: use qemu:///system, qemu+ssh://user@host/system, "
-                "qemu+tls://host/system or test:///…"
-            ),
-            params={"uri": uri},
+            _("These URI parameters are not allowed (the panel sets how it connects itself): %(names)s."),
+            params={"names": ", ".join(refused)},
             code="invalid_uri",
         )
-    if parts.scheme in ("qemu+ssh", "qemu+tls", "qemu+tcp") and not parts.hostname:
-        raise ValidationError(_("The URI %(uri)s names no host."), params={"uri": uri}, code="invalid_uri")
+    if parts.scheme in REMOTE_SCHEMES:
+        if not hostname:
+            raise ValidationError(
+                _("The URI %(uri)s names no host."), params={"uri": uri}, code="invalid_uri"
+            )
+        if not _valid_host_name(hostname):
+            raise ValidationError(
+                _("The host name %(host)s in the URI is not valid."),
+                params={"host": hostname},
+                code="invalid_uri",
+            )
+        if username is not None and not USER_NAME.match(username):
+            raise ValidationError(
+                _("The user name %(user)s in the URI is not valid."),
+                params={"user": username},
+                code="invalid_uri",
+            )
+    elif parts.netloc:
+        raise ValidationError(
+            _("The URI %(uri)s is for the local host and must name no host: use %(scheme)s:///…"),
+            params={"uri": uri, "scheme": parts.scheme},
+            code="invalid_uri",
+        )
     return uri
 
 
@@ -149,7 +220,7 @@ def probe_host(host_id: int) -> Host:
     if host.transport == "qemu+ssh" and not host.ssh_host_keys.strip():
         try:
             keys = credentials.scan_host_keys(host.uri)
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
             keys = ""
             log.warning("ssh-keyscan of %s failed: %s", host.name, exc)
         if not keys:

@@ -15,17 +15,17 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from billing import services as billing
 from billing.models import Plan
 from hypervisor import ipam, macs
 from hypervisor import services as hypervisor
 from hypervisor.cloudinit import hash_password
-from hypervisor.models import Host, Image, Region
+from hypervisor.models import Allocation, Host, Image, Region
 
-from . import quotas
-from .models import Operation, Server, Snapshot, SSHKey, User
+from . import activity, quotas
+from .models import ActivityEvent, Operation, Server, Snapshot, SSHKey, User
 from .validators import validate_hostname
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,14 @@ def order_server(
         _insert_with_unique_mac(server)
         operation = Operation.objects.create(server=server, type=T.CREATE, requested_by=user)
         billing.open_subscription(user, plan, str(server.id), server.name)
+        activity.record(
+            ActivityEvent.Type.SERVER_ORDERED,
+            summary=gettext_noop("Ordered server %(name)s (%(plan)s, %(image)s, %(region)s)."),
+            data={"name": server.name, "plan": plan.name, "image": image.name, "region": region.name},
+            account=user,
+            actor=user,
+            target=f"server:{server.id}",
+        )
         _enqueue(operation)
     return server
 
@@ -280,9 +288,43 @@ def request_action(
         operation = Operation.objects.create(
             server=server, type=action, params=params or {}, requested_by=user
         )
+        _record_action(server, action, user)
         _enqueue(operation)
     server.refresh_from_db()
     return operation
+
+
+# What each action is called in the activity log (English, translated when shown).
+ACTION_SUMMARIES = {
+    T.START: gettext_noop("Started server %(name)s."),
+    T.SHUTDOWN: gettext_noop("Shut down server %(name)s."),
+    T.POWER_OFF: gettext_noop("Powered off server %(name)s."),
+    T.REBOOT: gettext_noop("Rebooted server %(name)s."),
+    T.RESIZE: gettext_noop("Resized server %(name)s."),
+    T.REBUILD: gettext_noop("Rebuilt server %(name)s."),
+    T.SNAPSHOT: gettext_noop("Took a snapshot of server %(name)s."),
+    T.RESTORE: gettext_noop("Restored a snapshot of server %(name)s."),
+    T.DELETE_SNAPSHOT: gettext_noop("Deleted a snapshot of server %(name)s."),
+    T.SUSPEND: gettext_noop("Suspended server %(name)s."),
+    T.UNSUSPEND: gettext_noop("Unsuspended server %(name)s."),
+    T.DELETE: gettext_noop("Deleted server %(name)s."),
+}
+
+
+def _record_action(server: Server, action: str, user: User | None) -> None:
+    """The action in the owner's activity log; on the admins' audit log too when staff act on a customer's
+    server (billing's and metering's own suspensions have no actor)."""
+    staff_action = bool(user is not None and user.is_panel_staff and user.pk != server.owner_id)
+    suspension = action in (T.SUSPEND, T.UNSUSPEND)
+    activity.record(
+        ActivityEvent.Type.SUSPENSION if suspension else ActivityEvent.Type.SERVER_ACTION,
+        summary=ACTION_SUMMARIES.get(action, gettext_noop("Action %(type)s on server %(name)s.")),
+        data={"name": server.name, "type": action},
+        account=server.owner if server.owner_id else None,
+        actor=user,
+        target=f"server:{server.id}",
+        staff_action=staff_action,
+    )
 
 
 def delete_server(server: Server, user: User | None) -> Operation:
@@ -334,11 +376,59 @@ def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
 
 
 def rebuild_server(server: Server, image: Image, user: User | None) -> Operation:
-    """Reinstall the server from an image: a fresh disk, the same address and server."""
+    """Reinstall the server from an image: a fresh disk, the same address and server. A server in error
+    whose create failed holds nothing any more: the rebuild claims again what an order claims."""
     if not image.is_active:
         raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
     _check_image_fits(image, server.disk_gib)
-    return request_action(server, T.REBUILD, user, {"image": image.slug})
+    params: dict = {"image": image.slug}
+
+    def reclaim(current: Server) -> None:
+        if current.status == S.ERROR:
+            params.update(_claim_again(current))
+
+    return request_action(server, T.REBUILD, user, params, prepare=reclaim)
+
+
+def _claim_again(server: Server) -> dict:
+    """What a failed create gave back (capacity on a schedulable host, an IPv4 address, the subscription),
+    claimed again in the caller's transaction, in the one lock order: customer, host, address, invoice
+    numbering. Raises OutOfCapacity / OutOfAddresses / InsufficientCredit (the caller rolls back).
+    Returns what was claimed, for a failed rebuild to give it back."""
+    claimed: dict = {}
+    owner = User.objects.select_for_update(of=("self",)).get(pk=server.owner_id)
+    region, plan = server.region, server.plan
+    if not Allocation.objects.filter(consumer_uuid=server.id).exists():
+        need = hypervisor.Resources(server.vcpus, server.memory_mib, server.disk_gib)
+        try:
+            host = hypervisor.claim(server.id, region, need)
+        except hypervisor.NoCapacity as exc:
+            raise OutOfCapacity(
+                _("The server cannot be rebuilt now: %(reason)s") % {"reason": str(exc)}
+            ) from exc
+        Server.objects.filter(pk=server.pk).update(host=host)
+        server.host = host
+        claimed["capacity"] = True
+    server.__dict__.pop("ipv4_addresses", None)  # read anew, not as the caller last saw them
+    if not server.ipv4_addresses:
+        try:
+            address = ipam.allocate_if_pooled(region, server.id)
+        except ipam.NoAddress as exc:
+            raise OutOfAddresses(
+                _("The server cannot be rebuilt now: %(reason)s") % {"reason": str(exc)}
+            ) from exc
+        server.__dict__.pop("ipv4_addresses", None)
+        if address is not None:
+            claimed["address"] = True
+    if billing.active_subscription(str(server.id)) is None:
+        if settings.BILLING_ORDER_POLICY == "prepaid":
+            try:
+                billing.require_credit(owner, plan)
+            except billing.InsufficientCredit as exc:
+                raise InsufficientCredit(exc.message) from exc
+        billing.open_subscription(owner, plan, str(server.id), server.name)
+        claimed["subscription"] = True
+    return {"reclaimed": claimed} if claimed else {}
 
 
 def snapshot_server(server: Server, name: str, user: User | None) -> Operation:
@@ -348,7 +438,7 @@ def snapshot_server(server: Server, name: str, user: User | None) -> Operation:
 
     def check_limit(current: Server) -> None:
         _check_quota(current.owner_id, {"snapshots": 1})
-        if Snapshot.objects.filter(server=current).count() >= settings.SNAPSHOT_LIMIT:
+        if quotas.snapshots_of_server(current) >= settings.SNAPSHOT_LIMIT:
             raise Unprocessable(
                 _("A server keeps at most %(limit)s snapshots; delete one first.")
                 % {"limit": settings.SNAPSHOT_LIMIT}
@@ -414,4 +504,8 @@ def suspend_server(server: Server, reason: str, user: User | None = None, by: st
 
 
 def unsuspend_server(server: Server, user: User | None = None) -> Operation:
+    """Lift a suspension (billing's after a payment, metering's at a new period, or a staff member's). Staff
+    cannot lift one on their own server, whoever suspended it (Forbidden)."""
+    if user is not None and user.pk == server.owner_id:
+        raise Forbidden(_("You cannot unsuspend your own server; ask another staff member."))
     return request_action(server, T.UNSUSPEND, user)

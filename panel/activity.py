@@ -1,5 +1,6 @@
 """The activity log: `record` appends an event, in the caller's transaction, with the IP address and user
-agent of the request being served (set by `RequestContextMiddleware`; none in workers and commands).
+agent of the request being served (set by `RequestContextMiddleware`; none in workers and commands). The
+address is `client_ip`'s (see `panel.request_context`: X-Forwarded-For only from TRUSTED_PROXIES).
 
 Summaries are English messages marked with `gettext_noop` plus their values, rendered in the reader's
 language when shown (`ActivityEvent.text`):
@@ -12,31 +13,13 @@ language when shown (`ActivityEvent.text`):
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 
 from .models import ActivityEvent, User
+from .request_context import client_ip, current, request_info
 
-
-@dataclass(frozen=True)
-class RequestInfo:
-    ip: str | None
-    user_agent: str
-
-
-_current: ContextVar[RequestInfo | None] = ContextVar("panel_activity_request", default=None)
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The client's address: REMOTE_ADDR (behind a proxy, the proxy sets it; see SECURE_PROXY_SSL_HEADER
-    and the README's deployment notes)."""
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def request_info(request: HttpRequest) -> RequestInfo:
-    return RequestInfo(client_ip(request), (request.META.get("HTTP_USER_AGENT") or "")[:300])
+__all__ = ["RequestContextMiddleware", "client_ip", "ip_shown_to_account", "record", "request_info"]
 
 
 class RequestContextMiddleware:
@@ -46,11 +29,11 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = _current.set(request_info(request))
+        token = current.set(request_info(request))
         try:
             return self.get_response(request)
         finally:
-            _current.reset(token)
+            current.reset(token)
 
 
 def record(
@@ -66,7 +49,7 @@ def record(
 ) -> ActivityEvent:
     """Append one event. `account` is whose log it belongs to; `actor` who did it; `staff_action` puts it
     on the admins' audit log too (set it for what staff and admins do)."""
-    info = request_info(request) if request is not None else _current.get()
+    info = request_info(request) if request is not None else current.get()
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     return ActivityEvent.objects.create(
@@ -80,3 +63,11 @@ def record(
         ip=info.ip if info else None,
         user_agent=info.user_agent if info else "",
     )
+
+
+def ip_shown_to_account(event: ActivityEvent) -> str | None:
+    """The event's address as the account holder may see it: only their own requests' (or those with no
+    actor); the addresses of staff and admins acting on the account stay on the audit log."""
+    if event.actor_id is None or event.actor_id == event.account_id:
+        return event.ip
+    return None

@@ -7,4 +7,5 @@ class PanelConfig(AppConfig):
     verbose_name = _("Panel")
 
     def ready(self) -> None:
-        from . import billing_hooks  # noqa: F401  (connects the receivers)
+        from . import billing_hooks, receivers  # noqa: F401  (connect their receivers)
+        from .api import schema  # noqa: F401  (registers the API's authentication scheme)

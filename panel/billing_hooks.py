@@ -1,5 +1,8 @@
 """The panel's answers to billing's signals: suspend, unsuspend and delete the servers of a
-subscription (billing knows them only by reference)."""
+subscription (billing knows them only by reference); record payments and staff's billing actions in the
+activity log, and lift an account's new-account limits once its payments reach NEW_ACCOUNT_LIFT_AMOUNT
+(or the cheapest plan's monthly price). These receivers run inside billing's transaction, so the record
+commits or rolls back with the change."""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ import logging
 
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from billing import signals
+from billing.money import quantize
 
-from . import actions
-from .models import Server
+from . import actions, activity, quotas
+from .models import ActivityEvent, Server
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +51,65 @@ def delete_terminated(sender, account, references, **kwargs) -> None:
             actions.delete_server(server, None)
         except actions.ActionError as exc:
             log.warning("could not delete terminated %s now: %s", server.id, exc.message)
+
+
+def _by_staff(account, by) -> bool:
+    return by is not None and getattr(by, "is_panel_staff", False) and by.pk != account.pk
+
+
+@receiver(signals.payment_recorded)
+def record_payment_and_lift_limits(sender, account, payment, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.PAYMENT,
+        summary=gettext_noop("Payment %(reference)s of %(amount)s %(currency)s received."),
+        data={
+            "reference": payment.reference,
+            "amount": str(quantize(payment.amount)),
+            "currency": payment.currency,
+        },
+        account=account,
+        actor=by,
+        target=f"payment:{payment.pk}",
+        staff_action=_by_staff(account, by),
+    )
+    quotas.lift_new_account_limits_when_paid(account)  # once the payments reach the amount, and only once
+
+
+@receiver(signals.balance_adjusted)
+def record_adjustment(sender, account, entry, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.CREDIT,
+        summary=gettext_noop("Balance adjusted by %(amount)s %(currency)s (%(reason)s)."),
+        data={"amount": str(entry.amount), "currency": entry.currency, "reason": entry.reason},
+        account=account,
+        actor=by,
+        target=f"user:{account.pk}",
+        staff_action=_by_staff(account, by),
+    )
+
+
+@receiver(signals.billing_terms_changed)
+def record_billing_terms(sender, account, profile, by=None, **kwargs) -> None:
+    prices = ", ".join(f"{slug} {price}" for slug, price in sorted(profile.custom_prices.items())) or "-"
+    activity.record(
+        ActivityEvent.Type.BILLING_TERMS,
+        summary=gettext_noop("Billing terms set: %(discount)s%% discount; custom prices: %(prices)s."),
+        data={"discount": str(profile.discount_percent), "prices": prices},
+        account=account,
+        actor=by,
+        target=f"user:{account.pk}",
+        staff_action=_by_staff(account, by),
+    )
+
+
+@receiver(signals.invoice_voided)
+def record_void(sender, account, invoice, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.INVOICE_VOIDED,
+        summary=gettext_noop("Invoice %(number)s voided."),
+        data={"number": invoice.number or ""},
+        account=account,
+        actor=by,
+        target=f"invoice:{invoice.pk}",
+        staff_action=_by_staff(account, by),
+    )

@@ -1,18 +1,23 @@
 import re
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from billing.models import Plan
 from billing.money import CURRENCY_EXPONENTS, currency, quantize
 from hypervisor import services as hypervisor
 from hypervisor.models import Host, Image, Region
 
-from .models import SSHKey, User
+from . import throttling
+from .activity import client_ip
+from .models import ApiToken, SSHKey, User
 from .openssh import parse_public_key
 from .validators import validate_hostname
 
@@ -27,6 +32,49 @@ class SignupForm(UserCreationForm):
         if User.objects.filter(email=email).exists():
             raise ValidationError(_("An account with this email exists already."))
         return email
+
+
+class LoginForm(AuthenticationForm):
+    """The login form with the failed-login lock-out of `panel.throttling`: the lock is checked before the
+    password (the right password is refused while locked). After `is_valid()`, `throttled_for` holds the
+    seconds to wait when the login was refused for that reason (the view answers 429), else None."""
+
+    throttled_for: int | None = None
+
+    def _client_ip(self) -> str | None:
+        return client_ip(self.request) if self.request is not None else None
+
+    def clean(self):
+        self.throttled_for = None
+        username = self.cleaned_data.get("username")
+        ip = self._client_ip()
+        wait = throttling.login_locked_for(username, ip)
+        if wait:
+            self.throttled_for = wait
+            raise ValidationError(
+                _("Too many failed logins. %(retry)s") % {"retry": throttling.retry_message(wait)},
+                code="throttled",
+            )
+        try:
+            cleaned = super().clean()
+        except ValidationError as error:
+            if username and self.cleaned_data.get("password") and error.code == "invalid_login":
+                locked = throttling.login_failed(username, ip)
+                if locked:
+                    self.throttled_for = locked
+                    raise ValidationError(
+                        [
+                            error,
+                            ValidationError(
+                                _("Too many failed logins. %(retry)s")
+                                % {"retry": throttling.retry_message(locked)},
+                                code="throttled",
+                            ),
+                        ]
+                    ) from None
+            raise
+        throttling.login_succeeded(username)
+        return cleaned
 
 
 class PlanChoiceField(forms.ModelChoiceField):
@@ -234,7 +282,7 @@ class HostForm(_HostPlacementFields):
     @property
     def is_tls(self) -> bool:
         uri = self.data.get("uri", "") if self.is_bound else ""
-        return uri.strip().startswith("qemu+tls:")
+        return hypervisor.uri_transport(uri) == "qemu+tls"
 
     def clean(self):
         cleaned = super().clean()
@@ -389,7 +437,23 @@ class PtrForm(forms.Form):
 
 
 class ApiTokenForm(forms.Form):
+    EXPIRY_DAYS = [
+        ("", pgettext_lazy("expiry", "Never")),
+        ("7", _("In 7 days")),
+        ("30", _("In 30 days")),
+        ("90", _("In 90 days")),
+        ("365", _("In one year")),
+    ]
+
     name = forms.CharField(label=_("Token name"), max_length=100, required=False)
+    scope = forms.ChoiceField(label=_("Access"), choices=ApiToken.Scope.choices, initial=ApiToken.Scope.WRITE)
+    expires = forms.TypedChoiceField(
+        label=_("Expires"), choices=EXPIRY_DAYS, required=False, coerce=int, empty_value=None
+    )
+
+    def expires_at(self) -> datetime | None:
+        days = self.cleaned_data.get("expires")
+        return timezone.now() + timedelta(days=days) if days else None
 
 
 class ImageForm(forms.Form):
@@ -400,21 +464,26 @@ class ImageForm(forms.Form):
     os_family = forms.CharField(label=_("OS family"), max_length=40, help_text=_("debian, ubuntu, rhel, …"))
     path = forms.CharField(
         label=_("qcow2 file on the panel server"), max_length=500,
-        widget=forms.TextInput(attrs={"placeholder": "/var/lib/vpspanel/images/debian-12.qcow2"}),
+        widget=forms.TextInput(attrs={"placeholder": "debian-12.qcow2"}),
+        help_text=_("A file in the image directory (the IMAGE_DIR setting); a relative path is taken there."),
     )  # fmt: skip
     kernel = forms.CharField(label=_("Kernel (direct kernel boot)"), max_length=500, required=False)
     initrd = forms.CharField(label=_("Initrd (direct kernel boot)"), max_length=500, required=False)
     cmdline = forms.CharField(label=_("Kernel command line"), max_length=500, required=False)
 
 
+QUOTA_MAX = 2_147_483_647  # a PositiveIntegerField's largest value (panel.quotas.MAX_LIMIT)
+
+
 class QuotaForm(forms.Form):
     """A customer's limits; an empty field means no limit."""
 
-    servers = forms.IntegerField(label=_("Servers"), min_value=0, required=False)
-    vcpus = forms.IntegerField(label=_("vCPUs"), min_value=0, required=False)
-    memory_mib = forms.IntegerField(label=_("Memory (MiB)"), min_value=0, required=False)
-    disk_gib = forms.IntegerField(label=_("Disk (GiB)"), min_value=0, required=False)
-    snapshots = forms.IntegerField(label=_("Snapshots"), min_value=0, required=False)
+    # The column's maximum bounds each limit (a larger number is a form error, not a server error).
+    servers = forms.IntegerField(label=_("Servers"), min_value=0, max_value=QUOTA_MAX, required=False)
+    vcpus = forms.IntegerField(label=_("vCPUs"), min_value=0, max_value=QUOTA_MAX, required=False)
+    memory_mib = forms.IntegerField(label=_("Memory (MiB)"), min_value=0, max_value=QUOTA_MAX, required=False)
+    disk_gib = forms.IntegerField(label=_("Disk (GiB)"), min_value=0, max_value=QUOTA_MAX, required=False)
+    snapshots = forms.IntegerField(label=_("Snapshots"), min_value=0, max_value=QUOTA_MAX, required=False)
 
 
 # Billing: top-up, staff payments, adjustments and a customer's terms. Amounts are Decimal with the

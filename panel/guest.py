@@ -39,6 +39,7 @@ def domain_request(server: Server, boot: KernelBoot | None = None) -> DomainRequ
         memory_mib=server.memory_mib,
         disk_gib=server.disk_gib,
         mac=server.mac,
+        ipv4=tuple(server.ipv4),
         kernel_boot=boot,
     )
 

@@ -19,13 +19,15 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from billing.models import OverLimitPolicy, TransferDirection
 from hypervisor import stats
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Host
 
-from .models import MeterState, Server, TransferPeriod, UsageSample
+from . import activity
+from .models import ActivityEvent, MeterState, Server, TransferPeriod, UsageSample
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -360,7 +362,7 @@ def restore_previous(server: Server, current: TransferPeriod) -> None:
         lift(server, old)
 
 
-def add_traffic_block(server: Server, gib: int, now: datetime | None = None) -> TransferPeriod:
+def add_traffic_block(server: Server, gib: int, now: datetime | None = None, by=None) -> TransferPeriod:
     """Staff add transfer to the server's current period. A worker then re-checks the allowance and lifts
     a throttle or suspension if the server fits again (no libvirt call in the staff's request)."""
     from .tasks import enforce_transfer
@@ -368,6 +370,15 @@ def add_traffic_block(server: Server, gib: int, now: datetime | None = None) -> 
     period = current_period(server, now)
     with transaction.atomic():
         TransferPeriod.objects.filter(pk=period.pk).update(extra_bytes=F("extra_bytes") + gib * GIB)
+        activity.record(
+            ActivityEvent.Type.TRAFFIC_BLOCK,
+            summary=gettext_noop("%(gib)s GiB of transfer added to server %(name)s."),
+            data={"gib": gib, "name": server.name},
+            account=server.owner,
+            actor=by,
+            target=f"server:{server.id}",
+            staff_action=by is not None,
+        )
         transaction.on_commit(lambda: enforce_transfer.delay(str(server.pk)))
     period.refresh_from_db()
     return period

@@ -34,11 +34,27 @@ log = logging.getLogger(__name__)
 S = Server.Status
 T = Operation.Type
 OPEN = (Operation.Status.PENDING, Operation.Status.RUNNING)
+# What customers are told when an operation fails: plain words. The error itself (the hypervisor's, which
+# may name internal hosts and paths) is kept for staff in Operation.detail and Server.status_detail.
 FAILED_STATUS_REASONS = {
-    T.CREATE: gettext_lazy("Creating the server failed: %(error)s"),
-    T.DELETE: gettext_lazy("Deleting the server failed: %(error)s"),
-    T.REBUILD: gettext_lazy("Rebuilding the server failed: %(error)s"),
+    T.CREATE: gettext_lazy(
+        "Creating the server failed. Delete it and nothing is charged for it, or rebuild it to try again."
+    ),
+    T.DELETE: gettext_lazy("Deleting the server failed. Please try again; our staff have been notified."),
+    T.REBUILD: gettext_lazy("Rebuilding the server failed. Please try again; our staff have been notified."),
 }
+# What staff are told, after the error, when a failed create may have left its domain on the host.
+CLEANUP_PENDING = gettext_lazy(
+    "Cleanup is pending: the domain may still exist on the host, so the server keeps its capacity, its "
+    "address and its subscription until it is deleted (deleting it destroys the domain)."
+)
+FAILED_MESSAGE = gettext_lazy("The action failed. Please try again, or contact support if it keeps failing.")
+
+
+def _public_message(message: str) -> str:
+    """What the customer is told about a failed action: a host that is down is said as such (it names
+    nothing internal and tells them to wait); any other hypervisor error becomes the plain message."""
+    return message if message == str(HOST_DOWN_MESSAGE) else str(FAILED_MESSAGE)
 
 
 @dataclass
@@ -82,15 +98,20 @@ def begin(operation_id: str) -> Operation | None:
     return operation
 
 
-def _close(operation: Operation, status: str, error: str, server_changes: dict) -> bool:
-    """Close a still-open operation and clear its server's task in one transaction. An operation that was
-    closed meanwhile (by the reaper, or by another delivery of the same task) is left as it is."""
+def _close(
+    operation: Operation, status: str, error: str, server_changes: dict, detail: str = "", only_from=OPEN
+) -> bool:
+    """Close a still-open operation (in one of the statuses `only_from`) and clear its server's task in one
+    transaction. An operation that was closed meanwhile (by the reaper, or by another delivery of the same
+    task) is left as it is."""
     now = timezone.now()
     with transaction.atomic():
-        closed = Operation.objects.filter(pk=operation.pk, status__in=OPEN).update(
-            status=status, finished_at=now, error=error
+        closed = Operation.objects.filter(pk=operation.pk, status__in=only_from).update(
+            status=status, finished_at=now, error=error, detail=detail
         )
         if closed:
+            if "status_reason" in server_changes and server_changes["status_reason"] is None:
+                server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
             Server.objects.filter(pk=operation.server_id, task=operation.type).update(
                 task=None, updated_at=now, **server_changes
             )
@@ -102,9 +123,9 @@ def finish(operation: Operation, **server_changes) -> bool:
     return _close(operation, Operation.Status.SUCCEEDED, "", server_changes)
 
 
-def fail(operation: Operation, message: str, **server_changes) -> bool:
-    """Record failure and clear the server's task."""
-    return _close(operation, Operation.Status.FAILED, message, server_changes)
+def fail(operation: Operation, message: str, detail: str = "", only_from=OPEN, **server_changes) -> bool:
+    """Record failure (`message` for the customer, `detail` for staff) and clear the server's task."""
+    return _close(operation, Operation.Status.FAILED, message, server_changes, detail, only_from)
 
 
 def _host(server: Server) -> Host:
@@ -126,6 +147,7 @@ def create(operation: Operation) -> None:
     # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload.
     defined = driver.power_state(host, server.id) is not None
     seed_path = driver.write_seed(host, request, guest.seed_iso(server), replace=not defined)
+    _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path)
     pause_point("create:defined")
     state = driver.start(host, server.id)
@@ -164,6 +186,14 @@ def _remember(operation: Operation, **values) -> None:
     """Keep facts a retried attempt needs (e.g. whether the server was running before it began)."""
     operation.params = {**operation.params, **values}
     Operation.objects.filter(pk=operation.pk).update(params=operation.params)
+
+
+def _remember_defining(operation: Operation) -> None:
+    """Recorded before the domain is defined: until then a failure provably left no guest on the host
+    (a disk without a domain runs nothing), so what the server holds can go back even when the cleanup
+    cannot reach the host."""
+    if not operation.params.get("defining"):
+        _remember(operation, defining=True)
 
 
 def _was_running(operation: Operation) -> bool:
@@ -222,6 +252,7 @@ def rebuild(operation: Operation) -> None:
     seed_path = driver.write_seed(
         host, request, guest.seed_iso(server, f"{server.id}-{operation.id.hex[:8]}"), replace=True
     )
+    _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path, replace=True)
     state = driver.start(host, server.id)
     metering.after_start(server)
@@ -274,15 +305,46 @@ def suspend(operation: Operation) -> None:
     host = _host(server)
     metering.meter_server(server)
     state = driver.power_off(host, server.id)
-    reason = operation.params.get("reason") or _("Suspended by staff.")
     by = operation.params.get("by", "staff")
-    finish(operation, status=S.SUSPENDED, power_state=state, status_reason=reason, suspended_by=by)
+    reason = operation.params.get("reason") or ""
+    if by == "staff":
+        # A staff member's reason is internal; the customer is told to get in touch.
+        public, detail = _("Suspended by staff. Please contact support."), reason
+    else:
+        public, detail = reason or _("Suspended."), ""
+    finish(
+        operation,
+        status=S.SUSPENDED,
+        power_state=state,
+        status_reason=public,
+        status_detail=detail,
+        suspended_by=by,
+    )
 
 
 def unsuspend(operation: Operation) -> None:
     state = driver.start(_host(operation.server), operation.server.id)
     metering.after_start(operation.server)
-    finish(operation, status=S.RUNNING, power_state=state, status_reason=None, suspended_by="")
+    finish(
+        operation, status=S.RUNNING, power_state=state, status_reason=None, status_detail="", suspended_by=""
+    )
+
+
+def _never_became_usable(server: Server) -> bool:
+    """The panel created the server, and no create or rebuild of it ever succeeded: it never ran for its
+    owner."""
+    made = Operation.objects.filter(server=server, type__in=(T.CREATE, T.REBUILD))
+    return made.filter(type=T.CREATE).exists() and not made.filter(status=Operation.Status.SUCCEEDED).exists()
+
+
+def _end_billing(server: Server) -> None:
+    """The deleted server's subscription ends; one that never became usable (a failed create whose domain
+    had to wait for this delete to be destroyed) is also not charged: its invoice is voided or credited.
+    Both are idempotent (the subscription's move to ended is the guard)."""
+    if _never_became_usable(server):
+        billing.cancel_unused_subscription(str(server.id))
+    else:
+        billing.end_subscription(str(server.id))
 
 
 def delete(operation: Operation) -> None:
@@ -293,10 +355,10 @@ def delete(operation: Operation) -> None:
         driver.destroy(host, domain_request(server))
     pause_point("delete:destroyed")
     with transaction.atomic():
+        _end_billing(server)  # first: the one lock order is customer, host, address
         hypervisor.release(server.id)
         ipam.release(server.id)
         Snapshot.objects.filter(server=server).delete()
-        billing.end_subscription(str(server.id))
         finish(operation, status=S.DELETED, power_state="", deleted_at=timezone.now())
 
 
@@ -317,30 +379,67 @@ HANDLERS: dict[str, Callable[[Operation], None]] = {
 }
 
 
-def on_failure(operation: Operation, message: str) -> None:
-    """Undo what a failed step left behind and record the failure."""
+def _never_usable(operation: Operation) -> bool:
+    """A create, or a rebuild that had to claim everything again after a failed create: the server never
+    became usable, so what it holds and what it was charged go back when it fails."""
+    return operation.type == T.CREATE or (
+        operation.type == T.REBUILD and bool(operation.params.get("reclaimed"))
+    )
+
+
+def _give_back_unused(server: Server) -> None:
+    """In the caller's transaction, in the one lock order (customer, host, address): end the subscription of
+    a server that never became usable (voiding or crediting what it was charged), free its capacity and
+    its address. Each step is idempotent."""
+    billing.cancel_unused_subscription(str(server.id))
+    hypervisor.release(server.id)
+    ipam.release(server.id)
+
+
+def _cleaned_up(operation: Operation) -> bool:
+    """Destroy what a failed create (or reclaiming rebuild) made on the host. True when nothing of it is
+    left there: the destroy succeeded, or the failure came before its domain was defined. False
+    when the domain may still exist (the host is down, or the destroy failed)."""
     server = operation.server
-    if operation.type == T.CREATE:
-        if server.host is not None and server.host.state != Host.State.DOWN:
-            try:
-                driver.destroy(server.host, domain_request(server))
-            except HypervisorError as exc:
-                log.warning("cleanup after failed create of %s: %s", server.id, exc.message)
+    if server.host is not None and server.host.state != Host.State.DOWN:
+        try:
+            driver.destroy(server.host, domain_request(server))
+            return True
+        except HypervisorError as exc:
+            log.warning("cleanup after failed %s of %s: %s", operation.type, server.id, exc.message)
+    return server.host is None or not operation.params.get("defining")
+
+
+def _pending_cleanup_detail(message: str) -> str:
+    return f"{message}\n{CLEANUP_PENDING}"
+
+
+def on_failure(operation: Operation, message: str) -> None:
+    """Undo what a failed step left behind and record the failure: the customer gets a plain message,
+    staff the error itself. A failed create gives back what it holds only when nothing of it is left on the
+    host; otherwise the server keeps its capacity, address and subscription until it is deleted."""
+    server = operation.server
+    if _never_usable(operation):
+        cleaned = _cleaned_up(operation)
         with transaction.atomic():
-            hypervisor.release(server.id)
-            ipam.release(server.id)
-            fail(
+            closed = fail(
                 operation,
+                str(FAILED_STATUS_REASONS[operation.type]),
                 message,
                 status=S.ERROR,
-                status_reason=FAILED_STATUS_REASONS[T.CREATE] % {"error": message},
+                status_reason=str(FAILED_STATUS_REASONS[T.CREATE]),
+                status_detail=message if cleaned else _pending_cleanup_detail(message),
             )
+            if closed and cleaned:
+                _give_back_unused(server)
     elif operation.type in (T.DELETE, T.REBUILD):
         fail(
             operation,
+            str(FAILED_STATUS_REASONS[operation.type]),
             message,
             status=S.ERROR,
-            status_reason=FAILED_STATUS_REASONS[operation.type] % {"error": message},
+            status_reason=str(FAILED_STATUS_REASONS[operation.type]),
+            status_detail=message,
         )
     elif operation.type == T.RESIZE:
         old = operation.params["from"]
@@ -352,9 +451,9 @@ def on_failure(operation: Operation, message: str) -> None:
         with transaction.atomic():
             _give_back_resize(operation)
             billing.undo_plan_change(str(server.id), operation.params.get("billing_undo") or {})
-            fail(operation, message)
+            fail(operation, _public_message(message), message)
     else:
-        fail(operation, message)
+        fail(operation, _public_message(message), message)
 
 
 def execute(operation_id: str) -> None:
@@ -410,18 +509,29 @@ def _give_back_resize(operation: Operation) -> None:
 
 def reap_stuck_operations() -> int:
     """Fail operations that ran past their deadline and free their servers. A create or delete that never
-    finished leaves the server in error (the customer can delete it again); other actions leave the status."""
+    finished leaves the server in error (the customer can delete it again); other actions leave the status.
+    A create no worker ever began gives back what it holds; one that began may have a running domain (its
+    worker may even still be at it), so it keeps its capacity, address and subscription, and deleting the
+    server destroys the domain and ends the billing."""
     reaped = 0
     for operation in Operation.objects.filter(status__in=OPEN, deadline__lt=timezone.now()):
         message = _("The operation did not finish before its deadline.")
+        # Closed only from the status seen here: one a worker begins meanwhile waits for a later run.
+        unstarted = operation.status == Operation.Status.PENDING
+        nothing_on_host = unstarted and _never_usable(operation)
         changes = {}
         if operation.type in FAILED_STATUS_REASONS:
             changes = {
                 "status": S.ERROR,
-                "status_reason": FAILED_STATUS_REASONS[operation.type] % {"error": message},
+                "status_reason": str(FAILED_STATUS_REASONS[operation.type]),
+                "status_detail": message,
             }
+            if _never_usable(operation) and not nothing_on_host:
+                changes["status_detail"] = _pending_cleanup_detail(message)
         with transaction.atomic():
-            closed = fail(operation, message, **changes)
+            closed = fail(operation, message, message, only_from=(operation.status,), **changes)
+            if closed and nothing_on_host:
+                _give_back_unused(operation.server)
             if closed and operation.type == T.RESIZE:
                 _give_back_resize(operation)
                 billing.undo_plan_change(str(operation.server_id), operation.params.get("billing_undo") or {})

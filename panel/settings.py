@@ -6,6 +6,7 @@ runs in debug or demo mode.
 
 import os
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
@@ -78,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "panel.middleware.SecondFactorMiddleware",
     "panel.activity.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -225,6 +227,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "panel.api.errors.exception_handler",
+    # Requests per user: API_RATE in "Abuse controls" below.
+    "DEFAULT_THROTTLE_CLASSES": ["panel.api.throttling.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -238,14 +242,37 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1/",
+    # Several models have a `status`; the server's gets a readable name (a collision warns in check --deploy).
+    "ENUM_NAME_OVERRIDES": {
+        "ServerStatusEnum": "panel.models.Server.Status",
+        "ActivityEventTypeEnum": "panel.models.ActivityEvent.Type",
+    },
 }
 
-SESSION_COOKIE_HTTPONLY = True
+# Transport security (docs/deployment.md lists the production environment that `check --deploy` passes).
+# Outside debug and demo mode the panel assumes browsers reach it over TLS (directly or through a
+# TLS-terminating proxy): plain-HTTP requests are redirected to HTTPS, HSTS is sent, cookies are secure.
+# HTTPS=0 serves a panel over plain HTTP (a private network, the test suite): no redirect, no HSTS, no
+# secure cookies.
+HTTPS = env_bool("HTTPS", not (DEBUG or DEMO))
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (overwriting what clients send), the proxy's
+# header tells Django the request came over HTTPS. Never set without such a proxy: clients could claim HTTPS.
+if env_bool("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS") or (31536000 if HTTPS else 0))
+# Both widen HSTS beyond the panel's own host name (preload is hard to undo): explicit opt-ins.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if not DEBUG and not DEMO:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+# Cookies travel over HTTPS only when the panel is served over HTTPS (SECURE_COOKIES overrides).
+SECURE_COOKIES = env_bool("SECURE_COOKIES", HTTPS)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LANGUAGE_COOKIE_SECURE = SECURE_COOKIES
+# Scripts never read the cookies (htmx sends the CSRF token from the page, templates/base.html).
+SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = LANGUAGE_COOKIE_HTTPONLY = True
 
 LOGGING = {
     "version": 1,
@@ -269,6 +296,8 @@ CELERY_BEAT_SCHEDULE.update(
 )
 
 # Images and servers.
+# Image files (qcow2 disks, kernels, initrds) are read from this directory only (symlinks resolved).
+IMAGE_DIR = Path(os.environ.get("IMAGE_DIR", DATA_DIR / "images"))
 IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))
 SNAPSHOT_LIMIT = int(os.environ.get("SNAPSHOT_LIMIT", "3"))
 REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
@@ -290,6 +319,33 @@ DEFAULT_QUOTA = {
     "disk_gib": _limit("DEFAULT_QUOTA_DISK_GIB", "1000"),
     "snapshots": _limit("DEFAULT_QUOTA_SNAPSHOTS", "20"),
 }
+# Accounts made by browser sign-up are held to at most these limits (the smaller of this and their own
+# quota) until their payments reach NEW_ACCOUNT_LIFT_AMOUNT, or until staff lift them; empty: no extra limit.
+NEW_ACCOUNT_QUOTA = {
+    "servers": _limit("NEW_ACCOUNT_QUOTA_SERVERS", "1"),
+    "vcpus": _limit("NEW_ACCOUNT_QUOTA_VCPUS", "2"),
+    "memory_mib": _limit("NEW_ACCOUNT_QUOTA_MEMORY_MIB", "2048"),
+    "disk_gib": _limit("NEW_ACCOUNT_QUOTA_DISK_GIB", "50"),
+    "snapshots": _limit("NEW_ACCOUNT_QUOTA_SNAPSHOTS", "1"),
+}
+
+
+# The new-account limits are lifted once the account's settled payments add up to this amount (in the
+# installation's currency); empty: the monthly price of the cheapest plan on sale.
+def _amount(name: str) -> Decimal | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{name} must be an amount of money (e.g. 50000), not {value!r}.")
+    return amount
+
+
+NEW_ACCOUNT_LIFT_AMOUNT = _amount("NEW_ACCOUNT_LIFT_AMOUNT")
 
 METERING_INTERVAL = float(os.environ.get("METERING_INTERVAL", "300"))
 CELERY_BEAT_SCHEDULE.update(
@@ -310,3 +366,30 @@ PRORATE_DOWNGRADE_CREDIT = env_bool("PRORATE_DOWNGRADE_CREDIT", True)
 CELERY_BEAT_SCHEDULE["billing-run"] = {"task": "billing.tasks.billing_run", "schedule": 3600.0}
 BANK_TRANSFER_INSTRUCTIONS = os.environ.get("BANK_TRANSFER_INSTRUCTIONS", "")
 PAYMENT_PROVIDERS = env_list("PAYMENT_PROVIDERS")  # dotted paths of billing.providers.PaymentProvider classes
+
+# Abuse controls (see README and panel/throttling.py). Rates are "count/period", e.g. "5/h", "1200/min",
+# "100/15m"; an empty value or "none" turns a limit off.
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))  # failures per account → lock-out
+LOGIN_IP_FAILURE_LIMIT = int(os.environ.get("LOGIN_IP_FAILURE_LIMIT", "20"))  # failures per address
+LOGIN_FAILURE_WINDOW = int(os.environ.get("LOGIN_FAILURE_WINDOW", "900"))  # seconds the failures count in
+LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "60"))  # first lock-out, then doubled
+LOGIN_LOCKOUT_MAX_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_MAX_SECONDS", "3600"))
+LOGIN_LOCKOUT_MEMORY = int(os.environ.get("LOGIN_LOCKOUT_MEMORY", "86400"))  # back-off remembered this long
+SIGNUP_RATE = os.environ.get("SIGNUP_RATE", "5/h")  # sign-ups per client address
+PASSWORD_RESET_RATE = os.environ.get("PASSWORD_RESET_RATE", "5/h")  # reset requests per client address
+VERIFICATION_RESEND_RATE = os.environ.get("VERIFICATION_RESEND_RATE", "3/h")  # verification mails per account
+EMAIL_VERIFICATION_MAX_AGE = int(os.environ.get("EMAIL_VERIFICATION_MAX_AGE", str(3 * 86400)))  # seconds
+API_RATE = os.environ.get("API_RATE", "1200/min")  # API requests per user, all tokens (per address without)
+API_TOKEN_LIMIT = int(os.environ.get("API_TOKEN_LIMIT", "20"))  # unexpired API tokens per account
+# Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed: behind them the
+# client is the right-most forwarded address that is not one of them (panel/request_context.py). Limits per
+# address count IPv6 clients per /64.
+TRUSTED_PROXIES = [
+    entry.strip() for entry in os.environ.get("TRUSTED_PROXIES", "").split(",") if entry.strip()
+]
+
+# Account security: two-factor authentication (panel/totp.py). Staff and admins must enrol; customers may.
+OTP_TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "VPS Panel")  # the name authenticator apps show
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the Django admin never shows TOTP secrets or recovery code hashes
+TOTP_LOGIN_MAX_WRONG_CODES = int(os.environ.get("TOTP_LOGIN_MAX_WRONG_CODES", "5"))  # then the password again
+TOTP_LOGIN_PENDING_SECONDS = int(os.environ.get("TOTP_LOGIN_PENDING_SECONDS", "300"))  # to enter the code

@@ -3,22 +3,42 @@ from django.urls import include, path
 
 from billing import views as billing_views
 
-from .views import accounts, billing, images, ip_pools, servers, ssh_keys, staff, usage
+from .views import accounts, audit, billing, images, ip_pools, servers, ssh_keys, staff, two_factor, usage
+from .views import login as login_views
 
 
 def _admins_only(request) -> bool:
-    return request.user.is_active and getattr(request.user, "is_panel_admin", False)
+    """Admins who have shown their second factor in this session (django-otp's `is_verified`)."""
+    user = request.user
+    verified = getattr(user, "is_verified", None)
+    return user.is_active and getattr(user, "is_panel_admin", False) and verified is not None and verified()
 
 
 admin.site.has_permission = _admins_only
+admin.site.login = login_views.admin_login  # the panel's own two-step login
 admin.site.site_header = "VPS Panel administration"
 
 urlpatterns = [
     path("", accounts.home, name="home"),
     path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/verify/resend/", accounts.resend_verification, name="verify-email-resend"),
+    path("accounts/verify/<str:token>/", accounts.verify_email, name="verify-email"),
+    path("accounts/password_change/", accounts.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password_reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        accounts.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("accounts/login/", login_views.login_view, name="login"),
+    path("accounts/login/code/", login_views.login_code, name="login-code"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/", accounts.account, name="account"),
+    path("account/two-factor/", two_factor.setup, name="two-factor-setup"),
+    path("account/two-factor/recovery-codes/", two_factor.recovery_codes, name="two-factor-recovery-codes"),
+    path("account/two-factor/remove/", two_factor.remove, name="two-factor-remove"),
     path("account/tokens/<int:pk>/revoke/", accounts.revoke_token, name="token-revoke"),
+    path("account/activity/", accounts.account_activity, name="account-activity"),
     path("servers/", servers.server_list, name="server-list"),
     path("servers/new/", servers.server_order, name="server-order"),
     path("servers/<uuid:pk>/", servers.server_detail, name="server-detail"),
@@ -50,6 +70,7 @@ urlpatterns = [
     path("staff/ip-pools/", ip_pools.pool_list, name="ip-pool-list"),
     path("staff/ip-pools/<int:pk>/", ip_pools.pool_detail, name="ip-pool-detail"),
     path("staff/images/", images.image_list, name="image-list"),
+    path("staff/audit/", audit.audit_log, name="staff-audit"),
     path("staff/images/<int:pk>/toggle/", images.image_toggle, name="image-toggle"),
     path("billing/webhooks/<slug:provider>/", billing_views.webhook, name="billing-webhook"),
     path("api/v1/", include("panel.api.urls")),

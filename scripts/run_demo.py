@@ -3,6 +3,7 @@ Celery worker and beat. Prints the URL and the demo logins; Ctrl-C stops everyth
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -14,12 +15,42 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def is_loopback(host: str) -> bool:
+    """Whether HOST names a loopback address: `localhost`, 127.0.0.0/8 or ::1 (with or without brackets).
+    Other host names count as public: what they resolve to may change."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refusal(host: str, env: dict[str, str]) -> str | None:
+    """Why the demo must not bind HOST, or None. The demo has well-known logins, debug pages and an
+    insecure secret key, so it listens on the loopback address only unless DEMO_ALLOW_PUBLIC=1 says
+    otherwise."""
+    if is_loopback(host) or env.get("DEMO_ALLOW_PUBLIC", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return None
+    return (
+        f"Refusing to start the demo on HOST={host}: it is not a loopback address, and the demo panel has "
+        "well-known logins, debug pages and an insecure secret key. Use HOST=127.0.0.1 (the default), or set "
+        "DEMO_ALLOW_PUBLIC=1 if you really mean to expose it (see docs/deployment.md for production)."
+    )
+
+
 def main() -> int:
     env = dict(os.environ)
     env.setdefault("DEMO", "1")
     env.setdefault("DEBUG", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
+    reason = refusal(host, env)
+    if reason:
+        print(reason, file=sys.stderr)
+        return 2
+    if not is_loopback(host):
+        print(f"Warning: the demo panel listens on {host}, reachable from other machines.", file=sys.stderr)
     data_dir = Path(env.setdefault("PANEL_DATA_DIR", str(ROOT / "var")))
     data_dir.mkdir(parents=True, exist_ok=True)
     manage = [sys.executable, str(ROOT / "manage.py")]

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite talks to are installed and running: PostgreSQL, Redis,
-# virtlogd and libvirtd (with QEMU), plus the tools the tests use (virt-xml-validate, qemu-img, gettext,
-# Debian's chromium). Installs with apt (as root) what is missing and starts what is stopped.
+# virtlogd and libvirtd (with QEMU and the network filters every server's interface is bound to:
+# libvirt-daemon-config-nwfilter's clean-traffic, enforced with iptables' ebtables-nft), plus the tools
+# the tests use (virt-xml-validate, qemu-img, gettext, Debian's chromium). Installs with apt (as root)
+# what is missing and starts what is stopped.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -21,9 +23,9 @@ install() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-install postgresql redis-server libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
-  dnsmasq-base iptables chromium fonts-dejavu-core openssh-client openssh-server debootstrap e2fsprogs \
-  dosfstools mtools libxml2-utils gettext
+install postgresql redis-server libvirt-daemon-system libvirt-daemon-config-nwfilter libvirt-clients \
+  qemu-system-x86 qemu-utils dnsmasq-base iptables chromium fonts-dejavu-core openssh-client openssh-server \
+  debootstrap e2fsprogs dosfstools mtools libxml2-utils gettext
 
 # PostgreSQL on 127.0.0.1:5432, with the password the test URL uses.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

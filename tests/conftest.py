@@ -104,6 +104,27 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30, interval: flo
 
 
 @pytest.fixture(autouse=True)
+def _force_login_includes_the_second_factor(monkeypatch):
+    """`client.force_login(user)` gives a session that has shown the second factor when the user has a
+    confirmed TOTP device (staff and admins from the factories), as the two-step login would."""
+    from django.test import Client
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    original = Client.force_login
+
+    def force_login(self, user, backend=None):
+        original(self, user, backend)
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is not None:
+            session = self.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
+@pytest.fixture(autouse=True)
 def _static_files_without_manifest(settings):
     """Production serves collected, hashed static files; tests render templates without collecting."""
     settings.STORAGES = {
@@ -127,3 +148,11 @@ def guest_image():
     from .guest_image import build_test_image
 
     return build_test_image()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counts live in the shared Redis cache: each test starts with none (issue 11)."""
+    from panel import throttling
+
+    throttling.reset()

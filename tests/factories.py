@@ -19,10 +19,41 @@ ED25519_FINGERPRINT = "SHA256:/06VohvsEBhOyHeuOWWAlHDR99NCVm6HGvkMhkWXHxc"
 
 
 def make_user(
-    role: str = User.Role.CUSTOMER, email: str | None = None, password: str = "correct horse 42"
+    role: str = User.Role.CUSTOMER,
+    email: str | None = None,
+    password: str = "correct horse 42",
+    totp: bool | None = None,
 ) -> User:
+    """A user; staff and admins come with a confirmed TOTP device (they must have one), customers without
+    one unless `totp=True`."""
     email = email or f"{role}{next(_counter)}@example.com"
-    return User.objects.create_user(email, password, role=role)
+    user = User.objects.create_user(email, password, role=role)
+    if totp or (totp is None and user.is_panel_staff):
+        enrol_totp(user)
+    return user
+
+
+def enrol_totp(user: User):
+    """Give the user a confirmed TOTP device (as if enrolled, without an activity event)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from panel import totp
+
+    return TOTPDevice.objects.create(user=user, name=totp.TOTP_DEVICE_NAME, confirmed=True)
+
+
+def totp_code(user: User, steps_ahead: int = 0) -> str:
+    """The code the user's authenticator app shows now (`steps_ahead=1`: the next 30-second step's code,
+    which the device also accepts, for a second login within the same step)."""
+    import time
+
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() + steps_ahead * device.step
+    return f"{totp.token():0{device.digits}d}"
 
 
 def make_token(user: User) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -43,6 +45,34 @@ class Disk:
 
 
 @dataclass
+class FilterRef:
+    """A libvirt network filter (nwfilter) bound to an interface, with its parameters. A parameter name may
+    repeat: libvirt takes each value (e.g. one `IP` per address the guest may use)."""
+
+    filter: str
+    parameters: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        element = _sub(parent, "filterref", filter=self.filter)
+        for name, value in self.parameters:
+            _sub(element, "parameter", name=name, value=value)
+        return element
+
+
+ANTI_SPOOFING_FILTER = "clean-traffic"
+
+
+def clean_traffic(addresses: Iterable[str] = ()) -> FilterRef:
+    """libvirt's `clean-traffic` filter bound to the guest's IPv4 addresses: the guest can send only from
+    its own MAC and these addresses, and cannot answer ARP for others. Without addresses (a region with no
+    IPv4 pool, where the host's network hands out addresses) libvirt learns the address from the DHCP
+    server's answer only (`CTRL_IP_LEARNING=dhcp`), never from what the guest itself sends first, so a
+    guest cannot claim the gateway's or a neighbour's address."""
+    parameters = [("IP", str(ipaddress.IPv4Address(address))) for address in addresses]
+    return FilterRef(ANTI_SPOOFING_FILTER, parameters or [("CTRL_IP_LEARNING", "dhcp")])
+
+
+@dataclass
 class NetworkInterface:
     """A NIC on a libvirt network, or on a host bridge when `bridge` is set."""
 
@@ -50,6 +80,7 @@ class NetworkInterface:
     bridge: str = ""
     model: str = "virtio"
     mac: str | None = None
+    filterref: FilterRef | None = None
 
     def to_element(self, parent: etree._Element) -> etree._Element:
         interface = _sub(parent, "interface", type="bridge" if self.bridge else "network")
@@ -60,6 +91,8 @@ class NetworkInterface:
         else:
             _sub(interface, "source", network=self.network)
         _sub(interface, "model", type=self.model)
+        if self.filterref is not None:
+            self.filterref.to_element(interface)
         return interface
 
 

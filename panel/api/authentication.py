@@ -1,11 +1,29 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
+from rest_framework.permissions import SAFE_METHODS
 
-from panel.models import ApiToken
+from panel import api_tokens
+
+
+class ReadOnlyToken(exceptions.PermissionDenied):
+    default_detail = _("This token is read-only: it may only read (GET and HEAD).")
+    default_code = "read_only_token"
+
+
+class TotpRequired(exceptions.PermissionDenied):
+    default_detail = _(
+        "Staff and admin tokens work only after two-factor authentication is set up: log in to the panel "
+        "and set it up on the account page (or ask an operator to run `manage.py totp_enroll`)."
+    )
+    default_code = "totp_required"
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <token>` with tokens from `manage.py api_token` or the account page."""
+    """`Authorization: Bearer <token>` with tokens from `manage.py api_token` or the account page.
+
+    An unknown, revoked or expired token gets 401; a read-scoped token gets 403 `read_only_token` on every
+    method but GET, HEAD and OPTIONS, on every API path (also views with their own permission classes).
+    `request.auth` is the `ApiToken`."""
 
     keyword = "Bearer"
 
@@ -19,10 +37,14 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
-        user = ApiToken.authenticate(raw)
-        if user is None:
-            raise exceptions.AuthenticationFailed(_("Invalid or revoked token."))
-        return user, raw
+        token = api_tokens.active_token(raw)
+        if token is None:
+            raise exceptions.AuthenticationFailed(_("Invalid, expired or revoked token."))
+        if token.scope != token.Scope.WRITE and request.method not in SAFE_METHODS:
+            raise ReadOnlyToken()
+        if token.user.is_panel_staff and not token.user.totp_enabled:
+            raise TotpRequired()
+        return token.user, token
 
     def authenticate_header(self, request) -> str:
         return self.keyword

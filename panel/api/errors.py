@@ -39,6 +39,30 @@ def _flatten(detail):
     return str(detail)
 
 
+# DRF's own codes; any other code an exception carries (read_only_token, totp_required, ...) is passed on.
+GENERIC_CODES = {
+    "error",
+    "invalid",
+    "parse_error",
+    "authentication_failed",
+    "not_authenticated",
+    "permission_denied",
+    "not_found",
+    "method_not_allowed",
+    "not_acceptable",
+    "unsupported_media_type",
+    "throttled",
+}
+
+
+def _code(exc: exceptions.APIException, status_code: int) -> str:
+    detail_code = getattr(exc.detail, "code", None)
+    for candidate in (detail_code, getattr(exc, "default_code", None)):
+        if isinstance(candidate, str) and candidate not in GENERIC_CODES:
+            return candidate
+    return CODES.get(status_code, "error")
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ActionError):
         if isinstance(exc, Conflict):
@@ -77,7 +101,7 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         detail = exc.detail
         message = str(detail) if not isinstance(detail, dict | list) else str(_flatten(detail))
-        code = CODES.get(response.status_code, getattr(exc, "default_code", "error"))
+        code = _code(exc, response.status_code)
         new = error_response(response.status_code, message, code)
         for header in ("WWW-Authenticate", "Retry-After", "Allow"):
             if header in response:

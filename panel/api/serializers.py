@@ -9,6 +9,7 @@ from billing.money import currency, quantize
 from hypervisor import credentials
 from hypervisor import services as hypervisor
 from hypervisor.models import Host, Image, Region
+from panel import quotas
 from panel.actions import CUSTOMER_ACTIONS
 from panel.models import Operation, Server, Snapshot, SSHKey, User
 from panel.openssh import parse_public_key
@@ -133,7 +134,7 @@ class AdminServerSerializer(ServerSerializer):
     host = serializers.CharField(source="host.name", read_only=True, default=None)
 
     class Meta(ServerSerializer.Meta):
-        fields = [*ServerSerializer.Meta.fields, "customer", "host", "power_state"]
+        fields = [*ServerSerializer.Meta.fields, "customer", "host", "power_state", "status_detail"]
 
 
 class ServerCreateSerializer(serializers.Serializer):
@@ -182,10 +183,32 @@ class ServerCreateSerializer(serializers.Serializer):
         return attrs
 
 
+def _is_staff(context) -> bool:
+    request = context.get("request")
+    return bool(request is not None and getattr(request.user, "is_panel_staff", False))
+
+
+# The parameters a customer gave an action, and all a customer sees of them: staff's suspension reasons,
+# billing's undo data and facts a worker kept are the panel's own.
+CUSTOMER_PARAMS = ("plan", "image", "name", "snapshot")
+
+
 class ActionSerializer(serializers.ModelSerializer):
+    params = serializers.SerializerMethodField()
+    detail = serializers.SerializerMethodField(help_text="staff only: the error as the hypervisor gave it")
+
     class Meta:
         model = Operation
-        fields = ["id", "type", "status", "error", "created_at", "finished_at", "params"]
+        fields = ["id", "type", "status", "error", "created_at", "finished_at", "params", "detail"]
+
+    def get_params(self, operation: Operation) -> dict:
+        params = operation.params or {}
+        if _is_staff(self.context):
+            return params
+        return {key: params[key] for key in CUSTOMER_PARAMS if key in params}
+
+    def get_detail(self, operation: Operation) -> str | None:
+        return operation.detail if _is_staff(self.context) else None
 
 
 class ActionCreateSerializer(serializers.Serializer):
@@ -324,14 +347,20 @@ class CustomerSerializer(serializers.ModelSerializer):
         return money(getattr(user, "balance_total", None) or 0)
 
 
-class QuotaSerializer(serializers.Serializer):
-    """Limits; null means no limit. `snapshots` may be left out (it keeps its value)."""
+def _limit_field(**extra) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=0, max_value=quotas.MAX_LIMIT, allow_null=True, **extra)
 
-    servers = serializers.IntegerField(min_value=0, allow_null=True)
-    vcpus = serializers.IntegerField(min_value=0, allow_null=True)
-    memory_mib = serializers.IntegerField(min_value=0, allow_null=True)
-    disk_gib = serializers.IntegerField(min_value=0, allow_null=True)
-    snapshots = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+
+class QuotaSerializer(serializers.Serializer):
+    """Limits; null means no limit. `snapshots` may be left out (it keeps its value).
+    `new_account_limits`: false lifts the new-account limits, true puts them in force again."""
+
+    servers = _limit_field()
+    vcpus = _limit_field()
+    memory_mib = _limit_field()
+    disk_gib = _limit_field()
+    snapshots = _limit_field(required=False)
+    new_account_limits = serializers.BooleanField(required=False)
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import account_views, views
 from .errors import not_found_view
 
 urlpatterns = [
@@ -45,5 +45,9 @@ urlpatterns = [
     path(
         "admin/customers/<int:pk>/quota/", views.AdminCustomerQuota.as_view(), name="api-admin-customer-quota"
     ),
+    path("tokens/", account_views.TokenList.as_view(), name="api-tokens"),
+    path("tokens/<int:pk>/", account_views.TokenDetail.as_view(), name="api-token"),
+    path("account/events/", account_views.AccountEventList.as_view(), name="api-account-events"),
+    path("admin/events/", account_views.AdminEventList.as_view(), name="api-admin-events"),
     re_path(r"^.*$", not_found_view),
 ]

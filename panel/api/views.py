@@ -1,11 +1,8 @@
 """API v1 views: thin; every state change goes through panel.actions or hypervisor.services."""
 
-from decimal import Decimal
-
 from django.db import transaction
-from django.db.models import Sum
-from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_noop
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
@@ -17,8 +14,8 @@ from billing.money import currency
 from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host, Image, Region
-from panel import actions, catalog, metering, quotas
-from panel.models import Operation, Server, Snapshot, SSHKey, User
+from panel import actions, activity, catalog, metering, quotas
+from panel.models import ActivityEvent, Operation, Server, Snapshot, SSHKey, User
 from panel.models.servers import attach_addresses
 
 from . import serializers as s
@@ -56,11 +53,30 @@ class ImageList(generics.ListAPIView):
     queryset = Image.objects.filter(is_active=True)
 
 
+def record_ssh_key(key: SSHKey, added: bool) -> None:
+    activity.record(
+        ActivityEvent.Type.SSH_KEY_ADDED if added else ActivityEvent.Type.SSH_KEY_DELETED,
+        summary=(
+            gettext_noop("SSH key %(name)s added (%(fingerprint)s).")
+            if added
+            else gettext_noop("SSH key %(name)s deleted (%(fingerprint)s).")
+        ),
+        data={"name": key.name, "fingerprint": key.fingerprint},
+        account=key.owner,
+        actor=key.owner,
+        target=f"ssh_key:{key.pk}",
+    )
+
+
 class SSHKeyList(generics.ListCreateAPIView):
     serializer_class = s.SSHKeySerializer
 
     def get_queryset(self):
         return SSHKey.objects.filter(owner=self.request.user)
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            record_ssh_key(serializer.save(), added=True)
 
 
 class SSHKeyDetail(generics.RetrieveDestroyAPIView):
@@ -68,6 +84,11 @@ class SSHKeyDetail(generics.RetrieveDestroyAPIView):
 
     def get_queryset(self):
         return SSHKey.objects.filter(owner=self.request.user)
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            record_ssh_key(instance, added=False)
+            instance.delete()
 
 
 def customer_servers(user: User):
@@ -135,7 +156,10 @@ class ServerActionList(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         params = dict(data.validated_data)
         operation = actions.perform(server, params.pop("type"), request.user, params)
-        return Response(s.ActionSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            s.ActionSerializer(operation, context=self.get_serializer_context()).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class ServerSnapshotList(generics.ListAPIView):
@@ -201,6 +225,9 @@ class AdminHostList(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         with transaction.atomic():
             host = hypervisor.register_host(**data.service_arguments())
+            record_host_change(
+                host, request.user, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri}
+            )
             transaction.on_commit(lambda: hypervisor_tasks.probe_host.delay(host.pk))
         return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
 
@@ -224,7 +251,33 @@ class AdminHostDetail(generics.RetrieveAPIView):
             hypervisor.update_settings(host.pk, changes)
             if enabled is not None:
                 hypervisor.set_enabled(host.pk, enabled, reason)
+            record_host_change(
+                host,
+                request.user,
+                gettext_noop("Host %(host)s changed: %(changes)s."),
+                {
+                    "changes": describe_changes(
+                        {**changes, **({} if enabled is None else {"enabled": enabled})}
+                    )
+                },
+            )
         return Response(s.HostSerializer(self.get_object()).data)
+
+
+def describe_changes(changes: dict) -> str:
+    return ", ".join(f"{name}={value}" for name, value in sorted(changes.items())) or "-"
+
+
+def record_host_change(host: Host, actor: User, summary: str, data: dict | None = None) -> None:
+    """A host change on the admins' audit log (hosts belong to no account)."""
+    activity.record(
+        ActivityEvent.Type.HOST_CHANGED,
+        summary=summary,
+        data={"host": host.name, **(data or {})},
+        actor=actor,
+        target=f"host:{host.pk}",
+        staff_action=True,
+    )
 
 
 class AdminServerList(AddressesMixin, generics.ListAPIView):
@@ -243,9 +296,7 @@ class AdminCustomerList(generics.ListAPIView):
     serializer_class = s.CustomerSerializer
 
     def get_queryset(self):
-        return User.objects.annotate(balance_total=Coalesce(Sum("ledger__amount"), Decimal("0"))).order_by(
-            "id"
-        )
+        return billing.annotate_balance(User.objects.all()).order_by("id")
 
 
 class AdminCustomerQuota(APIView):
@@ -256,17 +307,31 @@ class AdminCustomerQuota(APIView):
     def customer(self, pk: int) -> User:
         return get_object_or_404(User, pk=pk)
 
+    @staticmethod
+    def answer(customer: User) -> Response:
+        return Response({**quotas.report(customer), "new_account_limits": customer.new_account_limits})
+
     @extend_schema(responses={200: dict})
     def get(self, request, pk: int):
-        return Response(quotas.report(self.customer(pk)))
+        return self.answer(self.customer(pk))
 
     @extend_schema(request=s.QuotaSerializer, responses={200: dict})
     def put(self, request, pk: int):
         customer = self.customer(pk)
         data = s.QuotaSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        quotas.set_limits(customer, data.validated_data)
-        return Response(quotas.report(customer))
+        limits = dict(data.validated_data)
+        new_account = limits.pop("new_account_limits", None)
+        try:
+            with transaction.atomic():
+                quotas.set_limits(customer, limits, by=request.user)
+                if new_account is False:
+                    quotas.lift_new_account_limits(customer, by=request.user)
+                elif new_account is True:
+                    quotas.impose_new_account_limits(customer, by=request.user)
+        except quotas.OwnAccount as exc:
+            raise actions.Forbidden(exc.message) from exc
+        return self.answer(customer)
 
 
 def customer_invoices(user: User):
@@ -312,6 +377,8 @@ class AdminCustomerPayments(APIView):
                 customer, data.validated_data["amount"], data.validated_data["reference"],
                 method=data.validated_data["method"], by=request.user,
             )  # fmt: skip
+        except billing.OwnAccount as exc:
+            raise actions.Forbidden(exc.message) from exc
         except billing.BillingError as exc:
             raise actions.Unprocessable(exc.message) from exc
         return Response(s.PaymentSerializer(payment).data, status=201 if created else 200)

@@ -2,9 +2,13 @@ import hashlib
 import secrets
 
 from django.contrib.auth.models import AbstractUser, UserManager
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
+
+from ..request_context import current, current_user
+from .activity import ActivityEvent
 
 
 class PanelUserManager(UserManager):
@@ -30,9 +34,12 @@ class User(AbstractUser):
     role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.CUSTOMER)
     # Only a sign-up in the browser makes an unverified account; operators and staff create verified ones.
     email_verified = models.BooleanField(_("email verified"), default=True)
-    # A sign-up that has never paid is held to the smaller NEW_ACCOUNT_QUOTA until its first settled
-    # payment (or until staff lift it).
+    # A sign-up is held to the smaller NEW_ACCOUNT_QUOTA until its settled payments reach
+    # NEW_ACCOUNT_LIFT_AMOUNT (or until staff lift it).
     new_account_limits = models.BooleanField(_("new-account limits"), default=False)
+    # Whether the user has a confirmed TOTP device: kept by panel.receivers whenever a device is saved or
+    # deleted (in the same transaction), so that every request can ask without a query.
+    totp_enabled = models.BooleanField(_("two-factor authentication"), default=False, editable=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []
@@ -42,13 +49,68 @@ class User(AbstractUser):
         ordering = ["email"]
         verbose_name = _("user")
 
+    # The password pages set this before saving a password that an emailed reset link changed, so that the
+    # activity log says so (see `save`).
+    password_reset_by_link = False
+
     def save(self, *args, **kwargs):
         self.email = (self.email or "").lower()
         self.username = self.email
         # Only admins reach the Django admin; the flags follow the role.
         self.is_staff = self.role == self.Role.ADMIN
         self.is_superuser = self.role == self.Role.ADMIN
-        super().save(*args, **kwargs)
+        # Django sets `_password` in set_password (and not when it only rehashes a password on login).
+        password_changed = self._password is not None and not self._state.adding
+        if not password_changed:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            self._password_changed()
+
+    def _password_changed(self) -> None:
+        """Whichever way the password changed (the account page, a reset link, the Django admin, an admin's
+        form, `manage.py changepassword`, code): revoke every API token and record it, in the saving
+        transaction. Other sessions end by themselves (Django's session hash follows the password)."""
+        actor = current_user()
+        if self.password_reset_by_link:
+            actor, summary = self, gettext_noop("Reset the password with an emailed link.")
+            kind = ActivityEvent.Type.PASSWORD_RESET
+        elif actor is not None and actor.pk == self.pk:
+            summary, kind = gettext_noop("Changed the password."), ActivityEvent.Type.PASSWORD_CHANGED
+        elif actor is not None:
+            summary = gettext_noop("An administrator changed the password.")
+            kind = ActivityEvent.Type.PASSWORD_CHANGED
+        else:
+            summary = gettext_noop("The password was changed by an operator.")
+            kind = ActivityEvent.Type.PASSWORD_CHANGED
+        self.password_reset_by_link = False
+        staff_action = actor is None or actor.pk != self.pk or self.is_panel_staff
+        revoked, _deleted = ApiToken.objects.filter(user=self).delete()
+        if revoked:
+            self._record(
+                ActivityEvent.Type.TOKEN_REVOKED,
+                gettext_noop("Revoked all API tokens (%(count)s) because the password changed."),
+                {"count": revoked},
+                None,
+                staff_action=False,
+            )
+        self._record(kind, summary, {}, actor, staff_action=staff_action)
+
+    def _record(self, kind: str, summary: str, data: dict, actor, *, staff_action: bool) -> None:
+        """An activity event of this account (as `panel.activity.record`, which models cannot import)."""
+        info = current.get()
+        ActivityEvent.objects.create(
+            type=kind,
+            summary=summary,
+            data=data,
+            account=self,
+            actor=actor,
+            target=f"user:{self.pk}",
+            staff_action=staff_action,
+            ip=info.ip if info else None,
+            user_agent=info.user_agent if info else "",
+        )
 
     @property
     def is_panel_staff(self) -> bool:

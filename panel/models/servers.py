@@ -44,7 +44,10 @@ class Server(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     task = models.CharField(max_length=20, null=True, blank=True)
     power_state = models.CharField(max_length=20, blank=True)
+    # What the customer is told (plain words); status_detail is what staff see besides (the hypervisor's
+    # own error, a staff suspension's reason), never shown to customers.
     status_reason = models.TextField(null=True, blank=True)
+    status_detail = models.TextField(blank=True, default="")
     suspended_by = models.CharField(
         max_length=10,
         blank=True,
@@ -135,7 +138,9 @@ class Operation(models.Model):
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # `error` is the plain message customers see; `detail` what staff see (the hypervisor's own words).
     error = models.TextField(blank=True)
+    detail = models.TextField(blank=True, default="")
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -341,18 +341,21 @@ def staff_billing_terms(request, pk: int):
     form = _terms_form(customer, profile, request.POST)
     if form.is_valid():
         # Terms are no money movement: they price the next subscription or plan change.
-        BillingProfile.objects.update_or_create(
-            account=customer,
-            defaults={
-                "discount_percent": form.cleaned_data["discount_percent"],
-                "custom_prices": form.custom_prices(profile.custom_prices if profile else {}),
-            },
-        )
-        return _section_response(
-            request,
-            customer,
-            ("success", _("The billing terms of %(email)s were saved.") % {"email": customer.email}),
-        )
+        try:
+            services.set_billing_terms(
+                customer,
+                form.cleaned_data["discount_percent"],
+                form.custom_prices(profile.custom_prices if profile else {}),
+                by=request.user,
+            )
+        except services.BillingError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return _section_response(
+                request,
+                customer,
+                ("success", _("The billing terms of %(email)s were saved.") % {"email": customer.email}),
+            )
     return _section_response(request, customer, terms_form=form)
 
 

@@ -2,14 +2,18 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_POST
 
 from hypervisor import images
 from hypervisor.models import Image
 
+from .. import activity
 from ..forms import ImageForm
+from ..models import ActivityEvent
 from ..roles import admin_required, staff_required
 
 
@@ -23,10 +27,12 @@ def image_list(request):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                image = images.register_image(
-                    data["slug"], data["path"], name=data["name"], os_family=data["os_family"],
-                    kernel=data["kernel"], initrd=data["initrd"], cmdline=data["cmdline"],
-                )  # fmt: skip
+                with transaction.atomic():
+                    image = images.register_image(
+                        data["slug"], data["path"], name=data["name"], os_family=data["os_family"],
+                        kernel=data["kernel"], initrd=data["initrd"], cmdline=data["cmdline"],
+                    )  # fmt: skip
+                    _record_image(image, request.user, gettext_noop("Image %(name)s (%(slug)s) registered."))
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
@@ -39,5 +45,25 @@ def image_list(request):
 @require_POST
 def image_toggle(request, pk: int):
     image = get_object_or_404(Image, pk=pk)
-    Image.objects.filter(pk=pk).update(is_active=not image.is_active)
+    with transaction.atomic():
+        Image.objects.filter(pk=pk).update(is_active=not image.is_active)
+        _record_image(
+            image,
+            request.user,
+            gettext_noop("Image %(name)s (%(slug)s) retired.")
+            if image.is_active
+            else gettext_noop("Image %(name)s (%(slug)s) offered again."),
+        )
     return redirect("image-list")
+
+
+def _record_image(image: Image, actor, summary: str) -> None:
+    """An image change on the admins' audit log (images belong to no account)."""
+    activity.record(
+        ActivityEvent.Type.IMAGE_CHANGED,
+        summary=summary,
+        data={"name": image.name, "slug": image.slug},
+        actor=actor,
+        target=f"image:{image.pk}",
+        staff_action=True,
+    )

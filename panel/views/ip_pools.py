@@ -6,15 +6,18 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from hypervisor import ipam
 from hypervisor.models import IPPool
 
+from .. import activity
 from ..forms import IPPoolForm, add_service_error
-from ..models import Server
+from ..models import ActivityEvent, Server
 from ..roles import staff_required
 
 ADDRESSES_PER_PAGE = 256
@@ -29,7 +32,16 @@ def pool_list(request):
             raise PermissionDenied
         if form.is_valid():
             try:
-                pool = ipam.create_pool(**form.create_kwargs())
+                with transaction.atomic():
+                    pool = ipam.create_pool(**form.create_kwargs())
+                    activity.record(
+                        ActivityEvent.Type.IP_POOL_CHANGED,
+                        summary=gettext_noop("IP pool %(name)s created (%(cidr)s, region %(region)s)."),
+                        data={"name": pool.name, "cidr": str(pool.cidr), "region": pool.region.name},
+                        actor=request.user,
+                        target=f"ip_pool:{pool.pk}",
+                        staff_action=True,
+                    )
             except ValidationError as exc:
                 add_service_error(form, exc, IPPoolForm.SERVICE_ERROR_FIELDS)
             else:

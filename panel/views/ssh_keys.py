@@ -1,9 +1,11 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from ..api.views import record_ssh_key
 from ..forms import SSHKeyForm
 from ..models import SSHKey
 
@@ -12,7 +14,9 @@ from ..models import SSHKey
 def ssh_key_list(request):
     form = SSHKeyForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
-        key = form.save()
+        with transaction.atomic():
+            key = form.save()
+            record_ssh_key(key, added=True)
         messages.success(request, _("The key %(name)s was added.") % {"name": key.name})
         return redirect("ssh-keys")
     return render(
@@ -24,6 +28,8 @@ def ssh_key_list(request):
 @require_POST
 def ssh_key_delete(request, pk: int):
     key = get_object_or_404(SSHKey, pk=pk, owner=request.user)
-    key.delete()
+    with transaction.atomic():
+        record_ssh_key(key, added=False)
+        key.delete()
     messages.success(request, _("The key %(name)s was removed.") % {"name": key.name})
     return redirect("ssh-keys")

@@ -1,17 +1,17 @@
 """Staff pages (staff and admins) and host management (admins)."""
 
-from decimal import Decimal
 from functools import partial
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
@@ -22,13 +22,14 @@ from hypervisor import services as hypervisor
 from hypervisor import tasks as hypervisor_tasks
 from hypervisor.models import Host
 
-from .. import quotas
+from .. import activity, quotas
 from ..forms import HostForm, HostSettingsForm, QuotaForm, add_service_error
-from ..models import Notice, Server, User
+from ..models import ActivityEvent, Notice, Server, User
 from ..models.servers import attach_addresses
 from ..roles import admin_required, staff_required
 
 STAFF_SERVERS_PER_PAGE = 50
+STAFF_CUSTOMERS_PER_PAGE = 50
 
 
 @staff_required
@@ -59,24 +60,57 @@ def staff_servers(request):
     )
 
 
+def _live_server_count():
+    """Each user's live servers, as a subquery of its own (next to the balance's, nothing multiplies)."""
+    live = (
+        Server.objects.filter(owner=OuterRef("pk"))
+        .exclude(status=Server.Status.DELETED)
+        .order_by()
+        .values("owner")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(live, output_field=IntegerField()), 0)
+
+
 @staff_required
 def staff_customers(request):
-    customers = User.objects.annotate(
-        server_count=Count("servers", filter=~Q(servers__status=Server.Status.DELETED)),
-        balance_total=Coalesce(Sum("ledger__amount"), Decimal("0")),
-    ).order_by("email")
-    return render(request, "panel/staff/customers.html", {"customers": customers, "currency": currency()})
+    customers = billing.annotate_balance(User.objects.annotate(server_count=_live_server_count()))
+    query = request.GET.get("q", "").strip()
+    if query:
+        customers = customers.filter(email__icontains=query)
+    page = Paginator(customers.order_by("email", "id"), STAFF_CUSTOMERS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "panel/staff/customers.html",
+        {"customers": page.object_list, "page": page, "q": query, "currency": currency()},
+    )
 
 
 def _open_notices():
     return Notice.objects.filter(resolved_at__isnull=True).order_by("-updated_at")[:50]
 
 
-def _register_host(form: HostForm) -> Host | None:
+def _record_host(host: Host, actor: User, summary: str, data: dict | None = None) -> None:
+    """A host change on the admins' audit log (hosts belong to no account)."""
+    activity.record(
+        ActivityEvent.Type.HOST_CHANGED,
+        summary=summary,
+        data={"host": host.name, **(data or {})},
+        actor=actor,
+        target=f"host:{host.pk}",
+        staff_action=True,
+    )
+
+
+def _register_host(form: HostForm, actor: User) -> Host | None:
     """Register the host and start probing it after commit; service errors go onto the form."""
     try:
         with transaction.atomic():
             host = hypervisor.register_host(**form.register_kwargs())
+            _record_host(host, actor, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri})
             transaction.on_commit(partial(hypervisor_tasks.probe_host.delay, host.pk))
     except ValidationError as exc:
         add_service_error(form, exc, HostForm.SERVICE_ERROR_FIELDS)
@@ -91,7 +125,7 @@ def host_list(request):
     if request.method == "POST":
         if not is_admin:
             raise PermissionDenied
-        if form.is_valid() and (host := _register_host(form)) is not None:
+        if form.is_valid() and (host := _register_host(form, request.user)) is not None:
             messages.success(request, _("Host %(name)s was added; probing it now.") % {"name": host.name})
             if host.transport == "qemu+ssh":
                 messages.info(
@@ -167,7 +201,19 @@ def host_settings(request, pk: int):
     if form.is_valid():
         reprobe = form.changed_probed_fields(host)
         try:
-            hypervisor.update_settings(host.pk, form.cleaned_data)
+            with transaction.atomic():
+                hypervisor.update_settings(host.pk, form.cleaned_data)
+                changed = {
+                    name: value
+                    for name, value in form.cleaned_data.items()
+                    if getattr(host, name, None) != value
+                }
+                _record_host(
+                    host,
+                    request.user,
+                    gettext_noop("Host %(host)s changed: %(changes)s."),
+                    {"changes": ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "-"},
+                )
         except ValidationError as exc:
             add_service_error(form, exc, {})
         else:
@@ -195,15 +241,33 @@ def host_action(request, pk: int):
         hypervisor_tasks.probe_host.delay(host.pk)
         messages.success(request, _("Probing %(name)s.") % name)
     elif action == "enable":
-        hypervisor.set_enabled(host.pk, True)
+        with transaction.atomic():
+            hypervisor.set_enabled(host.pk, True)
+            _record_host(host, request.user, gettext_noop("Host %(host)s enabled."))
         messages.success(request, _("%(name)s is enabled: it takes new servers again.") % name)
     elif action == "disable":
-        hypervisor.set_enabled(host.pk, False, request.POST.get("reason", "").strip())
+        reason = request.POST.get("reason", "").strip()
+        with transaction.atomic():
+            hypervisor.set_enabled(host.pk, False, reason)
+            _record_host(
+                host,
+                request.user,
+                gettext_noop("Host %(host)s disabled: %(reason)s"),
+                {"reason": reason or "-"},
+            )
         messages.success(
             request, _("%(name)s is disabled: it takes no new servers; existing ones keep running.") % name
         )
     elif action in ("maintenance_on", "maintenance_off"):
-        hypervisor.update_settings(host.pk, {"maintenance": action == "maintenance_on"})
+        with transaction.atomic():
+            hypervisor.update_settings(host.pk, {"maintenance": action == "maintenance_on"})
+            _record_host(
+                host,
+                request.user,
+                gettext_noop("Host %(host)s put in maintenance.")
+                if action == "maintenance_on"
+                else gettext_noop("Host %(host)s out of maintenance."),
+            )
         if action == "maintenance_on":
             messages.success(
                 request, _("%(name)s is in maintenance: no new servers are placed on it.") % name
@@ -211,7 +275,9 @@ def host_action(request, pk: int):
         else:
             messages.success(request, _("Maintenance of %(name)s has ended.") % name)
     elif action == "forget_host_keys":
-        hypervisor.forget_host_keys(host.pk)
+        with transaction.atomic():
+            hypervisor.forget_host_keys(host.pk)
+            _record_host(host, request.user, gettext_noop("Recorded SSH host keys of %(host)s forgotten."))
         messages.success(
             request,
             _(
@@ -228,12 +294,18 @@ def host_action(request, pk: int):
 @staff_required
 def customer_detail(request, pk: int):
     customer = get_object_or_404(User, pk=pk)
+    if request.method == "POST" and request.POST.get("action") == "lift_new_account_limits":
+        return _lift_new_account_limits(request, customer)
     quota = quotas.quota_for(customer)
     form = QuotaForm(request.POST or None, initial=quota.limits())
     if request.method == "POST" and form.is_valid():
-        quotas.set_limits(customer, form.cleaned_data)
-        messages.success(request, _("The quota of %(email)s was saved.") % {"email": customer.email})
-        return redirect("staff-customer", pk=pk)
+        try:
+            quotas.set_limits(customer, form.cleaned_data, by=request.user)
+        except quotas.OwnAccount as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("The quota of %(email)s was saved.") % {"email": customer.email})
+            return redirect("staff-customer", pk=pk)
     servers = attach_addresses(
         Server.objects.filter(owner=customer)
         .exclude(status=Server.Status.DELETED)
@@ -243,5 +315,21 @@ def customer_detail(request, pk: int):
         request,
         "panel/staff/customer_detail.html",
         {"customer": customer, "form": form, "quota": quotas.quota_rows(customer), "servers": servers,
-         "balance": billing.balance(customer), "currency": currency()},
+         "balance": billing.balance(customer), "currency": currency(),
+         "new_account_quota": quotas.new_account_rows(), "lift_amount": quotas.lift_amount()},
     )  # fmt: skip
+
+
+def _lift_new_account_limits(request, customer: User):
+    try:
+        lifted = quotas.lift_new_account_limits(customer, by=request.user)
+    except quotas.OwnAccount as exc:
+        messages.error(request, exc.message)
+        return redirect("staff-customer", pk=customer.pk)
+    if lifted:
+        messages.success(
+            request, _("The new-account limits of %(email)s were lifted.") % {"email": customer.email}
+        )
+    else:
+        messages.info(request, _("%(email)s has no new-account limits.") % {"email": customer.email})
+    return redirect("staff-customer", pk=customer.pk)

@@ -254,9 +254,11 @@ def add_traffic_block(request, pk):
         Server.objects.exclude(status=Server.Status.DELETED).select_related("plan", "owner", "host"), pk=pk
     )
     form = TrafficBlockForm(request.POST)
-    if form.is_valid():
+    if server.owner_id == request.user.pk:
+        messages.error(request, _("You cannot add transfer to your own server; ask another staff member."))
+    elif form.is_valid():
         gib = form.cleaned_data["gib"]
-        period = metering.add_traffic_block(server, gib)
+        period = metering.add_traffic_block(server, gib, by=request.user)
         messages.success(
             request,
             _("Added %(gib)s GiB of transfer to %(name)s for the period until %(end)s.")

@@ -1,8 +1,10 @@
-"""The first journey: sign up, order a server, watch it become running, stop it."""
+"""The first journey: sign up, verify the email address from the mailed link, order a server, watch it
+become running, stop it."""
 
 import re
 
 import pytest
+from django.core import mail
 from playwright.sync_api import expect
 
 from hypervisor import connection
@@ -22,7 +24,18 @@ def test_a_customer_signs_up_orders_a_server_and_stops_it(page, live_server, cel
     page.fill("input[name=password2]", "kopi tubruk 2026!")
     page.get_by_role("button", name=re.compile("sign up|create account", re.I)).click()
 
+    # Until the address is verified, the order page says why the customer cannot order.
+    expect(page).to_have_url(re.compile(r"/servers/new/$"))
+    expect(page.locator("#verify-email-notice")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("create server", re.I))).to_be_disabled()
+    # The live server runs in a thread of this process: its mails land in Django's test outbox.
+    message = next(m for m in mail.outbox if m.to == ["dewi@example.com"])
+    link = re.search(r"https?://\S+/accounts/verify/\S+/", message.body).group(0)
+    page.goto(link)
+    expect(page.get_by_role("heading", name=re.compile("email address verified", re.I))).to_be_visible()
+
     page.goto(f"{live_server.url}/servers/new/")
+    expect(page.locator("#verify-email-notice")).to_have_count(0)
     page.fill("input[name=name]", "toko-online")
     page.locator(f"input[name=plan][value='{plan.pk}']").check(force=True)
     page.locator(f"input[name=image][value='{image.pk}']").check(force=True)

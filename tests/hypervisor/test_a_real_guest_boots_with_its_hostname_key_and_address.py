@@ -43,6 +43,7 @@ def wait_for_console(path: Path, patterns: list[re.Pattern], timeout: float) -> 
 
 def test_an_ordered_server_boots_with_its_hostname_key_and_address(guest_image, customer, settings):
     settings.SHUTDOWN_TIMEOUT = 60
+    settings.IMAGE_DIR = guest_image.disk.parent  # the cached build's directory holds all three files
     region = factories.make_region()
     host = factories.make_host(uri=URI, region=region, force_emulation=True)
     assert host.domain_type == "qemu"

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from hypervisor.xml.domain import METADATA_NS, Disk, Domain, NetworkInterface, server_id_from_xml
+from hypervisor.xml.domain import (
+    METADATA_NS,
+    Disk,
+    Domain,
+    NetworkInterface,
+    clean_traffic,
+    server_id_from_xml,
+)
 from hypervisor.xml.storage import GIB, DirPool, Volume, pool_target_path
 
 VIRT_XML_VALIDATE = "/usr/bin/virt-xml-validate"
@@ -46,7 +53,13 @@ def full_domain(domain_type: str, **overrides) -> Domain:
                 read_only=True,
             ),
         ],
-        interfaces=[NetworkInterface(network="default", mac="52:54:00:12:34:56")],
+        interfaces=[
+            NetworkInterface(
+                network="default",
+                mac="52:54:00:12:34:56",
+                filterref=clean_traffic(["192.0.2.10", "192.0.2.11"]),
+            )
+        ],
     )
     values.update(overrides)
     return Domain(**values)
@@ -56,6 +69,17 @@ def full_domain(domain_type: str, **overrides) -> Domain:
 def test_a_full_domain_validates(tmp_path, domain_type):
     xml = full_domain(domain_type).to_xml()
     assert etree.fromstring(xml.encode()).get("type") == domain_type
+    assert_valid(tmp_path, xml, "domain")
+
+
+def test_a_bridged_interface_with_the_anti_spoofing_filter_validates(tmp_path):
+    interface = NetworkInterface(
+        bridge="br0", mac="52:54:00:12:34:57", filterref=clean_traffic(["192.0.2.12"])
+    )
+    xml = full_domain("kvm", interfaces=[interface]).to_xml()
+    filterref = etree.fromstring(xml.encode()).find("devices/interface/filterref")
+    assert filterref.get("filter") == "clean-traffic"
+    assert [(p.get("name"), p.get("value")) for p in filterref] == [("IP", "192.0.2.12")]
     assert_valid(tmp_path, xml, "domain")
 
 

@@ -19,6 +19,12 @@ pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
 URI = "qemu:///system"
 
 
+@pytest.fixture(autouse=True)
+def image_dir(tmp_path, settings):
+    """Image files are registered from the test's own directory (the panel reads no other)."""
+    settings.IMAGE_DIR = tmp_path
+
+
 @pytest.fixture
 def qcow2_image(tmp_path):
     """A small qcow2 file with real (random) content."""

@@ -231,8 +231,9 @@ def test_a_snapshot_of_the_running_server_is_taken_restored_and_deleted(libvirtd
 
 
 @pytest.fixture
-def small_image(tmp_path, leftovers):
+def small_image(tmp_path, leftovers, settings):
     """A small real qcow2 image registered on the panel (its base volume is removed after the test)."""
+    settings.IMAGE_DIR = tmp_path
     raw = tmp_path / "image.raw"
     raw.write_bytes(os.urandom(2 * 1024 * 1024))
     path = tmp_path / "image.qcow2"

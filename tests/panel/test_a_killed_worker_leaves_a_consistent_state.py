@@ -476,7 +476,7 @@ def test_a_create_whose_worker_never_returns_is_reaped_and_can_be_deleted(
     assert create.status == "failed"
     assert "deadline" in create.error
     assert (server.status, server.task) == ("error", None)
-    assert "deadline" in server.status_reason
+    assert "deadline" in server.status_detail
     assert find_domain(libvirtd, str(server.id)) is not None  # the half-made server is still there
 
     delete = actions.delete_server(server, customer)

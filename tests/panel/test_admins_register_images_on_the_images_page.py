@@ -9,6 +9,12 @@ from hypervisor.models import Image
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def image_dir(tmp_path, settings):
+    """The test's directory is the image directory (IMAGE_DIR): the panel reads image files only there."""
+    settings.IMAGE_DIR = tmp_path
+
+
 @pytest.fixture
 def qcow2(tmp_path):
     path = tmp_path / "disk.qcow2"
@@ -35,7 +41,7 @@ def test_a_file_that_is_not_an_image_is_refused(client, admin_user, tmp_path):
     assert response.status_code == 200
     assert "qcow2" in response.content.decode()
     missing = client.post(
-        "/staff/images/", {"slug": "x", "name": "X", "os_family": "y", "path": "/nope.qcow2"}
+        "/staff/images/", {"slug": "x", "name": "X", "os_family": "y", "path": str(tmp_path / "nope.qcow2")}
     )
     assert "No file at" in missing.content.decode()
     assert not Image.objects.filter(slug="x").exists()

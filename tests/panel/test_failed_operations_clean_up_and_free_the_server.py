@@ -74,9 +74,10 @@ def test_a_create_that_fails_for_a_non_transient_reason_ends_in_error_and_frees_
     operation.refresh_from_db()
     assert server.status == "error"
     assert server.task is None
-    assert "no storage pool named missing-pool" in server.status_reason
+    assert "no storage pool named missing-pool" in server.status_detail  # staff see the error itself
+    assert "missing-pool" not in server.status_reason  # the customer a plain message
     assert operation.status == "failed"
-    assert operation.error == "no storage pool named missing-pool"
+    assert operation.detail == "no storage pool named missing-pool"
     assert operation.attempts == 1
     assert operation.finished_at is not None
     assert not has_domain(conn, server)
@@ -94,7 +95,7 @@ def test_a_create_that_fails_after_making_the_disk_removes_the_disk(customer, ca
     server.refresh_from_db()
     operation.refresh_from_db()
     assert (server.status, server.task, operation.status) == ("error", None, "failed")
-    assert operation.error == "no network named missing-net"
+    assert operation.detail == "no network named missing-net"
     assert not has_domain(conn, server)
     assert f"{server.id}.qcow2" not in volumes(conn)
     assert not Allocation.objects.filter(consumer_uuid=server.id).exists()
@@ -151,7 +152,7 @@ def test_a_transient_error_asks_for_a_retry_and_the_last_attempt_fails_cleanly(
     operation.refresh_from_db()
     server.refresh_from_db()
     assert (operation.status, operation.attempts) == ("failed", 2)
-    assert "connect" in operation.error
+    assert "connect" in operation.detail
     assert (server.status, server.task) == ("error", None)
     assert not Allocation.objects.filter(consumer_uuid=server.id).exists()
 
@@ -239,7 +240,7 @@ def test_the_reaper_puts_a_stuck_create_in_error(customer, catalog, conn):
     server.refresh_from_db()
     create.refresh_from_db()
     assert (server.status, server.task) == ("error", None)
-    assert "deadline" in server.status_reason
+    assert "deadline" in server.status_detail
     assert create.status == "failed"
     assert operations.reap_stuck_operations() == 0
 

@@ -257,12 +257,13 @@ def test_a_resize_that_fails_in_the_worker_gives_the_claim_back(api, customer, s
     operation = factories.run_operation(operation)
 
     assert operation.status == "failed"
-    assert operation.error == "the virtual machine does not exist on its host"
+    assert operation.detail == "the virtual machine does not exist on its host"  # for staff
     assert allocation_of(server) == (1, 256, 1)
     assert sizes(server) == ("small", 1, 256, 1)
     assert server.task is None
     body = api(customer).get(f"/api/v1/servers/{server.pk}/actions/{operation.pk}/").json()
     assert (body["status"], body["error"]) == ("failed", operation.error)
+    assert "virtual machine" not in body["error"] and body["detail"] is None  # the customer: plain words
 
 
 def test_a_resize_the_reaper_gives_up_on_gives_the_claim_back(api, customer, server, bigger):

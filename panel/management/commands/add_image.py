@@ -5,11 +5,14 @@ from hypervisor import images
 
 
 class Command(BaseCommand):
-    help = "Register (or update) an OS image from a qcow2 file on the panel server."
+    help = (
+        "Register (or update) an OS image from a qcow2 file in the image directory (the IMAGE_DIR setting) "
+        "on the panel server."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
-        parser.add_argument("path", help="The qcow2 file on the panel server.")
+        parser.add_argument("path", help="The qcow2 file, inside IMAGE_DIR (a relative path is taken there).")
         parser.add_argument("--name", required=True, help="The name customers see.")
         parser.add_argument("--os-family", required=True, help="debian, ubuntu, rhel, …")
         parser.add_argument("--kernel", default="", help="For direct kernel boot: the kernel file.")

@@ -119,3 +119,7 @@ class Command(BaseCommand):
         self.stdout.write("Demo accounts (role, email, password):")
         for line in lines:
             self.stdout.write(line)
+        self.stdout.write(
+            "Staff and admins set up two-factor authentication at their first login "
+            "(or: manage.py totp_enroll EMAIL prints a secret for an authenticator app)."
+        )
