@@ -4,6 +4,9 @@ done by `panel.totp`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -122,6 +125,34 @@ def _with_retry_after(response: HttpResponse, retry_after: int | None) -> HttpRe
     return response
 
 
+@dataclass
+class Reauthenticated:
+    """The outcome of a change that asks for a current code or the password first."""
+
+    form: ReauthenticateForm
+    done: bool = False
+    result: object = None
+    retry_after: int | None = None
+
+
+def _after_reauthentication(request: HttpRequest, change: Callable[..., object]) -> Reauthenticated:
+    """Run `change(user, code=…, password=…)` (a totp service) once a valid form was posted; its refusal
+    or throttling becomes a form error."""
+    outcome = Reauthenticated(ReauthenticateForm(request.POST if request.method == "POST" else None))
+    if request.method != "POST" or not outcome.form.is_valid():
+        return outcome
+    data = outcome.form.cleaned_data
+    try:
+        outcome.result = change(request.user, code=data["code"], password=data["password"])
+        outcome.done = True
+    except totp.CodeThrottled as exc:
+        _confirm_throttled(outcome.form, exc.retry_after)
+        outcome.retry_after = exc.retry_after
+    except totp.TwoFactorError as exc:
+        outcome.form.add_error(None, exc.message)
+    return outcome
+
+
 @login_required
 @never_cache
 @sensitive_post_parameters("code", "password")
@@ -129,22 +160,11 @@ def recovery_codes(request: HttpRequest) -> HttpResponse:
     """New recovery codes (the old ones stop working), after a current code or the password."""
     if not totp.has_totp(request.user):
         return redirect("account")
-    form = ReauthenticateForm(request.POST if request.method == "POST" else None)
-    retry_after = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            codes = totp.regenerate_recovery_codes(
-                request.user, code=form.cleaned_data["code"], password=form.cleaned_data["password"]
-            )
-        except totp.CodeThrottled as exc:
-            _confirm_throttled(form, exc.retry_after)
-            retry_after = exc.retry_after
-        except totp.TwoFactorError as exc:
-            form.add_error(None, exc.message)
-        else:
-            return _codes_page(request, codes, "", first_time=False)
-    page = render(request, "panel/account/recovery_codes_confirm.html", {"form": form})
-    return _with_retry_after(page, retry_after)
+    outcome = _after_reauthentication(request, totp.regenerate_recovery_codes)
+    if outcome.done:
+        return _codes_page(request, outcome.result, "", first_time=False)
+    page = render(request, "panel/account/recovery_codes_confirm.html", {"form": outcome.form})
+    return _with_retry_after(page, outcome.retry_after)
 
 
 @login_required
@@ -154,22 +174,13 @@ def remove(request: HttpRequest) -> HttpResponse:
     """Remove two-factor authentication after a current code or the password."""
     if not totp.has_totp(request.user):
         return redirect("account")
-    form = ReauthenticateForm(request.POST if request.method == "POST" else None)
-    retry_after = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            totp.remove(request.user, code=form.cleaned_data["code"], password=form.cleaned_data["password"])
-        except totp.CodeThrottled as exc:
-            _confirm_throttled(form, exc.retry_after)
-            retry_after = exc.retry_after
-        except totp.TwoFactorError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("Two-factor authentication was removed from your account."))
-            return redirect("account")
-    response = render(
+    outcome = _after_reauthentication(request, totp.remove)
+    if outcome.done:
+        messages.success(request, _("Two-factor authentication was removed from your account."))
+        return redirect("account")
+    page = render(
         request,
         "panel/account/two_factor_remove.html",
-        {"form": form, "required": request.user.is_panel_staff},
+        {"form": outcome.form, "required": request.user.is_panel_staff},
     )
-    return _with_retry_after(response, retry_after)
+    return _with_retry_after(page, outcome.retry_after)
