@@ -71,3 +71,15 @@ def ip_shown_to_account(event: ActivityEvent) -> str | None:
     if event.actor_id is None or event.actor_id == event.account_id:
         return event.ip
     return None
+
+
+def record_host_change(host, actor: User, summary: str, data: dict | None = None) -> ActivityEvent:
+    """A host change on the admins' audit log (hosts belong to no account); `host` is a hypervisor Host."""
+    return record(
+        ActivityEvent.Type.HOST_CHANGED,
+        summary=summary,
+        data={"host": host.name, **(data or {})},
+        actor=actor,
+        target=f"host:{host.pk}",
+        staff_action=True,
+    )

@@ -225,7 +225,7 @@ class AdminHostList(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         with transaction.atomic():
             host = hypervisor.register_host(**data.service_arguments())
-            record_host_change(
+            activity.record_host_change(
                 host, request.user, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri}
             )
             transaction.on_commit(lambda: hypervisor_tasks.probe_host.delay(host.pk))
@@ -251,7 +251,7 @@ class AdminHostDetail(generics.RetrieveAPIView):
             hypervisor.update_settings(host.pk, changes)
             if enabled is not None:
                 hypervisor.set_enabled(host.pk, enabled, reason)
-            record_host_change(
+            activity.record_host_change(
                 host,
                 request.user,
                 gettext_noop("Host %(host)s changed: %(changes)s."),
@@ -266,18 +266,6 @@ class AdminHostDetail(generics.RetrieveAPIView):
 
 def describe_changes(changes: dict) -> str:
     return ", ".join(f"{name}={value}" for name, value in sorted(changes.items())) or "-"
-
-
-def record_host_change(host: Host, actor: User, summary: str, data: dict | None = None) -> None:
-    """A host change on the admins' audit log (hosts belong to no account)."""
-    activity.record(
-        ActivityEvent.Type.HOST_CHANGED,
-        summary=summary,
-        data={"host": host.name, **(data or {})},
-        actor=actor,
-        target=f"host:{host.pk}",
-        staff_action=True,
-    )
 
 
 class AdminServerList(AddressesMixin, generics.ListAPIView):

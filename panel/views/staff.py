@@ -24,7 +24,7 @@ from hypervisor.models import Host
 
 from .. import activity, quotas
 from ..forms import HostForm, HostSettingsForm, QuotaForm, add_service_error
-from ..models import ActivityEvent, Notice, Server, User
+from ..models import Notice, Server, User
 from ..models.servers import attach_addresses
 from ..roles import admin_required, staff_required
 
@@ -93,24 +93,14 @@ def _open_notices():
     return Notice.objects.filter(resolved_at__isnull=True).order_by("-updated_at")[:50]
 
 
-def _record_host(host: Host, actor: User, summary: str, data: dict | None = None) -> None:
-    """A host change on the admins' audit log (hosts belong to no account)."""
-    activity.record(
-        ActivityEvent.Type.HOST_CHANGED,
-        summary=summary,
-        data={"host": host.name, **(data or {})},
-        actor=actor,
-        target=f"host:{host.pk}",
-        staff_action=True,
-    )
-
-
 def _register_host(form: HostForm, actor: User) -> Host | None:
     """Register the host and start probing it after commit; service errors go onto the form."""
     try:
         with transaction.atomic():
             host = hypervisor.register_host(**form.register_kwargs())
-            _record_host(host, actor, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri})
+            activity.record_host_change(
+                host, actor, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri}
+            )
             transaction.on_commit(partial(hypervisor_tasks.probe_host.delay, host.pk))
     except ValidationError as exc:
         add_service_error(form, exc, HostForm.SERVICE_ERROR_FIELDS)
@@ -208,7 +198,7 @@ def host_settings(request, pk: int):
                     for name, value in form.cleaned_data.items()
                     if getattr(host, name, None) != value
                 }
-                _record_host(
+                activity.record_host_change(
                     host,
                     request.user,
                     gettext_noop("Host %(host)s changed: %(changes)s."),
@@ -243,13 +233,13 @@ def host_action(request, pk: int):
     elif action == "enable":
         with transaction.atomic():
             hypervisor.set_enabled(host.pk, True)
-            _record_host(host, request.user, gettext_noop("Host %(host)s enabled."))
+            activity.record_host_change(host, request.user, gettext_noop("Host %(host)s enabled."))
         messages.success(request, _("%(name)s is enabled: it takes new servers again.") % name)
     elif action == "disable":
         reason = request.POST.get("reason", "").strip()
         with transaction.atomic():
             hypervisor.set_enabled(host.pk, False, reason)
-            _record_host(
+            activity.record_host_change(
                 host,
                 request.user,
                 gettext_noop("Host %(host)s disabled: %(reason)s"),
@@ -261,7 +251,7 @@ def host_action(request, pk: int):
     elif action in ("maintenance_on", "maintenance_off"):
         with transaction.atomic():
             hypervisor.update_settings(host.pk, {"maintenance": action == "maintenance_on"})
-            _record_host(
+            activity.record_host_change(
                 host,
                 request.user,
                 gettext_noop("Host %(host)s put in maintenance.")
@@ -277,7 +267,9 @@ def host_action(request, pk: int):
     elif action == "forget_host_keys":
         with transaction.atomic():
             hypervisor.forget_host_keys(host.pk)
-            _record_host(host, request.user, gettext_noop("Recorded SSH host keys of %(host)s forgotten."))
+            activity.record_host_change(
+                host, request.user, gettext_noop("Recorded SSH host keys of %(host)s forgotten.")
+            )
         messages.success(
             request,
             _(
