@@ -40,8 +40,8 @@ def _setup_domains(world, host_count: int) -> dict:
     know. Returns what was made."""
     from hypervisor import connection, driver
     from hypervisor.models import Allocation, Host
-    from panel import guest
     from panel.models import Server
+    from panel.servers import guest
 
     hosts = list(Host.objects.filter(pk__in=[h.pk for h in world.hosts[:host_count]]).order_by("pk"))
     live = list(
@@ -88,8 +88,8 @@ def _setup_domains(world, host_count: int) -> dict:
 
 
 def _cycle(hosts, *, reconcile: bool = True, meter: bool = True) -> dict:
-    from panel import metering
-    from panel.reconcile import reconcile_host
+    from panel.servers.reconcile import reconcile_host
+    from panel.usage import metering
 
     result = {"reconcile_s": [], "meter_s": [], "counts": {}, "metered": 0}
     if reconcile:
@@ -252,7 +252,7 @@ def _billing(world, section: Section) -> dict:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from billing import services as billing
+    from billing import cycle as billing_cycle
     from billing.models import Invoice, Subscription
 
     at = timezone.now()
@@ -265,7 +265,7 @@ def _billing(world, section: Section) -> dict:
     invoices_before = Invoice.objects.count()
     log(f"scenario 4: billing run over {count} due monthly subscriptions")
     with stopwatch() as elapsed:
-        result = billing.run(at)
+        result = billing_cycle.run(at)
     seconds = elapsed()
     made = Invoice.objects.count() - invoices_before
     log(f"scenario 4: billing run {seconds:.1f} s: {result}, {made} invoices, {len(mail.outbox)} mails")
@@ -284,7 +284,7 @@ def _billing(world, section: Section) -> dict:
     sample = list(due.order_by("id").values_list("id", flat=True)[:20])
     Subscription.objects.filter(id__in=sample).update(paid_through=at - timedelta(hours=1))
     with CaptureQueriesContext(connection) as queries:
-        billing.renew(at)
+        billing_cycle.renew(at)
     per = len(queries) / max(len(sample), 1)
     accounts = Subscription.objects.filter(id__in=sample).values("account").distinct().count()
     section.add(
@@ -300,7 +300,7 @@ def _billing(world, section: Section) -> dict:
     Subscription.objects.filter(id__in=subset).update(paid_through=at - timedelta(hours=1))
     profile = cProfile.Profile()
     profile.enable()
-    billing.run(at)
+    billing_cycle.run(at)
     profile.disable()
     text, top = _profile_text(profile)
     return {

@@ -325,7 +325,7 @@ def _jobs(servers, seeds: bool) -> list[Job]:
     """The baseline's work for these servers: the XML documents the panel's own code makes."""
     from hypervisor import driver
     from hypervisor.xml.storage import GIB, Volume
-    from panel import guest
+    from panel.servers import guest
 
     jobs = []
     for server in servers:
@@ -373,7 +373,7 @@ def _pool_path(host) -> str:
 
 
 def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
-    from hypervisor import services as hypervisor
+    from hypervisor import hosts
     from panel.models import Server
 
     count = env_int("BENCH_ORDERS", 1000)
@@ -389,8 +389,8 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     nodes = workdir / "sim-nodes"
     nodes.mkdir()
     for n in range(host_count):
-        host = hypervisor.register_host(f"sim-{n:03d}", node_uri(nodes, f"sim-{n:03d}"), region)
-        hypervisor.probe_host(host.pk)
+        host = hosts.register_host(f"sim-{n:03d}", node_uri(nodes, f"sim-{n:03d}"), region)
+        hosts.probe_host(host.pk)
         _ready(host.pk)
     # The default quota allows 10 servers: 5 orders each; a multiple of the client count, so that each
     # client orders for customers of its own.
@@ -547,9 +547,9 @@ def _profile_orders(region, plan, image) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    import panel.actions as actions_module
-    from panel import actions, operations
+    import panel.servers.actions as actions_module
     from panel.models import Operation
+    from panel.servers import actions, operations
 
     from .periodic import _profile_text
 
@@ -611,7 +611,7 @@ def _ratio(value: float | None) -> str:
 def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     import libvirt
 
-    from hypervisor import services as hypervisor
+    from hypervisor import hosts
     from hypervisor.models import Host
 
     count = env_int("BENCH_KVM_ORDERS", 10)
@@ -627,10 +627,10 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
         section.add(f"SKIPPED: {uri} does not answer ({exc.get_error_message()})")
         return section, {"skipped": str(exc)}
     region, plan, _image = _catalog("bench-kvm", "bench-kvm", 128, count * 2)
-    host = hypervisor.register_host("kvm-local", uri, region)
+    host = hosts.register_host("kvm-local", uri, region)
     if os.environ.get("BENCH_KVM_FORCE_EMULATION", "") not in ("", "0"):
         Host.objects.filter(pk=host.pk).update(force_emulation=True)
-    host = hypervisor.probe_host(host.pk)
+    host = hosts.probe_host(host.pk)
     if host.state != Host.State.READY:
         section.add(f"SKIPPED: probing {uri} failed: {host.status_reason}")
         return section, {"skipped": host.status_reason}

@@ -6,6 +6,7 @@ from django.conf import settings
 
 # Minor-unit digits (ISO 4217). IDR is quoted without a minor unit in practice.
 CURRENCY_EXPONENTS = {"IDR": 0, "USD": 2, "EUR": 2, "SGD": 2, "MYR": 2, "JPY": 0}
+ZERO = Decimal("0")
 
 
 def currency() -> str:

@@ -8,7 +8,7 @@ A provider is a class named in settings.PAYMENT_PROVIDERS (dotted path) with:
 - `verify_webhook(request) -> ProviderPayment | None`: check the notification's signature with the
   provider's secret and return the confirmed payment, or None for a valid notification that confirms
   nothing (pending, failed); raise InvalidSignature for a forged or malformed one.
-The webhook view records confirmed payments with billing.services.record_payment, idempotent on the
+The webhook view records confirmed payments with billing.payments.record_payment, idempotent on the
 provider's reference, so a notification delivered twice credits once.
 """
 

@@ -1,8 +1,8 @@
 from celery import shared_task
 
-from . import services
+from . import cycle
 
 
 @shared_task(acks_late=True)
 def billing_run() -> dict:
-    return services.run()
+    return cycle.run()

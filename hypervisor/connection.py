@@ -22,7 +22,7 @@ from django.conf import settings
 from .secrets import SecretUnreadable
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+Result = TypeVar("Result")
 
 # Error codes and domains that mean "the link to the host is broken; trying again may work".
 TRANSIENT_CODES = {
@@ -188,7 +188,7 @@ def forget(uri: str) -> None:
             pass
 
 
-def run(target, work: Callable[[libvirt.virConnect], T], timeout: float | None = None) -> T:
+def run(target, work: Callable[[libvirt.virConnect], Result], timeout: float | None = None) -> Result:
     """Run `work(conn)` against a Host (or a plain URI), waiting at most `timeout` seconds.
 
     libvirt errors come back as HypervisorError; a timeout or a broken link as HostUnreachable.
@@ -203,7 +203,7 @@ def run(target, work: Callable[[libvirt.virConnect], T], timeout: float | None =
     except (SecretUnreadable, OSError) as exc:
         raise HypervisorError(f"cannot prepare the connection: {exc}") from exc
 
-    def call() -> T:
+    def call() -> Result:
         return work(_connect(uri, prepared))
 
     future = _executor(uri).submit(call)

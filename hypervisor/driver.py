@@ -17,8 +17,8 @@ from django.conf import settings
 from . import connection
 from .connection import HypervisorError
 from .models import Host
-from .xml import snapshot as snapshot_xml
-from .xml.domain import Disk, Domain, KernelBoot, NetworkInterface, clean_traffic
+from .xml.domain import Disk, Domain, KernelBoot, NetworkInterface, Serial, clean_traffic, with_resources
+from .xml.snapshot import Snapshot
 from .xml.storage import GIB, DirPool, Volume
 
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
@@ -217,7 +217,7 @@ def domain_xml(host: Host, request: DomainRequest, disk_path: str, seed_path: st
             )
         ],
         kernel_boot=request.kernel_boot,
-        console_log="" if host.transport == "test" else request.console_log,
+        serial=Serial(log_file="" if host.transport == "test" else request.console_log),
     )
     return domain.to_xml()
 
@@ -318,7 +318,7 @@ def set_resources(host: Host, uuid: uuid_module.UUID, vcpus: int, memory_mib: in
     def work(conn: libvirt.virConnect) -> None:
         domain = _require_domain(conn, uuid)
         xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
-        conn.defineXML(snapshot_xml.set_resources(xml, vcpus, memory_mib))
+        conn.defineXML(with_resources(xml, vcpus, memory_mib))
 
     connection.run(host, work)
 
@@ -340,7 +340,7 @@ def create_snapshot(host: Host, uuid: uuid_module.UUID, name: str, description: 
         domain = _require_domain(conn, uuid)
         if name in domain.snapshotListNames(0):
             return
-        domain.snapshotCreateXML(snapshot_xml.Snapshot(name, description).to_xml(), 0)
+        domain.snapshotCreateXML(Snapshot(name, description).to_xml(), 0)
 
     connection.run(host, work, timeout=max(600.0, settings.LIBVIRT_TIMEOUT))
 

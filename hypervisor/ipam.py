@@ -113,10 +113,12 @@ def create_pool(
             ) from None
     excluded_set = _parse_excluded(excluded or [], network)
     hosts = network.hosts() if network.prefixlen < 31 else iter(network)
-    usable = [a for a in hosts if a != gateway_address and a not in excluded_set]
+    usable = [address for address in hosts if address != gateway_address and address not in excluded_set]
     if not usable:
         raise ValidationError(_("The pool has no usable address left."), code="no_usable_address")
-    overlapping = [p for p in IPPool.objects.all() if ipaddress.IPv4Network(p.cidr).overlaps(network)]
+    overlapping = [
+        other for other in IPPool.objects.all() if ipaddress.IPv4Network(other.cidr).overlaps(network)
+    ]
     if overlapping:
         raise ValidationError(
             _("%(cidr)s overlaps the pool %(pool)s."),
@@ -131,10 +133,11 @@ def create_pool(
                 cidr=str(network),
                 gateway=str(gateway_address),
                 nameservers=servers,
-                excluded=[e.strip() for e in excluded or [] if e.strip()],
+                excluded=[entry.strip() for entry in excluded or [] if entry.strip()],
             )
             IPAddress.objects.bulk_create(
-                [IPAddress(pool=pool, address=str(a), value=int(a)) for a in usable], batch_size=2000
+                [IPAddress(pool=pool, address=str(address), value=int(address)) for address in usable],
+                batch_size=2000,
             )
     except IntegrityError:
         raise ValidationError(

@@ -1,7 +1,7 @@
 """MAC addresses for servers' interfaces: random, locally administered, unicast.
 
 The panel stores each server's MAC under a unique constraint and draws again when a draw collides
-(`panel.actions.order_server`); nothing about the MAC is derived from the server's UUID."""
+(`panel.servers.actions.order_server`); nothing about the MAC is derived from the server's UUID."""
 
 import re
 import secrets

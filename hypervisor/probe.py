@@ -108,10 +108,14 @@ def take_inventory(conn: libvirt.virConnect) -> dict:
                 "available_gib": available // GIB,
             }
         )
-    networks = [{"name": n.name(), "active": bool(n.isActive())} for n in conn.listAllNetworks(0)]
+    networks = [
+        {"name": network.name(), "active": bool(network.isActive())} for network in conn.listAllNetworks(0)
+    ]
     try:
         bridges = sorted(
-            i.name() for i in conn.listAllInterfaces(0) if i.name().startswith(("br", "vmbr", "virbr"))
+            interface.name()
+            for interface in conn.listAllInterfaces(0)
+            if interface.name().startswith(("br", "vmbr", "virbr"))
         )
     except libvirt.libvirtError:
         bridges = None  # this host's libvirt does not list interfaces

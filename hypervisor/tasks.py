@@ -1,21 +1,21 @@
-"""Celery tasks of the hypervisor app: thin wrappers around hypervisor.services."""
+"""Celery tasks of the hypervisor app: thin wrappers around hypervisor.hosts."""
 
 from celery import shared_task
 
-from . import services
+from . import hosts
 from .models import Host
 
 
 @shared_task(acks_late=True)
 def probe_host(host_id: int) -> None:
-    services.probe_host(host_id)
+    hosts.probe_host(host_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def check_host(host_id: int) -> None:
     host = Host.objects.filter(pk=host_id, state__in=[Host.State.READY, Host.State.DOWN]).first()
     if host is not None:
-        services.check_host(host)
+        hosts.check_host(host)
 
 
 @shared_task(ignore_result=True)

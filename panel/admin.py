@@ -3,8 +3,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from billing.models import LedgerEntry, Plan
 from hypervisor.models import Allocation, Host, Image, Region
-
-from .models import ApiToken, Operation, Server, SSHKey, User
+from panel.models import ApiToken, Operation, Server, SSHKey, User
 
 
 @admin.register(User)

@@ -7,5 +7,6 @@ class PanelConfig(AppConfig):
     verbose_name = _("Panel")
 
     def ready(self) -> None:
-        from . import billing_hooks, receivers  # noqa: F401  (connect their receivers)
-        from .api import schema  # noqa: F401  (registers the API's authentication scheme)
+        from panel.activity import receivers  # noqa: F401  (connect their receivers)
+        from panel.api import schema  # noqa: F401  (registers the API's authentication scheme)
+        from panel.servers import billing_hooks  # noqa: F401

@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
+from panel import dispatch
+
 log = logging.getLogger(__name__)
 
 
@@ -71,8 +73,6 @@ class QueuedEmailBackend(BaseEmailBackend):
     """Queues the messages as one Celery task; the worker delivers them."""
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        from .tasks import deliver_mail
-
         queued, direct = [], []
         for message in email_messages:
             if not message.recipients():
@@ -81,7 +81,7 @@ class QueuedEmailBackend(BaseEmailBackend):
             (queued if data is not None else direct).append(data or message)
         try:
             if queued:
-                deliver_mail.delay(queued)
+                dispatch.send(dispatch.DELIVER_MAIL, [queued])
             if direct:  # rare: a message with prepared MIME parts goes out at once
                 delivery_connection(self.fail_silently).send_messages(direct)
         except Exception:

@@ -1,6 +1,6 @@
 """What the panel knows about the request being served, for the activity log and the abuse limits: the
 client's address (`client_ip`, which believes X-Forwarded-For only from TRUSTED_PROXIES), its user agent
-and user. `panel.activity.RequestContextMiddleware` sets it for the request's duration; workers and
+and user. `panel.activity.log.RequestContextMiddleware` sets it for the request's duration; workers and
 commands have none. It imports no models, so that models may ask it too."""
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+# --- Core ------------------------------------------------------------------------------------------------
+
 DEBUG = env_bool("DEBUG")
 DEMO = env_bool("DEMO")
 DATA_DIR = Path(os.environ.get("PANEL_DATA_DIR", BASE_DIR / "var"))
@@ -48,6 +50,9 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+
+# --- Django: apps, middleware, templates -----------------------------------------------------------------
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -80,7 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "panel.middleware.SecondFactorMiddleware",
-    "panel.activity.RequestContextMiddleware",
+    "panel.activity.log.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -105,6 +110,9 @@ TEMPLATES = [
     },
 ]
 
+
+# --- Database --------------------------------------------------------------------------------------------
+
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'panel.sqlite3'}"),
@@ -119,6 +127,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+
+# --- Accounts: sign-in, quotas, new-account limits, two-factor -------------------------------------------
+
 AUTH_USER_MODEL = "panel.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -129,181 +140,6 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "server-list"
 LOGOUT_REDIRECT_URL = "login"
-
-LANGUAGE_CODE = "en"
-LANGUAGES = [("en", _("English")), ("id", _("Bahasa Indonesia"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
-TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Jakarta")
-USE_I18N = True
-USE_TZ = True
-
-STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
-    },
-}
-WHITENOISE_USE_FINDERS = DEBUG
-
-# Email: the console in development, SMTP when EMAIL_HOST is set.
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
-# With SMTP, web requests and billing runs queue their mails and a Celery worker delivers them
-# (panel/mail.py), retrying when the mail server fails; MAIL_QUEUE=0 sends them at once instead.
-if EMAIL_HOST:
-    MAIL_DELIVERY_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_BACKEND = "panel.mail.QueuedEmailBackend" if env_bool("MAIL_QUEUE", True) else MAIL_DELIVERY_BACKEND
-    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
-    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-else:
-    EMAIL_BACKEND = MAIL_DELIVERY_BACKEND = "django.core.mail.backends.console.EmailBackend"
-MAIL_RETRY_SECONDS = int(os.environ.get("MAIL_RETRY_SECONDS", "60"))  # doubled on each failure
-MAIL_RETRY_MAX_SECONDS = int(os.environ.get("MAIL_RETRY_MAX_SECONDS", "3600"))
-MAIL_RETRY_LIMIT = int(os.environ.get("MAIL_RETRY_LIMIT", "24"))
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "panel@localhost")
-
-# Redis is the broker and the cache; without REDIS_URL (the embedded demo) the broker is kombu's
-# filesystem transport and the cache is in memory.
-REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
-    CELERY_BROKER_URL = REDIS_URL
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
-    CELERY_BROKER_URL = "filesystem://"
-    _broker_dir = DATA_DIR / "broker"
-    for _folder in ("queue", "processed", "control"):
-        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-    }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
-# Task rules of design.md: the Operation row is the truth, so no result backend.
-CELERY_TASK_IGNORE_RESULT = True
-# Celery's Django fixup closes the database connection around every task unless this is set; panel/celery.py
-# closes old and broken connections by CONN_MAX_AGE instead, as Django does between requests.
-CELERY_DB_REUSE_MAX = 1000
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("TASK_SOFT_TIME_LIMIT", "900"))
-CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
-if REDIS_URL:
-    # Redelivery of unacknowledged tasks must wait longer than the longest task may run.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": int(os.environ.get("BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 300))
-    }
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "panel")
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {
-    "reap-stuck-operations": {"task": "panel.tasks.reap_stuck_operations", "schedule": 60.0},
-    "reconcile-servers": {"task": "panel.tasks.reconcile_all_hosts", "schedule": 60.0},
-}
-
-# libvirt and operations.
-LIBVIRT_TIMEOUT = float(os.environ.get("LIBVIRT_TIMEOUT", "30"))
-OPERATION_DEADLINE = int(os.environ.get("OPERATION_DEADLINE", "1800"))
-SHUTDOWN_TIMEOUT = int(os.environ.get("SHUTDOWN_TIMEOUT", "60"))
-OPERATION_MAX_ATTEMPTS = int(os.environ.get("OPERATION_MAX_ATTEMPTS", "5"))
-
-# Billing.
-PANEL_CURRENCY = os.environ.get("PANEL_CURRENCY", "IDR")
-
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["panel.api.authentication.BearerTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "panel.api.errors.exception_handler",
-    # Requests per user: API_RATE in "Abuse controls" below.
-    "DEFAULT_THROTTLE_CLASSES": ["panel.api.throttling.TokenRateThrottle"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "VPS Panel API",
-    "DESCRIPTION": "REST API v1 of the VPS panel: servers, actions, SSH keys, plans and hosts.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "SCHEMA_PATH_PREFIX": "/api/v1/",
-    # Several models have a `status`; the server's gets a readable name (a collision warns in check --deploy).
-    "ENUM_NAME_OVERRIDES": {
-        "ServerStatusEnum": "panel.models.Server.Status",
-        "ActivityEventTypeEnum": "panel.models.ActivityEvent.Type",
-    },
-}
-
-# Transport security (docs/deployment.md lists the production environment that `check --deploy` passes).
-# Outside debug and demo mode the panel assumes browsers reach it over TLS (directly or through a
-# TLS-terminating proxy): plain-HTTP requests are redirected to HTTPS, HSTS is sent, cookies are secure.
-# HTTPS=0 serves a panel over plain HTTP (a private network, the test suite): no redirect, no HSTS, no
-# secure cookies.
-HTTPS = env_bool("HTTPS", not (DEBUG or DEMO))
-# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (overwriting what clients send), the proxy's
-# header tells Django the request came over HTTPS. Never set without such a proxy: clients could claim HTTPS.
-if env_bool("SECURE_PROXY_SSL_HEADER"):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS") or (31536000 if HTTPS else 0))
-# Both widen HSTS beyond the panel's own host name (preload is hard to undo): explicit opt-ins.
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
-SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "same-origin"
-SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-X_FRAME_OPTIONS = "DENY"
-# Cookies travel over HTTPS only when the panel is served over HTTPS (SECURE_COOKIES overrides).
-SECURE_COOKIES = env_bool("SECURE_COOKIES", HTTPS)
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LANGUAGE_COOKIE_SECURE = SECURE_COOKIES
-# Scripts never read the cookies (htmx sends the CSRF token from the page, templates/base.html).
-SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = LANGUAGE_COOKIE_HTTPONLY = True
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
-
-# Hosts: encryption of connection secrets, health checks, placement, IPv4 pools.
-PANEL_ENCRYPTION_KEY = os.environ.get("PANEL_ENCRYPTION_KEY", "")
-HOST_CHECK_INTERVAL = float(os.environ.get("HOST_CHECK_INTERVAL", "30"))
-HOST_CHECK_TIMEOUT = float(os.environ.get("HOST_CHECK_TIMEOUT", "5"))
-HOST_DOWN_AFTER_FAILURES = int(os.environ.get("HOST_DOWN_AFTER_FAILURES", "2"))
-PLACEMENT_WEIGHER = os.environ.get("PLACEMENT_WEIGHER", "spread")  # spread (most free memory) or pack
-IPV4_COOLDOWN_MINUTES = int(os.environ.get("IPV4_COOLDOWN_MINUTES", "60"))
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "check-hosts": {"task": "hypervisor.tasks.check_hosts", "schedule": HOST_CHECK_INTERVAL},
-        "audit-allocations": {"task": "panel.tasks.audit_allocations", "schedule": 3600.0},
-    }
-)
-
-# Images and servers.
-# Image files (qcow2 disks, kernels, initrds) are read from this directory only (symlinks resolved).
-IMAGE_DIR = Path(os.environ.get("IMAGE_DIR", DATA_DIR / "images"))
-IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))
-SNAPSHOT_LIMIT = int(os.environ.get("SNAPSHOT_LIMIT", "3"))
-REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
-
-# Fault injection for crash tests: the worker pauses at the named step (see panel/faults.py).
-FAULT_PAUSE_AT = os.environ.get("PANEL_FAULT_PAUSE_AT", "")
 
 
 # Quotas for new customers: an empty value means no limit.
@@ -347,28 +183,62 @@ def _amount(name: str) -> Decimal | None:
 
 NEW_ACCOUNT_LIFT_AMOUNT = _amount("NEW_ACCOUNT_LIFT_AMOUNT")
 
-METERING_INTERVAL = float(os.environ.get("METERING_INTERVAL", "300"))
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "meter-hosts": {"task": "panel.tasks.meter_all_hosts", "schedule": METERING_INTERVAL},
-        "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
-    }
-)
+# Account security: two-factor authentication (panel/accounts/totp.py). Staff and admins must enrol; customers
+# may.
+OTP_TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "VPS Panel")  # the name authenticator apps show
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the Django admin never shows TOTP secrets or recovery code hashes
+TOTP_LOGIN_MAX_WRONG_CODES = int(os.environ.get("TOTP_LOGIN_MAX_WRONG_CODES", "5"))  # then the password again
+TOTP_LOGIN_PENDING_SECONDS = int(os.environ.get("TOTP_LOGIN_PENDING_SECONDS", "300"))  # to enter the code
 
-# Billing (see README): invoice-first or prepaid orders, due dates and dunning, proration.
-BILLING_ORDER_POLICY = os.environ.get("BILLING_ORDER_POLICY", "invoice_first")  # or "prepaid"
-INVOICE_DUE_DAYS = int(os.environ.get("INVOICE_DUE_DAYS", "7"))
-INVOICE_REMIND_DAYS = int(os.environ.get("INVOICE_REMIND_DAYS", "3"))
-BILLING_GRACE_DAYS = int(os.environ.get("BILLING_GRACE_DAYS", "3"))
-BILLING_TERMINATE_DAYS = int(os.environ.get("BILLING_TERMINATE_DAYS", "14"))
-BILLING_TERMINATION_WARNING_DAYS = int(os.environ.get("BILLING_TERMINATION_WARNING_DAYS", "3"))
-PRORATE_DOWNGRADE_CREDIT = env_bool("PRORATE_DOWNGRADE_CREDIT", True)
-CELERY_BEAT_SCHEDULE["billing-run"] = {"task": "billing.tasks.billing_run", "schedule": 3600.0}
-BANK_TRANSFER_INSTRUCTIONS = os.environ.get("BANK_TRANSFER_INSTRUCTIONS", "")
-PAYMENT_PROVIDERS = env_list("PAYMENT_PROVIDERS")  # dotted paths of billing.providers.PaymentProvider classes
 
-# Abuse controls (see README and panel/throttling.py). Rates are "count/period", e.g. "5/h", "1200/min",
-# "100/15m"; an empty value or "none" turns a limit off.
+# --- Languages, time and static files --------------------------------------------------------------------
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("id", _("Bahasa Indonesia"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Jakarta")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+
+# --- Email -----------------------------------------------------------------------------------------------
+
+# Email: the console in development, SMTP when EMAIL_HOST is set.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+# With SMTP, web requests and billing runs queue their mails and a Celery worker delivers them
+# (panel/mail.py), retrying when the mail server fails; MAIL_QUEUE=0 sends them at once instead.
+if EMAIL_HOST:
+    MAIL_DELIVERY_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = "panel.mail.QueuedEmailBackend" if env_bool("MAIL_QUEUE", True) else MAIL_DELIVERY_BACKEND
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = MAIL_DELIVERY_BACKEND = "django.core.mail.backends.console.EmailBackend"
+MAIL_RETRY_SECONDS = int(os.environ.get("MAIL_RETRY_SECONDS", "60"))  # doubled on each failure
+MAIL_RETRY_MAX_SECONDS = int(os.environ.get("MAIL_RETRY_MAX_SECONDS", "3600"))
+MAIL_RETRY_LIMIT = int(os.environ.get("MAIL_RETRY_LIMIT", "24"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "panel@localhost")
+
+
+# --- Abuse controls --------------------------------------------------------------------------------------
+
+# Abuse controls (see README and panel/accounts/throttling.py). Rates are "count/period", e.g. "5/h",
+# "1200/min", "100/15m"; an empty value or "none" turns a limit off.
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))  # failures per account → lock-out
 LOGIN_IP_FAILURE_LIMIT = int(os.environ.get("LOGIN_IP_FAILURE_LIMIT", "20"))  # failures per address
 LOGIN_FAILURE_WINDOW = int(os.environ.get("LOGIN_FAILURE_WINDOW", "900"))  # seconds the failures count in
@@ -388,8 +258,176 @@ TRUSTED_PROXIES = [
     entry.strip() for entry in os.environ.get("TRUSTED_PROXIES", "").split(",") if entry.strip()
 ]
 
-# Account security: two-factor authentication (panel/totp.py). Staff and admins must enrol; customers may.
-OTP_TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "VPS Panel")  # the name authenticator apps show
-OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the Django admin never shows TOTP secrets or recovery code hashes
-TOTP_LOGIN_MAX_WRONG_CODES = int(os.environ.get("TOTP_LOGIN_MAX_WRONG_CODES", "5"))  # then the password again
-TOTP_LOGIN_PENDING_SECONDS = int(os.environ.get("TOTP_LOGIN_PENDING_SECONDS", "300"))  # to enter the code
+
+# --- Transport security ----------------------------------------------------------------------------------
+
+# Transport security (docs/deployment.md lists the production environment that `check --deploy` passes).
+# Outside debug and demo mode the panel assumes browsers reach it over TLS (directly or through a
+# TLS-terminating proxy): plain-HTTP requests are redirected to HTTPS, HSTS is sent, cookies are secure.
+# HTTPS=0 serves a panel over plain HTTP (a private network, the test suite): no redirect, no HSTS, no
+# secure cookies.
+HTTPS = env_bool("HTTPS", not (DEBUG or DEMO))
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (overwriting what clients send), the proxy's
+# header tells Django the request came over HTTPS. Never set without such a proxy: clients could claim HTTPS.
+if env_bool("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS") or (31536000 if HTTPS else 0))
+# Both widen HSTS beyond the panel's own host name (preload is hard to undo): explicit opt-ins.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Cookies travel over HTTPS only when the panel is served over HTTPS (SECURE_COOKIES overrides).
+SECURE_COOKIES = env_bool("SECURE_COOKIES", HTTPS)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LANGUAGE_COOKIE_SECURE = SECURE_COOKIES
+# Scripts never read the cookies (htmx sends the CSRF token from the page, templates/base.html).
+SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = LANGUAGE_COOKIE_HTTPONLY = True
+
+
+# --- REST API --------------------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["panel.api.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "panel.api.errors.exception_handler",
+    # Requests per user: API_RATE in "Abuse controls" below.
+    "DEFAULT_THROTTLE_CLASSES": ["panel.api.throttling.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "VPS Panel API",
+    "DESCRIPTION": "REST API v1 of the VPS panel: servers, actions, SSH keys, plans and hosts.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+    # Several models have a `status`; the server's gets a readable name (a collision warns in check --deploy).
+    "ENUM_NAME_OVERRIDES": {
+        "ServerStatusEnum": "panel.servers.states.Status",
+        "TaskEnum": "panel.servers.states.Task",
+        "ActivityEventTypeEnum": "panel.models.ActivityEvent.Type",
+    },
+}
+
+
+# --- Hosts and libvirt -----------------------------------------------------------------------------------
+
+LIBVIRT_TIMEOUT = float(os.environ.get("LIBVIRT_TIMEOUT", "30"))
+# Encryption of connection secrets, health checks, placement, IPv4 pools.
+PANEL_ENCRYPTION_KEY = os.environ.get("PANEL_ENCRYPTION_KEY", "")
+HOST_CHECK_INTERVAL = float(os.environ.get("HOST_CHECK_INTERVAL", "30"))
+HOST_CHECK_TIMEOUT = float(os.environ.get("HOST_CHECK_TIMEOUT", "5"))
+HOST_DOWN_AFTER_FAILURES = int(os.environ.get("HOST_DOWN_AFTER_FAILURES", "2"))
+PLACEMENT_WEIGHER = os.environ.get("PLACEMENT_WEIGHER", "spread")  # spread (most free memory) or pack
+IPV4_COOLDOWN_MINUTES = int(os.environ.get("IPV4_COOLDOWN_MINUTES", "60"))
+
+
+# --- Servers and operations ------------------------------------------------------------------------------
+
+OPERATION_DEADLINE = int(os.environ.get("OPERATION_DEADLINE", "1800"))
+SHUTDOWN_TIMEOUT = int(os.environ.get("SHUTDOWN_TIMEOUT", "60"))
+OPERATION_MAX_ATTEMPTS = int(os.environ.get("OPERATION_MAX_ATTEMPTS", "5"))
+# Image files (qcow2 disks, kernels, initrds) are read from this directory only (symlinks resolved).
+IMAGE_DIR = Path(os.environ.get("IMAGE_DIR", DATA_DIR / "images"))
+IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))
+SNAPSHOT_LIMIT = int(os.environ.get("SNAPSHOT_LIMIT", "3"))
+REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
+
+# Fault injection for crash tests: the worker pauses at the named step (see panel/faults.py).
+FAULT_PAUSE_AT = os.environ.get("PANEL_FAULT_PAUSE_AT", "")
+
+
+# --- Usage and metering ----------------------------------------------------------------------------------
+
+METERING_INTERVAL = float(os.environ.get("METERING_INTERVAL", "300"))
+
+
+# --- Billing ---------------------------------------------------------------------------------------------
+
+# The installation's one currency.
+PANEL_CURRENCY = os.environ.get("PANEL_CURRENCY", "IDR")
+
+# Billing (see README): invoice-first or prepaid orders, due dates and dunning, proration.
+BILLING_ORDER_POLICY = os.environ.get("BILLING_ORDER_POLICY", "invoice_first")  # or "prepaid"
+INVOICE_DUE_DAYS = int(os.environ.get("INVOICE_DUE_DAYS", "7"))
+INVOICE_REMIND_DAYS = int(os.environ.get("INVOICE_REMIND_DAYS", "3"))
+BILLING_GRACE_DAYS = int(os.environ.get("BILLING_GRACE_DAYS", "3"))
+BILLING_TERMINATE_DAYS = int(os.environ.get("BILLING_TERMINATE_DAYS", "14"))
+BILLING_TERMINATION_WARNING_DAYS = int(os.environ.get("BILLING_TERMINATION_WARNING_DAYS", "3"))
+PRORATE_DOWNGRADE_CREDIT = env_bool("PRORATE_DOWNGRADE_CREDIT", True)
+BANK_TRANSFER_INSTRUCTIONS = os.environ.get("BANK_TRANSFER_INSTRUCTIONS", "")
+PAYMENT_PROVIDERS = env_list("PAYMENT_PROVIDERS")  # dotted paths of billing.providers.PaymentProvider classes
+
+
+# --- Celery: broker, task rules, periodic jobs -----------------------------------------------------------
+
+# Redis is the broker and the cache; without REDIS_URL (the embedded demo) the broker is kombu's
+# filesystem transport and the cache is in memory.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CELERY_BROKER_URL = "filesystem://"
+    _broker_dir = DATA_DIR / "broker"
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Task rules of design.md: the Operation row is the truth, so no result backend.
+CELERY_TASK_IGNORE_RESULT = True
+# Celery's Django fixup closes the database connection around every task unless this is set; panel/celery.py
+# closes old and broken connections by CONN_MAX_AGE instead, as Django does between requests.
+CELERY_DB_REUSE_MAX = 1000
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("TASK_SOFT_TIME_LIMIT", "900"))
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+if REDIS_URL:
+    # Redelivery of unacknowledged tasks must wait longer than the longest task may run.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 300))
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "panel")
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# Every periodic job, in one place: the reaper, reconcile and host checks (state), metering and its
+# roll-up (usage), the allocation audit, and the hourly billing run.
+CELERY_BEAT_SCHEDULE = {
+    "reap-stuck-operations": {"task": "panel.tasks.reap_stuck_operations", "schedule": 60.0},
+    "reconcile-servers": {"task": "panel.tasks.reconcile_all_hosts", "schedule": 60.0},
+    "check-hosts": {"task": "hypervisor.tasks.check_hosts", "schedule": HOST_CHECK_INTERVAL},
+    "audit-allocations": {"task": "panel.tasks.audit_allocations", "schedule": 3600.0},
+    "meter-hosts": {"task": "panel.tasks.meter_all_hosts", "schedule": METERING_INTERVAL},
+    "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
+    "billing-run": {"task": "billing.tasks.billing_run", "schedule": 3600.0},
+}
+
+
+# --- Logging ---------------------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

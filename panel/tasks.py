@@ -1,13 +1,17 @@
-"""Celery tasks: thin wrappers around panel.operations and panel.reconcile."""
+"""Celery tasks: thin wrappers around panel.servers.operations and panel.servers.reconcile."""
 
 import logging
+import smtplib
 
 from celery import shared_task
+from django.conf import settings
 
 from hypervisor.models import Host
-
-from . import audit, metering, operations, reconcile
-from .models import Server
+from panel.infrastructure import allocation_audit as audit
+from panel.mail import delivery_connection, from_data
+from panel.models import Server
+from panel.servers import operations, reconcile
+from panel.usage import metering
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +81,6 @@ def deliver_mail(self, messages: list[dict]) -> int:
     off up to MAIL_RETRY_MAX_SECONDS, and gives up after MAIL_RETRY_LIMIT tries. A message the server
     refuses for good (a 5xx answer, refused recipients) is logged and skipped. Delivery is at least once:
     a worker killed mid-way, or a server that drops the line after accepting, can repeat a message."""
-    import smtplib
-
-    from .mail import delivery_connection, from_data
-
     done = 0  # messages sent or refused for good
     try:
         with delivery_connection() as connection:
@@ -101,8 +101,6 @@ def deliver_mail(self, messages: list[dict]) -> int:
 
 def _retry_mail(task, remaining: list[dict], exc: Exception) -> Exception:
     """The retry of the messages not sent yet, or (after MAIL_RETRY_LIMIT tries) the error itself."""
-    from django.conf import settings
-
     if task.request.retries >= settings.MAIL_RETRY_LIMIT:
         log.error("giving up on %s mails after %s tries: %s", len(remaining), task.request.retries, exc)
         return exc

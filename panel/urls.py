@@ -1,10 +1,18 @@
+"""The panel's URLs: each app's pages (accounts, servers, usage, infrastructure, billing) and the API."""
+
 from django.contrib import admin
 from django.urls import include, path
 
-from billing import views as billing_views
-
-from .views import accounts, audit, billing, images, ip_pools, servers, ssh_keys, staff, two_factor, usage
-from .views import login as login_views
+from billing import staff_views as billing_staff
+from billing import views as billing
+from panel.accounts import login_views, ssh_key_views, two_factor_views
+from panel.accounts import staff_views as customer_staff
+from panel.accounts import views as accounts
+from panel.activity import views as audit
+from panel.infrastructure import host_views, image_views, ip_pool_views
+from panel.servers import staff_views as server_staff
+from panel.servers import views as servers
+from panel.usage import views as usage
 
 
 def _admins_only(request) -> bool:
@@ -34,9 +42,13 @@ urlpatterns = [
     path("accounts/login/code/", login_views.login_code, name="login-code"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/", accounts.account, name="account"),
-    path("account/two-factor/", two_factor.setup, name="two-factor-setup"),
-    path("account/two-factor/recovery-codes/", two_factor.recovery_codes, name="two-factor-recovery-codes"),
-    path("account/two-factor/remove/", two_factor.remove, name="two-factor-remove"),
+    path("account/two-factor/", two_factor_views.setup, name="two-factor-setup"),
+    path(
+        "account/two-factor/recovery-codes/",
+        two_factor_views.recovery_codes,
+        name="two-factor-recovery-codes",
+    ),
+    path("account/two-factor/remove/", two_factor_views.remove, name="two-factor-remove"),
     path("account/tokens/<int:pk>/revoke/", accounts.revoke_token, name="token-revoke"),
     path("account/activity/", accounts.account_activity, name="account-activity"),
     path("servers/", servers.server_list, name="server-list"),
@@ -49,30 +61,36 @@ urlpatterns = [
     path("billing/", billing.billing_overview, name="billing"),
     path("billing/top-up/", billing.top_up, name="billing-top-up"),
     path("billing/invoices/<int:pk>/", billing.invoice_detail, name="invoice"),
-    path("ssh-keys/", ssh_keys.ssh_key_list, name="ssh-keys"),
-    path("ssh-keys/<int:pk>/delete/", ssh_keys.ssh_key_delete, name="ssh-key-delete"),
-    path("staff/servers/", staff.staff_servers, name="staff-servers"),
-    path("staff/customers/", staff.staff_customers, name="staff-customers"),
-    path("staff/customers/<int:pk>/", staff.customer_detail, name="staff-customer"),
+    path("ssh-keys/", ssh_key_views.ssh_key_list, name="ssh-keys"),
+    path("ssh-keys/<int:pk>/delete/", ssh_key_views.ssh_key_delete, name="ssh-key-delete"),
+    path("staff/servers/", server_staff.staff_servers, name="staff-servers"),
+    path("staff/customers/", customer_staff.staff_customers, name="staff-customers"),
+    path("staff/customers/<int:pk>/", customer_staff.customer_detail, name="staff-customer"),
     path("staff/servers/<uuid:pk>/traffic-block/", usage.add_traffic_block, name="staff-traffic-block"),
-    path("staff/customers/<int:pk>/payments/", billing.staff_record_payment, name="staff-record-payment"),
-    path("staff/customers/<int:pk>/adjustments/", billing.staff_adjust, name="staff-adjust"),
-    path("staff/customers/<int:pk>/billing-terms/", billing.staff_billing_terms, name="staff-billing-terms"),
-    path("staff/invoices/<int:pk>/", billing.staff_invoice_detail, name="staff-invoice"),
-    path("staff/invoices/<int:pk>/void/", billing.staff_void_invoice, name="staff-invoice-void"),
-    path("staff/overdue/", billing.overdue, name="staff-overdue"),
-    path("staff/billing-settings/", billing.billing_settings, name="billing-settings"),
-    path("staff/hosts/", staff.host_list, name="host-list"),
-    path("staff/hosts/<int:pk>/", staff.host_detail, name="host-detail"),
-    path("staff/hosts/<int:pk>/action/", staff.host_action, name="host-action"),
-    path("staff/hosts/<int:pk>/settings/", staff.host_settings, name="host-settings"),
+    path(
+        "staff/customers/<int:pk>/payments/", billing_staff.staff_record_payment, name="staff-record-payment"
+    ),
+    path("staff/customers/<int:pk>/adjustments/", billing_staff.staff_adjust, name="staff-adjust"),
+    path(
+        "staff/customers/<int:pk>/billing-terms/",
+        billing_staff.staff_billing_terms,
+        name="staff-billing-terms",
+    ),
+    path("staff/invoices/<int:pk>/", billing_staff.staff_invoice_detail, name="staff-invoice"),
+    path("staff/invoices/<int:pk>/void/", billing_staff.staff_void_invoice, name="staff-invoice-void"),
+    path("staff/overdue/", billing_staff.overdue, name="staff-overdue"),
+    path("staff/billing-settings/", billing_staff.billing_settings, name="billing-settings"),
+    path("staff/hosts/", host_views.host_list, name="host-list"),
+    path("staff/hosts/<int:pk>/", host_views.host_detail, name="host-detail"),
+    path("staff/hosts/<int:pk>/action/", host_views.host_action, name="host-action"),
+    path("staff/hosts/<int:pk>/settings/", host_views.host_settings, name="host-settings"),
     path("staff/hosts/<int:pk>/usage/", usage.host_usage, name="host-usage"),
-    path("staff/ip-pools/", ip_pools.pool_list, name="ip-pool-list"),
-    path("staff/ip-pools/<int:pk>/", ip_pools.pool_detail, name="ip-pool-detail"),
-    path("staff/images/", images.image_list, name="image-list"),
+    path("staff/ip-pools/", ip_pool_views.pool_list, name="ip-pool-list"),
+    path("staff/ip-pools/<int:pk>/", ip_pool_views.pool_detail, name="ip-pool-detail"),
+    path("staff/images/", image_views.image_list, name="image-list"),
     path("staff/audit/", audit.audit_log, name="staff-audit"),
-    path("staff/images/<int:pk>/toggle/", images.image_toggle, name="image-toggle"),
-    path("billing/webhooks/<slug:provider>/", billing_views.webhook, name="billing-webhook"),
+    path("staff/images/<int:pk>/toggle/", image_views.image_toggle, name="image-toggle"),
+    path("billing/webhooks/<slug:provider>/", billing.webhook, name="billing-webhook"),
     path("api/v1/", include("panel.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("django-admin/", admin.site.urls),

@@ -153,6 +153,6 @@ def guest_image():
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counts live in the shared Redis cache: each test starts with none (issue 11)."""
-    from panel import throttling
+    from panel.accounts import throttling
 
     throttling.reset()

@@ -6,10 +6,10 @@ import itertools
 from decimal import Decimal
 
 from billing.models import Plan
-from hypervisor import services as hypervisor
+from hypervisor import hosts
 from hypervisor.models import Host, Image, Region
+from panel.accounts.openssh import parse_public_key
 from panel.models import ApiToken, SSHKey, User
-from panel.openssh import parse_public_key
 
 _counter = itertools.count(1)
 
@@ -37,7 +37,7 @@ def enrol_totp(user: User):
     """Give the user a confirmed TOTP device (as if enrolled, without an activity event)."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    from panel import totp
+    from panel.accounts import totp
 
     return TOTPDevice.objects.create(user=user, name=totp.TOTP_DEVICE_NAME, confirmed=True)
 
@@ -97,11 +97,11 @@ def make_host(
     **fields,
 ) -> Host:
     """Register a host and probe it for real (the test driver by default)."""
-    host = hypervisor.register_host(name or f"host{next(_counter)}", uri, region or make_region())
+    host = hosts.register_host(name or f"host{next(_counter)}", uri, region or make_region())
     if fields:
         Host.objects.filter(pk=host.pk).update(**fields)
     if probe:
-        host = hypervisor.probe_host(host.pk)
+        host = hosts.probe_host(host.pk)
     host.refresh_from_db()
     return host
 
@@ -210,7 +210,7 @@ def make_pool(
 
 def run_operation(operation):
     """Carry the operation out as a worker does (in this process) and return it refreshed."""
-    from panel import operations
+    from panel.servers import operations
 
     operations.execute(str(operation.pk))
     operation.refresh_from_db()
@@ -219,8 +219,8 @@ def run_operation(operation):
 
 def make_real_server(owner: User, *, plan: Plan, image: Image, region: Region, name: str = "web1", **order):
     """Order a server through the real service and run its create operation on the region's host."""
-    from panel import actions
     from panel.models import Operation
+    from panel.servers import actions
 
     server = actions.order_server(owner, name=name, plan=plan, image=image, region=region, **order)
     create = run_operation(Operation.objects.get(server=server, type=Operation.Type.CREATE))
@@ -288,7 +288,7 @@ def check_books(account) -> tuple[Decimal, Decimal]:
     every issued invoice is charged exactly once; and, counted from the invoices' side, the balance is
     -(open invoice totals) + the money received or credited that no paid invoice used. Credit is never
     left idle while it could pay the oldest open invoice."""
-    from billing import services
+    from billing import ledger
     from billing.models import Invoice, LedgerEntry, Payment
     from billing.money import quantize
 
@@ -296,7 +296,7 @@ def check_books(account) -> tuple[Decimal, Decimal]:
     by_kind: dict[str, Decimal] = {}
     for entry in entries:
         by_kind[entry.kind] = by_kind.get(entry.kind, Decimal(0)) + entry.amount
-    balance = services.balance(account)
+    balance = ledger.balance(account)
     assert balance == quantize(sum((e.amount for e in entries), Decimal(0)))
 
     invoices = list(Invoice.objects.filter(account=account).exclude(status=Invoice.Status.DRAFT))

@@ -25,7 +25,7 @@ class Capabilities:
             arch = guest.find("arch")
             if arch is None:
                 continue
-            names = [d.get("type") for d in arch.findall("domain") if d.get("type")]
+            names = [domain.get("type") for domain in arch.findall("domain") if domain.get("type")]
             types.setdefault(arch.get("name"), []).extend(names)
         return cls(host_arch=host_arch, cpu_model=cpu_model, domain_types=types)
 

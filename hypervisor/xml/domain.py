@@ -1,4 +1,10 @@
-"""Domain XML: dataclasses that serialise themselves with lxml."""
+"""Domain XML: dataclasses that write themselves with lxml (to_element) and read themselves back
+(from_element), so that `parse(domain.to_xml()).to_xml() == domain.to_xml()`.
+
+The model holds what the panel writes and reads. Parsing libvirt's own XML of a domain reads those parts
+and leaves the rest (addresses, aliases, controllers...) out: to change a definition libvirt holds and
+give it back, edit libvirt's tree in place (`with_resources`) rather than writing a parsed model.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +18,72 @@ from lxml import etree
 METADATA_NS = "urn:vpspanel:server:1"
 METADATA_PREFIX = "vpspanel"
 
+# libvirt's memory units, in bytes (libvirt reads a number without a unit as KiB).
+MEMORY_UNITS = {
+    "b": 1,
+    "bytes": 1,
+    "kb": 1000,
+    "k": 1024,
+    "kib": 1024,
+    "mb": 1000**2,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "tb": 1000**4,
+    "t": 1024**4,
+    "tib": 1024**4,
+}
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    element = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str | None) -> etree._Element:
+    element = etree.SubElement(
+        parent, tag, {name: value for name, value in attrs.items() if value is not None}
+    )
     if text is not None:
         element.text = text
     return element
 
 
+def _attribute(element: etree._Element, path: str, name: str, default: str = "") -> str:
+    """The attribute `name` of the child at `path`, or `default` when either is missing."""
+    child = element.find(path)
+    if child is None:
+        return default
+    return child.get(name, default)
+
+
+def _integer(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _root(xml: str) -> etree._Element:
+    return etree.fromstring(xml.encode())
+
+
+def _memory_mib(element: etree._Element | None) -> int:
+    """A libvirt memory size element (`<memory unit="KiB">2097152</memory>`) in MiB, rounded down."""
+    if element is None:
+        return 0
+    unit = element.get("unit", "KiB")
+    if unit.lower() not in MEMORY_UNITS:
+        raise ValueError(f"unknown memory unit {unit!r}")
+    return int((element.text or "0").strip()) * MEMORY_UNITS[unit.lower()] // 1024**2
+
+
+def _set_memory_mib(element: etree._Element, mib: int) -> None:
+    element.set("unit", "MiB")
+    element.text = str(mib)
+
+
 @dataclass
 class Disk:
-    """A file-backed disk (a volume of a `dir` pool)."""
+    """A file-backed disk (a volume of a `dir` pool); `device="cdrom"` makes it a CD-ROM (the cloud-init
+    seed can be one). Read from libvirt's XML, a disk that is not a file has an empty `source_file`."""
 
     source_file: str
     target_dev: str = "vda"
@@ -36,12 +97,25 @@ class Disk:
         disk = _sub(
             parent, "disk", type="file", device=self.device, snapshot=None if self.in_snapshots else "no"
         )
-        _sub(disk, "driver", name="qemu", type=self.driver_type)
+        if self.driver_type:
+            _sub(disk, "driver", name="qemu", type=self.driver_type)
         _sub(disk, "source", file=self.source_file)
         _sub(disk, "target", dev=self.target_dev, bus=self.bus)
         if self.read_only:
             _sub(disk, "readonly")
         return disk
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Disk:
+        return cls(
+            source_file=_attribute(element, "source", "file"),
+            target_dev=_attribute(element, "target", "dev"),
+            bus=_attribute(element, "target", "bus"),
+            device=element.get("device", "disk"),
+            driver_type=_attribute(element, "driver", "type"),
+            read_only=element.find("readonly") is not None,
+            in_snapshots=element.get("snapshot") != "no",
+        )
 
 
 @dataclass
@@ -58,6 +132,16 @@ class FilterRef:
             _sub(element, "parameter", name=name, value=value)
         return element
 
+    @classmethod
+    def from_element(cls, element: etree._Element) -> FilterRef:
+        return cls(
+            filter=element.get("filter", ""),
+            parameters=[
+                (parameter.get("name", ""), parameter.get("value", ""))
+                for parameter in element.findall("parameter")
+            ],
+        )
+
 
 ANTI_SPOOFING_FILTER = "clean-traffic"
 
@@ -73,14 +157,70 @@ def clean_traffic(addresses: Iterable[str] = ()) -> FilterRef:
 
 
 @dataclass
+class Rate:
+    """One direction of an interface's traffic shaping, in libvirt's units: KiB/s for `average` and
+    `peak`, KiB for `burst`."""
+
+    average: int
+    peak: int | None = None
+    burst: int | None = None
+
+    def to_element(self, parent: etree._Element, direction: str) -> etree._Element:
+        return _sub(
+            parent,
+            direction,
+            average=str(self.average),
+            peak=None if self.peak is None else str(self.peak),
+            burst=None if self.burst is None else str(self.burst),
+        )
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Rate:
+        peak, burst = element.get("peak"), element.get("burst")
+        return cls(
+            average=_integer(element.get("average"), 0),
+            peak=None if peak is None else _integer(peak, 0),
+            burst=None if burst is None else _integer(burst, 0),
+        )
+
+
+@dataclass
+class Bandwidth:
+    """An interface's traffic shaping (`<bandwidth>`), each direction from the guest's side of the host:
+    inbound is what the guest receives."""
+
+    inbound: Rate | None = None
+    outbound: Rate | None = None
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        element = _sub(parent, "bandwidth")
+        if self.inbound is not None:
+            self.inbound.to_element(element, "inbound")
+        if self.outbound is not None:
+            self.outbound.to_element(element, "outbound")
+        return element
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Bandwidth:
+        inbound, outbound = element.find("inbound"), element.find("outbound")
+        return cls(
+            inbound=None if inbound is None else Rate.from_element(inbound),
+            outbound=None if outbound is None else Rate.from_element(outbound),
+        )
+
+
+@dataclass
 class NetworkInterface:
-    """A NIC on a libvirt network, or on a host bridge when `bridge` is set."""
+    """A NIC on a libvirt network, or on a host bridge when `bridge` is set. `target_dev` is the host's
+    side of it (libvirt names it, e.g. vnet0, while the domain runs)."""
 
     network: str = "default"
     bridge: str = ""
     model: str = "virtio"
     mac: str | None = None
     filterref: FilterRef | None = None
+    target_dev: str | None = None
+    bandwidth: Bandwidth | None = None
 
     def to_element(self, parent: etree._Element) -> etree._Element:
         interface = _sub(parent, "interface", type="bridge" if self.bridge else "network")
@@ -90,10 +230,111 @@ class NetworkInterface:
             _sub(interface, "source", bridge=self.bridge)
         else:
             _sub(interface, "source", network=self.network)
-        _sub(interface, "model", type=self.model)
+        if self.target_dev:
+            _sub(interface, "target", dev=self.target_dev)
+        if self.model:
+            _sub(interface, "model", type=self.model)
         if self.filterref is not None:
             self.filterref.to_element(interface)
+        if self.bandwidth is not None:
+            self.bandwidth.to_element(interface)
         return interface
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> NetworkInterface:
+        filterref, bandwidth = element.find("filterref"), element.find("bandwidth")
+        if element.get("type") == "bridge":
+            source = {"bridge": _attribute(element, "source", "bridge")}
+        else:  # libvirt also names the network's bridge in a running domain's source: not ours to keep
+            source = {"network": _attribute(element, "source", "network")}
+        return cls(
+            **source,
+            model=_attribute(element, "model", "type"),
+            mac=_attribute(element, "mac", "address") or None,
+            filterref=None if filterref is None else FilterRef.from_element(filterref),
+            target_dev=_attribute(element, "target", "dev") or None,
+            bandwidth=None if bandwidth is None else Bandwidth.from_element(bandwidth),
+        )
+
+
+@dataclass
+class Serial:
+    """A serial port on a host pseudo-terminal; with `log_file` the host also writes what the guest prints
+    there to that file (the boot console log)."""
+
+    type: str = "pty"
+    port: int = 0
+    log_file: str = ""
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        serial = _sub(parent, "serial", type=self.type)
+        if self.log_file:
+            _sub(serial, "log", file=self.log_file, append="off")
+        _sub(serial, "target", port=str(self.port))
+        return serial
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Serial:
+        return cls(
+            type=element.get("type", "pty"),
+            port=_integer(_attribute(element, "target", "port", "0"), 0),
+            log_file=_attribute(element, "log", "file"),
+        )
+
+
+@dataclass
+class Console:
+    """The guest's console, on the serial port `port` by default."""
+
+    type: str = "pty"
+    target_type: str = "serial"
+    port: int = 0
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        console = _sub(parent, "console", type=self.type)
+        _sub(console, "target", type=self.target_type, port=str(self.port))
+        return console
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Console:
+        return cls(
+            type=element.get("type", "pty"),
+            target_type=_attribute(element, "target", "type", "serial"),
+            port=_integer(_attribute(element, "target", "port", "0"), 0),
+        )
+
+
+@dataclass
+class Graphics:
+    """A graphical console (VNC on the host's loopback by default, port chosen by libvirt). A domain with
+    graphics also gets a VGA video device."""
+
+    type: str = "vnc"
+    listen: str = "127.0.0.1"
+    port: int = -1
+    autoport: bool = True
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        graphics = _sub(
+            parent,
+            "graphics",
+            type=self.type,
+            port=str(self.port),
+            autoport="yes" if self.autoport else "no",
+            listen=self.listen or None,
+        )
+        if self.listen:
+            _sub(graphics, "listen", type="address", address=self.listen)
+        return graphics
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Graphics:
+        return cls(
+            type=element.get("type", "vnc"),
+            listen=element.get("listen") or _attribute(element, "listen[@type='address']", "address"),
+            port=_integer(element.get("port"), -1),
+            autoport=element.get("autoport") == "yes",
+        )
 
 
 @dataclass
@@ -104,43 +345,89 @@ class KernelBoot:
     initrd: str
     cmdline: str = ""
 
+    def to_element(self, os_element: etree._Element) -> None:
+        _sub(os_element, "kernel", self.kernel)
+        _sub(os_element, "initrd", self.initrd)
+        if self.cmdline:
+            _sub(os_element, "cmdline", self.cmdline)
+
+    @classmethod
+    def from_element(cls, os_element: etree._Element) -> KernelBoot | None:
+        """The kernel boot of an `<os>` element, or None when the domain boots from its disk."""
+        if os_element.find("kernel") is None:
+            return None
+        return cls(
+            kernel=os_element.findtext("kernel", ""),
+            initrd=os_element.findtext("initrd", ""),
+            cmdline=os_element.findtext("cmdline", ""),
+        )
+
+
+@dataclass
+class PanelMetadata:
+    """The panel's element in a domain's `<metadata>`: which server the domain is."""
+
+    server_id: str
+
+    def to_element(self, metadata: etree._Element) -> etree._Element:
+        return etree.SubElement(
+            metadata, f"{{{METADATA_NS}}}server", {"id": self.server_id}, nsmap={METADATA_PREFIX: METADATA_NS}
+        )
+
+    @classmethod
+    def from_element(cls, metadata: etree._Element | None) -> PanelMetadata | None:
+        """The panel's metadata within a `<metadata>` element, or None when the panel did not write it
+        (another application's elements there are not the panel's)."""
+        element = None if metadata is None else metadata.find(f"{{{METADATA_NS}}}server")
+        return None if element is None else cls(server_id=element.get("id"))
+
 
 @dataclass
 class Domain:
+    """A guest as the panel defines it: its sizes, its devices and the panel's metadata."""
+
     name: str
     uuid: uuid.UUID
     domain_type: str
     vcpus: int
     memory_mib: int
     arch: str = "x86_64"
+    # The panel's server id, written into the domain's metadata (the domain's UUID when empty).
     server_id: str = ""
     disks: list[Disk] = field(default_factory=list)
     interfaces: list[NetworkInterface] = field(default_factory=list)
-    graphics: bool = True
+    # graphics=True and graphics=False are accepted too: the default Graphics() and none.
+    graphics: Graphics | None = field(default_factory=Graphics)
     kernel_boot: KernelBoot | None = None
-    console_log: str = ""
+    serial: Serial | None = field(default_factory=Serial)
+    console: Console | None = field(default_factory=Console)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.graphics, bool):
+            self.graphics = Graphics() if self.graphics else None
+
+    @property
+    def interface_devices(self) -> list[str]:
+        """The host-side device names of the interfaces (libvirt fills them in while the domain runs)."""
+        return [interface.target_dev for interface in self.interfaces if interface.target_dev]
+
+    @property
+    def disk_devices(self) -> list[str]:
+        """The guest device names of the disks (CD-ROMs left out)."""
+        return [disk.target_dev for disk in self.disks if disk.device == "disk" and disk.target_dev]
 
     def to_element(self) -> etree._Element:
         root = etree.Element("domain", type=self.domain_type)
         _sub(root, "name", self.name)
         _sub(root, "uuid", str(self.uuid))
-        metadata = _sub(root, "metadata")
-        etree.SubElement(
-            metadata,
-            f"{{{METADATA_NS}}}server",
-            {"id": self.server_id or str(self.uuid)},
-            nsmap={METADATA_PREFIX: METADATA_NS},
-        )
-        _sub(root, "memory", str(self.memory_mib), unit="MiB")
-        _sub(root, "currentMemory", str(self.memory_mib), unit="MiB")
+        PanelMetadata(self.server_id or str(self.uuid)).to_element(_sub(root, "metadata"))
+        _set_memory_mib(_sub(root, "memory"), self.memory_mib)
+        _set_memory_mib(_sub(root, "currentMemory"), self.memory_mib)
         _sub(root, "vcpu", str(self.vcpus), placement="static")
         os_element = _sub(root, "os")
         _sub(os_element, "type", "hvm", arch=self.arch)
         if self.kernel_boot:
-            _sub(os_element, "kernel", self.kernel_boot.kernel)
-            _sub(os_element, "initrd", self.kernel_boot.initrd)
-            if self.kernel_boot.cmdline:
-                _sub(os_element, "cmdline", self.kernel_boot.cmdline)
+            self.kernel_boot.to_element(os_element)
         else:
             _sub(os_element, "boot", dev="hd")
         features = _sub(root, "features")
@@ -155,15 +442,12 @@ class Domain:
             disk.to_element(devices)
         for interface in self.interfaces:
             interface.to_element(devices)
-        serial = _sub(devices, "serial", type="pty")
-        if self.console_log:
-            _sub(serial, "log", file=self.console_log, append="off")
-        _sub(serial, "target", port="0")
-        console = _sub(devices, "console", type="pty")
-        _sub(console, "target", type="serial", port="0")
-        if self.graphics:
-            graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
-            _sub(graphics, "listen", type="address", address="127.0.0.1")
+        if self.serial is not None:
+            self.serial.to_element(devices)
+        if self.console is not None:
+            self.console.to_element(devices)
+        if self.graphics is not None:
+            self.graphics.to_element(devices)
             video = _sub(devices, "video")
             _sub(video, "model", type="vga")
         _sub(devices, "memballoon", model="virtio")
@@ -172,9 +456,59 @@ class Domain:
     def to_xml(self) -> str:
         return etree.tostring(self.to_element(), pretty_print=True, encoding="unicode")
 
+    @classmethod
+    def from_element(cls, root: etree._Element) -> Domain:
+        metadata = PanelMetadata.from_element(root.find("metadata"))
+        os_element = root.find("os")
+        devices = root.find("devices")
+        if devices is None:
+            devices = etree.Element("devices")
+        serial, console, graphics = devices.find("serial"), devices.find("console"), devices.find("graphics")
+        return cls(
+            name=root.findtext("name", ""),
+            uuid=uuid.UUID(root.findtext("uuid", "")),
+            domain_type=root.get("type", ""),
+            vcpus=_integer(root.findtext("vcpu"), 0),
+            memory_mib=_memory_mib(root.find("memory")),
+            arch=_attribute(os_element, "type", "arch", "x86_64") if os_element is not None else "x86_64",
+            server_id=metadata.server_id if metadata is not None else "",
+            disks=[Disk.from_element(disk) for disk in devices.findall("disk")],
+            interfaces=[
+                NetworkInterface.from_element(interface) for interface in devices.findall("interface")
+            ],
+            graphics=None if graphics is None else Graphics.from_element(graphics),
+            kernel_boot=None if os_element is None else KernelBoot.from_element(os_element),
+            serial=None if serial is None else Serial.from_element(serial),
+            console=None if console is None else Console.from_element(console),
+        )
+
+
+def parse(xml: str) -> Domain:
+    """The domain an XML definition describes (the panel's own, or libvirt's XMLDesc of any domain)."""
+    return Domain.from_element(_root(xml))
+
+
+def with_resources(xml: str, vcpus: int, memory_mib: int) -> str:
+    """The same domain definition with other vCPU and memory sizes. The definition is libvirt's, so it is
+    edited in place: everything else libvirt wrote in it is kept."""
+    root = _root(xml)
+    for tag in ("memory", "currentMemory"):
+        element = root.find(tag)
+        if element is None:
+            element = etree.SubElement(root, tag)
+        _set_memory_mib(element, memory_mib)
+    maximum = root.find("maxMemory")
+    if maximum is not None:
+        root.remove(maximum)
+    vcpu = root.find("vcpu")
+    if vcpu is None:
+        vcpu = etree.SubElement(root, "vcpu")
+    vcpu.text = str(vcpus)
+    vcpu.attrib.pop("current", None)
+    return etree.tostring(root, encoding="unicode")
+
 
 def server_id_from_xml(xml: str) -> str | None:
     """The panel's server id from a domain's metadata, or None for a domain the panel did not create."""
-    root = etree.fromstring(xml.encode())
-    element = root.find(f"metadata/{{{METADATA_NS}}}server")
-    return element.get("id") if element is not None else None
+    metadata = PanelMetadata.from_element(_root(xml).find("metadata"))
+    return None if metadata is None else metadata.server_id

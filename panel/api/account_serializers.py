@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from panel.activity import ip_shown_to_account
+from panel.activity.log import ip_shown_to_account
 from panel.models import ActivityEvent, ApiToken
 
 

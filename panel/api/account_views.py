@@ -1,5 +1,5 @@
 """API views of account security: tokens, the customer's activity log, the admins' audit log. Thin: token
-changes go through `panel.api_tokens`."""
+changes go through `panel.accounts.api_tokens`."""
 
 from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -7,11 +7,10 @@ from rest_framework import generics, status
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
-from panel import api_tokens
+from panel.accounts import api_tokens
+from panel.api import account_serializers as s
+from panel.api.errors import error_response
 from panel.models import ActivityEvent, ApiToken
-
-from . import account_serializers as s
-from .errors import error_response
 
 
 class IsPanelAdmin(BasePermission):

@@ -2,7 +2,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import SAFE_METHODS
 
-from panel import api_tokens
+from panel.accounts import api_tokens
 
 
 class ReadOnlyToken(exceptions.PermissionDenied):

@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from panel.actions import ActionError, Conflict, Forbidden, Unprocessable
+from panel.servers.actions import ActionError, Conflict, Forbidden, Unprocessable
 
 CODES = {
     400: "invalid",

@@ -6,14 +6,13 @@ from rest_framework import serializers
 
 from billing.models import Invoice, InvoiceLine, Payment, Plan
 from billing.money import currency, quantize
-from hypervisor import credentials
-from hypervisor import services as hypervisor
+from hypervisor import credentials, hosts, placement
 from hypervisor.models import Host, Image, Region
-from panel import quotas
-from panel.actions import CUSTOMER_ACTIONS
+from panel.accounts import quotas
+from panel.accounts.openssh import parse_public_key
 from panel.models import Operation, Server, Snapshot, SSHKey, User
-from panel.openssh import parse_public_key
-from panel.validators import validate_hostname
+from panel.servers.actions import CUSTOMER_ACTIONS
+from panel.servers.validators import validate_hostname
 
 
 def money(amount) -> str:
@@ -170,8 +169,8 @@ class ServerCreateSerializer(serializers.Serializer):
     def validate(self, attrs):
         if not attrs.get("region"):
             plan = attrs["plan"]
-            fitting = hypervisor.regions_that_fit(
-                hypervisor.Resources(plan.vcpus, plan.memory_mib, plan.disk_gib)
+            fitting = placement.regions_that_fit(
+                placement.Resources(plan.vcpus, plan.memory_mib, plan.disk_gib)
             )
             region = (
                 Region.objects.filter(is_active=True, pk__in=fitting).first()
@@ -234,7 +233,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "created_at", "size_bytes"]
 
 
-HOST_SETTINGS = list(hypervisor.SETTINGS)
+HOST_SETTINGS = list(hosts.SETTINGS)
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -278,7 +277,7 @@ class HostSerializer(serializers.ModelSerializer):
         return host.capacity
 
     def get_allocated(self, host: Host) -> dict[str, int]:
-        return hypervisor.allocated(host)
+        return placement.allocated(host)
 
     def get_physical(self, host: Host) -> dict[str, int]:
         return {
@@ -310,7 +309,7 @@ class HostCreateSerializer(serializers.Serializer):
 
     def validate_uri(self, value: str) -> str:
         try:
-            return hypervisor.validate_uri(value)
+            return hosts.validate_uri(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
 
@@ -322,7 +321,7 @@ class HostCreateSerializer(serializers.Serializer):
     def service_arguments(self) -> dict:
         data = dict(self.validated_data)
         tls = [data.pop("tls_ca_cert"), data.pop("tls_client_cert"), data.pop("tls_client_key")]
-        data["tls"] = hypervisor.TLSMaterial(*tls) if any(tls) else None
+        data["tls"] = hosts.TLSMaterial(*tls) if any(tls) else None
         return data
 
 

@@ -1,10 +1,11 @@
-"""The API's request rate per user (DRF throttling, counted in the shared cache by `panel.throttling`)."""
+"""The API's request rate per user (DRF throttling, counted in the shared cache by
+`panel.accounts.throttling`)."""
 
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from panel import throttling
-from panel.activity import client_ip
+from panel.accounts import throttling
+from panel.activity.log import client_ip
 
 
 class TokenRateThrottle(BaseThrottle):

@@ -1,8 +1,8 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import account_views, views
-from .errors import not_found_view
+from panel.api import account_views, views
+from panel.api.errors import not_found_view
 
 urlpatterns = [
     path(

@@ -1,4 +1,4 @@
-"""API v1 views: thin; every state change goes through panel.actions or hypervisor.services."""
+"""API v1 views: thin; every state change goes through panel.servers.actions or hypervisor.hosts."""
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -8,18 +8,20 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import services as billing
+from billing import errors, ledger, payments
 from billing.models import Invoice, Plan
 from billing.money import currency
-from hypervisor import services as hypervisor
-from hypervisor import tasks as hypervisor_tasks
+from hypervisor import hosts, placement
 from hypervisor.models import Host, Image, Region
-from panel import actions, activity, catalog, metering, quotas
-from panel.models import ActivityEvent, Operation, Server, Snapshot, SSHKey, User
-from panel.models.servers import attach_addresses
-
-from . import serializers as s
-from .permissions import IsAdminOrReadOnlyStaff, IsPanelStaff
+from panel import dispatch
+from panel.accounts import quotas, ssh_keys
+from panel.activity import log as activity
+from panel.api import serializers as s
+from panel.api.permissions import IsAdminOrReadOnlyStaff, IsPanelStaff
+from panel.models import Operation, Server, Snapshot, SSHKey, User
+from panel.servers import actions, catalog
+from panel.servers.models import attach_addresses
+from panel.usage import metering
 
 
 class RegionList(generics.ListAPIView):
@@ -28,9 +30,7 @@ class RegionList(generics.ListAPIView):
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        context["regions_with_hosts"] = set(
-            hypervisor.schedulable_hosts().values_list("region_id", flat=True)
-        )
+        context["regions_with_hosts"] = set(placement.schedulable_hosts().values_list("region_id", flat=True))
         return context
 
 
@@ -53,21 +53,6 @@ class ImageList(generics.ListAPIView):
     queryset = Image.objects.filter(is_active=True)
 
 
-def record_ssh_key(key: SSHKey, added: bool) -> None:
-    activity.record(
-        ActivityEvent.Type.SSH_KEY_ADDED if added else ActivityEvent.Type.SSH_KEY_DELETED,
-        summary=(
-            gettext_noop("SSH key %(name)s added (%(fingerprint)s).")
-            if added
-            else gettext_noop("SSH key %(name)s deleted (%(fingerprint)s).")
-        ),
-        data={"name": key.name, "fingerprint": key.fingerprint},
-        account=key.owner,
-        actor=key.owner,
-        target=f"ssh_key:{key.pk}",
-    )
-
-
 class SSHKeyList(generics.ListCreateAPIView):
     serializer_class = s.SSHKeySerializer
 
@@ -76,7 +61,7 @@ class SSHKeyList(generics.ListCreateAPIView):
 
     def perform_create(self, serializer):
         with transaction.atomic():
-            record_ssh_key(serializer.save(), added=True)
+            ssh_keys.record_ssh_key(serializer.save(), added=True)
 
 
 class SSHKeyDetail(generics.RetrieveDestroyAPIView):
@@ -87,7 +72,7 @@ class SSHKeyDetail(generics.RetrieveDestroyAPIView):
 
     def perform_destroy(self, instance):
         with transaction.atomic():
-            record_ssh_key(instance, added=False)
+            ssh_keys.record_ssh_key(instance, added=False)
             instance.delete()
 
 
@@ -114,16 +99,7 @@ class ServerList(AddressesMixin, generics.ListAPIView):
         data = s.ServerCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        server = actions.order_server(
-            request.user,
-            name=values["name"],
-            plan=values["plan"],
-            image=values["image"],
-            region=values["region"],
-            ssh_keys=values["ssh_keys"],
-            user_data=values["user_data"],
-            password=values["password"],
-        )
+        server = actions.order_from(request.user, values)
         return Response(s.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -202,7 +178,7 @@ class Account(APIView):
         return Response(
             {
                 "email": user.email,
-                "balance": str(billing.balance(user)),
+                "balance": str(ledger.balance(user)),
                 "currency": currency(),
                 "quota": quotas.report(user),
             }
@@ -217,18 +193,18 @@ class AdminHostList(generics.ListAPIView):
     serializer_class = s.HostSerializer
 
     def get_queryset(self):
-        return hypervisor.with_usage(Host.objects.select_related("region")).order_by("name")
+        return placement.with_usage(Host.objects.select_related("region")).order_by("name")
 
     @extend_schema(request=s.HostCreateSerializer, responses={202: s.HostSerializer})
     def post(self, request):
         data = s.HostCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with transaction.atomic():
-            host = hypervisor.register_host(**data.service_arguments())
+            host = hosts.register_host(**data.service_arguments())
             activity.record_host_change(
                 host, request.user, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri}
             )
-            transaction.on_commit(lambda: hypervisor_tasks.probe_host.delay(host.pk))
+            dispatch.after_commit(dispatch.PROBE_HOST, host.pk)
         return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -237,7 +213,7 @@ class AdminHostDetail(generics.RetrieveAPIView):
     serializer_class = s.HostSerializer
 
     def get_queryset(self):
-        return hypervisor.with_usage(Host.objects.select_related("region"))
+        return placement.with_usage(Host.objects.select_related("region"))
 
     @extend_schema(request=s.HostUpdateSerializer, responses={200: s.HostSerializer})
     def patch(self, request, pk):
@@ -248,9 +224,9 @@ class AdminHostDetail(generics.RetrieveAPIView):
         enabled = changes.pop("enabled", None)
         reason = changes.pop("disabled_reason", "")
         with transaction.atomic():
-            hypervisor.update_settings(host.pk, changes)
+            hosts.update_settings(host.pk, changes)
             if enabled is not None:
-                hypervisor.set_enabled(host.pk, enabled, reason)
+                hosts.set_enabled(host.pk, enabled, reason)
             activity.record_host_change(
                 host,
                 request.user,
@@ -284,7 +260,7 @@ class AdminCustomerList(generics.ListAPIView):
     serializer_class = s.CustomerSerializer
 
     def get_queryset(self):
-        return billing.annotate_balance(User.objects.all()).order_by("id")
+        return ledger.annotate_balance(User.objects.all()).order_by("id")
 
 
 class AdminCustomerQuota(APIView):
@@ -322,10 +298,6 @@ class AdminCustomerQuota(APIView):
         return self.answer(customer)
 
 
-def customer_invoices(user: User):
-    return Invoice.objects.filter(account=user).exclude(status=Invoice.Status.DRAFT).prefetch_related("lines")
-
-
 class InvoiceList(generics.ListAPIView):
     serializer_class = s.InvoiceSerializer
 
@@ -361,12 +333,12 @@ class AdminCustomerPayments(APIView):
         data = s.PaymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            payment, created = billing.record_payment(
+            payment, created = payments.record_payment(
                 customer, data.validated_data["amount"], data.validated_data["reference"],
                 method=data.validated_data["method"], by=request.user,
             )  # fmt: skip
-        except billing.OwnAccount as exc:
+        except errors.OwnAccount as exc:
             raise actions.Forbidden(exc.message) from exc
-        except billing.BillingError as exc:
+        except errors.BillingError as exc:
             raise actions.Unprocessable(exc.message) from exc
         return Response(s.PaymentSerializer(payment).data, status=201 if created else 200)

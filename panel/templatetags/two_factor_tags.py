@@ -3,7 +3,7 @@ many recovery codes are left (for the account page's section)."""
 
 from django import template
 
-from panel import totp
+from panel.accounts import totp
 
 register = template.Library()
 

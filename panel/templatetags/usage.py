@@ -8,15 +8,15 @@ from django.contrib.humanize.templatetags.humanize import intcomma
 from django.utils import formats
 from django.utils.translation import ngettext
 
-from ..views import usage
+from panel.usage import display as usage
 
 register = template.Library()
 
 
 @register.simple_tag
 def server_transfer(server):
-    """{% server_transfer server as transfer %}: the server's current period (panel.metering); None for a
-    deleted server."""
+    """{% server_transfer server as transfer %}: the server's current period (panel.usage.metering); None for
+    a deleted server."""
     if server.status == server.Status.DELETED:
         return None
     return usage.server_transfer(server)

@@ -19,11 +19,14 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 
-from billing import services as billing
+from billing.invoices import void_invoice
 from billing.models import Invoice, InvoiceSequence, LedgerEntry, Payment, Subscription
+from billing.payments import record_payment
+from billing.subscriptions import change_plan, open_subscription
 from hypervisor.models import Allocation, Host
-from panel import actions, operations
+from panel import dispatch
 from panel.models import Operation
+from panel.servers import actions, operations
 from tests import factories
 from tests.factories import check_books
 from tests.factories import local_time as at
@@ -81,7 +84,7 @@ def money(request, settings) -> Money:
 def dispatched(monkeypatch) -> list:
     """Operations sent to the workers (recorded, not sent: the test runs them itself)."""
     sent: list = []
-    monkeypatch.setattr(actions, "dispatch", sent.append)
+    monkeypatch.setattr(dispatch, "operation", sent.append)
     return sent
 
 
@@ -149,7 +152,7 @@ def test_a_year_of_one_server_in_idr_and_usd(customer, catalog, plans, money, se
         return check_books(customer)
 
     def pay(ref: str, amount: Decimal, moment) -> tuple[Decimal, Decimal]:
-        payment, created = billing.record_payment(customer, amount, ref, at=moment)
+        payment, created = record_payment(customer, amount, ref, at=moment)
         assert created and payment.amount == amount and payment.currency == money.code
         return check_books(customer)
 
@@ -368,7 +371,7 @@ def overdue_account(customer, catalog, dispatched):
     billing run after the grace period that suspended it (the worker finished the suspension)."""
     plan = factories.make_plan("basic", price_monthly=Decimal("150000"), price_hourly=Decimal("250"))
     server = factories.make_server(customer, catalog, "dunned1", plan=plan)
-    billing.open_subscription(customer, plan, str(server.id), server.name, at=at(2026, 1, 31, 10))
+    open_subscription(customer, plan, str(server.id), server.name, at=at(2026, 1, 31, 10))
     billing_run(at(2026, 2, 10, 10))
     suspend = Operation.objects.get(server=server, type="suspend")
     operations.finish(suspend, status="suspended", suspended_by="billing", power_state="shutoff")
@@ -382,7 +385,7 @@ def host_down(catalog, down: bool = True) -> None:
 def test_a_suspension_asked_while_the_host_was_down_is_asked_again(customer, catalog, dispatched):
     plan = factories.make_plan("basic", price_monthly=Decimal("150000"), price_hourly=Decimal("250"))
     server = factories.make_server(customer, catalog, "dunned2", plan=plan)
-    billing.open_subscription(customer, plan, str(server.id), server.name, at=at(2026, 1, 31, 10))
+    open_subscription(customer, plan, str(server.id), server.name, at=at(2026, 1, 31, 10))
     host_down(catalog)
     billing_run(at(2026, 2, 10, 10))
     assert Subscription.objects.get(reference=str(server.id)).status == "suspended"
@@ -396,7 +399,7 @@ def test_a_suspension_asked_while_the_host_was_down_is_asked_again(customer, cat
 def test_voiding_the_overdue_invoice_lifts_the_billing_suspension(customer, staff, overdue_account):
     [overdue] = Invoice.objects.filter(account=customer, status="open")
     with factories.moved_clock(at(2026, 2, 11, 9)):
-        billing.void_invoice(overdue, by=staff, reason="waived")
+        void_invoice(overdue, by=staff, reason="waived")
     assert check_books(customer) == (0, 0)
     assert Subscription.objects.get(reference=str(overdue_account.id)).status == "active"
     assert Operation.objects.filter(server=overdue_account, type="unsuspend").exists()
@@ -406,7 +409,7 @@ def test_a_payment_while_the_host_is_down_unsuspends_the_server_when_it_is_back(
     customer, catalog, overdue_account
 ):
     host_down(catalog)
-    billing.record_payment(customer, Decimal("150000"), "BANK-77", at=at(2026, 2, 11, 9))
+    record_payment(customer, Decimal("150000"), "BANK-77", at=at(2026, 2, 11, 9))
     assert Subscription.objects.get(reference=str(overdue_account.id)).status == "active"
     assert not Operation.objects.filter(server=overdue_account, type="unsuspend").exists()
     host_down(catalog, False)
@@ -441,12 +444,12 @@ def test_an_upgrade_worth_exactly_half_a_unit_rounds_half_up(
     settings.PANEL_CURRENCY = code
     small = factories.make_plan("basic", price_monthly=basic, price_hourly=Decimal("0.01"))
     big = factories.make_plan("premium", price_monthly=premium, price_hourly=Decimal("0.02"))
-    billing.open_subscription(customer, small, "srv-half", "half1", at=at(2026, 1, 31, 10))
+    open_subscription(customer, small, "srv-half", "half1", at=at(2026, 1, 31, 10))
     unit = Decimal("1") if code == "IDR" else Decimal("0.01")
     assert prorate(premium - basic, at(2026, 2, 10, 15), at(2026, 1, 31, 10), at(2026, 2, 28, 10), unit) == (
         expected
     )
-    billing.change_plan("srv-half", big, at=at(2026, 2, 10, 15))
+    change_plan("srv-half", big, at=at(2026, 2, 10, 15))
     upgrade = Invoice.objects.get(number="INV-2026-000002")
     assert upgrade.total == expected
 
@@ -454,11 +457,11 @@ def test_an_upgrade_worth_exactly_half_a_unit_rounds_half_up(
 def test_a_failed_resize_gives_back_what_the_plan_change_charged_or_credited(
     customer, plans, money, server, dispatched
 ):
-    """The worker's failure path (panel.operations.on_failure) undoes the subscription's plan change: an
-    open upgrade invoice is voided, a paid one credited back, a downgrade's credit taken back."""
+    """The worker's failure path (panel.servers.operations.on_failure) undoes the subscription's plan
+    change: an open upgrade invoice is voided, a paid one credited back, a downgrade's credit taken back."""
     basic, premium = plans
     reference = str(server.id)
-    billing.record_payment(customer, money.basic, "BANK-0001", at=at(2026, 2, 1))
+    record_payment(customer, money.basic, "BANK-0001", at=at(2026, 2, 1))
     assert check_books(customer) == (0, 0)
 
     def resize_at(moment, plan):
@@ -481,7 +484,7 @@ def test_a_failed_resize_gives_back_what_the_plan_change_charged_or_credited(
     assert check_books(customer) == (0, 0)
 
     # An upgrade paid at once from credit, then the resize fails: the payment is credited back.
-    billing.record_payment(customer, money.premium, "BANK-0002", at=at(2026, 2, 6, 17))
+    record_payment(customer, money.premium, "BANK-0002", at=at(2026, 2, 6, 17))
     fails(resize_at(at(2026, 2, 6, 17, 30), premium))
     paid = invoice(3)
     expected = prorate(

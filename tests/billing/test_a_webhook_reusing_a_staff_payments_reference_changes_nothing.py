@@ -10,8 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing import providers
-from billing import services as billing
+from billing import ledger, payments, providers
 from billing.models import Payment
 
 pytestmark = pytest.mark.django_db
@@ -51,16 +50,16 @@ def notify(client, account, reference: str, amount: str = "100000"):
 def test_the_reference_of_another_customers_payment_is_a_409(
     client, customer, other_customer, staff, gateway
 ):
-    billing.record_payment(other_customer, Decimal("100000"), "TRX-1", by=staff)
+    payments.record_payment(other_customer, Decimal("100000"), "TRX-1", by=staff)
 
     response = notify(client, customer, "TRX-1")
 
     assert response.status_code == 409
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
     assert Payment.objects.filter(reference="TRX-1").count() == 1
 
 
 def test_a_new_reference_is_credited_once(client, customer, gateway):
     assert notify(client, customer, "TRX-2").status_code == 200
     assert notify(client, customer, "TRX-2").status_code == 200
-    assert billing.balance(customer) == Decimal("100000")
+    assert ledger.balance(customer) == Decimal("100000")

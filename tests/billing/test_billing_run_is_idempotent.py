@@ -13,10 +13,11 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import transaction
 
-from billing import services as billing
+from billing import payments, subscriptions
 from billing.models import Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, Payment, Subscription
-from panel import actions, operations
+from panel import dispatch
 from panel.models import Operation, Server
+from panel.servers import operations
 from tests import factories
 from tests.factories import check_books
 from tests.factories import local_time as at
@@ -31,7 +32,7 @@ def jakarta(settings):
 @pytest.fixture
 def dispatched(monkeypatch) -> list:
     sent: list = []
-    monkeypatch.setattr(actions, "dispatch", sent.append)
+    monkeypatch.setattr(dispatch, "operation", sent.append)
     return sent
 
 
@@ -80,8 +81,8 @@ def test_running_twice_for_the_same_moment_changes_nothing_the_second_time(catal
     ]:
         servers[user] = factories.make_server(user, catalog, name, plan=plan)
         if user is payer:
-            billing.record_payment(payer, Decimal("1000000"), "BANK-PAYER", at=started)
-        billing.open_subscription(user, plan, str(servers[user].id), name, cycle=cycle, at=started)
+            payments.record_payment(payer, Decimal("1000000"), "BANK-PAYER", at=started)
+        subscriptions.open_subscription(user, plan, str(servers[user].id), name, cycle=cycle, at=started)
 
     def worker_finishes(kind: str, **changes) -> None:
         for operation in Operation.objects.filter(type=kind, status="pending"):
@@ -147,10 +148,12 @@ def pairs(moments: list) -> list[tuple]:
 def test_many_runs_in_order_bill_the_same_periods_as_one_run_at_the_end(catalog):
     plan = factories.make_plan("basic", price_monthly=Decimal("150000"), price_hourly=Decimal("250"))
     customer = factories.make_user(password=None)
-    billing.record_payment(customer, Decimal("100000000"), "BANK-PREPAID", at=at(2026, 1, 1))
-    billing.open_subscription(customer, plan, "the-31st", "a31", at=at(2026, 1, 31, 10))
-    billing.open_subscription(customer, plan, "late-evening", "b15", at=at(2026, 3, 15, 23, 30))
-    billing.open_subscription(customer, plan, "hourly", "h01", cycle="hourly", at=at(2026, 4, 10, 9, 20))
+    payments.record_payment(customer, Decimal("100000000"), "BANK-PREPAID", at=at(2026, 1, 1))
+    subscriptions.open_subscription(customer, plan, "the-31st", "a31", at=at(2026, 1, 31, 10))
+    subscriptions.open_subscription(customer, plan, "late-evening", "b15", at=at(2026, 3, 15, 23, 30))
+    subscriptions.open_subscription(
+        customer, plan, "hourly", "h01", cycle="hourly", at=at(2026, 4, 10, 9, 20)
+    )
     end = at(2026, 12, 31, 23)
     upfront = billed_periods()
 
@@ -197,8 +200,8 @@ def test_many_runs_in_order_bill_the_same_periods_as_one_run_at_the_end(catalog)
 def test_a_moment_without_a_zone_is_the_installations_local_time(catalog):
     plan = factories.make_plan("basic", price_monthly=Decimal("150000"), price_hourly=Decimal("250"))
     customer = factories.make_user(password=None)
-    billing.record_payment(customer, Decimal("1000000"), "BANK-LOCAL", at=at(2026, 1, 31, 9))
-    billing.open_subscription(customer, plan, "local", "l1", at=at(2026, 1, 31, 10))
+    payments.record_payment(customer, Decimal("1000000"), "BANK-LOCAL", at=at(2026, 1, 31, 9))
+    subscriptions.open_subscription(customer, plan, "local", "l1", at=at(2026, 1, 31, 10))
     # 28 February 09:30 in Jakarta is before the anniversary; 10:00 is it (03:00 UTC).
     assert "renewed 0" in billing_run_naive("2026-02-28T09:30:00")
     assert "renewed 1" in billing_run_naive("2026-02-28T10:00:00")

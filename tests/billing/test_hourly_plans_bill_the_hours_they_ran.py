@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services as billing
+from billing import cycle, subscriptions
 from billing.models import BillingProfile, Invoice, InvoiceLine, Subscription
 from tests import factories
 from tests.factories import check_books
@@ -57,7 +57,9 @@ def hourly_lines(reference: str) -> list[tuple]:
 
 
 def open_hourly(customer, plan, reference: str, moment) -> Subscription:
-    subscription = billing.open_subscription(customer, plan, reference, reference, cycle="hourly", at=moment)
+    subscription = subscriptions.open_subscription(
+        customer, plan, reference, reference, cycle="hourly", at=moment
+    )
     assert (subscription.cycle, subscription.price, subscription.paid_through) == (
         "hourly", plan.price_hourly, moment
     )  # fmt: skip
@@ -68,8 +70,8 @@ def open_hourly(customer, plan, reference: str, moment) -> Subscription:
 def test_the_next_month_bills_every_started_hour_at_the_hourly_price(customer, plans, code):
     basic, _ = plans
     open_hourly(customer, basic, "srv-a", at(2026, 3, 20, 8, 20))
-    assert billing.invoice_hourly(at(2026, 3, 31, 23, 59)) == 0, "the month is not over"
-    assert billing.invoice_hourly(at(2026, 4, 1)) == 1
+    assert cycle.invoice_hourly(at(2026, 3, 31, 23, 59)) == 0, "the month is not over"
+    assert cycle.invoice_hourly(at(2026, 4, 1)) == 1
     # 20 March 08:20 to 1 April 00:00: 11 days 15 h 40 min, so 280 started hours.
     [line] = hourly_lines("srv-a")
     expected = amount(code, "70000", "4.20")  # 280 x 250 IDR; 280 x 0.0150 USD
@@ -79,15 +81,15 @@ def test_the_next_month_bills_every_started_hour_at_the_hourly_price(customer, p
         expected, "open", at(2026, 4, 1), code
     )  # fmt: skip
     assert check_books(customer) == (-expected, 0)
-    assert billing.invoice_hourly(at(2026, 4, 1)) == 0
-    assert billing.invoice_hourly(at(2026, 4, 20)) == 0
+    assert cycle.invoice_hourly(at(2026, 4, 1)) == 0
+    assert cycle.invoice_hourly(at(2026, 4, 20)) == 0
 
 
 def test_a_month_of_hours_costs_at_most_the_monthly_price(customer, plans, code):
     basic, _ = plans
     open_hourly(customer, basic, "srv-full", at(2026, 3, 1))
     open_hourly(customer, basic, "srv-two-months", at(2026, 2, 20, 14))
-    billing.run(at(2026, 4, 1, 0, 5))
+    cycle.run(at(2026, 4, 1, 0, 5))
     # All of March: 744 h x 250 = 186000 IDR (744 x 0.0150 = 11.16 USD), capped at the monthly price.
     [full] = hourly_lines("srv-full")
     assert full[1:3] == (at(2026, 3, 1), at(2026, 4, 1))
@@ -103,7 +105,7 @@ def test_a_month_of_hours_costs_at_most_the_monthly_price(customer, plans, code)
     most = 600 if code == "IDR" else 666
     open_hourly(factories.make_user(password=None), basic, "srv-most", at(2026, 4, 1) - most * HOUR)
     open_hourly(factories.make_user(password=None), basic, "srv-one-more", at(2026, 4, 1) - (most + 1) * HOUR)
-    billing.run(at(2026, 4, 1, 1))
+    cycle.run(at(2026, 4, 1, 1))
     [most_line] = hourly_lines("srv-most")
     [capped] = hourly_lines("srv-one-more")
     assert (most_line[3], most_line[5]) == (Decimal(most), amount(code, "150000", "9.99"))
@@ -114,15 +116,15 @@ def test_a_month_of_hours_costs_at_most_the_monthly_price(customer, plans, code)
 def test_a_subscription_ended_mid_month_bills_only_its_hours(customer, plans, code):
     basic, _ = plans
     open_hourly(customer, basic, "srv-short", at(2026, 3, 5, 10))
-    billing.end_subscription("srv-short", at=at(2026, 3, 7, 12, 30))
-    assert billing.invoice_hourly(at(2026, 3, 31)) == 0
-    assert billing.invoice_hourly(at(2026, 4, 1)) == 1
+    subscriptions.end_subscription("srv-short", at=at(2026, 3, 7, 12, 30))
+    assert cycle.invoice_hourly(at(2026, 3, 31)) == 0
+    assert cycle.invoice_hourly(at(2026, 4, 1)) == 1
     # 50.5 h ran: 51 started hours; 51 x 0.0150 = 0.765 USD rounds half up to 0.77.
     [line] = hourly_lines("srv-short")
     expected = amount(code, "12750", "0.77")
     assert line[1:] == (at(2026, 3, 5, 10), at(2026, 3, 7, 12, 30), Decimal(51), basic.price_hourly, expected)
-    assert billing.invoice_hourly(at(2026, 5, 1)) == 0
-    assert billing.run(at(2026, 6, 1))["hourly"] == 0
+    assert cycle.invoice_hourly(at(2026, 5, 1)) == 0
+    assert cycle.run(at(2026, 6, 1))["hourly"] == 0
     assert len(hourly_lines("srv-short")) == 1
     assert check_books(customer) == (-expected, 0)
 
@@ -130,7 +132,7 @@ def test_a_subscription_ended_mid_month_bills_only_its_hours(customer, plans, co
 def test_a_plan_change_mid_month_bills_each_plan_its_own_hours(customer, plans, code):
     basic, premium = plans
     first = open_hourly(customer, basic, "srv-resized", at(2026, 3, 10))
-    undo = billing.change_plan("srv-resized", premium, at=at(2026, 3, 15, 6, 30))
+    undo = subscriptions.change_plan("srv-resized", premium, at=at(2026, 3, 15, 6, 30))
     assert undo["opened"] != first.pk
     old, new = Subscription.objects.filter(reference="srv-resized").order_by("started_at")
     assert (old.plan, old.status, old.ended_at) == (basic, "ended", at(2026, 3, 15, 6, 30))
@@ -139,7 +141,7 @@ def test_a_plan_change_mid_month_bills_each_plan_its_own_hours(customer, plans, 
     )  # fmt: skip
     assert not Invoice.objects.exists(), "an hourly plan change is not invoiced at once"
 
-    assert billing.run(at(2026, 4, 1))["hourly"] == 2
+    assert cycle.run(at(2026, 4, 1))["hourly"] == 2
     # Basic: 10 March 00:00 - 15 March 06:30 is 5 days 6.5 h = 126.5 h -> 127 hours.
     # Premium: 15 March 06:30 - 1 April 00:00 is 16 days 17.5 h = 401.5 h -> 402 hours.
     lines = hourly_lines("srv-resized")
@@ -155,11 +157,11 @@ def test_a_plan_change_mid_month_bills_each_plan_its_own_hours(customer, plans, 
 
     # April: only the premium subscription runs (720 h, capped at its monthly price); the basic hours of
     # March are not billed again.
-    assert billing.invoice_hourly(at(2026, 5, 1)) == 1
+    assert cycle.invoice_hourly(at(2026, 5, 1)) == 1
     april = hourly_lines("srv-resized")[2:]
     assert [line[1:3] for line in april] == [(at(2026, 4, 1), at(2026, 5, 1))]
     assert april[0][5] == premium.price_monthly
-    assert billing.invoice_hourly(at(2026, 5, 1)) == 0
+    assert cycle.invoice_hourly(at(2026, 5, 1)) == 0
     assert len(InvoiceLine.objects.filter(subscription=old)) == 1
     assert check_books(customer) == (-march_total - premium.price_monthly, 0)
 
@@ -176,7 +178,7 @@ def test_a_custom_price_or_a_discount_scales_the_hourly_price_and_the_cap(custom
     open_hourly_priced(
         discounted_customer, basic, "srv-discount", at(2026, 3, 31, 14), amount(code, "225", "0.0135")
     )
-    billing.invoice_hourly(at(2026, 4, 1))
+    cycle.invoice_hourly(at(2026, 4, 1))
     # A whole month is capped at the customer's own monthly price; 10 h at the discounted hourly price.
     [capped] = hourly_lines("srv-custom")
     assert capped[5] == amount(code, "99000", "6.60")
@@ -188,6 +190,8 @@ def test_a_custom_price_or_a_discount_scales_the_hourly_price_and_the_cap(custom
 
 
 def open_hourly_priced(customer, plan, reference: str, moment, hourly: Decimal) -> Subscription:
-    subscription = billing.open_subscription(customer, plan, reference, reference, cycle="hourly", at=moment)
+    subscription = subscriptions.open_subscription(
+        customer, plan, reference, reference, cycle="hourly", at=moment
+    )
     assert subscription.price == hourly
     return subscription

@@ -12,8 +12,10 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from billing import services as billing
+from billing.errors import BillingError
+from billing.invoices import Line, issue_invoice
 from billing.models import Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, Payment
+from billing.payments import record_payment
 from tests import factories
 from tests.factories import check_books
 from tests.factories import local_time as at
@@ -52,15 +54,15 @@ def at_once(count: int, work: Callable[[int], object]) -> list:
     return results
 
 
-def line(amount: str) -> billing.Line:
-    return billing.Line(kind=InvoiceLine.Kind.MANUAL, description="Setup fee", unit_price=Decimal(amount))
+def line(amount: str) -> Line:
+    return Line(kind=InvoiceLine.Kind.MANUAL, description="Setup fee", unit_price=Decimal(amount))
 
 
 def test_invoices_issued_at_once_take_the_numbers_of_the_year_in_order(db):
     customers = [factories.make_user(password=None) for _ in range(10)]
 
     def issue(i: int) -> str:
-        return billing.issue_invoice(customers[i], [line("12.34")], at=at(2026, 3, 1, 9)).number
+        return issue_invoice(customers[i], [line("12.34")], at=at(2026, 3, 1, 9)).number
 
     numbers = at_once(10, issue)
     assert sorted(numbers) == [f"INV-2026-{n:06d}" for n in range(1, 11)]
@@ -71,13 +73,13 @@ def test_invoices_issued_at_once_take_the_numbers_of_the_year_in_order(db):
 
 def test_a_new_year_starts_at_one_again_in_the_installations_time_zone(db):
     customer = factories.make_user(password=None)
-    billing.issue_invoice(customer, [line("1.00")], at=at(2026, 12, 31, 23, 59))
+    issue_invoice(customer, [line("1.00")], at=at(2026, 12, 31, 23, 59))
     # 31 December 17:30 UTC is already 1 January 00:30 in Jakarta.
     new_year = datetime(2026, 12, 31, 17, 30, tzinfo=UTC)
     customers = [factories.make_user(password=None) for _ in range(6)]
-    numbers = at_once(6, lambda i: billing.issue_invoice(customers[i], [line("2.00")], at=new_year).number)
+    numbers = at_once(6, lambda i: issue_invoice(customers[i], [line("2.00")], at=new_year).number)
     assert sorted(numbers) == [f"INV-2027-{n:06d}" for n in range(1, 7)]
-    late = billing.issue_invoice(customer, [line("1.00")], at=at(2026, 12, 31, 23, 59, 59))
+    late = issue_invoice(customer, [line("1.00")], at=at(2026, 12, 31, 23, 59, 59))
     assert late.number == "INV-2026-000002"
     assert dict(InvoiceSequence.objects.values_list("year", "last")) == {2026: 2, 2027: 6}
     assert Invoice.objects.count() == Invoice.objects.values("number").distinct().count() == 8
@@ -85,10 +87,10 @@ def test_a_new_year_starts_at_one_again_in_the_installations_time_zone(db):
 
 def test_the_same_payment_reference_recorded_at_once_is_credited_once(db):
     customer = factories.make_user(password=None)
-    invoice = billing.issue_invoice(customer, [line("30.00")], at=at(2026, 3, 1, 9))
+    invoice = issue_invoice(customer, [line("30.00")], at=at(2026, 3, 1, 9))
 
     def record(i: int):
-        return billing.record_payment(customer, Decimal("45.50"), "BCA-20260302-0001", at=at(2026, 3, 2, 10))
+        return record_payment(customer, Decimal("45.50"), "BCA-20260302-0001", at=at(2026, 3, 2, 10))
 
     results = at_once(8, record)
     assert sorted(created for _, created in results) == [False] * 7 + [True]
@@ -101,11 +103,11 @@ def test_the_same_payment_reference_recorded_at_once_is_credited_once(db):
 
 def test_different_payments_at_once_add_up_to_the_exact_sum(db):
     customer = factories.make_user(password=None)
-    invoices = [billing.issue_invoice(customer, [line("100.00")], at=at(2026, 3, 1, 9)) for _ in range(2)]
+    invoices = [issue_invoice(customer, [line("100.00")], at=at(2026, 3, 1, 9)) for _ in range(2)]
     amounts = [Decimal("10.01") * (i + 1) for i in range(8)]  # 360.36 in all
 
     def record(i: int):
-        return billing.record_payment(customer, amounts[i], f"BCA-{i}", at=at(2026, 3, 2, 10, i))
+        return record_payment(customer, amounts[i], f"BCA-{i}", at=at(2026, 3, 2, 10, i))
 
     results = at_once(8, record)
     assert all(created for _, created in results)
@@ -125,7 +127,7 @@ def test_a_reference_taken_meanwhile_by_another_customer_is_refused(db):
     def first_records() -> None:
         try:
             with transaction.atomic():  # the first payment is written but not committed yet ...
-                billing.record_payment(first, Decimal("20.00"), "BCA-SHARED", at=at(2026, 3, 2, 10))
+                record_payment(first, Decimal("20.00"), "BCA-SHARED", at=at(2026, 3, 2, 10))
                 inserted.set()
                 threading.Event().wait(1.5)  # ... while the second one waits on the reference's index
         finally:
@@ -134,10 +136,8 @@ def test_a_reference_taken_meanwhile_by_another_customer_is_refused(db):
     def second_records() -> None:
         try:
             inserted.wait(10)
-            answer["result"] = billing.record_payment(
-                second, Decimal("20.00"), "BCA-SHARED", at=at(2026, 3, 2, 10)
-            )
-        except billing.BillingError as exc:
+            answer["result"] = record_payment(second, Decimal("20.00"), "BCA-SHARED", at=at(2026, 3, 2, 10))
+        except BillingError as exc:
             answer["error"] = exc.message
         finally:
             connection.close()

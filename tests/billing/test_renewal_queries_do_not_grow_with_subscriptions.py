@@ -11,8 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing import services as billing
+from billing.cycle import renew
 from billing.models import Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, Subscription
+from billing.subscriptions import open_subscription
 from panel.models import User
 from tests import factories
 
@@ -22,14 +23,14 @@ pytestmark = pytest.mark.django_db
 def _account_with(subscriptions: int, plan) -> User:
     account = factories.make_user(User.Role.CUSTOMER)
     for index in range(subscriptions):
-        billing.open_subscription(account, plan, f"ref-{account.pk}-{index}", f"s{index}.example.com")
+        open_subscription(account, plan, f"ref-{account.pk}-{index}", f"s{index}.example.com")
     return account
 
 
 def _renew_queries(account: User) -> int:
     due = timezone.now() + timedelta(days=40)
     with CaptureQueriesContext(connection) as queries:
-        issued = billing.renew(due)
+        issued = renew(due)
     assert issued == Subscription.objects.filter(account=account).count()
     return len(queries)
 
@@ -51,7 +52,7 @@ def test_each_renewal_is_an_invoice_of_its_own_numbered_without_gaps():
     plan = factories.make_plan()
     account = _account_with(3, plan)
     before = set(Invoice.objects.values_list("number", flat=True))
-    billing.renew(timezone.now() + timedelta(days=40))
+    renew(timezone.now() + timedelta(days=40))
     renewed = Invoice.objects.filter(account=account).exclude(number__in=before).order_by("number")
     assert renewed.count() == 3
     numbers = [int(number.rsplit("-", 1)[1]) for number in renewed.values_list("number", flat=True)]
@@ -60,4 +61,4 @@ def test_each_renewal_is_an_invoice_of_its_own_numbered_without_gaps():
         assert InvoiceLine.objects.filter(invoice=invoice).count() == 1
         assert LedgerEntry.objects.get(invoice=invoice, kind=LedgerEntry.Kind.CHARGE).amount == -invoice.total
     # Nothing due is left: a second run for the same moment issues nothing.
-    assert billing.renew(timezone.now() + timedelta(days=40)) == 0
+    assert renew(timezone.now() + timedelta(days=40)) == 0

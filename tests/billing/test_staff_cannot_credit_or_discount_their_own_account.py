@@ -7,19 +7,19 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services as billing
+from billing import errors, payments, prices
 from billing.models import BillingProfile, LedgerEntry, Payment
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_services_refuse_ones_own_account(staff):
-    with pytest.raises(billing.OwnAccount):
-        billing.adjust(staff, Decimal("1000000"), "bonus", by=staff)
-    with pytest.raises(billing.OwnAccount):
-        billing.record_payment(staff, Decimal("1000000"), "self-1", by=staff)
-    with pytest.raises(billing.OwnAccount):
-        billing.set_billing_terms(staff, Decimal("100"), {}, by=staff)
+    with pytest.raises(errors.OwnAccount):
+        payments.adjust(staff, Decimal("1000000"), "bonus", by=staff)
+    with pytest.raises(errors.OwnAccount):
+        payments.record_payment(staff, Decimal("1000000"), "self-1", by=staff)
+    with pytest.raises(errors.OwnAccount):
+        prices.set_billing_terms(staff, Decimal("100"), {}, by=staff)
     assert not LedgerEntry.objects.filter(account=staff).exists()
     assert not BillingProfile.objects.filter(account=staff).exists()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from panel import totp
+from panel.accounts import totp
 from panel.models import User
 from tests import factories
 

@@ -12,8 +12,8 @@ import libvirt
 import pytest
 
 from hypervisor import images, ipam
-from panel import actions, operations
 from panel.models import Operation
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]

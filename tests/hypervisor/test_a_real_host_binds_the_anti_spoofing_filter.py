@@ -12,8 +12,8 @@ import pytest
 from lxml import etree
 
 from hypervisor import ipam
-from panel import actions, operations
 from panel.models import Operation, Server
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]

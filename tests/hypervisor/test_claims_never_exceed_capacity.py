@@ -10,9 +10,9 @@ import pytest
 from django.db import connection as db_connection
 from django.db.models import Sum
 
-from hypervisor import services
+from hypervisor import claims, placement
 from hypervisor.models import Allocation, Host, Region
-from hypervisor.services import NoCapacity, Resources
+from hypervisor.placement import NoCapacity, Resources
 from tests import factories
 
 NEED = Resources(vcpus=1, memory_mib=1024, disk_gib=10)
@@ -60,9 +60,9 @@ def test_a_host_accepts_claims_up_to_its_capacity_and_no_more(limit):
     host = ready_host(region, **limit)
     consumers = [uuid.uuid4() for _ in range(3)]
     for consumer in consumers:
-        assert services.claim(consumer, region, NEED) == host
+        assert claims.claim(consumer, region, NEED) == host
     with pytest.raises(NoCapacity):
-        services.claim(uuid.uuid4(), region, NEED)
+        claims.claim(uuid.uuid4(), region, NEED)
     assert Allocation.objects.filter(host=host).count() == 3
     for resource, amount in used(host).items():
         assert amount <= host.capacity[resource]
@@ -73,17 +73,17 @@ def test_releasing_a_claim_frees_room_for_another():
     region = factories.make_region()
     host = ready_host(region, memory_mib_total=2048)  # two NEED
     first, second = uuid.uuid4(), uuid.uuid4()
-    services.claim(first, region, NEED)
-    services.claim(second, region, NEED)
+    claims.claim(first, region, NEED)
+    claims.claim(second, region, NEED)
     with pytest.raises(NoCapacity):
-        services.claim(uuid.uuid4(), region, NEED)
+        claims.claim(uuid.uuid4(), region, NEED)
 
-    services.release(first)
+    claims.release(first)
     assert not Allocation.objects.filter(consumer_uuid=first).exists()
     third = uuid.uuid4()
-    assert services.claim(third, region, NEED) == host
+    assert claims.claim(third, region, NEED) == host
     assert set(Allocation.objects.values_list("consumer_uuid", flat=True)) == {second, third}
-    services.release(uuid.uuid4())  # releasing what holds nothing is harmless
+    claims.release(uuid.uuid4())  # releasing what holds nothing is harmless
     assert Allocation.objects.count() == 2
 
 
@@ -92,7 +92,7 @@ def test_a_claim_records_what_the_consumer_holds():
     region = factories.make_region()
     host = ready_host(region)
     consumer = uuid.uuid4()
-    services.claim(consumer, region, Resources(vcpus=2, memory_mib=1536, disk_gib=40))
+    claims.claim(consumer, region, Resources(vcpus=2, memory_mib=1536, disk_gib=40))
     allocation = Allocation.objects.get(consumer_uuid=consumer)
     assert (allocation.host, allocation.vcpus, allocation.memory_mib, allocation.disk_gib) == (
         host,
@@ -100,16 +100,16 @@ def test_a_claim_records_what_the_consumer_holds():
         1536,
         40,
     )
-    annotated = services.with_usage(Host.objects.filter(pk=host.pk)).get()
-    assert services.allocated(annotated) == {"vcpus": 2, "memory_mib": 1536, "disk_gib": 40}
+    annotated = placement.with_usage(Host.objects.filter(pk=host.pk)).get()
+    assert placement.allocated(annotated) == {"vcpus": 2, "memory_mib": 1536, "disk_gib": 40}
 
 
 @pytest.mark.django_db
 def test_allocated_reports_the_same_keys_for_a_plain_host_row():
     region = factories.make_region()
     host = ready_host(region)
-    services.claim(uuid.uuid4(), region, Resources(vcpus=2, memory_mib=1536, disk_gib=40))
-    assert services.allocated(Host.objects.get(pk=host.pk)) == {
+    claims.claim(uuid.uuid4(), region, Resources(vcpus=2, memory_mib=1536, disk_gib=40))
+    assert placement.allocated(Host.objects.get(pk=host.pk)) == {
         "vcpus": 2,
         "memory_mib": 1536,
         "disk_gib": 40,
@@ -133,11 +133,11 @@ def test_hosts_in_maintenance_disabled_or_not_ready_are_skipped(unschedulable):
     region = factories.make_region()
     skipped = ready_host(region, **unschedulable)
     with pytest.raises(NoCapacity):
-        services.claim(uuid.uuid4(), region, NEED)
+        claims.claim(uuid.uuid4(), region, NEED)
     assert not Allocation.objects.exists()
 
     usable = ready_host(region, memory_mib_total=2048)  # less room than the skipped one
-    assert services.claim(uuid.uuid4(), region, NEED) == usable
+    assert claims.claim(uuid.uuid4(), region, NEED) == usable
     assert not Allocation.objects.filter(host=skipped).exists()
 
 
@@ -147,8 +147,8 @@ def test_hosts_of_other_regions_are_not_used():
     singapore = factories.make_region("singapore", "Singapore")
     ready_host(singapore)
     with pytest.raises(NoCapacity):
-        services.claim(uuid.uuid4(), jakarta, NEED)
-    assert services.regions_that_fit(NEED) == {singapore.pk}
+        claims.claim(uuid.uuid4(), jakarta, NEED)
+    assert placement.regions_that_fit(NEED) == {singapore.pk}
 
 
 @pytest.mark.django_db
@@ -157,12 +157,12 @@ def test_the_spread_weigher_picks_the_host_with_the_most_free_memory():
     small = ready_host(region, memory_mib_total=4096)
     big = ready_host(region, memory_mib_total=8192)
     # Fill the big host so that it has less free memory (8192 - 6144 = 2048) than the small one (4096).
-    services.claim(uuid.uuid4(), region, Resources(vcpus=1, memory_mib=6144, disk_gib=1))
+    claims.claim(uuid.uuid4(), region, Resources(vcpus=1, memory_mib=6144, disk_gib=1))
     assert Allocation.objects.get().host == big
 
     consumer = uuid.uuid4()
-    assert services.claim(consumer, region, NEED) == small
-    assert services.claim(uuid.uuid4(), region, NEED) == small  # 3072 free there, still more than 2048
+    assert claims.claim(consumer, region, NEED) == small
+    assert claims.claim(uuid.uuid4(), region, NEED) == small  # 3072 free there, still more than 2048
 
 
 @pytest.mark.django_db
@@ -170,9 +170,9 @@ def test_a_full_host_is_passed_over_for_one_with_room():
     region = factories.make_region()
     roomy = ready_host(region, memory_mib_total=65536, vcpus_total=1, cpu_allocation_ratio=Decimal("1"))
     other = ready_host(region, memory_mib_total=2048)
-    assert services.claim(uuid.uuid4(), region, NEED) == roomy
+    assert claims.claim(uuid.uuid4(), region, NEED) == roomy
     # roomy has the most free memory but no vCPU left: the claim goes to the other host.
-    assert services.claim(uuid.uuid4(), region, NEED) == other
+    assert claims.claim(uuid.uuid4(), region, NEED) == other
 
 
 @pytest.mark.django_db(transaction=True)
@@ -189,7 +189,7 @@ def test_concurrent_claims_never_exceed_capacity():
         try:
             barrier.wait(timeout=10)
             try:
-                outcome: object = services.claim(consumer, region, NEED).pk
+                outcome: object = claims.claim(consumer, region, NEED).pk
             except Exception as exc:  # NoCapacity expected; anything else fails the assertions below
                 outcome = exc
             with lock:

@@ -16,9 +16,9 @@ import pytest
 from django.db import connection as db_connection
 from django.db import transaction
 
-from hypervisor import services
+from hypervisor import claims
 from hypervisor.models import Allocation
-from hypervisor.services import NoCapacity, Resources
+from hypervisor.placement import NoCapacity, Resources
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +46,7 @@ class Order(threading.Thread):
                         cursor.execute("SELECT pg_backend_pid()")
                         self.backend_pid = cursor.fetchone()[0]
                     self.started_claim.set()
-                    self.result = services.claim(uuid.uuid4(), self.region, self.need).pk
+                    self.result = claims.claim(uuid.uuid4(), self.region, self.need).pk
                     self.claimed.set()
                     self.commit.wait(timeout=30)
             except Exception as exc:  # NoCapacity expected for the losers; a deadlock fails the test
@@ -135,7 +135,7 @@ def test_two_claims_waiting_on_busy_hosts_in_opposite_orders_do_not_deadlock():
 
         # A server on host_b is deleted: host_b now looks freer (4 GiB). second ranks host_b first and,
         # both being busy, waits for host_b.
-        services.release(earlier.consumer_uuid)
+        claims.release(earlier.consumer_uuid)
         second.start()
         blocked_by(second, fill_b)
 

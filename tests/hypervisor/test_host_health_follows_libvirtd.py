@@ -17,10 +17,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from hypervisor import connection, services
+from hypervisor import connection, hosts
 from hypervisor.models import Host
-from panel import actions, operations
 from panel.models import Operation, Server
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db]
@@ -155,7 +155,7 @@ def check(host: Host) -> Host:
     """One health check as the beat task runs it (on a fresh read of the host row); returns the host."""
     fresh = Host.objects.get(pk=host.pk)
     started = time.monotonic()
-    services.check_host(fresh)
+    hosts.check_host(fresh)
     assert time.monotonic() - started < 5, "the health check hung"
     fresh.refresh_from_db()
     return fresh
@@ -224,7 +224,7 @@ def test_a_host_that_stops_answering_goes_down_and_comes_back(host, proxy, api):
 
 
 def test_a_host_an_admin_disabled_stays_disabled_through_down_and_back(host, proxy):
-    services.set_enabled(host.pk, False, "moving racks")
+    hosts.set_enabled(host.pk, False, "moving racks")
 
     proxy.stop()
     down = check(host)
@@ -246,7 +246,7 @@ def test_a_host_an_admin_disabled_stays_disabled_through_down_and_back(host, pro
         )
     assert not back.schedulable
 
-    services.set_enabled(host.pk, True)
+    hosts.set_enabled(host.pk, True)
     assert Host.objects.get(pk=host.pk).schedulable
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypervisor import images
 from hypervisor.cloudinit import read_seed_iso
 from hypervisor.models import BaseVolume
-from panel import actions, operations
 from panel.models import Operation
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]

@@ -17,8 +17,8 @@ from hypervisor.cloudinit import read_seed_iso
 from hypervisor.driver import DEFAULT_POOL_PATH
 from hypervisor.models import Allocation, Host
 from hypervisor.xml.storage import DirPool
-from panel import actions
 from panel.models import Operation, Server, Snapshot
+from panel.servers import actions
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]

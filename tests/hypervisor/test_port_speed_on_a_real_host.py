@@ -6,9 +6,9 @@ import libvirt
 import pytest
 from lxml import etree
 
-from hypervisor import stats
-from panel import actions, operations
+from hypervisor import shaping
 from panel.models import Operation
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
@@ -33,10 +33,10 @@ def test_the_port_speed_is_applied_or_the_refusal_recorded(customer):
         else:
             target = etree.fromstring(domain.XMLDesc().encode()).find("devices/interface/target").get("dev")
             live = domain.interfaceParameters(target, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            assert live["inbound.average"] == live["outbound.average"] == stats.kib_per_second(50)
+            assert live["inbound.average"] == live["outbound.average"] == shaping.kib_per_second(50)
             saved = etree.fromstring(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
             assert saved.find("devices/interface/bandwidth/inbound").get("average") == str(
-                stats.kib_per_second(50)
+                shaping.kib_per_second(50)
             )
     finally:
         delete = actions.delete_server(server, customer)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from hypervisor import services
+from hypervisor import hosts
 from hypervisor.models import Host
 from tests import factories
 
@@ -50,7 +50,7 @@ def test_probing_again_updates_the_facts(tmp_path):
     uri = node_uri(tmp_path, cores=2, memory_mib=2048)
     host = factories.make_host(uri)
     Host.objects.filter(pk=host.pk).update(vcpus_total=999, memory_mib_total=1, state=Host.State.ERROR)
-    host = services.probe_host(host.pk)
+    host = hosts.probe_host(host.pk)
     assert (host.state, host.vcpus_total, host.memory_mib_total) == (Host.State.READY, 2, 2048)
 
 
@@ -79,13 +79,13 @@ def test_a_missing_network_is_an_error():
 @pytest.mark.parametrize("uri", ["http://x", "ftp://host/system", "  "])
 def test_unsupported_uris_are_rejected(uri):
     with pytest.raises(ValidationError) as raised:
-        services.validate_uri(uri)
+        hosts.validate_uri(uri)
     assert raised.value.code == "invalid_uri"
 
 
 def test_registering_a_host_with_an_unsupported_uri_records_nothing():
     with pytest.raises(ValidationError):
-        services.register_host("web", "http://x", factories.make_region())
+        hosts.register_host("web", "http://x", factories.make_region())
     assert not Host.objects.exists()
 
 
@@ -99,4 +99,4 @@ def test_registering_a_host_with_an_unsupported_uri_records_nothing():
     ],
 )
 def test_supported_uris_are_accepted(uri):
-    assert services.validate_uri(f" {uri} ") == uri
+    assert hosts.validate_uri(f" {uri} ") == uri

@@ -11,8 +11,8 @@ from hypervisor.driver import DEFAULT_POOL_PATH
 from hypervisor.models import Allocation, Host
 from hypervisor.xml.domain import server_id_from_xml
 from hypervisor.xml.storage import DirPool
-from panel import actions, operations
 from panel.models import Operation, Server
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]

@@ -26,7 +26,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection as db_connection
 
-from hypervisor import connection, credentials, services
+from hypervisor import connection, credentials, hosts
 from hypervisor.models import Host, PanelKeyPair
 from tests import factories
 
@@ -164,7 +164,7 @@ def private_pool(tmp_path):
 @pytest.fixture
 def ssh_host(sshd, data_dir, private_pool):
     pool_name, pool_path = private_pool
-    host = services.register_host(
+    host = hosts.register_host(
         "kvm-ssh", sshd.uri, factories.make_region(), storage_pool=pool_name, storage_pool_path=pool_path
     )
     yield host
@@ -172,7 +172,7 @@ def ssh_host(sshd, data_dir, private_pool):
 
 
 def test_until_the_admin_adds_the_panels_key_probing_fails_with_a_readable_reason(sshd, ssh_host):
-    host = services.probe_host(ssh_host.pk)
+    host = hosts.probe_host(ssh_host.pk)
     assert host.state == Host.State.ERROR
     assert host.status_reason == REFUSED
     # The host's key was recorded on this first contact (trust on first use).
@@ -181,16 +181,16 @@ def test_until_the_admin_adds_the_panels_key_probing_fails_with_a_readable_reaso
 
 
 def test_with_the_panels_key_authorised_the_host_is_probed_over_ssh(sshd, ssh_host):
-    assert services.probe_host(ssh_host.pk).status_reason == REFUSED
+    assert hosts.probe_host(ssh_host.pk).status_reason == REFUSED
     sshd.authorize(credentials.authorized_keys_line())
-    host = services.probe_host(ssh_host.pk)
+    host = hosts.probe_host(ssh_host.pk)
     assert host.state == Host.State.READY, host.status_reason
     assert host.libvirt_version and host.hypervisor_version.startswith("QEMU")
     assert host.vcpus_total > 0 and host.memory_mib_total > 0
     assert host.domain_type in ("kvm", "qemu")
     assert ssh_host.storage_pool in [pool["name"] for pool in host.inventory["pools"]]
     # The health check reaches it the same way.
-    assert services.check_host(host) == Host.State.READY
+    assert hosts.check_host(host) == Host.State.READY
 
 
 def reinstall(sshd: Sshd) -> None:
@@ -202,19 +202,19 @@ def reinstall(sshd: Sshd) -> None:
 
 def test_a_changed_host_key_is_refused_until_an_admin_forgets_the_recorded_one(sshd, ssh_host):
     sshd.authorize(credentials.authorized_keys_line())
-    host = services.probe_host(ssh_host.pk)
+    host = hosts.probe_host(ssh_host.pk)
     assert host.state == Host.State.READY, host.status_reason
     recorded = host.ssh_host_keys
 
     reinstall(sshd)
     connection.forget(host.uri)
-    host = services.probe_host(host.pk)
+    host = hosts.probe_host(host.pk)
     assert host.state == Host.State.ERROR
     assert host.status_reason == CHANGED
     assert host.ssh_host_keys == recorded  # never replaced silently
 
-    services.forget_host_keys(host.pk)
-    host = services.probe_host(host.pk)
+    hosts.forget_host_keys(host.pk)
+    host = hosts.probe_host(host.pk)
     assert host.state == Host.State.READY, host.status_reason
     assert host.ssh_host_keys != recorded
     assert credentials.host_key_fingerprints(host.ssh_host_keys) == [f"ssh-ed25519 {sshd.fingerprint()}"]
@@ -227,14 +227,14 @@ def test_a_changed_host_key_is_named_as_such_with_a_long_data_directory(
     assert len(str(settings.DATA_DIR)) > 60
     sshd.authorize(credentials.authorized_keys_line())
     pool_name, pool_path = private_pool
-    host = services.register_host(
+    host = hosts.register_host(
         "kvm-ssh", sshd.uri, factories.make_region(), storage_pool=pool_name, storage_pool_path=pool_path
     )
     try:
-        assert services.probe_host(host.pk).state == Host.State.READY
+        assert hosts.probe_host(host.pk).state == Host.State.READY
         reinstall(sshd)
         connection.forget(host.uri)
-        host = services.probe_host(host.pk)
+        host = hosts.probe_host(host.pk)
     finally:
         connection.forget(host.uri)
     assert (host.state, host.status_reason) == (Host.State.ERROR, CHANGED)
@@ -247,7 +247,7 @@ def test_the_panels_private_key_is_stored_encrypted_and_written_only_to_private_
     assert pair.public_key.startswith("ssh-ed25519 ") and pair.public_key.endswith(" vpspanel")
     assert credentials.authorized_keys_line() == pair.public_key
 
-    services.probe_host(ssh_host.pk)
+    hosts.probe_host(ssh_host.pk)
     host = Host.objects.get(pk=ssh_host.pk)
     uri = credentials.connect_uri(host)
     query = parse_qs(urlsplit(uri).query)
@@ -295,10 +295,10 @@ def test_add_host_for_a_host_that_refuses_the_key_prints_the_line_and_fails(sshd
 
 
 def test_no_ssh_server_at_the_address_is_a_readable_error(data_dir):
-    host = services.register_host(
+    host = hosts.register_host(
         "kvm-gone", f"qemu+ssh://root@127.0.0.1:{free_port()}/system", factories.make_region()
     )
-    host = services.probe_host(host.pk)
+    host = hosts.probe_host(host.pk)
     assert host.state == Host.State.ERROR
     assert host.status_reason == f"no SSH server answered at 127.0.0.1:{urlsplit(host.uri).port}"
     assert host.ssh_host_keys == ""
@@ -306,7 +306,7 @@ def test_no_ssh_server_at_the_address_is_a_readable_error(data_dir):
 
 def test_connecting_leaves_no_database_connection_open_in_libvirts_threads(sshd, ssh_host):
     sshd.authorize(credentials.authorized_keys_line())
-    host = services.probe_host(ssh_host.pk)
+    host = hosts.probe_host(ssh_host.pk)
     assert host.state == Host.State.READY, host.status_reason
     connection.forget(host.uri)
     # The next call opens a new libvirt connection; afterwards the thread should hold no database connection.

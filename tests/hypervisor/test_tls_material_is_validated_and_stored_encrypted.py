@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.core.exceptions import ValidationError
 
-from hypervisor import connection, credentials, secrets, services
+from hypervisor import connection, credentials, hosts, secrets
+from hypervisor.hosts import TLSMaterial
 from hypervisor.models import Host
-from hypervisor.services import TLSMaterial
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -103,7 +103,7 @@ def data_dir(settings, tmp_path) -> Path:
 
 
 def test_the_client_key_is_stored_encrypted_and_the_certificates_as_given(pki, data_dir):
-    host = services.register_host("tls1", URI, factories.make_region(), tls=pki)
+    host = hosts.register_host("tls1", URI, factories.make_region(), tls=pki)
     stored = Host.objects.get(pk=host.pk)
     assert stored.tls_client_key.startswith("fernet:")
     assert "PRIVATE KEY" not in stored.tls_client_key
@@ -113,7 +113,7 @@ def test_the_client_key_is_stored_encrypted_and_the_certificates_as_given(pki, d
 
 
 def test_the_worker_hands_libvirt_a_private_pkipath_with_the_uploaded_files(pki, data_dir):
-    host = services.register_host("tls1", URI, factories.make_region(), tls=pki)
+    host = hosts.register_host("tls1", URI, factories.make_region(), tls=pki)
     uri = credentials.connect_uri(host)
     parts = urlsplit(uri)
     assert (parts.scheme, parts.netloc, parts.path) == ("qemu+tls", "127.0.0.1:1", "/system")
@@ -129,8 +129,8 @@ def test_the_worker_hands_libvirt_a_private_pkipath_with_the_uploaded_files(pki,
 
 
 def test_probing_an_unreachable_tls_host_ends_in_error_with_a_readable_reason(pki, data_dir):
-    host = services.register_host("tls1", URI, factories.make_region(), tls=pki)
-    host = services.probe_host(host.pk)
+    host = hosts.register_host("tls1", URI, factories.make_region(), tls=pki)
+    host = hosts.probe_host(host.pk)
     connection.forget(host.uri)
     assert host.state == Host.State.ERROR
     # libvirt accepted the uploaded PKI files and got as far as connecting.
@@ -153,7 +153,7 @@ GARBAGE = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTI
 def test_garbage_tls_material_is_refused_and_nothing_is_stored(pki, broken, message):
     material = TLSMaterial(**{**pki.__dict__, **broken})
     with pytest.raises(ValidationError) as raised:
-        services.register_host("tls1", URI, factories.make_region(), tls=material)
+        hosts.register_host("tls1", URI, factories.make_region(), tls=material)
     assert raised.value.code == "invalid_tls"
     assert raised.value.messages == [message]
     assert not Host.objects.exists()
@@ -169,7 +169,7 @@ def test_a_password_protected_client_key_is_refused(pki):
         serialization.BestAvailableEncryption(b"secret"),
     ).decode()
     with pytest.raises(ValidationError) as raised:
-        services.register_host(
+        hosts.register_host(
             "tls1", URI, factories.make_region(), tls=TLSMaterial(pki.ca_cert, pki.client_cert, locked)
         )
     assert raised.value.messages == ["The client key is not an unencrypted PEM private key."]
@@ -177,7 +177,7 @@ def test_a_password_protected_client_key_is_refused(pki):
 
 def test_a_tls_host_without_its_material_is_refused():
     with pytest.raises(ValidationError) as raised:
-        services.register_host("tls1", URI, factories.make_region())
+        hosts.register_host("tls1", URI, factories.make_region())
     assert raised.value.code == "invalid_tls"
     assert "needs the CA certificate, the client certificate and the client key" in raised.value.messages[0]
     assert not Host.objects.exists()
@@ -227,9 +227,9 @@ def test_a_host_whose_key_cannot_be_decrypted_ends_in_error_with_the_reason(
     pki, data_dir, settings, fresh_keys
 ):
     settings.PANEL_ENCRYPTION_KEY = "the first key"
-    host = services.register_host("tls1", URI, factories.make_region(), tls=pki)
+    host = hosts.register_host("tls1", URI, factories.make_region(), tls=pki)
     settings.PANEL_ENCRYPTION_KEY = "another key"
-    host = services.probe_host(host.pk)
+    host = hosts.probe_host(host.pk)
     assert host.state == Host.State.ERROR
     assert host.status_reason == (
         "cannot prepare the connection: the stored secret cannot be decrypted with the current key"

@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing import services as billing
+from billing import ledger, subscriptions
 from billing.models import Invoice, LedgerEntry, Subscription
 from hypervisor import connection, driver
 from hypervisor.models import Allocation, Host, IPAddress
-from panel import actions, guest, operations
 from panel.models import Operation, Server
+from panel.servers import actions, guest, operations
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -97,12 +97,12 @@ def delete_and_check_it_frees_everything_once(server: Server, customer, conn) ->
     assert holds(server) == (False, False)
     assert Subscription.objects.get(reference=str(server.id)).status == Subscription.Status.ENDED
     assert Invoice.objects.get(account=customer).status == Invoice.Status.VOID
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
     # Handling the delete again (a redelivered task) takes nothing back twice.
     Operation.objects.filter(pk=delete.pk).update(status=Operation.Status.RUNNING)
     operations.execute(str(delete.pk))
-    assert not billing.cancel_unused_subscription(str(server.id))
-    assert billing.balance(customer) == 0
+    assert not subscriptions.cancel_unused_subscription(str(server.id))
+    assert ledger.balance(customer) == 0
     assert LedgerEntry.objects.filter(account=customer, kind=LedgerEntry.Kind.CREDIT).count() == 1  # the void
 
 
@@ -159,7 +159,7 @@ def test_a_create_failing_before_it_defined_a_domain_gives_everything_back(custo
     operations.execute(str(delete.pk))
     server.refresh_from_db()
     assert server.status == "deleted"
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
     assert LedgerEntry.objects.filter(account=customer, kind=LedgerEntry.Kind.CREDIT).count() == 1
 
 
@@ -198,4 +198,4 @@ def test_deleting_a_server_that_ran_ends_its_billing_without_taking_the_charge_b
 
     assert Subscription.objects.get(reference=str(server.id)).status == Subscription.Status.ENDED
     assert Invoice.objects.get(account=customer).status == Invoice.Status.OPEN
-    assert billing.balance(customer) < 0
+    assert ledger.balance(customer) < 0

@@ -39,9 +39,10 @@ from django.utils import timezone
 
 from hypervisor import ipam
 from hypervisor.models import Allocation, Host, IPAddress
-from panel import actions, audit, operations
 from panel.celery import app as celery_app
+from panel.infrastructure import allocation_audit as audit
 from panel.models import Operation, Server
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]

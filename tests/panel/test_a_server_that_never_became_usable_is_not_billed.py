@@ -10,11 +10,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing import services as billing
+from billing import cycle, ledger, payments, subscriptions
 from billing.models import Invoice, LedgerEntry, Subscription
 from hypervisor.models import Host
-from panel import actions, operations
 from panel.models import Operation
+from panel.servers import actions, operations
 
 pytestmark = pytest.mark.django_db
 
@@ -38,24 +38,24 @@ def test_the_open_first_invoice_is_voided_and_the_subscription_ends(customer, ca
     assert subscription.status == Subscription.Status.ENDED
     invoice = Invoice.objects.get(account=customer)
     assert invoice.status == Invoice.Status.VOID
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
     # Later billing runs neither renew it nor dun the customer.
-    assert billing.run(timezone.now() + timedelta(days=70))["renewed"] == 0
+    assert cycle.run(timezone.now() + timedelta(days=70))["renewed"] == 0
     assert Invoice.objects.filter(account=customer).count() == 1
 
     # Handling the failure again (a redelivered task, a crash before the commit) takes nothing back twice.
     operations.on_failure(operation, "again")
-    assert not billing.cancel_unused_subscription(str(server.id))
-    assert billing.balance(customer) == 0
+    assert not subscriptions.cancel_unused_subscription(str(server.id))
+    assert ledger.balance(customer) == 0
     assert LedgerEntry.objects.filter(account=customer, kind=LedgerEntry.Kind.CREDIT).count() == 1
 
 
 def test_a_paid_first_invoice_is_credited_back(customer, catalog):
-    billing.record_payment(customer, Decimal("50000"), "bank-1")
+    payments.record_payment(customer, Decimal("50000"), "bank-1")
     server, _operation = failed_order(customer, catalog)
 
     assert Invoice.objects.get(account=customer).status == Invoice.Status.PAID
-    assert billing.balance(customer) == Decimal("50000")  # the payment is the customer's credit again
+    assert ledger.balance(customer) == Decimal("50000")  # the payment is the customer's credit again
 
 
 def test_the_reaper_ends_billing_of_a_create_that_never_finished(customer, catalog):

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services as billing
-from panel import quotas
+from billing import payments
+from panel.accounts import quotas
 from panel.models import ActivityEvent
 
 from .. import factories
@@ -31,7 +31,7 @@ def limited(user) -> bool:
 
 
 def test_a_tiny_top_up_does_not_lift_them(newcomer, catalog):
-    billing.record_payment(newcomer, Decimal("1"), "tiny")
+    payments.record_payment(newcomer, Decimal("1"), "tiny")
 
     assert limited(newcomer)
     assert not ActivityEvent.objects.filter(account=newcomer, type="limits_lifted").exists()
@@ -41,11 +41,11 @@ def test_payments_that_reach_the_cheapest_plans_price_lift_them_once(newcomer, c
     factories.make_plan("tiny", price_monthly=Decimal("20000"))
     factories.make_plan("retired", price_monthly=Decimal("1000"), is_active=False)  # not on sale
 
-    billing.record_payment(newcomer, Decimal("15000"), "first")
+    payments.record_payment(newcomer, Decimal("15000"), "first")
     assert limited(newcomer)
-    billing.record_payment(newcomer, Decimal("5000"), "second")  # 20000 in all
+    payments.record_payment(newcomer, Decimal("5000"), "second")  # 20000 in all
     assert not limited(newcomer)
-    billing.record_payment(newcomer, Decimal("5000"), "third")
+    payments.record_payment(newcomer, Decimal("5000"), "third")
 
     event = ActivityEvent.objects.get(account=newcomer, type="limits_lifted")
     assert (event.actor, event.staff_action) == (None, False)
@@ -56,14 +56,14 @@ def test_the_amount_is_a_setting(newcomer, catalog, settings):
     settings.NEW_ACCOUNT_LIFT_AMOUNT = Decimal("100000")
     assert quotas.lift_amount() == Decimal("100000")
 
-    billing.record_payment(newcomer, Decimal("50000"), "first")  # a whole month of the plan: not enough
+    payments.record_payment(newcomer, Decimal("50000"), "first")  # a whole month of the plan: not enough
     assert limited(newcomer)
-    billing.record_payment(newcomer, Decimal("50000"), "second")
+    payments.record_payment(newcomer, Decimal("50000"), "second")
     assert not limited(newcomer)
 
 
 def test_staff_still_lift_them_by_hand(newcomer, staff, catalog):
-    billing.record_payment(newcomer, Decimal("1"), "tiny")
+    payments.record_payment(newcomer, Decimal("1"), "tiny")
 
     assert quotas.lift_new_account_limits(newcomer, by=staff)
 

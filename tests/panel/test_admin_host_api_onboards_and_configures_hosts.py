@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from hypervisor import services
+from hypervisor import hosts, placement
 from hypervisor.models import Host
-from panel import actions
+from panel.servers import actions
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def test_an_admin_onboards_a_host_and_probing_makes_it_ready(admin_api, region, 
     assert created["storage_pool"] == "vps"
     assert created["authorized_keys_line"] is None  # not an ssh host
 
-    services.probe_host(created["id"])  # what the Celery task probe_host runs
+    hosts.probe_host(created["id"])  # what the Celery task probe_host runs
 
     host = admin_api.get(f"{HOSTS}{created['id']}/").json()
     assert host["state"] == "ready", host["status_reason"]
@@ -124,7 +124,7 @@ def test_an_admin_disables_and_enables_a_host(admin_api, region):
         "admin",
         "disk replacement",
     )
-    assert not services.schedulable_hosts(region).exists()
+    assert not placement.schedulable_hosts(region).exists()
 
     body = admin_api.patch(f"{HOSTS}{host.pk}/", {"enabled": True}, format="json").json()
     assert (body["enabled"], body["disabled_by"], body["disabled_reason"]) == (True, "", "")
@@ -134,7 +134,7 @@ def test_maintenance_stops_new_placements(admin_api, region):
     host = factories.make_host(region=region)
     body = admin_api.patch(f"{HOSTS}{host.pk}/", {"maintenance": True}, format="json").json()
     assert body["maintenance"] is True and body["enabled"] is True
-    assert not services.schedulable_hosts(region).exists()
+    assert not placement.schedulable_hosts(region).exists()
 
 
 def test_a_relative_storage_pool_path_is_refused_with_the_field(admin_api, region):

@@ -7,10 +7,11 @@ import uuid
 
 import pytest
 
-from hypervisor import services
+from hypervisor import claims, placement
 from hypervisor.models import Allocation, Host
-from panel import actions, audit, operations
+from panel.infrastructure import allocation_audit as audit
 from panel.models import Notice, Operation, Server
+from panel.servers import actions, operations
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -141,22 +142,22 @@ def fuller_and_emptier():
     return region, fuller, emptier
 
 
-NEED = services.Resources(vcpus=1, memory_mib=1024, disk_gib=1)
+NEED = placement.Resources(vcpus=1, memory_mib=1024, disk_gib=1)
 
 
 def test_the_pack_weigher_fills_the_fuller_host_first(settings, fuller_and_emptier):
     settings.PLACEMENT_WEIGHER = "pack"
     region, fuller, emptier = fuller_and_emptier
-    assert services.candidates(region, NEED) == [fuller, emptier]
-    assert services.claim(uuid.uuid4(), region, NEED) == fuller
-    assert services.claim(uuid.uuid4(), region, NEED) == fuller  # 1 GiB left there: still the fuller
-    assert services.claim(uuid.uuid4(), region, NEED) == emptier  # fuller is full now
+    assert placement.candidates(region, NEED) == [fuller, emptier]
+    assert claims.claim(uuid.uuid4(), region, NEED) == fuller
+    assert claims.claim(uuid.uuid4(), region, NEED) == fuller  # 1 GiB left there: still the fuller
+    assert claims.claim(uuid.uuid4(), region, NEED) == emptier  # fuller is full now
 
 
 def test_the_spread_weigher_places_on_the_emptier_host(settings, fuller_and_emptier):
     settings.PLACEMENT_WEIGHER = "spread"
     region, fuller, emptier = fuller_and_emptier
-    assert services.candidates(region, NEED) == [emptier, fuller]
+    assert placement.candidates(region, NEED) == [emptier, fuller]
     for _ in range(6):  # the emptier host has more free memory until it is down to 2 GiB too
-        assert services.claim(uuid.uuid4(), region, NEED) == emptier
-    assert services.candidates(region, NEED) == [fuller, emptier]  # a tie: the older host first
+        assert claims.claim(uuid.uuid4(), region, NEED) == emptier
+    assert placement.candidates(region, NEED) == [fuller, emptier]  # a tie: the older host first

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from panel import api_tokens
+from panel.accounts import api_tokens
 from panel.models import ApiToken
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing.models import InvoiceSequence
-from panel import actions
+from panel.servers import actions
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
-"""The billing pages: customers see their balance, servers' prices, invoices and payments and top up;
-invoices print; staff record payments, adjust, void and set terms on the customer page; overdue and
-settings pages; the resize card previews the prorated price. Money always goes through billing.services."""
+"""The billing pages: customers see their balance, servers' prices, invoices and payments and top up; invoices
+print; staff record payments, adjust, void and set terms on the customer page; overdue and settings pages;
+the resize card previews the prorated price. Money always goes through billing's service modules."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -8,8 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing import providers
-from billing import services as billing
+from billing import dunning, invoices, ledger, payments, prices, providers, subscriptions
 from billing.models import BillingProfile, Invoice, LedgerEntry, Payment
 from tests import factories
 
@@ -17,8 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 def invoice_for(account, price: str = "150000", at=None) -> Invoice:
-    line = billing.Line(kind="manual", description="Setup fee", unit_price=Decimal(price))
-    return billing.issue_invoice(account, [line], at=at)
+    line = invoices.Line(kind="manual", description="Setup fee", unit_price=Decimal(price))
+    return invoices.issue_invoice(account, [line], at=at)
 
 
 # The customer's pages.
@@ -26,9 +25,9 @@ def invoice_for(account, price: str = "150000", at=None) -> Invoice:
 
 def test_the_billing_page_shows_balance_servers_invoices_and_payments(client, customer, catalog):
     server = factories.make_server(customer, catalog, name="web1.example.com")
-    billing.open_subscription(customer, catalog["plan"], str(server.id), server.name)
+    subscriptions.open_subscription(customer, catalog["plan"], str(server.id), server.name)
     invoice = invoice_for(customer)
-    billing.record_payment(customer, Decimal("50000"), "BCA-0001")
+    payments.record_payment(customer, Decimal("50000"), "BCA-0001")
     client.force_login(customer)
     page = client.get("/billing/").content.decode()
     assert "You owe" in page  # the plan's 50,000 and the 150,000 invoice, less the 50,000 paid
@@ -38,7 +37,7 @@ def test_the_billing_page_shows_balance_servers_invoices_and_payments(client, cu
     assert invoice.number in page and f"/billing/invoices/{invoice.pk}/" in page
     assert "BCA-0001" in page and "Bank transfer" in page
     assert "Credits and adjustments" not in page
-    billing.adjust(
+    payments.adjust(
         customer, Decimal("10000"), "Goodwill credit: network incident", by=factories.make_user("staff")
     )
     page = client.get("/billing/").content.decode()
@@ -181,7 +180,7 @@ def test_staff_record_a_payment_that_pays_the_invoice(client, customer, staff):
     assert response.status_code == 302 and response["Location"].endswith("#billing")
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
     payment = Payment.objects.get(reference="BCA-123")
     assert payment.recorded_by == staff and payment.method == "bank_transfer"
     page = client.get(response["Location"]).content.decode()
@@ -198,12 +197,12 @@ def test_the_same_reference_twice_is_recorded_once(client, customer, staff):
     client.post(url, data)
     response = client.post(url, data, follow=True)
     assert "already recorded" in response.content.decode()
-    assert billing.balance(customer) == Decimal("100000")
+    assert ledger.balance(customer) == Decimal("100000")
     assert Payment.objects.filter(reference="BCA-777").count() == 1
 
 
 def test_a_reference_of_another_customer_is_a_form_error(client, customer, other_customer, staff):
-    billing.record_payment(other_customer, Decimal("1000"), "BCA-555")
+    payments.record_payment(other_customer, Decimal("1000"), "BCA-555")
     client.force_login(staff)
     response = client.post(
         f"/staff/customers/{customer.pk}/payments/",
@@ -211,7 +210,7 @@ def test_a_reference_of_another_customer_is_a_form_error(client, customer, other
     )
     assert response.status_code == 200
     assert "belongs to another customer" in response.content.decode()
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
 
 
 def test_htmx_swaps_the_billing_section_in_place(client, customer, staff):
@@ -234,7 +233,7 @@ def test_staff_void_an_open_invoice(client, customer, staff):
     assert "was voided" in response.content.decode()
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.VOID
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
     credit = LedgerEntry.objects.get(invoice=invoice, kind=LedgerEntry.Kind.CREDIT)
     assert credit.created_by == staff
     # A void invoice cannot be voided again: the service refuses, the page says so.
@@ -261,7 +260,7 @@ def test_an_adjustment_needs_a_reason(client, customer, staff):
     client.post(url, {"amount": "-20000", "reason": "Extra IPv4 address, March"})
     entry = LedgerEntry.objects.get(account=customer)
     assert (entry.kind, entry.amount, entry.created_by) == ("adjustment", Decimal("-20000"), staff)
-    assert billing.balance(customer) == Decimal("-20000")
+    assert ledger.balance(customer) == Decimal("-20000")
     page = client.get(f"/staff/customers/{customer.pk}/").content.decode()
     assert "Extra IPv4 address, March" in page and staff.email in page
 
@@ -279,8 +278,8 @@ def test_the_discount_and_custom_prices_are_saved(client, customer, staff, catal
     profile = BillingProfile.objects.get(account=customer)
     assert profile.discount_percent == Decimal("10")
     assert profile.custom_prices == {"medium": "80000"}
-    assert billing.monthly_price(customer, bigger) == Decimal("80000")
-    assert billing.monthly_price(customer, catalog["plan"]) == Decimal("45000")
+    assert prices.monthly_price(customer, bigger) == Decimal("80000")
+    assert prices.monthly_price(customer, catalog["plan"]) == Decimal("45000")
     page = client.get(f"/staff/customers/{customer.pk}/").content.decode()
     assert 'value="80000"' in page
     # A discount over 100 % is refused.
@@ -304,7 +303,7 @@ def test_customers_get_403_on_staff_billing_pages(client, customer, other_custom
         (f"/staff/invoices/{invoice.pk}/void/", {}),
     ):
         assert client.post(path, data).status_code == 403, path
-    assert billing.balance(customer) == 0
+    assert ledger.balance(customer) == 0
     assert not BillingProfile.objects.exists()
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.OPEN
@@ -336,10 +335,10 @@ def test_the_overdue_page_lists_invoices_past_due(client, customer, other_custom
 def test_the_overdue_page_shows_suspended_accounts(client, customer, staff, catalog):
     # Due five days ago: past the three days' grace, not yet at the fourteen days of termination.
     server = factories.make_server(customer, catalog)
-    billing.open_subscription(
+    subscriptions.open_subscription(
         customer, catalog["plan"], str(server.id), server.name, at=timezone.now() - timedelta(days=12)
     )
-    billing.dun(timezone.now())
+    dunning.dun(timezone.now())
     client.force_login(staff)
     page = client.get("/staff/overdue/").content.decode()
     assert "badge--suspended" in page and "deleted on" in page
@@ -353,17 +352,19 @@ def test_the_resize_card_previews_the_prorated_price(client, customer, catalog):
     server = factories.make_server(customer, catalog, disk_gib=1)
     client.force_login(customer)
     assert "now for the rest of this period" not in client.get(f"/servers/{server.pk}/").content.decode()
-    billing.open_subscription(customer, catalog["plan"], str(server.id), server.name)
+    subscriptions.open_subscription(customer, catalog["plan"], str(server.id), server.name)
     page = client.get(f"/servers/{server.pk}/").content.decode()
     assert "You pay <strong>IDR " in page and "now for the rest of this period" in page
-    amount = billing.proration(billing.active_subscription(str(server.id)), factories.make_plan("medium"))
+    amount = prices.proration(
+        subscriptions.active_subscription(str(server.id)), factories.make_plan("medium")
+    )
     assert Decimal("49000") < amount <= Decimal("50000")
 
 
 def test_the_resize_card_previews_a_downgrade_credit(client, customer, catalog):
     factories.make_plan("tiny", vcpus=1, memory_mib=128, disk_gib=1, price_monthly=Decimal("20000"))
     server = factories.make_server(customer, catalog, disk_gib=1)
-    billing.open_subscription(customer, catalog["plan"], str(server.id), server.name)
+    subscriptions.open_subscription(customer, catalog["plan"], str(server.id), server.name)
     client.force_login(customer)
     page = client.get(f"/servers/{server.pk}/").content.decode()
     assert "is credited for the rest of this period" in page
@@ -386,9 +387,9 @@ def test_billing_pages_ask_as_many_queries_for_many_rows_as_for_few(client, cust
     def grow(count: int) -> None:
         for _n in range(count):
             invoice_for(customer, "1000", at=past)
-            billing.record_payment(customer, Decimal("1"), f"REF-{Payment.objects.count()}")
+            payments.record_payment(customer, Decimal("1"), f"REF-{Payment.objects.count()}")
             server = factories.make_server(customer, catalog, name=f"web{Invoice.objects.count()}")
-            billing.open_subscription(customer, catalog["plan"], str(server.id), server.name, at=past)
+            subscriptions.open_subscription(customer, catalog["plan"], str(server.id), server.name, at=past)
 
     pages = {
         "customer": ["/billing/"],

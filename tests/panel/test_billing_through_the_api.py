@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.utils.dateparse import parse_datetime
 
-from billing import services as billing
+from billing import invoices, ledger, payments, subscriptions
 from billing.models import BillingProfile, Invoice, InvoiceLine, LedgerEntry, Payment, Subscription
 from hypervisor.models import Allocation, IPAddress
 from panel.models import Operation, Server
@@ -48,16 +48,16 @@ def money(amount: Decimal, code: str) -> str:
 
 
 def test_customers_read_their_own_invoices(api, customer, other_customer, plan, code):
-    billing.open_subscription(
+    subscriptions.open_subscription(
         customer, plan, "00000000-0000-0000-0000-000000000001", "web1", at=at(2026, 1, 31, 10)
     )
-    billing.record_payment(customer, PRICE[code], "BCA-1", at=at(2026, 2, 1, 9))
-    fee = billing.Line(
+    payments.record_payment(customer, PRICE[code], "BCA-1", at=at(2026, 2, 1, 9))
+    fee = invoices.Line(
         kind=InvoiceLine.Kind.MANUAL, description="Setup", unit_price=Decimal("12.5"), quantity=2
     )
-    billing.issue_invoice(customer, [fee], at=at(2026, 2, 3, 14, 15))
+    invoices.issue_invoice(customer, [fee], at=at(2026, 2, 3, 14, 15))
     Invoice.objects.create(account=customer, currency=code)  # a draft is not shown
-    theirs = billing.issue_invoice(other_customer, [fee], at=at(2026, 2, 3, 15))
+    theirs = invoices.issue_invoice(other_customer, [fee], at=at(2026, 2, 3, 15))
 
     response = api(customer).get("/api/v1/invoices/")
     assert response.status_code == 200, response.content
@@ -104,7 +104,7 @@ def payments_url(customer) -> str:
 
 
 def test_staff_record_a_payment_once_per_reference(api, staff, customer, plan, code):
-    billing.open_subscription(
+    subscriptions.open_subscription(
         customer, plan, "00000000-0000-0000-0000-000000000002", "web2", at=at(2026, 1, 31, 10)
     )
     amount = money(PRICE[code] + 5 * UNIT[code], code)
@@ -168,22 +168,22 @@ def test_payments_are_for_staff_only(api, customer, other_customer):
 
 
 def test_a_reference_of_another_customers_payment_is_refused(api, staff, customer, other_customer):
-    billing.record_payment(other_customer, Decimal("20000"), "BCA-THEIRS")
+    payments.record_payment(other_customer, Decimal("20000"), "BCA-THEIRS")
     response = api(staff).post(
         payments_url(customer), {"amount": "20000", "reference": "BCA-THEIRS"}, format="json"
     )
     assert response.status_code in (409, 422), response.content
-    assert billing.balance(customer) == 0 and Payment.objects.count() == 1
+    assert ledger.balance(customer) == 0 and Payment.objects.count() == 1
     assert api(staff).post("/api/v1/admin/customers/999999/payments/", {"amount": "1", "reference": "Y"},
                            format="json").status_code == 404  # fmt: skip
 
 
 def test_balances_are_written_with_the_currencys_precision(api, staff, customer, other_customer, plan, code):
     assert api(customer).get("/api/v1/account/").json()["balance"] == money(Decimal(0), code)
-    billing.open_subscription(
+    subscriptions.open_subscription(
         customer, plan, "00000000-0000-0000-0000-000000000003", "web3", at=at(2026, 1, 31, 10)
     )
-    billing.record_payment(other_customer, Decimal("1234.5") if code == "USD" else Decimal("1234"), "BCA-2")
+    payments.record_payment(other_customer, Decimal("1234.5") if code == "USD" else Decimal("1234"), "BCA-2")
     account = api(customer).get("/api/v1/account/").json()
     assert (account["balance"], account["currency"]) == (money(-PRICE[code], code), code)
     assert account["balance"] == ("-150000" if code == "IDR" else "-10.00")
@@ -220,11 +220,11 @@ def test_a_prepaid_order_needs_credit_for_its_first_month(
     assert refused.json()["error"]["code"] == "insufficient_credit"
     assert counts() == before
 
-    billing.record_payment(customer, price - UNIT[code], "BCA-SHORT", by=staff)
+    payments.record_payment(customer, price - UNIT[code], "BCA-SHORT", by=staff)
     assert order(api, customer, catalog, plan).status_code == 422
     assert counts() == {**before, "LedgerEntry": before["LedgerEntry"] + 1}
 
-    billing.record_payment(customer, UNIT[code] + 7 * UNIT[code], "BCA-REST", by=staff)
+    payments.record_payment(customer, UNIT[code] + 7 * UNIT[code], "BCA-REST", by=staff)
     accepted = order(api, customer, catalog, plan)
     assert accepted.status_code == 202, accepted.content
     server = Server.objects.get(pk=accepted.json()["id"])
@@ -232,7 +232,7 @@ def test_a_prepaid_order_needs_credit_for_its_first_month(
     assert (subscription.plan, subscription.price, subscription.status) == (plan, price, "active")
     invoice = Invoice.objects.get(account=customer)
     assert (invoice.status, invoice.total) == ("paid", price)
-    assert billing.balance(customer) == 7 * UNIT[code]
+    assert ledger.balance(customer) == 7 * UNIT[code]
     assert api(customer).get("/api/v1/account/").json()["balance"] == money(7 * UNIT[code], code)
     assert Allocation.objects.filter(consumer_uuid=server.id).exists()
 
@@ -246,7 +246,7 @@ def test_a_prepaid_order_is_priced_with_the_customers_discount(api, settings, cu
     settings.BILLING_ORDER_POLICY = "prepaid"
     BillingProfile.objects.create(account=customer, discount_percent=Decimal("12.5"))
     discounted = Decimal("131250") if code == "IDR" else Decimal("8.75")
-    billing.record_payment(customer, discounted, "BCA-DISCOUNTED")
+    payments.record_payment(customer, discounted, "BCA-DISCOUNTED")
     accepted = order(api, customer, catalog, plan)
     assert accepted.status_code == 202, accepted.content
     invoice = Invoice.objects.get(account=customer)

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services as billing
-from panel import actions
+from billing import payments
 from panel.models import ActivityEvent
+from panel.servers import actions
 
 from .. import factories
 
@@ -40,8 +40,8 @@ def test_a_customers_own_doings(api, customer, catalog):
 def test_staff_doings_are_on_the_audit_log(api, client, staff, admin_user, customer, catalog):
     server = factories.make_server(customer, catalog)
     actions.suspend_server(server, "abuse report", staff)
-    billing.record_payment(customer, Decimal("1000"), "bank-1", by=staff)
-    billing.adjust(customer, Decimal("500"), "goodwill", by=staff)
+    payments.record_payment(customer, Decimal("1000"), "bank-1", by=staff)
+    payments.adjust(customer, Decimal("500"), "goodwill", by=staff)
     api(staff).put(
         f"/api/v1/admin/customers/{customer.pk}/quota/",
         {"servers": 3, "vcpus": None, "memory_mib": None, "disk_gib": None}, format="json",
@@ -54,7 +54,7 @@ def test_staff_doings_are_on_the_audit_log(api, client, staff, admin_user, custo
 
 
 def test_a_provider_payment_is_in_the_customers_log(customer):
-    billing.record_payment(customer, Decimal("1000"), "provider-1", method="testpay")
+    payments.record_payment(customer, Decimal("1000"), "provider-1", method="testpay")
     event = ActivityEvent.objects.get(account=customer, type="payment")
     assert (event.actor, event.staff_action) == (None, False)
     assert "provider-1" in event.text

@@ -5,9 +5,9 @@ IPv6 clients per /64."""
 import pytest
 from django.test import RequestFactory
 
-from panel import throttling
-from panel.activity import client_ip
-from panel.forms import LoginForm
+from panel.accounts import throttling
+from panel.accounts.forms import LoginForm
+from panel.activity.log import client_ip
 from panel.models import ActivityEvent, User
 
 pytestmark = pytest.mark.django_db

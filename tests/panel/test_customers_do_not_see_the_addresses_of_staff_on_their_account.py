@@ -6,7 +6,7 @@ import pytest
 from django.test import RequestFactory
 from django.utils.translation import gettext_noop
 
-from panel import activity
+from panel.activity import log as activity
 from panel.models import ActivityEvent
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hypervisor.models import Host
-from panel import actions, operations
 from panel.models import Operation
+from panel.servers import actions, operations
 
 pytestmark = pytest.mark.django_db
 

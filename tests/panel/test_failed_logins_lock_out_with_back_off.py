@@ -4,8 +4,8 @@ while locked even the right password is refused. Counts live in the real Redis c
 import pytest
 from django.test import RequestFactory
 
-from panel import throttling
-from panel.forms import LoginForm
+from panel.accounts import throttling
+from panel.accounts.forms import LoginForm
 from panel.models import User
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from hypervisor import connection
 from hypervisor.models import Allocation, Host
-from panel import actions, operations
 from panel.models import Operation, Server
+from panel.servers import actions, operations
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,7 @@ from cryptography.x509.oid import NameOID
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from hypervisor import credentials, ipam
-from hypervisor import services as hypervisor
+from hypervisor import credentials, hosts, ipam
 from hypervisor.models import Host, IPAddress, IPPool
 from panel.models import Notice, Server
 from tests import factories
@@ -120,7 +119,7 @@ def test_an_admin_adds_a_simulated_host_and_its_page_shows_it_ready_with_its_inv
     assert host.state == Host.State.NEW and host.uri == "test:///default"
     assert host.cpu_allocation_ratio == catalog["region"].default_cpu_allocation_ratio
 
-    hypervisor.probe_host(host.pk)  # what the Celery task does
+    hosts.probe_host(host.pk)  # what the Celery task does
     html = text(client.get(f"/staff/hosts/{host.pk}/"))
     assert "badge--host-ready" in html and "Ready" in html
     host.refresh_from_db()
@@ -138,7 +137,7 @@ def test_the_page_of_a_host_being_probed_reloads_itself_when_the_probe_ends(clie
     assert 'id="host-probing"' in text(client.get(f"/staff/hosts/{host.pk}/"))
     poll = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TRIGGER": "host-probing"}
     assert client.get(f"/staff/hosts/{host.pk}/", **poll).status_code == 204
-    hypervisor.probe_host(host.pk)
+    hosts.probe_host(host.pk)
     response = client.get(f"/staff/hosts/{host.pk}/", **poll)
     assert response.status_code == 200 and response["HX-Refresh"] == "true"
     assert 'id="host-probing"' not in text(client.get(f"/staff/hosts/{host.pk}/"))

@@ -9,8 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from hypervisor import credentials
-from hypervisor import services as hypervisor
+from hypervisor import credentials, hosts
 from hypervisor.models import Host
 from tests import factories
 
@@ -29,13 +28,13 @@ UPPER_TLS = "QEMU+TLS://kvm9.example.net/system"
     ],
 )
 def test_the_scheme_is_stored_in_lower_case(given, stored):
-    assert hypervisor.validate_uri(given) == stored
+    assert hosts.validate_uri(given) == stored
 
 
 def test_an_upper_case_tls_host_needs_its_tls_material(db):
     region = factories.make_region()
     with pytest.raises(ValidationError, match="needs the CA certificate"):
-        hypervisor.register_host("kvm9", UPPER_TLS, region)
+        hosts.register_host("kvm9", UPPER_TLS, region)
     assert not Host.objects.exists()
 
 
@@ -69,10 +68,10 @@ def test_add_host_refuses_an_upper_case_tls_host_without_material(db):
 
 def test_an_upper_case_ssh_host_is_reached_only_with_recorded_host_keys(db):
     """Nothing listens on port 1: the host-key scan finds no keys, so the host is not connected to."""
-    host = hypervisor.register_host("kvm8", "QEMU+SSH://root@127.0.0.1:1/system", factories.make_region())
+    host = hosts.register_host("kvm8", "QEMU+SSH://root@127.0.0.1:1/system", factories.make_region())
     assert host.uri == "qemu+ssh://root@127.0.0.1:1/system"
     assert host.transport == "qemu+ssh"
-    probed = hypervisor.probe_host(host.pk)
+    probed = hosts.probe_host(host.pk)
     assert probed.state == Host.State.ERROR
     assert "no SSH server answered at 127.0.0.1:1" in probed.status_reason
     Host.objects.filter(pk=host.pk).update(ssh_host_keys="127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA\n")
@@ -106,10 +105,10 @@ def test_a_host_row_with_an_upper_case_scheme_still_counts_as_its_transport(db):
 )
 def test_unsafe_uris_are_refused(uri, message):
     with pytest.raises(ValidationError) as raised:
-        hypervisor.validate_uri(uri)
+        hosts.validate_uri(uri)
     assert message in " ".join(raised.value.messages)
     with pytest.raises(ValidationError):
-        hypervisor.register_host("bad", uri, factories.make_region())
+        hosts.register_host("bad", uri, factories.make_region())
     assert not Host.objects.exists()
 
 
@@ -126,7 +125,7 @@ def test_unsafe_uris_are_refused(uri, message):
     ],
 )
 def test_ordinary_uris_are_accepted(uri):
-    assert hypervisor.validate_uri(uri) == uri
+    assert hosts.validate_uri(uri) == uri
 
 
 def test_ssh_keyscan_never_gets_a_host_name_it_could_read_as_an_option():

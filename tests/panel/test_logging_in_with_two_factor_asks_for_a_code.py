@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 
-from panel import totp
+from panel.accounts import totp
 from panel.models import User
 from tests import factories
 

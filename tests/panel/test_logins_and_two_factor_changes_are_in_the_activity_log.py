@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from panel import totp
+from panel.accounts import totp
 from panel.models import ActivityEvent, User
 from tests import factories
 

@@ -11,7 +11,7 @@ from django.core import mail
 from django.core.mail import EmailMultiAlternatives, send_mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 
-from billing import services as billing
+from billing import subscriptions
 from panel.mail import from_data, to_data
 from panel.models import User
 from tests import factories
@@ -82,7 +82,7 @@ def test_sending_queues_and_a_worker_delivers(queued_mail, celery_worker):
 
 def test_an_order_returns_before_its_invoice_mail_is_delivered(queued_mail, celery_worker, catalog):
     customer = factories.make_user(User.Role.CUSTOMER)
-    billing.open_subscription(customer, catalog["plan"], "ref-1", "web1.example.com")
+    subscriptions.open_subscription(customer, catalog["plan"], "ref-1", "web1.example.com")
     wait_for(lambda: any(m.subject.startswith("Invoice INV-") for m in mail.outbox))
     assert [m.to for m in mail.outbox] == [[customer.email]]
 

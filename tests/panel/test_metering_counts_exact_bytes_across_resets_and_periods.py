@@ -7,10 +7,11 @@ import pytest
 from django.core import mail
 from lxml import etree
 
-from hypervisor import connection, stats
-from hypervisor.stats import Counters
-from panel import metering, operations
+from hypervisor import connection, shaping
+from hypervisor.counters import Counters
 from panel.models import MeterState, Operation, Server, TransferPeriod, UsageSample
+from panel.servers import operations
+from panel.usage import metering
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +115,7 @@ def test_notifications_at_80_90_and_100_percent_go_out_once_each(server, setting
 @pytest.fixture
 def live_server_on_simulated_host(customer, catalog):
     """A server whose domain really runs on the simulated host (so shaping can be checked)."""
-    from panel import actions
+    from panel.servers import actions
 
     plan = catalog["plan"]
     plan.transfer_gib, plan.transfer_direction, plan.throttle_mbps, plan.port_speed_mbps = 1, "both", 8, 100
@@ -138,7 +139,7 @@ def inbound_average(server) -> int:
 
 
 def test_the_plan_port_speed_is_applied_at_create(live_server_on_simulated_host):
-    assert inbound_average(live_server_on_simulated_host) == stats.kib_per_second(100)
+    assert inbound_average(live_server_on_simulated_host) == shaping.kib_per_second(100)
 
 
 def test_over_the_allowance_the_port_is_throttled_until_a_traffic_block_or_the_next_period(
@@ -150,20 +151,20 @@ def test_over_the_allowance_the_port_is_throttled_until_a_traffic_block_or_the_n
     metering.record(server, reading(rx=GIB // 2, tx=GIB // 2 + 1), now)
     metering.enforce(server, now)
     assert metering.current_period(server, now).throttled
-    assert inbound_average(server) == stats.kib_per_second(8)
+    assert inbound_average(server) == shaping.kib_per_second(8)
     assert metering.usage_report(server, now)["throttled"] is True
 
     metering.add_traffic_block(server, 1, now)
     metering.enforce(server, now)  # what the enforce_transfer task then does in a worker
     assert not metering.current_period(server, now).throttled
-    assert inbound_average(server) == stats.kib_per_second(100)
+    assert inbound_average(server) == shaping.kib_per_second(100)
 
     metering.record(server, reading(rx=GIB, tx=GIB + 1), now)  # past 2 GiB now
     metering.enforce(server, now)
-    assert inbound_average(server) == stats.kib_per_second(8)
+    assert inbound_average(server) == shaping.kib_per_second(8)
     later = metering.current_period(server, now).end + timedelta(hours=1)
     metering.enforce(server, later)  # a new period began
-    assert inbound_average(server) == stats.kib_per_second(100)
+    assert inbound_average(server) == shaping.kib_per_second(100)
     assert not TransferPeriod.objects.filter(server=server, throttled=True).exists()
 
 
@@ -177,7 +178,7 @@ def test_an_unlimited_plan_is_never_throttled(live_server_on_simulated_host):
     metering.enforce(server, now)
     assert not metering.current_period(server, now).throttled
     assert metering.usage_report(server, now)["transfer"]["allowance_bytes"] is None
-    assert inbound_average(server) == stats.kib_per_second(100)
+    assert inbound_average(server) == shaping.kib_per_second(100)
 
 
 def test_the_suspend_policy_suspends_and_a_new_period_unsuspends(live_server_on_simulated_host):
@@ -257,7 +258,7 @@ def test_a_metering_cycle_enforces_the_allowance_of_servers_past_it(live_server_
     period.refresh_from_db()
     assert period.in_bytes > 2 * GIB  # this cycle's traffic was added to what was there
     assert period.throttled and period.notified_percent == 100
-    assert inbound_average(server) == stats.kib_per_second(8)
+    assert inbound_average(server) == shaping.kib_per_second(8)
     assert UsageSample.objects.filter(server=server, resolution=300).count() == 1
 
 

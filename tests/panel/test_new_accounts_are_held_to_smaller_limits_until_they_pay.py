@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services as billing
-from panel import actions
+from billing import payments
 from panel.models import ActivityEvent
+from panel.servers import actions
 
 from .. import factories
 
@@ -47,8 +47,8 @@ def test_the_second_server_is_refused_with_a_new_account_message(api, newcomer, 
 def test_payments_reaching_the_amount_lift_them_once(newcomer, catalog, settings):
     settings.NEW_ACCOUNT_QUOTA = {**settings.NEW_ACCOUNT_QUOTA, "servers": 1}
     order(newcomer, catalog, "web1")
-    billing.record_payment(newcomer, Decimal("50000"), "first")  # the cheapest plan's monthly price
-    billing.record_payment(newcomer, Decimal("1000"), "second")
+    payments.record_payment(newcomer, Decimal("50000"), "first")  # the cheapest plan's monthly price
+    payments.record_payment(newcomer, Decimal("1000"), "second")
 
     newcomer.refresh_from_db()
     assert not newcomer.new_account_limits

@@ -4,7 +4,7 @@ stolen session alone cannot mint lasting codes."""
 import pytest
 from django_otp.plugins.otp_static.models import StaticToken
 
-from panel import totp
+from panel.accounts import totp
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from panel import quotas
+from panel.accounts import quotas
 
 pytestmark = pytest.mark.django_db
 HUGE = 10**20

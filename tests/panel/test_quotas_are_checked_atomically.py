@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from hypervisor.models import Allocation, Host
-from panel import quotas
+from panel.accounts import quotas
 from panel.models import Operation, Server, Snapshot
 from tests import factories
 from tests.conftest import api_client_for

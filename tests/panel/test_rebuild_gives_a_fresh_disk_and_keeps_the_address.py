@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from hypervisor.models import Allocation, Image, IPAddress
-from panel import reconcile
 from panel.models import Operation, Server, Snapshot
+from panel.servers import reconcile
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ import pytest
 
 from billing.models import Subscription
 from hypervisor.models import Allocation, Host, IPAddress
-from panel import actions, operations
 from panel.models import Operation
+from panel.servers import actions, operations
 
 from .. import factories
 

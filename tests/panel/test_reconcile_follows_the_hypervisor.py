@@ -11,9 +11,9 @@ import pytest
 from hypervisor import connection
 from hypervisor.models import Host
 from hypervisor.xml.domain import Domain
-from panel import actions, operations
 from panel.models import Operation, Server
-from panel.reconcile import reconcile_host
+from panel.servers import actions, operations
+from panel.servers.reconcile import reconcile_host
 
 pytestmark = pytest.mark.django_db
 

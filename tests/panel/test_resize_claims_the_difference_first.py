@@ -10,11 +10,10 @@ import pytest
 from django.utils import timezone
 from lxml import etree
 
-from hypervisor import connection
-from hypervisor import services as hypervisor
+from hypervisor import connection, placement
 from hypervisor.models import Allocation, Host
-from panel import operations
 from panel.models import Operation, Server
+from panel.servers import operations
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -84,7 +83,7 @@ def test_the_new_size_is_claimed_before_any_worker_ran(api, customer, server, bi
     assert operation.attempts == 0 and operation.started_at is None  # no worker has touched it
     assert allocation_of(server) == (2, 1024, 5)
     host = Host.objects.get(pk=catalog["host"].pk)
-    assert hypervisor.allocated(host) == {"vcpus": 2, "memory_mib": 1024, "disk_gib": 5}
+    assert placement.allocated(host) == {"vcpus": 2, "memory_mib": 1024, "disk_gib": 5}
     # The server itself changes only when the worker has applied the new size.
     assert sizes(server) == ("small", 1, 256, 1)
     assert server.task == "resize"

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from hypervisor import services as hypervisor
+from hypervisor import claims, placement
 from hypervisor.cloudinit import _crypt
 from panel.models import Operation, Server, Snapshot
 from tests import factories
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def server(customer, catalog) -> Server:
     server = factories.make_server(customer, catalog, name="shop")
     # What the order left behind: the server's resources claimed on its host (a resize claims the change).
-    hypervisor.claim(server.id, catalog["region"], hypervisor.Resources(1, 256, 1))
+    claims.claim(server.id, catalog["region"], placement.Resources(1, 256, 1))
     return server
 
 

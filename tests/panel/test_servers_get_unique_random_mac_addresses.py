@@ -11,8 +11,8 @@ from lxml import etree
 
 from hypervisor import macs
 from hypervisor.cloudinit import read_seed_iso
-from panel import actions, guest
 from panel.models import Server
+from panel.servers import actions, guest
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from panel import actions, quotas
+from panel.accounts import quotas
+from panel.servers import actions
 
 from .. import factories
 

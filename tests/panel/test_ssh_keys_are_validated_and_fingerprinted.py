@@ -5,8 +5,8 @@ import subprocess
 import pytest
 from django.core.exceptions import ValidationError
 
+from panel.accounts.openssh import parse_public_key
 from panel.models import SSHKey
-from panel.openssh import parse_public_key
 from tests.factories import ED25519_FINGERPRINT, ED25519_KEY
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from panel import actions, metering, quotas
+from panel.accounts import quotas
 from panel.models import ActivityEvent, Operation, Server, User
+from panel.servers import actions
+from panel.usage import metering
 
 from .. import factories
 

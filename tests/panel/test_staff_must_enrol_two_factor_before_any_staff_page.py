@@ -4,7 +4,7 @@ enrolment, the login steps, logout and language switching answers; their API tok
 
 import pytest
 
-from panel import totp
+from panel.accounts import totp
 from panel.models import User
 from tests import factories
 from tests.conftest import api_client_for

@@ -26,8 +26,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
 from billing.models import Invoice
-from panel import actions
 from panel.models import ApiToken, Operation, Server, SSHKey, User
+from panel.servers import actions
 from tests import factories
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db(transaction=True)]

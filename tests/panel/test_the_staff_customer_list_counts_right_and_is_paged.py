@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services as billing
-from panel.views.staff import STAFF_CUSTOMERS_PER_PAGE
+from billing import payments
+from panel.accounts.staff_views import STAFF_CUSTOMERS_PER_PAGE
 
 from .. import factories
 
@@ -19,7 +19,7 @@ def test_figures_are_not_multiplied(client, api, staff, customer, catalog):
     for n in range(3):
         factories.make_server(customer, catalog, name=f"web{n}")
     for n in range(4):
-        billing.record_payment(customer, Decimal("1000"), f"ref-{n}")
+        payments.record_payment(customer, Decimal("1000"), f"ref-{n}")
     client.force_login(staff)
 
     row = next(c for c in client.get("/staff/customers/").context["customers"] if c.pk == customer.pk)

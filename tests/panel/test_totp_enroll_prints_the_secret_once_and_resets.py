@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from panel import totp
+from panel.accounts import totp
 from panel.models import ActivityEvent, User
 from tests import factories
 

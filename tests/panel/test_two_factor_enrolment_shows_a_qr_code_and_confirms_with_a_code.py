@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from panel import totp
+from panel.accounts import totp
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lxml import etree
 
-from panel import graphs, metering
 from panel.models import Server, TransferPeriod, UsageSample
+from panel.usage import graphs, metering
 from tests import factories
 
 pytestmark = pytest.mark.django_db

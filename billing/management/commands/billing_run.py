@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from billing import services
+from billing import cycle
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Not an ISO 8601 date and time: {at}")
             if timezone.is_naive(moment):
                 moment = timezone.make_aware(moment)
-        result = services.run(moment)
+        result = cycle.run(moment)
         self.stdout.write(
             f"Billing run as of {moment.isoformat()}: " + ", ".join(f"{k} {v}" for k, v in result.items())
         )

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from hypervisor import credentials, services
+from hypervisor import credentials, hosts
 from hypervisor.models import Region
 
 
@@ -43,11 +43,11 @@ class Command(BaseCommand):
             if not all(tls_files):
                 raise CommandError("Give all of --tls-ca, --tls-cert and --tls-key.")
             try:
-                tls = services.TLSMaterial(*(path.read_text() for path in tls_files))
+                tls = hosts.TLSMaterial(*(path.read_text() for path in tls_files))
             except OSError as exc:
                 raise CommandError(f"Cannot read {exc.filename}: {exc.strerror}") from exc
         try:
-            host = services.register_host(
+            host = hosts.register_host(
                 name,
                 uri,
                 found,
@@ -65,7 +65,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  echo '{credentials.authorized_keys_line()}' >> ~{user}/.ssh/authorized_keys"
             )
-        host = services.probe_host(host.pk)
+        host = hosts.probe_host(host.pk)
         self.stdout.write(f"Host {host.name} ({host.uri}) in {found.slug}: {host.state}")
         if host.status_reason:
             self.stdout.write(f"Reason: {host.status_reason}")

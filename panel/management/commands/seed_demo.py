@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from billing.models import Plan
-from hypervisor import ipam, services
+from hypervisor import hosts, ipam
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Host, Image, IPPool, Region
 from panel.models import User
@@ -101,14 +101,14 @@ class Command(BaseCommand):
         host = Host.objects.filter(name="demo-host").first()
         if host is None:
             uri = host_uri or ("qemu:///system" if local_libvirtd_answers() else "test:///default")
-            host = services.register_host("demo-host", uri, region)
+            host = hosts.register_host("demo-host", uri, region)
             if uri.startswith("test:"):
                 # The simulated node is small; overcommit it so the demo can hold a few servers.
                 Host.objects.filter(pk=host.pk).update(
                     reserved_memory_mib=0, ram_allocation_ratio=Decimal("8")
                 )
         try:
-            host = services.probe_host(host.pk)
+            host = hosts.probe_host(host.pk)
         except HypervisorError as exc:  # probe_host records errors itself; this is belt and braces
             self.stderr.write(f"Probing the demo host failed: {exc.message}")
         self.stdout.write(f"Demo region {region.slug}, {len(PLANS)} plans, {len(IMAGES)} images.")

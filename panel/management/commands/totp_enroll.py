@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from panel import totp
+from panel.accounts import totp
 from panel.models import User
 
 

@@ -1,0 +1,171 @@
+"""Billing forms: top-up, staff payments and adjustments, billing terms; money fields that know the currency's
+precision."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from billing.money import CURRENCY_EXPONENTS, currency, quantize
+
+
+def _money_field(label, *, min_value=None, required: bool = True, help_text: str = "") -> forms.DecimalField:
+    return forms.DecimalField(
+        label=label,
+        min_value=min_value,
+        max_digits=14,
+        decimal_places=4,
+        required=required,
+        help_text=help_text,
+    )
+
+
+def _check_precision(amount: Decimal | None) -> Decimal | None:
+    """Refuse an amount finer than the currency allows (a fraction of a rupiah, a tenth of a cent)."""
+    if amount is None:
+        return None
+    if quantize(amount) != amount:
+        places = CURRENCY_EXPONENTS.get(currency(), 2)
+        if places == 0:
+            raise ValidationError(
+                _("%(currency)s has no minor unit: give a whole amount.") % {"currency": currency()}
+            )
+        raise ValidationError(
+            _("Give at most %(places)s decimals.") % {"places": places},
+        )
+    return amount
+
+
+def _money_widget_attrs(field: forms.Field) -> None:
+    """The browser's number input steps by the currency's smallest unit. A step counts from `min`, so a
+    positive minimum is that unit too (min 0.01 with step 1 would refuse every whole rupiah)."""
+    places = CURRENCY_EXPONENTS.get(currency(), 2)
+    unit = "1" if places == 0 else f"0.{'0' * (places - 1)}1"
+    field.widget.attrs.update({"step": unit, "inputmode": "decimal"})
+    if field.widget.attrs.get("min") not in (None, "0"):
+        field.widget.attrs["min"] = unit
+
+
+class TopUpForm(forms.Form):
+    """A customer adds credit through a payment provider."""
+
+    amount = _money_field(_("Amount"), min_value=Decimal("0.01"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _money_widget_attrs(self.fields["amount"])
+
+    def clean_amount(self) -> Decimal:
+        return _check_precision(self.cleaned_data["amount"])
+
+
+class RecordPaymentForm(forms.Form):
+    """Staff record money received (a bank transfer, cash); idempotent on the reference."""
+
+    METHODS = [
+        ("bank_transfer", _("Bank transfer")),
+        ("cash", _("Cash")),
+        ("other", _("Other")),
+    ]
+
+    amount = _money_field(_("Amount"), min_value=Decimal("0.01"))
+    reference = forms.CharField(
+        label=_("Reference"),
+        max_length=100,
+        help_text=_("The bank transfer's reference or a receipt number. Recording it twice adds nothing."),
+    )
+    method = forms.ChoiceField(label=_("Method"), choices=METHODS, initial="bank_transfer")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _money_widget_attrs(self.fields["amount"])
+
+    def clean_amount(self) -> Decimal:
+        return _check_precision(self.cleaned_data["amount"])
+
+    def clean_reference(self) -> str:
+        return self.cleaned_data["reference"].strip()
+
+
+class AdjustmentForm(forms.Form):
+    """A manual correction of a customer's balance: positive credits, negative charges."""
+
+    amount = _money_field(
+        _("Amount"), help_text=_("Positive adds credit; negative (e.g. -50000) charges the customer.")
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=255,
+        help_text=_("The customer sees it on their billing page; the ledger also records your name."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _money_widget_attrs(self.fields["amount"])
+
+    def clean_amount(self) -> Decimal:
+        amount = _check_precision(self.cleaned_data["amount"])
+        if amount == 0:
+            raise ValidationError(_("An adjustment of zero changes nothing."))
+        return amount
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise ValidationError(_("Say why the balance is adjusted."))
+        return reason
+
+
+class BillingTermsForm(forms.Form):
+    """A customer's discount, and an optional custom monthly price per plan on sale."""
+
+    discount_percent = forms.DecimalField(
+        label=_("Discount (%)"),
+        min_value=Decimal("0"),
+        max_value=Decimal("100"),
+        max_digits=5,
+        decimal_places=2,
+        help_text=_("Off the list price of every plan without a custom price."),
+    )
+
+    PRICE_PREFIX = "price_"
+
+    def __init__(self, *args, plans, custom_prices: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.plans = list(plans)
+        custom_prices = custom_prices or {}
+        for plan in self.plans:
+            name = self.PRICE_PREFIX + plan.slug
+            self.fields[name] = _money_field(plan.name, min_value=Decimal("0"), required=False)
+            self.fields[name].widget.attrs["placeholder"] = _("List price")
+            _money_widget_attrs(self.fields[name])
+            self.fields[name].plan = plan
+            if plan.slug in custom_prices:
+                self.initial.setdefault(name, Decimal(str(custom_prices[plan.slug])))
+
+    def price_fields(self):
+        return [self[self.PRICE_PREFIX + plan.slug] for plan in self.plans]
+
+    def clean(self):
+        cleaned = super().clean()
+        for plan in self.plans:
+            name = self.PRICE_PREFIX + plan.slug
+            if cleaned.get(name) is not None:
+                try:
+                    cleaned[name] = _check_precision(cleaned[name])
+                except ValidationError as exc:
+                    self.add_error(name, exc)
+        return cleaned
+
+    def custom_prices(self, previous: dict | None = None) -> dict[str, str]:
+        """The custom prices to keep: those given here, plus any for plans no longer on sale."""
+        on_sale = {plan.slug for plan in self.plans}
+        prices = {slug: price for slug, price in (previous or {}).items() if slug not in on_sale}
+        for plan in self.plans:
+            value = self.cleaned_data.get(self.PRICE_PREFIX + plan.slug)
+            if value is not None:
+                prices[plan.slug] = str(quantize(value))
+        return prices

@@ -1,0 +1,81 @@
+"""The account ledger: append-only entries whose sum is the balance (negative: the customer owes).
+
+Money is Decimal, rounded to the currency's precision with ROUND_HALF_UP (billing.money). Issuing an
+invoice posts its total as a charge, a payment posts a payment, voiding posts a credit. Every movement of
+an account's money holds the account's row lock (lock) until its transaction ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from django.contrib.auth import get_user_model
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .models import Invoice, LedgerEntry, Payment
+from .money import ZERO, currency, quantize
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+
+def annotate_balance(users: QuerySet) -> QuerySet:
+    """`balance_total` on each user of the queryset, as a subquery of its own (a join with the ledger next
+    to other aggregates would multiply them)."""
+    total = (
+        LedgerEntry.objects.filter(account=OuterRef("pk"))
+        .order_by()
+        .values("account")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    money = DecimalField(max_digits=16, decimal_places=2)
+    return users.annotate(
+        balance_total=Coalesce(Subquery(total, output_field=money), ZERO, output_field=money)
+    )
+
+
+def balance(account: AbstractBaseUser) -> Decimal:
+    """The account's balance, derived from its ledger (negative: the customer owes)."""
+    total = LedgerEntry.objects.filter(account=account).aggregate(total=Sum("amount"))["total"]
+    return quantize(total or ZERO)
+
+
+def total_paid(account: AbstractBaseUser) -> Decimal:
+    """What the account has paid in the installation's currency: every payment staff recorded or a provider
+    confirmed (a payment row exists only once the money is settled)."""
+    payments = Payment.objects.filter(account=account, currency=currency())
+    return quantize(payments.aggregate(total=Sum("amount"))["total"] or ZERO)
+
+
+def post(
+    account: AbstractBaseUser,
+    kind: str,
+    amount: Decimal,
+    reason: str,
+    by: AbstractBaseUser | None = None,
+    invoice: Invoice | None = None,
+    payment: Payment | None = None,
+    at: datetime | None = None,
+) -> LedgerEntry:
+    """Append one entry to the account's ledger (the caller holds the account's lock)."""
+    return LedgerEntry.objects.create(
+        created_at=at or timezone.now(),
+        account=account,
+        kind=kind,
+        amount=quantize(amount),
+        currency=currency(),
+        reason=reason[:255],
+        created_by=by,
+        invoice=invoice,
+        payment=payment,
+    )
+
+
+def lock(account: AbstractBaseUser) -> AbstractBaseUser:
+    """Serialise money movements of one account on its row."""
+    return get_user_model().objects.select_for_update().get(pk=account.pk)

@@ -1,0 +1,324 @@
+"""Billing pages for staff and admins: an invoice as staff see it, the staff customer page's Billing actions
+(record a payment, adjust, set terms, void), the overdue list and the admin's read-only billing settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Sum
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from billing import errors, invoices, payments, prices, providers
+from billing.forms import AdjustmentForm, RecordPaymentForm
+from billing.models import BillingProfile, Invoice, Subscription
+from billing.money import CURRENCY_EXPONENTS, currency
+from billing.page_context import bank_transfer_instructions, company_name, staff_section_context, terms_form
+from billing.templatetags.billing_tags import money
+from billing.views import render_invoice
+from panel.roles import admin_required, staff_required
+
+
+@staff_required
+def staff_invoice_detail(request, pk: int):
+    invoice = get_object_or_404(Invoice.objects.select_related("account"), pk=pk)
+    return render_invoice(request, invoice, staff_view=True)
+
+
+def _section_response(request, customer, notice: tuple[str, str] | None = None, **forms):
+    """After a staff billing action: htmx swaps the section in place (and the balance in the page
+    header); without JavaScript, success goes back to the customer page and errors get a page of their
+    own with the section and its form errors."""
+    if request.htmx:
+        context = staff_section_context(request, customer, notice=notice, **forms)
+        return render(request, "billing/_staff_customer_response.html", context)
+    if notice and not forms:
+        level, text = notice
+        getattr(messages, level)(request, text)
+        return redirect(_next_url(request) or reverse("staff-customer", args=[customer.pk]) + "#billing")
+    context = staff_section_context(request, customer, notice=notice, **forms)
+    return render(request, "billing/staff_customer.html", context)
+
+
+def _next_url(request) -> str | None:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return None
+
+
+@staff_required
+@require_POST
+def staff_record_payment(request, pk: int):
+    customer = get_object_or_404(get_user_model(), pk=pk)
+    form = RecordPaymentForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            payment, created = payments.record_payment(
+                customer, data["amount"], data["reference"], method=data["method"], by=request.user
+            )
+        except errors.BillingError as exc:
+            form.add_error(None, exc.message)
+        else:
+            values = {
+                "amount": money(payment.amount, payment.currency),
+                "reference": payment.reference,
+                "date": date_format(timezone.localtime(payment.received_at), "j M Y"),
+            }
+            if created:
+                return _section_response(
+                    request,
+                    customer,
+                    ("success", _("Payment %(reference)s of %(amount)s recorded.") % values),
+                )
+            return _section_response(
+                request,
+                customer,
+                (
+                    "warning",
+                    _(
+                        "Payment %(reference)s was already recorded (%(amount)s on %(date)s); "
+                        "nothing was added."
+                    )
+                    % values,
+                ),
+            )
+    return _section_response(request, customer, payment_form=form)
+
+
+@staff_required
+@require_POST
+def staff_adjust(request, pk: int):
+    customer = get_object_or_404(get_user_model(), pk=pk)
+    form = AdjustmentForm(request.POST)
+    if form.is_valid():
+        try:
+            entry = payments.adjust(
+                customer, form.cleaned_data["amount"], form.cleaned_data["reason"], by=request.user
+            )
+        except errors.BillingError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return _section_response(
+                request,
+                customer,
+                (
+                    "success",
+                    _("The balance was adjusted by %(amount)s.")
+                    % {"amount": money(entry.amount, entry.currency)},
+                ),
+            )
+    return _section_response(request, customer, adjust_form=form)
+
+
+@staff_required
+@require_POST
+def staff_billing_terms(request, pk: int):
+    customer = get_object_or_404(get_user_model(), pk=pk)
+    profile = BillingProfile.objects.filter(account=customer).first()
+    form = terms_form(customer, profile, request.POST)
+    if form.is_valid():
+        # Terms are no money movement: they price the next subscription or plan change.
+        try:
+            prices.set_billing_terms(
+                customer,
+                form.cleaned_data["discount_percent"],
+                form.custom_prices(profile.custom_prices if profile else {}),
+                by=request.user,
+            )
+        except errors.BillingError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return _section_response(
+                request,
+                customer,
+                ("success", _("The billing terms of %(email)s were saved.") % {"email": customer.email}),
+            )
+    return _section_response(request, customer, terms_form=form)
+
+
+@staff_required
+@require_POST
+def staff_void_invoice(request, pk: int):
+    invoice = get_object_or_404(Invoice.objects.select_related("account"), pk=pk)
+    try:
+        invoices.void_invoice(invoice, by=request.user)
+    except errors.BillingError as exc:
+        notice = ("error", exc.message)
+    else:
+        notice = (
+            "success",
+            _("Invoice %(number)s was voided; its amount was credited.") % {"number": invoice.number},
+        )
+    return _section_response(request, invoice.account, notice)
+
+
+@dataclass
+class OverdueRow:
+    invoice: Invoice
+    days: int
+    suspended: bool
+    suspend_on: datetime
+    terminate_on: datetime
+
+
+@staff_required
+def overdue(request):
+    now = timezone.now()
+    overdue_invoices = list(
+        Invoice.objects.filter(status=Invoice.Status.OPEN, due_at__lt=now)
+        .select_related("account")
+        .order_by("due_at", "id")
+    )
+    suspended = set(
+        Subscription.objects.filter(
+            account__in={invoice.account_id for invoice in overdue_invoices},
+            status=Subscription.Status.SUSPENDED,
+        ).values_list("account_id", flat=True)
+    )
+    rows = [
+        OverdueRow(
+            invoice=invoice,
+            days=(now - invoice.due_at).days,
+            suspended=invoice.account_id in suspended,
+            suspend_on=invoice.due_at + timedelta(days=settings.BILLING_GRACE_DAYS),
+            terminate_on=invoice.due_at + timedelta(days=settings.BILLING_TERMINATE_DAYS),
+        )
+        for invoice in overdue_invoices
+    ]
+    totals = (
+        Invoice.objects.filter(pk__in=[row.invoice.pk for row in rows])
+        .values("currency")
+        .annotate(total=Sum("total"), count=Count("id"))
+        .order_by("currency")
+    )
+    return render(
+        request,
+        "billing/overdue.html",
+        {
+            "rows": rows,
+            "totals": totals,
+            "accounts": len({row.invoice.account_id for row in rows}),
+            "grace_days": settings.BILLING_GRACE_DAYS,
+            "terminate_days": settings.BILLING_TERMINATE_DAYS,
+            "grace": _days(settings.BILLING_GRACE_DAYS),
+            "terminate": _days(settings.BILLING_TERMINATE_DAYS),
+        },
+    )
+
+
+@dataclass
+class Setting:
+    label: str
+    value: str
+    env: str
+    help: str
+
+
+def _days(count: int) -> str:
+    return ngettext("%(count)d day", "%(count)d days", count) % {"count": count}
+
+
+def _settings_rows() -> list[Setting]:
+    code = currency()
+    places = CURRENCY_EXPONENTS.get(code, 2)
+    policy = settings.BILLING_ORDER_POLICY
+    return [
+        Setting(
+            _("Currency"),
+            code,
+            "PANEL_CURRENCY",
+            (
+                _("Every price, invoice and payment is in this currency; it has no minor unit.")
+                if places == 0
+                else _("Every price, invoice and payment is in this currency, with %(places)s decimals.")
+                % {"places": places}
+            )
+            + " "
+            + _("Amounts are rounded half up to that precision."),
+        ),
+        Setting(
+            _("Order policy"),
+            _("Prepaid credit") if policy == "prepaid" else _("Invoice first"),
+            "BILLING_ORDER_POLICY",
+            _(
+                "Invoice first: a new server is created at once and its first month invoiced. Prepaid: an "
+                "order needs enough balance for the first month, else it is refused and nothing is created."
+            ),
+        ),
+        Setting(
+            _("Payment due"),
+            _days(settings.INVOICE_DUE_DAYS),
+            "INVOICE_DUE_DAYS",
+            _("How long after it is issued an invoice is due."),
+        ),
+        Setting(
+            _("Reminder"),
+            _days(settings.INVOICE_REMIND_DAYS),
+            "INVOICE_REMIND_DAYS",
+            _("The customer is reminded by email this long before an open invoice is due."),
+        ),
+        Setting(
+            _("Grace period"),
+            _days(settings.BILLING_GRACE_DAYS),
+            "BILLING_GRACE_DAYS",
+            _(
+                "This long after the due date, the servers of an account with an unpaid invoice are "
+                "suspended (stopped; actions refused). A payment that covers what is due unsuspends "
+                "them at once."
+            ),
+        ),
+        Setting(
+            _("Termination"),
+            _days(settings.BILLING_TERMINATE_DAYS),
+            "BILLING_TERMINATE_DAYS",
+            _(
+                "This long after the due date, the servers of an account that still has not paid are deleted "
+                "with their data. The customer is warned by email %(warning)s before."
+            )
+            % {"warning": _days(settings.BILLING_TERMINATION_WARNING_DAYS)},
+        ),
+        Setting(
+            _("Downgrade credit"),
+            _("Yes") if settings.PRORATE_DOWNGRADE_CREDIT else _("No"),
+            "PRORATE_DOWNGRADE_CREDIT",
+            _(
+                "Upgrades are invoiced pro rata for the rest of the paid month. With this on, a downgrade "
+                "credits the difference for the rest of the month; with it off, nothing is credited."
+            ),
+        ),
+        Setting(
+            _("Seller name"),
+            company_name(),
+            "BILLING_COMPANY_NAME",
+            _("The name printed at the top of every invoice."),
+        ),
+    ]
+
+
+@admin_required
+def billing_settings(request):
+    gateways = [
+        (provider, request.build_absolute_uri(reverse("billing-webhook", args=[provider.name])))
+        for provider in providers.available()
+    ]
+    return render(
+        request,
+        "billing/settings.html",
+        {
+            "rows": _settings_rows(),
+            "gateways": gateways,
+            "bank_transfer_instructions": bank_transfer_instructions(),
+        },
+    )

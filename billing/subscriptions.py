@@ -1,0 +1,234 @@
+"""Subscriptions: what a customer pays for one server, from the order to its end. A monthly subscription's
+first month is invoiced when it opens (billing.cycle renews it); an hourly one bills its hours at each
+month's end. A plan change is prorated and can be undone when the resize fails."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import signals
+from .errors import InsufficientCredit
+from .invoices import Line, issue_invoice, settle, void_invoice, void_locked
+from .ledger import balance, lock, post
+from .models import Invoice, InvoiceLine, LedgerEntry, Plan, Subscription
+from .money import ZERO, currency
+from .periods import add_month
+from .prices import first_period_price, hourly_price, monthly_price, proration
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+
+def require_credit(account: AbstractBaseUser, plan: Plan) -> None:
+    """Prepaid orders: the balance must cover the first month. Call with the account's row locked."""
+    needed = first_period_price(account, plan)
+    if balance(account) < needed:
+        raise InsufficientCredit(
+            _(
+                "Insufficient credit: the first month costs %(price)s %(currency)s "
+                "and your balance is %(balance)s."
+            )
+            % {"price": needed, "currency": currency(), "balance": balance(account)}
+        )
+
+
+def open_subscription(
+    account: AbstractBaseUser,
+    plan: Plan,
+    reference: str,
+    label: str,
+    *,
+    cycle: str = Subscription.Cycle.MONTHLY,
+    at: datetime | None = None,
+) -> Subscription:
+    """Start billing a server. Monthly: the first month is invoiced at once (paid from credit if any)."""
+    at = at or timezone.now()
+    price = (
+        monthly_price(account, plan) if cycle == Subscription.Cycle.MONTHLY else hourly_price(account, plan)
+    )
+    local = timezone.localtime(at)
+    subscription = Subscription.objects.create(
+        account=account,
+        reference=reference,
+        label=label,
+        plan=plan,
+        cycle=cycle,
+        price=price,
+        currency=currency(),
+        started_at=at,
+        period_start=at,
+        paid_through=add_month(local, local.day) if cycle == Subscription.Cycle.MONTHLY else at,
+    )
+    if cycle == Subscription.Cycle.MONTHLY:
+        issue_invoice(account, [plan_line(subscription, at, subscription.paid_through)], at)
+    return subscription
+
+
+def plan_line(subscription: Subscription, start: datetime, end: datetime) -> Line:
+    """The invoice line of one monthly period of a subscription."""
+    return Line(
+        kind=InvoiceLine.Kind.PLAN,
+        description=_("%(plan)s for %(server)s, %(start)s to %(end)s")
+        % {
+            "plan": subscription.plan.name,
+            "server": subscription.label,
+            "start": timezone.localtime(start).date(),
+            "end": timezone.localtime(end).date(),
+        },
+        unit_price=subscription.price,
+        subscription=subscription,
+        period_start=start,
+        period_end=end,
+    )
+
+
+def active_subscription(reference: str) -> Subscription | None:
+    return Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED).first()
+
+
+def _lock_subscription(reference: str) -> Subscription | None:
+    """Lock the live subscription of a server, after its account's row: the order in which every billing
+    step takes the two locks, so that two steps never wait on each other."""
+    live = Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED)
+    account_id = live.values_list("account_id", flat=True).first()
+    if account_id is None:
+        return None
+    lock(get_user_model()(pk=account_id))
+    return live.select_for_update(of=("self",)).first()
+
+
+def change_plan(reference: str, new_plan: Plan, at: datetime | None = None) -> dict:
+    """Move a server's subscription to another plan. Monthly: an upgrade is invoiced pro rata for the rest
+    of the period, a downgrade credited (PRORATE_DOWNGRADE_CREDIT). Hourly: each plan bills its own hours.
+    Returns what to undo it with if the resize fails."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        subscription = _lock_subscription(reference)
+        if subscription is None:
+            return {}
+        undo = {"plan": subscription.plan.slug, "price": str(subscription.price), "cycle": subscription.cycle}
+        if subscription.cycle == Subscription.Cycle.HOURLY:
+            Subscription.objects.filter(pk=subscription.pk).update(
+                status=Subscription.Status.ENDED, ended_at=at
+            )
+            new = open_subscription(
+                subscription.account,
+                new_plan,
+                reference,
+                subscription.label,
+                cycle=Subscription.Cycle.HOURLY,
+                at=at,
+            )
+            return {**undo, "ended": subscription.pk, "opened": new.pk}
+        amount = proration(subscription, new_plan, at)
+        Subscription.objects.filter(pk=subscription.pk).update(
+            plan=new_plan, price=monthly_price(subscription.account, new_plan)
+        )
+        if amount > 0:
+            invoice = issue_invoice(
+                subscription.account,
+                [
+                    Line(
+                        kind=InvoiceLine.Kind.PRORATION,
+                        description=_("Upgrade of %(server)s to %(plan)s for the rest of the period")
+                        % {"server": subscription.label, "plan": new_plan.name},
+                        unit_price=amount,
+                        subscription=subscription,
+                        period_start=at,
+                        period_end=subscription.paid_through,
+                    )
+                ],
+                at,
+            )
+            undo["invoice"] = invoice.pk
+        elif amount < 0 and settings.PRORATE_DOWNGRADE_CREDIT:
+            entry = post(
+                subscription.account,
+                LedgerEntry.Kind.CREDIT,
+                -amount,
+                _("Downgrade of %(server)s to %(plan)s")
+                % {"server": subscription.label, "plan": new_plan.name},
+            )
+            undo["credit"] = entry.pk
+            settle(subscription.account, at)
+        return undo
+
+
+def undo_plan_change(reference: str, undo: dict) -> None:
+    """Put a subscription back as it was before change_plan (the resize failed)."""
+    if not undo:
+        return
+    with transaction.atomic():
+        if "opened" in undo:
+            Subscription.objects.filter(pk=undo["opened"]).delete()
+            Subscription.objects.filter(pk=undo["ended"]).update(
+                status=Subscription.Status.ACTIVE, ended_at=None
+            )
+            return
+        subscription = _lock_subscription(reference)
+        if subscription is None:
+            return
+        Subscription.objects.filter(pk=subscription.pk).update(
+            plan=Plan.objects.get(slug=undo["plan"]), price=Decimal(undo["price"])
+        )
+        if "invoice" in undo:
+            invoice = Invoice.objects.get(pk=undo["invoice"])
+            if invoice.status == Invoice.Status.OPEN:
+                void_invoice(invoice, reason=_("Resize failed"))
+            elif invoice.status == Invoice.Status.PAID:
+                post(
+                    subscription.account,
+                    LedgerEntry.Kind.CREDIT,
+                    invoice.total,
+                    _("Resize failed"),
+                    invoice=invoice,
+                )
+        if "credit" in undo:
+            credit = LedgerEntry.objects.get(pk=undo["credit"])
+            post(subscription.account, LedgerEntry.Kind.ADJUSTMENT, -credit.amount, _("Resize failed"))
+
+
+def cancel_unused_subscription(reference: str, at: datetime | None = None) -> bool:
+    """The server never became usable (its create failed): end its subscription and take back what it was
+    charged. An open invoice of it is voided; a paid one is credited back to the balance. Idempotent: the
+    subscription's move to ended is the guard, so a retry (or a crash before the commit) charges nothing
+    back twice. Returns whether anything was cancelled now."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        subscription = _lock_subscription(reference)
+        if subscription is None:
+            return False
+        Subscription.objects.filter(pk=subscription.pk).update(status=Subscription.Status.ENDED, ended_at=at)
+        account = subscription.account
+        lines = InvoiceLine.objects.filter(subscription=subscription).select_related("invoice")
+        invoices = {line.invoice_id: line.invoice for line in lines}
+        reason = _("%(server)s could not be created") % {"server": subscription.label}
+        for invoice in invoices.values():
+            own = [line for line in lines if line.invoice_id == invoice.pk]
+            only_this = (
+                not InvoiceLine.objects.filter(invoice=invoice).exclude(subscription=subscription).exists()
+            )
+            if invoice.status == Invoice.Status.OPEN and only_this:
+                void_locked(invoice, reason=reason)
+                signals.invoice_voided.send(sender=None, account=account, invoice=invoice, by=None)
+            elif invoice.status in (Invoice.Status.OPEN, Invoice.Status.PAID):
+                amount = sum((line.amount for line in own), ZERO)
+                if amount:
+                    post(account, LedgerEntry.Kind.CREDIT, amount, reason, invoice=invoice)
+        settle(account, at)
+        return True
+
+
+def end_subscription(reference: str, at: datetime | None = None) -> None:
+    """The server was deleted: stop billing it (hourly hours are invoiced at the month's end)."""
+    Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED).update(
+        status=Subscription.Status.ENDED, ended_at=at or timezone.now()
+    )

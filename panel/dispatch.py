@@ -1,0 +1,56 @@
+"""Sending work to the workers: the one place that enqueues Celery tasks, by name.
+
+A leaf module: it imports no task module (tasks are the top floor, which imports services) and no
+service, so any service may call it. Work is recorded in Postgres first (an Operation row, a queued
+mail) and sent after that transaction commits; a send that fails is logged, not raised, because the
+row is the truth and the reaper sends operations again that no worker has started.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from panel.celery import app
+
+log = logging.getLogger(__name__)
+
+RUN_OPERATION = "panel.tasks.run_operation"
+DELIVER_MAIL = "panel.tasks.deliver_mail"
+ENFORCE_TRANSFER = "panel.tasks.enforce_transfer"
+PROBE_HOST = "hypervisor.tasks.probe_host"
+
+
+def send(task_name: str, args: Sequence[Any] = (), task_id: str | None = None) -> None:
+    """Send one task now; raises what the broker raises."""
+    app.send_task(task_name, args=list(args), task_id=task_id)
+
+
+def after_commit(task_name: str, *args: Any) -> None:
+    """Send the task once the current transaction commits (at once outside a transaction)."""
+    transaction.on_commit(partial(_send_logged, task_name, args))
+
+
+def _send_logged(task_name: str, args: tuple) -> None:
+    try:
+        send(task_name, args)
+    except Exception:
+        log.exception("could not send %s%r to the broker", task_name, args)
+
+
+def operation(operation_id) -> None:
+    """Send the operation to a worker now; its Celery task id is the operation's id. A failure to send is
+    logged, not raised: the reaper sends operations again that no worker has started."""
+    try:
+        send(RUN_OPERATION, [str(operation_id)], task_id=str(operation_id))
+    except Exception:
+        log.exception("could not send operation %s to the broker; the reaper will retry", operation_id)
+
+
+def operation_after_commit(operation_id) -> None:
+    """Send the operation when the transaction that recorded it commits."""
+    transaction.on_commit(lambda: operation(operation_id))

@@ -1,0 +1,64 @@
+"""The allocation audit: recompute what each host should hold from the servers, and report drift."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from hypervisor.models import Allocation
+from panel.models import Notice, Server
+
+PREFIX = "allocation-drift:"
+
+
+def audit_allocations() -> list[str]:
+    """Compare every Allocation with the server it belongs to; report each difference as a Notice (and
+    resolve notices whose drift is gone). Returns the messages. Nothing is changed: admins decide."""
+    expected = {
+        str(server.id): server
+        for server in Server.objects.exclude(status=Server.Status.DELETED)
+        .exclude(host__isnull=True)
+        .select_related("host")
+        .only("id", "name", "status", "host", "host__name", "vcpus", "memory_mib", "disk_gib")
+    }
+    found = {str(a.consumer_uuid): a for a in Allocation.objects.select_related("host")}
+    problems: dict[str, str] = {}
+    for key, server in expected.items():
+        allocation = found.get(key)
+        if allocation is None and server.status == Server.Status.ERROR:
+            continue  # a failed create gave its allocation back; the server waits to be deleted
+        if allocation is None:
+            problems[key] = _("Server %(name)s (%(id)s) holds no allocation on %(host)s.") % {
+                "name": server.name,
+                "id": key,
+                "host": server.host.name,
+            }
+        elif allocation.host_id != server.host_id or (
+            allocation.vcpus,
+            allocation.memory_mib,
+            allocation.disk_gib,
+        ) != (
+            server.vcpus,
+            server.memory_mib,
+            server.disk_gib,
+        ):
+            problems[key] = _(
+                "Server %(name)s (%(id)s) should hold %(want)s on %(host)s "
+                "but its allocation is %(have)s on %(on)s."
+            ) % {
+                "name": server.name,
+                "id": key,
+                "host": server.host.name,
+                "on": allocation.host.name,
+                "want": f"{server.vcpus} vCPU/{server.memory_mib} MiB/{server.disk_gib} GiB",
+                "have": f"{allocation.vcpus} vCPU/{allocation.memory_mib} MiB/{allocation.disk_gib} GiB",
+            }
+    for key, allocation in found.items():
+        if key not in expected:
+            problems[key] = _("An allocation on %(host)s belongs to no live server (consumer %(id)s).") % {
+                "host": allocation.host.name,
+                "id": key,
+            }
+    for key, message in problems.items():
+        Notice.report(PREFIX + key, message)
+    Notice.resolve(PREFIX, keep={PREFIX + key for key in problems})
+    return list(problems.values())

@@ -1,0 +1,91 @@
+"""IPv4 pools: admins create them, staff may look. State changes go through hypervisor.ipam."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
+from hypervisor import ipam
+from hypervisor.models import IPPool
+from panel.activity import log as activity
+from panel.infrastructure.forms import IPPoolForm, add_service_error
+from panel.models import ActivityEvent, Server
+from panel.roles import staff_required
+
+ADDRESSES_PER_PAGE = 256
+
+
+@staff_required
+def pool_list(request):
+    is_admin = request.user.is_panel_admin
+    form = IPPoolForm(request.POST or None) if is_admin else None
+    if request.method == "POST":
+        if not is_admin:
+            raise PermissionDenied
+        if form.is_valid():
+            try:
+                with transaction.atomic():
+                    pool = ipam.create_pool(**form.create_kwargs())
+                    activity.record(
+                        ActivityEvent.Type.IP_POOL_CHANGED,
+                        summary=gettext_noop("IP pool %(name)s created (%(cidr)s, region %(region)s)."),
+                        data={"name": pool.name, "cidr": str(pool.cidr), "region": pool.region.name},
+                        actor=request.user,
+                        target=f"ip_pool:{pool.pk}",
+                        staff_action=True,
+                    )
+            except ValidationError as exc:
+                add_service_error(form, exc, IPPoolForm.SERVICE_ERROR_FIELDS)
+            else:
+                messages.success(
+                    request,
+                    _("The pool %(name)s was created with %(count)s addresses.")
+                    % {"name": pool.name, "count": pool.addresses.count()},
+                )
+                return redirect("ip-pool-detail", pk=pool.pk)
+    pools = ipam.pools_with_usage().order_by("region__name", "name")
+    return render(request, "panel/ip_pools/list.html", {"pools": pools, "form": form})
+
+
+def _describe(addresses, now) -> list[dict]:
+    """Each address with what it is now: free, in use (by which server), cooling down or reserved."""
+    cooldown = timedelta(minutes=settings.IPV4_COOLDOWN_MINUTES)
+    consumers = {a.consumer_uuid for a in addresses if a.consumer_uuid}
+    servers = {s.id: s for s in Server.objects.filter(id__in=consumers).only("id", "name", "status")}
+    rows = []
+    for address in addresses:
+        row = {"address": address, "state": "free", "server": None, "until": None}
+        if address.consumer_uuid:
+            row["state"] = "used"
+            row["server"] = servers.get(address.consumer_uuid)
+        elif address.reserved:
+            row["state"] = "reserved"
+        elif address.released_at and address.released_at + cooldown > now:
+            row["state"] = "cooling"
+            row["until"] = address.released_at + cooldown
+        rows.append(row)
+    return rows
+
+
+@staff_required
+def pool_detail(request, pk: int):
+    pool = get_object_or_404(IPPool.objects.select_related("region"), pk=pk)
+    page = Paginator(pool.addresses.order_by("value"), ADDRESSES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "panel/ip_pools/detail.html",
+        {
+            "pool": pool,
+            "usage": ipam.pool_usage(pool),
+            "page": page,
+            "rows": _describe(list(page.object_list), timezone.now()),
+            "cooldown_minutes": settings.IPV4_COOLDOWN_MINUTES,
+        },
+    )

@@ -1,0 +1,23 @@
+"""The panel's models, each defined beside the code of its subject (NetBox style); Django loads them
+from here, and code may import them from here or from their sub-package."""
+
+from panel.accounts.models import ApiToken, Quota, SSHKey, User
+from panel.activity.models import ActivityEvent
+from panel.infrastructure.models import Notice
+from panel.servers.models import Operation, Server, Snapshot
+from panel.usage.models import MeterState, TransferPeriod, UsageSample
+
+__all__ = [
+    "ActivityEvent",
+    "ApiToken",
+    "MeterState",
+    "Notice",
+    "Operation",
+    "Quota",
+    "SSHKey",
+    "Server",
+    "Snapshot",
+    "TransferPeriod",
+    "UsageSample",
+    "User",
+]

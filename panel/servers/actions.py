@@ -1,0 +1,500 @@
+"""Server actions as services: each owns its transaction, the state check and the enqueue.
+
+Starting an action is a compare-and-swap on the server row (design.md): it succeeds only when no task
+is in flight and the status allows the action; otherwise the caller gets a Conflict (HTTP 409).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
+
+from billing import errors as billing_errors
+from billing import subscriptions
+from billing.models import Plan
+from hypervisor import ipam, macs
+from hypervisor.cloudinit import hash_password
+from hypervisor.models import Allocation, Host, Image, Region
+from hypervisor.placement import NoCapacity, Resources
+from panel import dispatch
+from panel.accounts import quotas
+from panel.activity import log as activity
+from panel.models import ActivityEvent, Operation, Server, Snapshot, SSHKey, User
+from panel.servers import states
+from panel.servers.locks import LockOrder
+from panel.servers.states import Status, SuspendedBy, Task
+from panel.servers.validators import validate_hostname
+
+log = logging.getLogger(__name__)
+
+
+class ActionError(Exception):
+    code = "error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Conflict(ActionError):
+    """The server's state does not allow the action now (HTTP 409)."""
+
+    code = "conflict"
+
+
+class Forbidden(ActionError):
+    """The account may not do this (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class EmailUnverified(Forbidden):
+    code = "email_unverified"
+
+
+class Unprocessable(ActionError):
+    """A valid request the panel cannot satisfy (HTTP 422)."""
+
+    code = "unprocessable"
+
+
+class OutOfCapacity(Unprocessable):
+    code = "out_of_capacity"
+
+
+class OutOfAddresses(Unprocessable):
+    code = "out_of_addresses"
+
+
+class OverQuota(Unprocessable):
+    code = "over_quota"
+
+
+class InsufficientCredit(Unprocessable):
+    code = "insufficient_credit"
+
+
+def _check_quota(locks: LockOrder, user_id: int, more: dict[str, int]) -> None:
+    """Lock the customer's row (reading their quota with it), then compare usage plus `more` with it."""
+    user = locks.customer(user_id)
+    try:
+        quotas.check(user, more)
+    except quotas.QuotaExceeded as exc:
+        raise OverQuota(exc.message) from exc
+
+
+HOST_DOWN_MESSAGE = gettext_lazy(
+    "The host of this server is not answering; actions are paused until it is back. Please try again later."
+)
+
+
+# Actions customers start from the actions endpoint (delete has its own).
+POWER_ACTIONS = (Task.START, Task.SHUTDOWN, Task.POWER_OFF, Task.REBOOT)
+CUSTOMER_ACTIONS = (
+    *POWER_ACTIONS,
+    Task.RESIZE,
+    Task.REBUILD,
+    Task.SNAPSHOT,
+    Task.RESTORE,
+    Task.DELETE_SNAPSHOT,
+)
+
+
+def allowed_actions(server: Server) -> list[str]:
+    """The actions the server's current state allows (for showing buttons)."""
+    if server.task:
+        return []
+    return [action for action, rule in states.ACTIONS.items() if server.status in rule.allowed_from]
+
+
+def order_server(
+    user: User,
+    *,
+    name: str,
+    plan: Plan,
+    image: Image,
+    region: Region,
+    ssh_keys: Iterable[SSHKey] = (),
+    user_data: str = "",
+    password: str = "",
+) -> Server:
+    """Create a server and its create operation in one transaction, placing and claiming capacity at once.
+
+    Raises OutOfCapacity (nothing is created) when no host in the region can take the plan.
+    """
+    if not user.email_verified:
+        raise EmailUnverified(
+            _(
+                "Please verify your email address before ordering: follow the link we sent you, "
+                "or ask for a new one."
+            )
+        )
+    name = validate_hostname(name)
+    if not plan.is_active:
+        raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
+    if not image.is_active:
+        raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
+    if not region.is_active:
+        raise Unprocessable(_("The region %(region)s is not open for orders.") % {"region": region.name})
+    keys = list(ssh_keys)
+    if any(key.owner_id != user.pk for key in keys):
+        raise Unprocessable(_("Unknown SSH key."))
+    _check_image_fits(image, plan.disk_gib)
+    with transaction.atomic():
+        locks = LockOrder()
+        # The customer's row lock serialises their orders: quotas (and credit) are counted one by one.
+        _check_quota(
+            locks,
+            user.pk,
+            {"servers": 1, "vcpus": plan.vcpus, "memory_mib": plan.memory_mib, "disk_gib": plan.disk_gib},
+        )
+        if settings.BILLING_ORDER_POLICY == "prepaid":
+            try:
+                subscriptions.require_credit(user, plan)
+            except billing_errors.InsufficientCredit as exc:
+                raise InsufficientCredit(exc.message) from exc
+        server = Server(
+            name=name,
+            owner=user,
+            plan=plan,
+            image=image,
+            region=region,
+            vcpus=plan.vcpus,
+            memory_mib=plan.memory_mib,
+            disk_gib=plan.disk_gib,
+            ssh_keys=[key.public_key for key in keys],
+            user_data=user_data,
+            password_hash=hash_password(password) if password else "",
+            status=Status.PENDING,
+            task=Task.CREATE,
+        )
+        # The lock order (panel.servers.locks) keeps the contended locks short: the host's row is locked by
+        # the claim, the address is taken without waiting, and the invoice number's row (the one lock every
+        # order shares) is taken last, a few statements before the commit. An order that cannot be placed
+        # never holds an address meanwhile.
+        need = Resources(server.vcpus, server.memory_mib, server.disk_gib)
+        try:
+            server.host = locks.claim(server.id, region, need)
+        except NoCapacity as exc:
+            raise OutOfCapacity(str(exc)) from exc
+        try:
+            address = locks.address(region, server.id)
+        except ipam.NoAddress as exc:
+            raise OutOfAddresses(str(exc)) from exc
+        server.__dict__["ipv4_addresses"] = [address] if address else []  # what the answer shows
+        _insert_with_unique_mac(server)
+        operation = Operation.objects.create(server=server, type=Task.CREATE, requested_by=user)
+        locks.open_subscription(user, plan, str(server.id), server.name)
+        activity.record(
+            ActivityEvent.Type.SERVER_ORDERED,
+            summary=gettext_noop("Ordered server %(name)s (%(plan)s, %(image)s, %(region)s)."),
+            data={"name": server.name, "plan": plan.name, "image": image.name, "region": region.name},
+            account=user,
+            actor=user,
+            target=f"server:{server.id}",
+        )
+        dispatch.operation_after_commit(operation.id)
+    return server
+
+
+# What an order asks for: the order form's and the API serializer's field names.
+ORDER_FIELDS = ("name", "plan", "image", "region", "ssh_keys", "user_data", "password")
+
+
+def order_from(user: User, data: Mapping) -> Server:
+    """Order a server from a valid order form's or API serializer's data (both use ORDER_FIELDS)."""
+    return order_server(user, **{field: data[field] for field in ORDER_FIELDS})
+
+
+def _insert_with_unique_mac(server: Server, attempts: int = 5) -> None:
+    """Insert the new server with a random MAC; the unique constraint decides, and a collision (rare: 46
+    random bits) draws again inside a savepoint, so the order's transaction survives it."""
+    for attempt in range(attempts):
+        server.mac = macs.random_mac()
+        try:
+            with transaction.atomic():
+                server.save(force_insert=True)
+            return
+        except IntegrityError:
+            if attempt == attempts - 1 or Server.objects.filter(mac=server.mac).count() == 0:
+                raise
+
+
+def request_action(
+    server: Server,
+    action: str,
+    user: User | None,
+    params: dict | None = None,
+    prepare: Callable[[Server, LockOrder], None] | None = None,
+) -> Operation:
+    """Start `action` on the server if its state allows it; raise Conflict otherwise. `prepare` runs in the
+    same transaction after the server was claimed (a resize claims capacity there); if it raises, nothing
+    is changed. An action with a preparation locks its customer first (the lock order: customer, server,
+    host, address, invoice numbering), since the preparation counts their quota or credit."""
+    rule = states.ACTIONS.get(action)
+    if rule is None:
+        raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
+    changes = {"task": action, "updated_at": timezone.now()}
+    if rule.status_while_running:
+        changes["status"] = rule.status_while_running
+    with transaction.atomic():
+        locks = LockOrder()
+        if prepare is not None:
+            locks.customer(server.owner_id)
+        if Host.objects.filter(pk=server.host_id, state=Host.State.DOWN).exists():
+            raise Conflict(str(HOST_DOWN_MESSAGE))
+        locks.server()
+        # The compare-and-swap is on the server row alone, so that Postgres re-checks it after a lock wait.
+        started = Server.objects.filter(pk=server.pk, task__isnull=True, status__in=rule.allowed_from).update(
+            **changes
+        )
+        if not started:
+            current = Server.objects.get(pk=server.pk)
+            if current.task:
+                raise Conflict(
+                    _(
+                        "Another action (%(task)s) is in progress on this server; try again when it has "
+                        "finished."
+                    )
+                    % {"task": Task(current.task).label if current.task in Task.values else current.task}
+                )
+            raise Conflict(
+                _("Cannot %(action)s a server that is %(status)s.")
+                % {"action": rule.label, "status": current.get_status_display().lower()}
+            )
+        if prepare is not None:
+            prepare(server, locks)
+        operation = Operation.objects.create(
+            server=server, type=action, params=params or {}, requested_by=user
+        )
+        _record_action(server, action, user)
+        dispatch.operation_after_commit(operation.id)
+    server.refresh_from_db()
+    return operation
+
+
+# What each action is called in the activity log (English, translated when shown).
+ACTION_SUMMARIES = {
+    Task.START: gettext_noop("Started server %(name)s."),
+    Task.SHUTDOWN: gettext_noop("Shut down server %(name)s."),
+    Task.POWER_OFF: gettext_noop("Powered off server %(name)s."),
+    Task.REBOOT: gettext_noop("Rebooted server %(name)s."),
+    Task.RESIZE: gettext_noop("Resized server %(name)s."),
+    Task.REBUILD: gettext_noop("Rebuilt server %(name)s."),
+    Task.SNAPSHOT: gettext_noop("Took a snapshot of server %(name)s."),
+    Task.RESTORE: gettext_noop("Restored a snapshot of server %(name)s."),
+    Task.DELETE_SNAPSHOT: gettext_noop("Deleted a snapshot of server %(name)s."),
+    Task.SUSPEND: gettext_noop("Suspended server %(name)s."),
+    Task.UNSUSPEND: gettext_noop("Unsuspended server %(name)s."),
+    Task.DELETE: gettext_noop("Deleted server %(name)s."),
+}
+
+
+def _record_action(server: Server, action: str, user: User | None) -> None:
+    """The action in the owner's activity log; on the admins' audit log too when staff act on a customer's
+    server (billing's and metering's own suspensions have no actor)."""
+    staff_action = bool(user is not None and user.is_panel_staff and user.pk != server.owner_id)
+    suspension = action in (Task.SUSPEND, Task.UNSUSPEND)
+    activity.record(
+        ActivityEvent.Type.SUSPENSION if suspension else ActivityEvent.Type.SERVER_ACTION,
+        summary=ACTION_SUMMARIES.get(action, gettext_noop("Action %(type)s on server %(name)s.")),
+        data={"name": server.name, "type": action},
+        account=server.owner if server.owner_id else None,
+        actor=user,
+        target=f"server:{server.id}",
+        staff_action=staff_action,
+    )
+
+
+def delete_server(server: Server, user: User | None) -> Operation:
+    return request_action(server, Task.DELETE, user)
+
+
+SNAPSHOT_NAME = re.compile(r"^[\w .:-]{1,64}$")
+
+
+def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
+    """Change the server's plan. The capacity difference is claimed on its host at once (422 when the
+    host cannot take it); the disk only grows."""
+    if not plan.is_active:
+        raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
+    if plan.pk == server.plan_id:
+        raise Unprocessable(_("The server is on the plan %(plan)s already.") % {"plan": plan.name})
+    if plan.disk_gib < server.disk_gib:
+        raise Unprocessable(
+            _("Disks only grow: %(plan)s has %(new)s GiB, the server has %(old)s GiB.")
+            % {"plan": plan.name, "new": plan.disk_gib, "old": server.disk_gib}
+        )
+
+    def claim(current: Server, locks: LockOrder) -> None:
+        _check_quota(
+            locks,
+            current.owner_id,
+            {
+                "vcpus": plan.vcpus - current.vcpus,
+                "memory_mib": plan.memory_mib - current.memory_mib,
+                "disk_gib": plan.disk_gib - current.disk_gib,
+            },
+        )
+        try:
+            locks.resize_claim(current.id, Resources(plan.vcpus, plan.memory_mib, plan.disk_gib))
+        except NoCapacity as exc:
+            raise OutOfCapacity(
+                _("The server's host cannot take the plan %(plan)s now.") % {"plan": plan.name}
+            ) from exc
+        # The subscription follows at once (an upgrade is invoiced pro rata); a failed resize undoes it.
+        params["billing_undo"] = locks.change_plan(str(current.id), plan)
+
+    params = {
+        "plan": plan.slug,
+        "from": {"plan": server.plan.slug, "vcpus": server.vcpus, "memory_mib": server.memory_mib,
+                 "disk_gib": server.disk_gib},
+    }  # fmt: skip
+    return request_action(server, Task.RESIZE, user, params, prepare=claim)
+
+
+def rebuild_server(server: Server, image: Image, user: User | None) -> Operation:
+    """Reinstall the server from an image: a fresh disk, the same address and server. A server in error
+    whose create failed holds nothing any more: the rebuild claims again what an order claims."""
+    if not image.is_active:
+        raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
+    _check_image_fits(image, server.disk_gib)
+    params: dict = {"image": image.slug}
+
+    def reclaim(current: Server, locks: LockOrder) -> None:
+        if current.status == Status.ERROR:
+            params.update(_claim_again(current, locks))
+
+    return request_action(server, Task.REBUILD, user, params, prepare=reclaim)
+
+
+def _claim_again(server: Server, locks: LockOrder) -> dict:
+    """What a failed create gave back (capacity on a schedulable host, an IPv4 address, the subscription),
+    claimed again in the caller's transaction, in the one lock order: customer, host, address, invoice
+    numbering. Raises OutOfCapacity / OutOfAddresses / InsufficientCredit (the caller rolls back).
+    Returns what was claimed, for a failed rebuild to give it back."""
+    claimed: dict = {}
+    owner = locks.customer(server.owner_id)
+    region, plan = server.region, server.plan
+    if not Allocation.objects.filter(consumer_uuid=server.id).exists():
+        need = Resources(server.vcpus, server.memory_mib, server.disk_gib)
+        try:
+            host = locks.claim(server.id, region, need)
+        except NoCapacity as exc:
+            raise OutOfCapacity(
+                _("The server cannot be rebuilt now: %(reason)s") % {"reason": str(exc)}
+            ) from exc
+        Server.objects.filter(pk=server.pk).update(host=host)
+        server.host = host
+        claimed["capacity"] = True
+    server.__dict__.pop("ipv4_addresses", None)  # read anew, not as the caller last saw them
+    if not server.ipv4_addresses:
+        try:
+            address = locks.address(region, server.id)
+        except ipam.NoAddress as exc:
+            raise OutOfAddresses(
+                _("The server cannot be rebuilt now: %(reason)s") % {"reason": str(exc)}
+            ) from exc
+        server.__dict__.pop("ipv4_addresses", None)
+        if address is not None:
+            claimed["address"] = True
+    if subscriptions.active_subscription(str(server.id)) is None:
+        if settings.BILLING_ORDER_POLICY == "prepaid":
+            try:
+                subscriptions.require_credit(owner, plan)
+            except billing_errors.InsufficientCredit as exc:
+                raise InsufficientCredit(exc.message) from exc
+        locks.open_subscription(owner, plan, str(server.id), server.name)
+        claimed["subscription"] = True
+    return {"reclaimed": claimed} if claimed else {}
+
+
+def snapshot_server(server: Server, name: str, user: User | None) -> Operation:
+    name = (name or "").strip()
+    if not SNAPSHOT_NAME.match(name):
+        raise Unprocessable(_("A snapshot name has 1 to 64 letters, digits, spaces, dots, dashes or colons."))
+
+    def check_limit(current: Server, locks: LockOrder) -> None:
+        _check_quota(locks, current.owner_id, {"snapshots": 1})
+        if quotas.snapshots_of_server(current) >= settings.SNAPSHOT_LIMIT:
+            raise Unprocessable(
+                _("A server keeps at most %(limit)s snapshots; delete one first.")
+                % {"limit": settings.SNAPSHOT_LIMIT}
+            )
+
+    return request_action(server, Task.SNAPSHOT, user, {"name": name}, prepare=check_limit)
+
+
+def _snapshot_of(server: Server, snapshot_id) -> Snapshot:
+    snapshot = (
+        Snapshot.objects.filter(server=server, pk=snapshot_id).first() if str(snapshot_id).isdigit() else None
+    )
+    if snapshot is None:
+        raise Unprocessable(_("This server has no snapshot %(id)s.") % {"id": snapshot_id})
+    return snapshot
+
+
+def restore_snapshot(server: Server, snapshot_id, user: User | None) -> Operation:
+    snapshot = _snapshot_of(server, snapshot_id)
+    return request_action(server, Task.RESTORE, user, {"snapshot": snapshot.pk, "name": snapshot.name})
+
+
+def delete_snapshot(server: Server, snapshot_id, user: User | None) -> Operation:
+    snapshot = _snapshot_of(server, snapshot_id)
+    return request_action(
+        server, Task.DELETE_SNAPSHOT, user, {"snapshot": snapshot.pk, "name": snapshot.name}
+    )
+
+
+def _check_image_fits(image: Image, disk_gib: int) -> None:
+    if image.virtual_size_bytes > disk_gib * 1024**3:
+        raise Unprocessable(
+            _("The image %(image)s needs a disk of at least %(size)s GiB.")
+            % {"image": image.name, "size": -(-image.virtual_size_bytes // 1024**3)}
+        )
+
+
+def perform(server: Server, action: str, user: User | None, params: dict) -> Operation:
+    """Start a customer action by name with its parameters (the API's and the web's single entry)."""
+    if action == Task.RESIZE:
+        plan = Plan.objects.filter(slug=params.get("plan") or "").first()
+        if plan is None:
+            raise Unprocessable(_("Unknown plan %(plan)s.") % {"plan": params.get("plan")})
+        return resize_server(server, plan, user)
+    if action == Task.REBUILD:
+        image = Image.objects.filter(slug=params.get("image") or "").first()
+        if image is None:
+            raise Unprocessable(_("Unknown image %(image)s.") % {"image": params.get("image")})
+        return rebuild_server(server, image, user)
+    if action == Task.SNAPSHOT:
+        return snapshot_server(server, params.get("name") or "", user)
+    if action == Task.RESTORE:
+        return restore_snapshot(server, params.get("snapshot"), user)
+    if action == Task.DELETE_SNAPSHOT:
+        return delete_snapshot(server, params.get("snapshot"), user)
+    if action in POWER_ACTIONS:
+        return request_action(server, action, user)
+    raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
+
+
+def suspend_server(
+    server: Server, reason: str, user: User | None = None, by: str = SuspendedBy.STAFF
+) -> Operation:
+    """Stop the server and refuse customers' actions until it is unsuspended. `by` (staff, billing,
+    transfer) is recorded: billing lifts only its own suspensions."""
+    return request_action(server, Task.SUSPEND, user, {"reason": reason, "by": by})
+
+
+def unsuspend_server(server: Server, user: User | None = None) -> Operation:
+    """Lift a suspension (billing's after a payment, metering's at a new period, or a staff member's). Staff
+    cannot lift one on their own server, whoever suspended it (Forbidden)."""
+    if user is not None and user.pk == server.owner_id:
+        raise Forbidden(_("You cannot unsuspend your own server; ask another staff member."))
+    return request_action(server, Task.UNSUSPEND, user)

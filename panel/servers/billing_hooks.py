@@ -1,0 +1,133 @@
+"""The panel's answers to billing's signals: suspend, unsuspend and delete the servers of a
+subscription (billing knows them only by reference); record payments and staff's billing actions in the
+activity log, and lift an account's new-account limits once its payments reach NEW_ACCOUNT_LIFT_AMOUNT
+(or the cheapest plan's monthly price). These receivers run inside billing's transaction, so the record
+commits or rolls back with the change."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.dispatch import receiver
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
+from billing import signals, subjects
+from billing.money import quantize
+from panel.accounts import quotas
+from panel.activity import log as activity
+from panel.models import ActivityEvent, Server
+from panel.servers import actions
+from panel.servers.states import SuspendedBy
+
+log = logging.getLogger(__name__)
+
+
+@subjects.register
+def live_servers(account, references: list[str]) -> dict[str, Server]:
+    """The account's live servers by subscription reference, for billing's pages."""
+    ids = []
+    for reference in references:
+        try:
+            ids.append(uuid.UUID(reference))
+        except ValueError:
+            continue
+    servers = Server.objects.filter(owner=account, id__in=ids).exclude(status=Server.Status.DELETED)
+    return {str(server.id): server for server in servers}
+
+
+def _servers(references):
+    return Server.objects.filter(id__in=list(references)).select_related("host")
+
+
+@receiver(signals.account_suspended)
+def suspend_for_billing(sender, account, references, **kwargs) -> None:
+    for server in _servers(references).filter(status__in=[Server.Status.RUNNING, Server.Status.STOPPED]):
+        try:
+            reason = _("Suspended: an invoice is overdue. Pay it to resume the server.")
+            actions.suspend_server(server, reason, by=SuspendedBy.BILLING)
+        except actions.ActionError as exc:
+            log.warning("could not suspend %s for billing now: %s", server.id, exc.message)
+
+
+@receiver(signals.account_unsuspended)
+def unsuspend_after_payment(sender, account, references, **kwargs) -> None:
+    for server in _servers(references).filter(
+        status=Server.Status.SUSPENDED, suspended_by=SuspendedBy.BILLING
+    ):
+        try:
+            actions.unsuspend_server(server)
+        except actions.ActionError as exc:
+            log.warning("could not unsuspend %s after payment now: %s", server.id, exc.message)
+
+
+@receiver(signals.subscriptions_terminated)
+def delete_terminated(sender, account, references, **kwargs) -> None:
+    for server in _servers(references).exclude(status__in=[Server.Status.DELETED, Server.Status.DELETING]):
+        try:
+            actions.delete_server(server, None)
+        except actions.ActionError as exc:
+            log.warning("could not delete terminated %s now: %s", server.id, exc.message)
+
+
+def _by_staff(account, by) -> bool:
+    return by is not None and getattr(by, "is_panel_staff", False) and by.pk != account.pk
+
+
+@receiver(signals.payment_recorded)
+def record_payment_and_lift_limits(sender, account, payment, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.PAYMENT,
+        summary=gettext_noop("Payment %(reference)s of %(amount)s %(currency)s received."),
+        data={
+            "reference": payment.reference,
+            "amount": str(quantize(payment.amount)),
+            "currency": payment.currency,
+        },
+        account=account,
+        actor=by,
+        target=f"payment:{payment.pk}",
+        staff_action=_by_staff(account, by),
+    )
+    quotas.lift_new_account_limits_when_paid(account)  # once the payments reach the amount, and only once
+
+
+@receiver(signals.balance_adjusted)
+def record_adjustment(sender, account, entry, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.CREDIT,
+        summary=gettext_noop("Balance adjusted by %(amount)s %(currency)s (%(reason)s)."),
+        data={"amount": str(entry.amount), "currency": entry.currency, "reason": entry.reason},
+        account=account,
+        actor=by,
+        target=f"user:{account.pk}",
+        staff_action=_by_staff(account, by),
+    )
+
+
+@receiver(signals.billing_terms_changed)
+def record_billing_terms(sender, account, profile, by=None, **kwargs) -> None:
+    prices = ", ".join(f"{slug} {price}" for slug, price in sorted(profile.custom_prices.items())) or "-"
+    activity.record(
+        ActivityEvent.Type.BILLING_TERMS,
+        summary=gettext_noop("Billing terms set: %(discount)s%% discount; custom prices: %(prices)s."),
+        data={"discount": str(profile.discount_percent), "prices": prices},
+        account=account,
+        actor=by,
+        target=f"user:{account.pk}",
+        staff_action=_by_staff(account, by),
+    )
+
+
+@receiver(signals.invoice_voided)
+def record_void(sender, account, invoice, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.INVOICE_VOIDED,
+        summary=gettext_noop("Invoice %(number)s voided."),
+        data={"number": invoice.number or ""},
+        account=account,
+        actor=by,
+        target=f"invoice:{invoice.pk}",
+        staff_action=_by_staff(account, by),
+    )

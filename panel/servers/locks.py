@@ -1,0 +1,106 @@
+"""The one lock order, and the helper that takes locks in it.
+
+A transaction that locks more than one kind of row takes them in this order, and never goes back:
+
+1. the customer: their user row (quotas, credit, billing terms; billing's ledger locks the same row),
+2. the server: its row, by the compare-and-swap that starts an action,
+3. the host: its row, by a claim (`hypervisor.claims`), one host at a time,
+4. the address: a free IPv4 address, taken without waiting (SKIP LOCKED, `hypervisor.ipam`),
+5. the invoice numbering: billing's sequence row for the year, the one lock every order shares, taken
+   last, a few statements before the commit.
+
+Two transactions that both follow it can wait for each other only in one direction, so they never
+deadlock; and the contended locks (a host, the numbering) are held for the shortest time. Taking a lock
+the transaction already holds is free (Postgres row locks are re-entrant within a transaction).
+
+`LockOrder` is used by every path that takes more than one of them: an order, a resize, a rebuild
+that claims again what a failed create gave back, and any action whose preparation locks the customer.
+It refuses to take a lock out of order (a programming error, raised at once in tests), which is how the
+order stays true as the code changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import IntEnum
+
+from django.db import transaction
+
+from billing import subscriptions
+from billing.models import Plan
+from hypervisor import claims, ipam
+from hypervisor.models import Allocation, Host, IPAddress, Region
+from hypervisor.placement import Resources
+from panel.accounts.models import User
+
+
+class Lock(IntEnum):
+    CUSTOMER = 1
+    SERVER = 2
+    HOST = 3
+    ADDRESS = 4
+    INVOICE_NUMBER = 5
+
+
+class LockOrderError(RuntimeError):
+    """A lock was asked for after a lock that comes later in the order."""
+
+
+class LockOrder:
+    """The locks one transaction takes, in the one order. Use inside `transaction.atomic()`."""
+
+    def __init__(self) -> None:
+        self.taken: set[Lock] = set()
+        self._customer: User | None = None
+
+    def _take(self, lock: Lock) -> None:
+        if not transaction.get_connection().in_atomic_block:
+            raise LockOrderError(f"the {lock.name.lower()} lock needs a transaction")
+        if lock in self.taken:
+            return  # held already: taking it again waits for nobody
+        later = [held for held in self.taken if held > lock]
+        if later:
+            raise LockOrderError(
+                f"the {lock.name.lower()} lock is taken after the {max(later).name.lower()} lock"
+            )
+        self.taken.add(lock)
+
+    def customer(self, user_id: int) -> User:
+        """Lock the customer's row, read with their quota (their orders, quotas and credit are counted one
+        at a time). Asked again, it answers the row it holds without a query."""
+        if self._customer is not None:
+            if self._customer.pk != user_id:
+                raise LockOrderError("one transaction locks one customer")
+            return self._customer
+        self._take(Lock.CUSTOMER)
+        self._customer = User.objects.select_for_update(of=("self",)).select_related("quota").get(pk=user_id)
+        return self._customer
+
+    def server(self) -> None:
+        """Mark the server row as locked: the caller's compare-and-swap UPDATE on it comes next."""
+        self._take(Lock.SERVER)
+
+    def claim(self, consumer_uuid: uuid.UUID, region: Region, need: Resources) -> Host:
+        """Claim capacity on a host of the region (its row is locked while the claim is counted)."""
+        self._take(Lock.HOST)
+        return claims.claim(consumer_uuid, region, need)
+
+    def resize_claim(self, consumer_uuid: uuid.UUID, need: Resources) -> Allocation:
+        """Change the consumer's claim on its host to `need`."""
+        self._take(Lock.HOST)
+        return claims.resize_claim(consumer_uuid, need)
+
+    def address(self, region: Region, consumer_uuid: uuid.UUID) -> IPAddress | None:
+        """Take a free address from the region's pool, if it has one (never waits for another's)."""
+        self._take(Lock.ADDRESS)
+        return ipam.allocate_if_pooled(region, consumer_uuid)
+
+    def open_subscription(self, account: User, plan: Plan, reference: str, label: str) -> None:
+        """Start the subscription of a new server (its first invoice takes a number)."""
+        self._take(Lock.INVOICE_NUMBER)
+        subscriptions.open_subscription(account, plan, reference, label)
+
+    def change_plan(self, reference: str, plan: Plan) -> dict:
+        """Move the subscription to another plan (an upgrade's invoice takes a number)."""
+        self._take(Lock.INVOICE_NUMBER)
+        return subscriptions.change_plan(reference, plan)

@@ -1,0 +1,167 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy as _
+
+from hypervisor.ipam import addresses_of
+from hypervisor.macs import random_mac
+from hypervisor.models import IPAddress
+from panel.servers import operation_states, states
+
+
+class Server(models.Model):
+    """A customer's VPS. Its id is also the libvirt domain UUID (the consumer UUID for placement)."""
+
+    Status = states.Status
+    Task = states.Task
+    SuspendedBy = states.SuspendedBy
+    PowerState = states.PowerState
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(_("hostname"), max_length=253)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="servers")
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")
+    image = models.ForeignKey("hypervisor.Image", on_delete=models.PROTECT, related_name="+")
+    region = models.ForeignKey("hypervisor.Region", on_delete=models.PROTECT, related_name="+")
+    host = models.ForeignKey(
+        "hypervisor.Host", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    vcpus = models.PositiveIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    disk_gib = models.PositiveIntegerField()
+    # Allocated by the panel at order time (hypervisor.macs), unique across all servers.
+    mac = models.CharField(_("MAC address"), max_length=17, unique=True, null=True, blank=True)
+    ssh_keys = models.JSONField(default=list, blank=True, help_text=_("Public keys given at order time."))
+    password_hash = models.CharField(max_length=200, blank=True, help_text="SHA-512 crypt hash for root")
+    user_data = models.TextField(blank=True)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    task = models.CharField(max_length=20, choices=Task.choices, null=True, blank=True)
+    power_state = models.CharField(max_length=20, choices=PowerState.choices, blank=True)
+    # What the customer is told (plain words); status_detail is what staff see besides (the hypervisor's
+    # own error, a staff suspension's reason), never shown to customers.
+    status_reason = models.TextField(null=True, blank=True)
+    status_detail = models.TextField(blank=True, default="")
+    suspended_by = models.CharField(
+        max_length=10,
+        choices=SuspendedBy.choices,
+        blank=True,
+        help_text="who suspended it: staff, billing or transfer (only they lift it)",
+    )
+    bandwidth_error = models.TextField(
+        blank=True, help_text="why the port speed could not be applied (staff)"
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("server")
+        indexes = [
+            models.Index(fields=["owner", "status"]),
+            models.Index(fields=["host", "status"]),
+            # The staff list and the admin API list: live servers, newest first.
+            models.Index(
+                models.F("created_at").desc(),
+                name="server_live_recent_idx",
+                condition=~models.Q(status=states.Status.DELETED),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.mac:
+            self.mac = random_mac()
+        super().save(*args, **kwargs)
+
+    @property
+    def domain_name(self) -> str:
+        """The libvirt domain name: unique per host, unlike customers' hostnames."""
+        return f"vps-{self.id}"
+
+    @cached_property
+    def ipv4_addresses(self) -> list:
+        """The server's IPv4 address rows (hypervisor IPAM knows the server by its UUID)."""
+        return list(IPAddress.objects.filter(consumer_uuid=self.id).select_related("pool"))
+
+    @property
+    def ipv4(self) -> list[str]:
+        return [address.address for address in self.ipv4_addresses]
+
+
+def default_deadline():
+    return timezone.now() + timedelta(seconds=settings.OPERATION_DEADLINE)
+
+
+class Operation(models.Model):
+    """One action on a server. The row, not Celery, is the truth; its id is the Celery task id."""
+
+    Type = states.Task
+    Status = operation_states.Status
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="operations")
+    type = models.CharField(max_length=20, choices=Type.choices)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # `error` is the plain message customers see; `detail` what staff see (the hypervisor's own words).
+    error = models.TextField(blank=True)
+    detail = models.TextField(blank=True, default="")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(default=default_deadline)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["server", "-created_at"]),
+            models.Index(fields=["status", "deadline"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.server_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in operation_states.FINISHED
+
+
+def attach_addresses(servers):
+    """Fill ipv4_addresses for many servers with one query; returns the servers as a list."""
+    servers = list(servers)
+    by_consumer = addresses_of(server.id for server in servers)
+    for server in servers:
+        server.__dict__["ipv4_addresses"] = by_consumer.get(str(server.id), [])
+    return servers
+
+
+class Snapshot(models.Model):
+    """An internal qcow2 snapshot of a server, made by a snapshot operation."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(_("name"), max_length=64)
+    libvirt_name = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "libvirt_name"], name="snapshot_unique_per_server"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,31 @@
+"""An operation's state machine. The Operation row, not Celery, is the truth: it is recorded pending with
+its server's task, a worker marks it running (counting the attempt), and it closes once, succeeded or
+failed; the reaper fails operations stuck past their deadline."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+
+
+OPEN = (Status.PENDING, Status.RUNNING)
+FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.RUNNING, Status.FAILED}),
+    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset(),
+}
+
+
+def may_move(old: str, new: str) -> bool:
+    """Whether an operation ever moves from `old` to `new` (a worker's retry keeps it running)."""
+    return old == new or Status(new) in TRANSITIONS[Status(old)]

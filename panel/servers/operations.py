@@ -1,0 +1,550 @@
+"""Carrying out operations in a worker. Each handler's steps are idempotent (they look at the hypervisor
+before acting), so a redelivered or retried task finishes the work instead of repeating it. Every exit
+clears the server's task: success, failure, or the reaper after a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from billing import subscriptions
+from billing.models import Plan
+from hypervisor import claims, driver, ipam
+from hypervisor.connection import HypervisorError
+from hypervisor.models import Allocation, BaseVolume, Host, Image
+from hypervisor.xml.domain import KernelBoot
+from panel import dispatch
+from panel.faults import pause_point
+from panel.models import Operation, Server, Snapshot
+from panel.servers import guest, operation_states
+from panel.servers.actions import HOST_DOWN_MESSAGE
+from panel.servers.states import PowerState, Status, SuspendedBy, Task
+from panel.usage import metering
+
+log = logging.getLogger(__name__)
+OPEN = operation_states.OPEN
+# What customers are told when an operation fails: plain words. The error itself (the hypervisor's, which
+# may name internal hosts and paths) is kept for staff in Operation.detail and Server.status_detail.
+FAILED_STATUS_REASONS = {
+    Task.CREATE: gettext_lazy(
+        "Creating the server failed. Delete it and nothing is charged for it, or rebuild it to try again."
+    ),
+    Task.DELETE: gettext_lazy("Deleting the server failed. Please try again; our staff have been notified."),
+    Task.REBUILD: gettext_lazy(
+        "Rebuilding the server failed. Please try again; our staff have been notified."
+    ),
+}
+# What staff are told, after the error, when a failed create may have left its domain on the host.
+CLEANUP_PENDING = gettext_lazy(
+    "Cleanup is pending: the domain may still exist on the host, so the server keeps its capacity, its "
+    "address and its subscription until it is deleted (deleting it destroys the domain)."
+)
+FAILED_MESSAGE = gettext_lazy("The action failed. Please try again, or contact support if it keeps failing.")
+
+
+def _public_message(message: str) -> str:
+    """What the customer is told about a failed action: a host that is down is said as such (it names
+    nothing internal and tells them to wait); any other hypervisor error becomes the plain message."""
+    return message if message == str(HOST_DOWN_MESSAGE) else str(FAILED_MESSAGE)
+
+
+@dataclass
+class RetryLater(Exception):
+    """A transient hypervisor error: the task should run again after `countdown` seconds."""
+
+    countdown: int
+    reason: str
+
+
+def domain_request(server: Server) -> driver.DomainRequest:
+    """The request for an existing server's domain (kernel boot as its image says, no copying)."""
+    boot = None
+    image = server.image
+    if image.kernel_path:
+        base = BaseVolume.objects.filter(host=server.host_id, image=image).values_list("kind", "path")
+        paths = dict(base)
+        if "kernel" in paths:
+            boot = KernelBoot(paths["kernel"], paths["initrd"], image.cmdline)
+    return guest.domain_request(server, boot)
+
+
+def begin(operation_id: str) -> Operation | None:
+    """Mark the operation running (counting the attempt); None if it has already finished."""
+    with transaction.atomic():
+        operation = (
+            Operation.objects.select_for_update(of=("self",))
+            .select_related("server", "server__host", "server__plan", "server__image")
+            .defer("server__host__inventory")
+            .filter(pk=operation_id)
+            .first()
+        )
+        if operation is None or operation.is_finished:
+            return None
+        operation.status = Operation.Status.RUNNING
+        operation.attempts += 1
+        operation.started_at = operation.started_at or timezone.now()
+        operation.save(update_fields=["status", "attempts", "started_at"])
+        if operation.type == Task.CREATE:
+            Server.objects.filter(pk=operation.server_id, status=Status.PENDING).update(
+                status=Status.PROVISIONING
+            )
+    return operation
+
+
+def _close(
+    operation: Operation, status: str, error: str, server_changes: dict, detail: str = "", only_from=OPEN
+) -> bool:
+    """Close a still-open operation (in one of the statuses `only_from`) and clear its server's task in one
+    transaction. An operation that was closed meanwhile (by the reaper, or by another delivery of the same
+    task) is left as it is."""
+    now = timezone.now()
+    with transaction.atomic():
+        closed = Operation.objects.filter(pk=operation.pk, status__in=only_from).update(
+            status=status, finished_at=now, error=error, detail=detail
+        )
+        if closed:
+            if "status_reason" in server_changes and server_changes["status_reason"] is None:
+                server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
+            Server.objects.filter(pk=operation.server_id, task=operation.type).update(
+                task=None, updated_at=now, **server_changes
+            )
+    return bool(closed)
+
+
+def finish(operation: Operation, **server_changes) -> bool:
+    """Record success and clear the server's task."""
+    return _close(operation, Operation.Status.SUCCEEDED, "", server_changes)
+
+
+def fail(operation: Operation, message: str, detail: str = "", only_from=OPEN, **server_changes) -> bool:
+    """Record failure (`message` for the customer, `detail` for staff) and clear the server's task."""
+    return _close(operation, Operation.Status.FAILED, message, server_changes, detail, only_from)
+
+
+def _host(server: Server) -> Host:
+    """The server's host; fails fast (no libvirt call that would hang) when the host is down."""
+    if server.host is None:
+        raise HypervisorError(_("the server has no host"))
+    if server.host.state == Host.State.DOWN:
+        raise HypervisorError(str(HOST_DOWN_MESSAGE))
+    return server.host
+
+
+def create(operation: Operation) -> None:
+    server = operation.server
+    host = _host(server)
+    base_path, boot = guest.image_files(server, owner=str(operation.id))
+    request = guest.domain_request(server, boot)
+    disk_path = driver.create_disk(host, request, base_path)
+    pause_point("create:disk")
+    # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload.
+    defined = driver.power_state(host, server.id) is not None
+    seed_path = driver.write_seed(host, request, guest.seed_iso(server), replace=not defined)
+    _remember_defining(operation)
+    driver.define_domain(host, request, disk_path, seed_path)
+    pause_point("create:defined")
+    state = driver.start(host, server.id)
+    metering.after_start(server, new=True)
+    finish(operation, status=Status.RUNNING, power_state=state, status_reason=None)
+
+
+def start(operation: Operation) -> None:
+    state = driver.start(_host(operation.server), operation.server.id)
+    metering.after_start(operation.server)
+    finish(operation, status=Status.RUNNING, power_state=state, status_reason=None)
+
+
+def power_off(operation: Operation) -> None:
+    host = _host(operation.server)
+    metering.meter_server(operation.server)
+    state = driver.power_off(host, operation.server.id)
+    finish(operation, status=Status.STOPPED, power_state=state, status_reason=None)
+
+
+def shutdown(operation: Operation) -> None:
+    host = _host(operation.server)
+    metering.meter_server(operation.server)
+    graceful = driver.shutdown(host, operation.server.id, settings.SHUTDOWN_TIMEOUT)
+    reason = None if graceful else _("The guest did not shut down in time and was powered off.")
+    finish(operation, status=Status.STOPPED, power_state=PowerState.SHUTOFF, status_reason=reason)
+
+
+def reboot(operation: Operation) -> None:
+    graceful = driver.reboot(_host(operation.server), operation.server.id, settings.REBOOT_TIMEOUT)
+    reason = None if graceful else _("The guest did not reboot in time and was reset.")
+    finish(operation, status=Status.RUNNING, power_state=PowerState.RUNNING, status_reason=reason)
+
+
+def _remember(operation: Operation, **values) -> None:
+    """Keep facts a retried attempt needs (e.g. whether the server was running before it began)."""
+    operation.params = {**operation.params, **values}
+    Operation.objects.filter(pk=operation.pk).update(params=operation.params)
+
+
+def _remember_defining(operation: Operation) -> None:
+    """Recorded before the domain is defined: until then a failure provably left no guest on the host
+    (a disk without a domain runs nothing), so what the server holds can go back even when the cleanup
+    cannot reach the host."""
+    if not operation.params.get("defining"):
+        _remember(operation, defining=True)
+
+
+def _was_running(operation: Operation) -> bool:
+    if "was_running" not in operation.params:
+        _remember(
+            operation,
+            was_running=driver.power_state(_host(operation.server), operation.server.id)
+            == PowerState.RUNNING,
+        )
+    return operation.params["was_running"]
+
+
+def resize(operation: Operation) -> None:
+    """New vCPU and memory sizes apply with a restart (graceful shutdown first); the disk grows live."""
+    server = operation.server
+    host = _host(server)
+    plan = Plan.objects.get(slug=operation.params["plan"])
+    was_running = _was_running(operation)
+    request = replace(
+        domain_request(server), vcpus=plan.vcpus, memory_mib=plan.memory_mib, disk_gib=plan.disk_gib
+    )
+    driver.resize_disk(host, request)
+    driver.set_resources(host, server.id, plan.vcpus, plan.memory_mib)
+    pause_point("resize:configured")
+    if was_running and driver.current_resources(host, server.id) != (plan.vcpus, plan.memory_mib):
+        metering.meter_server(server)
+        driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
+    state = driver.start(host, server.id) if was_running else PowerState.SHUTOFF
+    server.plan = plan
+    if was_running:
+        metering.apply_port_speed(server, metering.desired_speed(server))
+    finish(
+        operation,
+        plan=plan,
+        vcpus=plan.vcpus,
+        memory_mib=plan.memory_mib,
+        disk_gib=plan.disk_gib,
+        status=Status.RUNNING if was_running else Status.STOPPED,
+        power_state=state,
+        status_reason=None,
+    )
+
+
+def rebuild(operation: Operation) -> None:
+    """A fresh disk from the image and a new seed (a new instance id, so cloud-init runs again)."""
+    server = operation.server
+    host = _host(server)
+    image = Image.objects.get(slug=operation.params["image"])
+    server.image = image
+    if driver.power_state(host, server.id) is not None:  # a vanished domain is simply defined anew
+        driver.power_off(host, server.id)
+        driver.drop_snapshots(host, server.id)
+    base_path, boot = guest.image_files(server, owner=str(operation.id))
+    request = guest.domain_request(server, boot)
+    driver.delete_disk(host, request)
+    disk_path = driver.create_disk(host, request, base_path)
+    seed_path = driver.write_seed(
+        host, request, guest.seed_iso(server, f"{server.id}-{operation.id.hex[:8]}"), replace=True
+    )
+    _remember_defining(operation)
+    driver.define_domain(host, request, disk_path, seed_path, replace=True)
+    state = driver.start(host, server.id)
+    metering.after_start(server)
+    with transaction.atomic():
+        Snapshot.objects.filter(server=server).delete()  # the rebuild dropped the old disk's snapshots
+        finish(operation, image=image, status=Status.RUNNING, power_state=state, status_reason=None)
+
+
+def snapshot_name(operation: Operation) -> str:
+    return f"snap-{operation.id.hex[:12]}"
+
+
+def snapshot(operation: Operation) -> None:
+    server = operation.server
+    name = snapshot_name(operation)
+    driver.create_snapshot(_host(server), server.id, name, operation.params["name"])
+    with transaction.atomic():
+        Snapshot.objects.get_or_create(
+            server=server, libvirt_name=name, defaults={"name": operation.params["name"]}
+        )
+        finish(operation)
+
+
+def restore(operation: Operation) -> None:
+    server = operation.server
+    snap = Snapshot.objects.get(pk=operation.params["snapshot"], server=server)
+    state = driver.revert_to_snapshot(_host(server), server.id, snap.libvirt_name)
+    if state == PowerState.RUNNING:
+        metering.after_start(server)
+    finish(
+        operation,
+        status=Status.RUNNING if state == PowerState.RUNNING else Status.STOPPED,
+        power_state=state,
+        status_reason=None,
+    )
+
+
+def delete_snapshot(operation: Operation) -> None:
+    server = operation.server
+    snap = Snapshot.objects.filter(pk=operation.params["snapshot"], server=server).first()
+    if snap is not None:
+        driver.delete_snapshot(_host(server), server.id, snap.libvirt_name)
+    with transaction.atomic():
+        Snapshot.objects.filter(pk=operation.params["snapshot"]).delete()
+        finish(operation)
+
+
+def suspend(operation: Operation) -> None:
+    server = operation.server
+    host = _host(server)
+    metering.meter_server(server)
+    state = driver.power_off(host, server.id)
+    by = operation.params.get("by", SuspendedBy.STAFF)
+    reason = operation.params.get("reason") or ""
+    if by == SuspendedBy.STAFF:
+        # A staff member's reason is internal; the customer is told to get in touch.
+        public, detail = _("Suspended by staff. Please contact support."), reason
+    else:
+        public, detail = reason or _("Suspended."), ""
+    finish(
+        operation,
+        status=Status.SUSPENDED,
+        power_state=state,
+        status_reason=public,
+        status_detail=detail,
+        suspended_by=by,
+    )
+
+
+def unsuspend(operation: Operation) -> None:
+    state = driver.start(_host(operation.server), operation.server.id)
+    metering.after_start(operation.server)
+    finish(
+        operation,
+        status=Status.RUNNING,
+        power_state=state,
+        status_reason=None,
+        status_detail="",
+        suspended_by=SuspendedBy.NOBODY,
+    )
+
+
+def _never_became_usable(server: Server) -> bool:
+    """The panel created the server, and no create or rebuild of it ever succeeded: it never ran for its
+    owner."""
+    made = Operation.objects.filter(server=server, type__in=(Task.CREATE, Task.REBUILD))
+    return (
+        made.filter(type=Task.CREATE).exists() and not made.filter(status=Operation.Status.SUCCEEDED).exists()
+    )
+
+
+def _end_billing(server: Server) -> None:
+    """The deleted server's subscription ends; one that never became usable (a failed create whose domain
+    had to wait for this delete to be destroyed) is also not charged: its invoice is voided or credited.
+    Both are idempotent (the subscription's move to ended is the guard)."""
+    if _never_became_usable(server):
+        subscriptions.cancel_unused_subscription(str(server.id))
+    else:
+        subscriptions.end_subscription(str(server.id))
+
+
+def delete(operation: Operation) -> None:
+    server = operation.server
+    if server.host is not None:
+        host = _host(server)
+        metering.meter_server(server)
+        driver.destroy(host, domain_request(server))
+    pause_point("delete:destroyed")
+    with transaction.atomic():
+        _end_billing(server)  # first: the one lock order is customer, host, address
+        claims.release(server.id)
+        ipam.release(server.id)
+        Snapshot.objects.filter(server=server).delete()
+        finish(operation, status=Status.DELETED, power_state=PowerState.NONE, deleted_at=timezone.now())
+
+
+HANDLERS: dict[str, Callable[[Operation], None]] = {
+    Task.CREATE: create,
+    Task.START: start,
+    Task.POWER_OFF: power_off,
+    Task.SHUTDOWN: shutdown,
+    Task.REBOOT: reboot,
+    Task.RESIZE: resize,
+    Task.REBUILD: rebuild,
+    Task.SNAPSHOT: snapshot,
+    Task.RESTORE: restore,
+    Task.DELETE_SNAPSHOT: delete_snapshot,
+    Task.SUSPEND: suspend,
+    Task.UNSUSPEND: unsuspend,
+    Task.DELETE: delete,
+}
+
+
+def _never_usable(operation: Operation) -> bool:
+    """A create, or a rebuild that had to claim everything again after a failed create: the server never
+    became usable, so what it holds and what it was charged go back when it fails."""
+    return operation.type == Task.CREATE or (
+        operation.type == Task.REBUILD and bool(operation.params.get("reclaimed"))
+    )
+
+
+def _give_back_unused(server: Server) -> None:
+    """In the caller's transaction, in the one lock order (customer, host, address): end the subscription of
+    a server that never became usable (voiding or crediting what it was charged), free its capacity and
+    its address. Each step is idempotent."""
+    subscriptions.cancel_unused_subscription(str(server.id))
+    claims.release(server.id)
+    ipam.release(server.id)
+
+
+def _cleaned_up(operation: Operation) -> bool:
+    """Destroy what a failed create (or reclaiming rebuild) made on the host. True when nothing of it is
+    left there: the destroy succeeded, or the failure came before its domain was defined. False
+    when the domain may still exist (the host is down, or the destroy failed)."""
+    server = operation.server
+    if server.host is not None and server.host.state != Host.State.DOWN:
+        try:
+            driver.destroy(server.host, domain_request(server))
+            return True
+        except HypervisorError as exc:
+            log.warning("cleanup after failed %s of %s: %s", operation.type, server.id, exc.message)
+    return server.host is None or not operation.params.get("defining")
+
+
+def _pending_cleanup_detail(message: str) -> str:
+    return f"{message}\n{CLEANUP_PENDING}"
+
+
+def on_failure(operation: Operation, message: str) -> None:
+    """Undo what a failed step left behind and record the failure: the customer gets a plain message,
+    staff the error itself. A failed create gives back what it holds only when nothing of it is left on the
+    host; otherwise the server keeps its capacity, address and subscription until it is deleted."""
+    server = operation.server
+    if _never_usable(operation):
+        cleaned = _cleaned_up(operation)
+        with transaction.atomic():
+            closed = fail(
+                operation,
+                str(FAILED_STATUS_REASONS[operation.type]),
+                message,
+                status=Status.ERROR,
+                status_reason=str(FAILED_STATUS_REASONS[Task.CREATE]),
+                status_detail=message if cleaned else _pending_cleanup_detail(message),
+            )
+            if closed and cleaned:
+                _give_back_unused(server)
+    elif operation.type in (Task.DELETE, Task.REBUILD):
+        fail(
+            operation,
+            str(FAILED_STATUS_REASONS[operation.type]),
+            message,
+            status=Status.ERROR,
+            status_reason=str(FAILED_STATUS_REASONS[operation.type]),
+            status_detail=message,
+        )
+    elif operation.type == Task.RESIZE:
+        old = operation.params["from"]
+        if server.host is not None and server.host.state != Host.State.DOWN:
+            try:  # the domain's saved configuration goes back to the size the panel records
+                driver.set_resources(server.host, server.id, old["vcpus"], old["memory_mib"])
+            except HypervisorError as exc:
+                log.warning("reverting the failed resize of %s: %s", server.id, exc.message)
+        with transaction.atomic():
+            _give_back_resize(operation)
+            subscriptions.undo_plan_change(str(server.id), operation.params.get("billing_undo") or {})
+            fail(operation, _public_message(message), message)
+    else:
+        fail(operation, _public_message(message), message)
+
+
+def execute(operation_id: str) -> None:
+    """Run one operation to its end, or raise RetryLater for a transient hypervisor error."""
+    operation = begin(operation_id)
+    if operation is None:
+        return
+    if operation.attempts > settings.OPERATION_MAX_ATTEMPTS:
+        # Deliveries that never recorded an outcome (a worker killed mid-task) count as attempts too.
+        on_failure(
+            operation, _("The operation was given up after %(n)s attempts.") % {"n": operation.attempts - 1}
+        )
+        return
+    try:
+        HANDLERS[operation.type](operation)
+    except HypervisorError as exc:
+        if exc.transient and operation.attempts < settings.OPERATION_MAX_ATTEMPTS:
+            raise RetryLater(countdown=min(60, 2**operation.attempts), reason=exc.message) from exc
+        on_failure(operation, exc.message)
+    except SoftTimeLimitExceeded:
+        on_failure(operation, _("The operation took too long and was stopped."))
+    except Exception:
+        log.exception("operation %s failed", operation_id)
+        on_failure(operation, _("An internal error occurred; the staff have been notified."))
+
+
+REDISPATCH_AFTER = timedelta(minutes=2)
+
+
+def redispatch_unstarted_operations() -> int:
+    """Send again operations that no worker has started (the web process died between commit and send,
+    or the broker was down). Running an operation twice is harmless: `begin` skips finished ones."""
+    cutoff = timezone.now() - REDISPATCH_AFTER
+    waiting = Operation.objects.filter(
+        status=Operation.Status.PENDING, created_at__lt=cutoff, deadline__gte=timezone.now()
+    ).values_list("id", flat=True)
+    count = 0
+    for operation_id in waiting:
+        dispatch.operation(operation_id)
+        count += 1
+    return count
+
+
+def _give_back_resize(operation: Operation) -> None:
+    """Return the capacity a resize claimed for the new size (the allocation goes back to the old size)."""
+    old = operation.params["from"]
+    Allocation.objects.filter(consumer_uuid=operation.server_id).update(
+        vcpus=old["vcpus"], memory_mib=old["memory_mib"], disk_gib=old["disk_gib"]
+    )
+
+
+def reap_stuck_operations() -> int:
+    """Fail operations that ran past their deadline and free their servers. A create or delete that never
+    finished leaves the server in error (the customer can delete it again); other actions leave the status.
+    A create no worker ever began gives back what it holds; one that began may have a running domain (its
+    worker may even still be at it), so it keeps its capacity, address and subscription, and deleting the
+    server destroys the domain and ends the billing."""
+    reaped = 0
+    for operation in Operation.objects.filter(status__in=OPEN, deadline__lt=timezone.now()):
+        message = _("The operation did not finish before its deadline.")
+        # Closed only from the status seen here: one a worker begins meanwhile waits for a later run.
+        unstarted = operation.status == Operation.Status.PENDING
+        nothing_on_host = unstarted and _never_usable(operation)
+        changes = {}
+        if operation.type in FAILED_STATUS_REASONS:
+            changes = {
+                "status": Status.ERROR,
+                "status_reason": str(FAILED_STATUS_REASONS[operation.type]),
+                "status_detail": message,
+            }
+            if _never_usable(operation) and not nothing_on_host:
+                changes["status_detail"] = _pending_cleanup_detail(message)
+        with transaction.atomic():
+            closed = fail(operation, message, message, only_from=(operation.status,), **changes)
+            if closed and nothing_on_host:
+                _give_back_unused(operation.server)
+            if closed and operation.type == Task.RESIZE:
+                _give_back_resize(operation)
+                subscriptions.undo_plan_change(
+                    str(operation.server_id), operation.params.get("billing_undo") or {}
+                )
+        reaped += closed
+    return reaped

@@ -1,0 +1,103 @@
+"""The server's state machine: its vocabularies and the moves between them, in one place.
+
+Like Nova's vm_states / task_states / power_state:
+- `Status`: what the customer sees.
+- `Task`: the action in flight (null when idle). A task is the type of the operation that runs it, so
+  `Operation.type` uses the same vocabulary.
+- `PowerState`: the last state the hypervisor reported (`hypervisor.power_state`, the hypervisor's own
+  vocabulary; re-exported here).
+- `SuspendedBy`: who suspended the server; only they lift it.
+
+`ACTIONS` says from which statuses each action may start (the compare-and-swap of `actions.perform`)
+and which status the server shows while it runs; `TRANSITIONS` lists every status change the panel
+makes, by an action's outcome, by reconcile or by billing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from hypervisor.power_state import PowerState
+
+__all__ = ["ACTIONS", "Action", "PowerState", "Status", "SuspendedBy", "TRANSITIONS", "Task", "may_move"]
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    PROVISIONING = "provisioning", _("Provisioning")
+    RUNNING = "running", _("Running")
+    STOPPED = "stopped", _("Stopped")
+    SUSPENDED = "suspended", _("Suspended")
+    ERROR = "error", _("Error")
+    DELETING = "deleting", _("Deleting")
+    DELETED = "deleted", _("Deleted")
+
+
+class Task(models.TextChoices):
+    CREATE = "create", _("Create")
+    START = "start", _("Start")
+    SHUTDOWN = "shutdown", _("Shut down")
+    POWER_OFF = "power_off", _("Power off")
+    REBOOT = "reboot", _("Reboot")
+    RESIZE = "resize", _("Resize")
+    REBUILD = "rebuild", _("Rebuild")
+    SNAPSHOT = "snapshot", _("Snapshot")
+    RESTORE = "restore", _("Restore snapshot")
+    DELETE_SNAPSHOT = "delete_snapshot", _("Delete snapshot")
+    SUSPEND = "suspend", _("Suspend")
+    UNSUSPEND = "unsuspend", _("Unsuspend")
+    DELETE = "delete", _("Delete")
+
+
+class SuspendedBy(models.TextChoices):
+    NOBODY = "", _("Not suspended")
+    STAFF = "staff", _("Staff")
+    BILLING = "billing", _("Billing")
+    TRANSFER = "transfer", _("Transfer allowance")
+
+
+@dataclass(frozen=True)
+class Action:
+    allowed_from: frozenset[Status]
+    label: str
+    status_while_running: Status | None = None
+
+
+_LIVE = frozenset({Status.RUNNING, Status.STOPPED})
+
+# Which statuses each action may start from (the create task is set at order time, with the server).
+ACTIONS: dict[Task, Action] = {
+    Task.START: Action(frozenset({Status.STOPPED}), _("start")),
+    Task.SHUTDOWN: Action(frozenset({Status.RUNNING}), _("shut down")),
+    Task.POWER_OFF: Action(frozenset({Status.RUNNING}), _("power off")),
+    Task.REBOOT: Action(frozenset({Status.RUNNING}), _("reboot")),
+    Task.RESIZE: Action(_LIVE, _("resize")),
+    Task.REBUILD: Action(_LIVE | {Status.ERROR}, _("rebuild")),
+    Task.SNAPSHOT: Action(_LIVE, _("snapshot")),
+    Task.RESTORE: Action(_LIVE, _("restore")),
+    Task.DELETE_SNAPSHOT: Action(_LIVE, _("delete a snapshot of")),
+    Task.SUSPEND: Action(_LIVE, _("suspend")),
+    Task.UNSUSPEND: Action(frozenset({Status.SUSPENDED}), _("unsuspend")),
+    Task.DELETE: Action(_LIVE | {Status.ERROR, Status.SUSPENDED}, _("delete"), Status.DELETING),
+}
+
+# Every status change: an operation's outcome (success, failure), reconcile (a guest that shut itself
+# down or came back, a domain that vanished) and the reaper (a stuck operation fails).
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.PROVISIONING, Status.ERROR}),
+    Status.PROVISIONING: frozenset({Status.RUNNING, Status.ERROR}),
+    Status.RUNNING: frozenset({Status.STOPPED, Status.SUSPENDED, Status.ERROR, Status.DELETING}),
+    Status.STOPPED: frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR, Status.DELETING}),
+    Status.SUSPENDED: frozenset({Status.RUNNING, Status.ERROR, Status.DELETING}),
+    Status.ERROR: frozenset({Status.RUNNING, Status.STOPPED, Status.DELETING}),
+    Status.DELETING: frozenset({Status.DELETED, Status.ERROR}),
+    Status.DELETED: frozenset(),
+}
+
+
+def may_move(old: str, new: str) -> bool:
+    """Whether the panel ever moves a server from status `old` to `new` (staying put always may)."""
+    return old == new or Status(new) in TRANSITIONS[Status(old)]

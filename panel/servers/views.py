@@ -1,0 +1,298 @@
+"""Customer pages for servers: list, order, detail with live status, actions."""
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from billing import prices, subscriptions
+from billing.models import Plan, Subscription
+from billing.money import currency
+from hypervisor import ipam
+from hypervisor.models import Image, IPAddress
+from panel.models import Operation, Server, Snapshot
+from panel.servers import actions, catalog, states
+from panel.servers.forms import OrderForm, PtrForm
+from panel.servers.models import attach_addresses
+from panel.servers.states import Task
+
+
+def own_servers(request):
+    return Server.objects.filter(owner=request.user).select_related("plan", "image", "region")
+
+
+def _live_servers(request):
+    return own_servers(request).exclude(status=Server.Status.DELETED)
+
+
+@login_required
+def server_list(request):
+    servers = attach_addresses(_live_servers(request))
+    template = "panel/servers/_rows.html" if request.htmx else "panel/servers/list.html"
+    return render(request, template, {"servers": servers})
+
+
+@login_required
+def server_order(request):
+    form = OrderForm(request.POST or None, user=request.user, initial={"region": request.GET.get("region")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            server = actions.order_from(request.user, data)
+        except actions.ActionError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("Your server %(name)s is being created.") % {"name": server.name})
+            return redirect("server-detail", pk=server.pk)
+    # Which plans each open region can take now, for the plan cards to follow the region select.
+    regions = list(catalog.open_regions())
+    availability = {str(region.pk): sorted(catalog.available_plans(region)) for region in regions}
+    region = str(form["region"].value() or "")
+    if region not in availability:  # nothing or something odd chosen: the select shows the first region
+        region = next(iter(availability), "")
+    return render(
+        request,
+        "panel/servers/order.html",
+        {
+            "form": form,
+            "available_plans": set(availability.get(region, [])),
+            "plan_availability": availability,
+            "currency": currency(),
+            "plans": form.fields["plan"].queryset,
+        },
+    )
+
+
+@dataclass
+class ResizeChoice:
+    """A plan the server could move to, with what would change."""
+
+    plan: Plan
+    disk_too_small: bool
+    price_delta: Decimal
+    # What the change costs now (positive) or credits (negative) for the rest of the paid period, when the
+    # server has a monthly subscription (billing.prices.proration).
+    proration: Decimal | None = None
+
+    @property
+    def price_delta_abs(self) -> Decimal:
+        return abs(self.price_delta)
+
+    @property
+    def proration_abs(self) -> Decimal | None:
+        return None if self.proration is None else abs(self.proration)
+
+
+def _resize_choices(server: Server, subscription: Subscription | None = None) -> list[ResizeChoice]:
+    plans = list(Plan.objects.filter(is_active=True).exclude(pk=server.plan_id))
+    prorations = prices.proration_preview(subscription, plans) if subscription else {}
+    return [
+        ResizeChoice(
+            plan=plan,
+            disk_too_small=plan.disk_gib < server.disk_gib,
+            price_delta=plan.price_monthly - server.plan.price_monthly,
+            proration=prorations.get(plan.pk),
+        )
+        for plan in plans
+    ]
+
+
+@dataclass
+class RebuildChoice:
+    image: Image
+    fits: bool
+    needs_gib: int
+
+
+def _rebuild_choices(server: Server) -> list[RebuildChoice]:
+    disk_bytes = server.disk_gib * 1024**3
+    return [
+        RebuildChoice(
+            image=image,
+            fits=image.virtual_size_bytes <= disk_bytes,
+            needs_gib=-(-image.virtual_size_bytes // 1024**3),
+        )
+        for image in catalog.active_images()
+    ]
+
+
+def describe(operation: Operation, plan_names: dict[str, str], image_names: dict[str, str]) -> str:
+    """What the operation did, in words, with its parameters ("Resize to Basic 2")."""
+    params = operation.params or {}
+    if operation.type == Task.RESIZE and params.get("plan"):
+        return _("Resize to %(plan)s") % {"plan": plan_names.get(params["plan"], params["plan"])}
+    if operation.type == Task.REBUILD and params.get("image"):
+        return _("Rebuild with %(image)s") % {"image": image_names.get(params["image"], params["image"])}
+    if operation.type == Task.SNAPSHOT and params.get("name"):
+        return _("Snapshot “%(name)s”") % {"name": params["name"]}
+    if operation.type == Task.RESTORE and params.get("name"):
+        return _("Restore snapshot “%(name)s”") % {"name": params["name"]}
+    if operation.type == Task.DELETE_SNAPSHOT and params.get("name"):
+        return _("Delete snapshot “%(name)s”") % {"name": params["name"]}
+    return operation.get_type_display()
+
+
+def _describe_all(operations) -> list[Operation]:
+    operations = list(operations)
+    kinds = {op.type for op in operations}
+    plan_names = dict(Plan.objects.values_list("slug", "name")) if Task.RESIZE in kinds else {}
+    image_names = dict(Image.objects.values_list("slug", "name")) if Task.REBUILD in kinds else {}
+    for operation in operations:
+        operation.summary = describe(operation, plan_names, image_names)
+    return operations
+
+
+def _state_key(server: Server, *parts) -> str:
+    """A short digest of everything the action cards show. The polled fragment keeps the cards the browser
+    has (hx-preserve, keyed by this digest) while it is unchanged, so that a half-filled form survives the
+    polling; any change renders them anew."""
+    state = (
+        server.status, server.task, server.name, server.plan_id, server.image_id, server.vcpus,
+        server.memory_mib, server.disk_gib, settings.SNAPSHOT_LIMIT, get_language(), *parts,
+    )  # fmt: skip
+    return hashlib.sha256(repr(state).encode()).hexdigest()[:16]
+
+
+def _detail_context(request, server: Server) -> dict:
+    allowed = actions.allowed_actions(server)
+    # The actions the status permits, whether or not another action is in flight: their cards stay on the
+    # page (without controls) while a task runs, instead of jumping away and back.
+    possible = {action for action, rule in states.ACTIONS.items() if server.status in rule.allowed_from}
+    snapshots = list(Snapshot.objects.filter(server=server))
+    subscription = subscriptions.active_subscription(str(server.id)) if Task.RESIZE in possible else None
+    if subscription is not None and subscription.account_id == request.user.pk:
+        subscription.account = request.user  # the owner is asking: no second look-up of the account
+    resize = _resize_choices(server, subscription) if Task.RESIZE in possible else []
+    rebuild = _rebuild_choices(server) if Task.REBUILD in possible else []
+    key = _state_key(
+        server,
+        [
+            (c.plan.pk, c.plan.name, c.plan.vcpus, c.plan.memory_mib, c.plan.disk_gib, c.price_delta)
+            for c in resize
+        ],
+        [(c.image.pk, c.image.name, c.fits) for c in rebuild],
+        [(s.pk, s.name) for s in snapshots],
+        # Not the prorated amounts themselves (they shrink by the minute): the subscription they follow.
+        (subscription.pk, subscription.cycle, subscription.price, subscription.paid_through)
+        if subscription
+        else None,
+    )
+    return {
+        "server": server,
+        "allowed": allowed,
+        "possible": possible,
+        "state_key": key,
+        "operations": _describe_all(
+            Operation.objects.filter(server=server).select_related("requested_by")[:20]
+        ),
+        "currency": currency(),
+        "resize_choices": resize,
+        "subscription": subscription,
+        "downgrade_credit": settings.PRORATE_DOWNGRADE_CREDIT,
+        "rebuild_choices": rebuild,
+        "show_snapshots": Task.SNAPSHOT in possible
+        or (snapshots and server.status not in (Server.Status.DELETING, Server.Status.DELETED)),
+        "snapshots": snapshots,
+        "snapshot_limit": settings.SNAPSHOT_LIMIT,
+        "snapshots_full": len(snapshots) >= settings.SNAPSHOT_LIMIT,
+    }
+
+
+@login_required
+def server_detail(request, pk):
+    server = get_object_or_404(own_servers(request), pk=pk)
+    return render(request, "panel/servers/detail.html", _detail_context(request, server))
+
+
+@login_required
+def server_status(request, pk):
+    """The live part of the server page, polled by htmx."""
+    server = get_object_or_404(own_servers(request), pk=pk)
+    return render(request, "panel/servers/_status.html", _detail_context(request, server))
+
+
+# Actions that destroy data and need the server's hostname typed to confirm.
+CONFIRM_BY_HOSTNAME = {
+    Task.DELETE: gettext_lazy("Type the server's hostname to confirm deletion."),
+    Task.REBUILD: gettext_lazy("Type the server's hostname to confirm the rebuild."),
+}
+ACTION_PARAMS = ("plan", "image", "name", "snapshot")
+
+
+@login_required
+@require_POST
+def server_action(request, pk):
+    server = get_object_or_404(own_servers(request), pk=pk)
+    action = request.POST.get("action", "")
+    if action in CONFIRM_BY_HOSTNAME:
+        typed = request.POST.get("confirm", "").strip().lower()
+        if typed != server.name.lower():
+            messages.error(request, CONFIRM_BY_HOSTNAME[action])
+            return _after_action(request, server)
+    try:
+        if action == Task.DELETE:
+            actions.delete_server(server, request.user)
+            messages.success(request, _("%(name)s is being deleted.") % {"name": server.name})
+            if request.htmx:
+                return HttpResponseClientRedirect(reverse("server-list"))
+            return redirect("server-list")
+        if action not in actions.CUSTOMER_ACTIONS:
+            messages.error(request, _("Unknown action."))
+        else:
+            params = {name: request.POST[name] for name in ACTION_PARAMS if name in request.POST}
+            operation = actions.perform(server, action, request.user, params)
+            if action not in actions.POWER_ACTIONS:
+                # Started far down the page: say so where the page's messages are.
+                messages.success(
+                    request,
+                    _("%(action)s: started. This page shows when it has finished.")
+                    % {"action": _describe_all([operation])[0].summary},
+                )
+    except actions.ActionError as exc:
+        messages.error(request, exc.message)
+    return _after_action(request, server)
+
+
+def _after_action(request, server: Server):
+    if request.htmx:
+        server.refresh_from_db()
+        return render(request, "panel/servers/_status.html", _detail_context(request, server))
+    return redirect("server-detail", pk=server.pk)
+
+
+@login_required
+@require_POST
+def server_ptr(request, pk):
+    """The customer sets or clears the reverse DNS (PTR) name of one of their server's addresses."""
+    server = get_object_or_404(own_servers(request), pk=pk)
+    form = PtrForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect("server-detail", pk=server.pk)
+    address, ptr = form.cleaned_data["address"], form.cleaned_data["ptr"]
+    try:
+        ipam.set_ptr(server.id, address, ptr)
+    except IPAddress.DoesNotExist:
+        raise Http404(_("This server has no such address.")) from None
+    if ptr:
+        messages.success(
+            request,
+            _("The reverse DNS name of %(address)s is now %(ptr)s.") % {"address": address, "ptr": ptr},
+        )
+    else:
+        messages.success(
+            request, _("The reverse DNS name of %(address)s was cleared.") % {"address": address}
+        )
+    return redirect("server-detail", pk=server.pk)
