@@ -6,6 +6,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from . import invoice_states, subscription_states
+
 
 class TransferDirection(models.TextChoices):
     IN = "in", _("Inbound only")
@@ -125,10 +127,7 @@ class Subscription(models.Model):
         MONTHLY = "monthly", _("Monthly")
         HOURLY = "hourly", _("Hourly")
 
-    class Status(models.TextChoices):
-        ACTIVE = "active", _("Active")
-        SUSPENDED = "suspended", _("Suspended")
-        ENDED = "ended", _("Ended")
+    Status = subscription_states.Status
 
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="subscriptions"
@@ -169,11 +168,7 @@ class InvoiceSequence(models.Model):
 
 
 class Invoice(models.Model):
-    class Status(models.TextChoices):
-        DRAFT = "draft", _("Draft")
-        OPEN = "open", _("Open")
-        PAID = "paid", _("Paid")
-        VOID = "void", _("Void")
+    Status = invoice_states.Status
 
     account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="invoices")
     number = models.CharField(max_length=20, unique=True, null=True, blank=True)

@@ -1,8 +1,9 @@
 """Money is Decimal, rounded to the currency's own precision with one rule: ROUND_HALF_UP."""
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.conf import settings
+from django.utils import formats
 
 # Minor-unit digits (ISO 4217). IDR is quoted without a minor unit in practice.
 CURRENCY_EXPONENTS = {"IDR": 0, "USD": 2, "EUR": 2, "SGD": 2, "MYR": 2, "JPY": 0}
@@ -17,3 +18,42 @@ def quantize(amount: Decimal, code: str | None = None) -> Decimal:
     """Round an amount to the precision of the currency (the installation's by default)."""
     exponent = CURRENCY_EXPONENTS.get(code or currency(), 2)
     return Decimal(amount).quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
+
+
+MINUS = "\u2212"  # a real minus sign, as wide as the plus
+
+
+def decimal_or_none(value) -> Decimal | None:
+    """A template's value as a Decimal; None for empty or not a number."""
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value)) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        return None
+
+
+def format_amount(value, code: str | None = None, *, rate: bool = False) -> str:
+    """The amount alone, localised: 1500000 → "1,500,000" (IDR), 12.5 → "12.50" (USD).
+
+    With rate=True up to four decimals are kept (trailing zeros dropped, never fewer than the currency's)."""
+    amount = decimal_or_none(value)
+    if amount is None:
+        return ""
+    code = code or currency()
+    exponent = CURRENCY_EXPONENTS.get(code, 2)
+    if rate:
+        amount = amount.quantize(Decimal("0.0001"))
+        places = max(exponent, -amount.normalize().as_tuple().exponent)
+        places = min(places, 4)
+    else:
+        amount = quantize(amount, code)
+        places = exponent
+    text = formats.number_format(abs(amount), decimal_pos=places, use_l10n=True, force_grouping=True)
+    return f"{MINUS}{text}" if amount < 0 else text
+
+
+def format_money(value, code: str | None = None) -> str:
+    """ "IDR 150,000": the currency code, then the localised amount; "" for no amount."""
+    text = format_amount(value, code)
+    return f"{code or currency()} {text}" if text else ""

@@ -1,5 +1,6 @@
 """What billing tells the rest of the panel. Billing knows servers only as subscription references; the
-panel listens and acts on the servers (design.md: billing never imports the panel)."""
+panel listens and acts on the servers (docs/architecture.md: billing imports none of the panel's models or
+services)."""
 
 from django.dispatch import Signal
 

@@ -22,9 +22,8 @@ from django.views.decorators.http import require_POST
 from billing import errors, invoices, payments, prices, providers
 from billing.forms import AdjustmentForm, RecordPaymentForm
 from billing.models import BillingProfile, Invoice, Subscription
-from billing.money import CURRENCY_EXPONENTS, currency
+from billing.money import CURRENCY_EXPONENTS, currency, format_money
 from billing.page_context import bank_transfer_instructions, company_name, staff_section_context, terms_form
-from billing.templatetags.billing_tags import money
 from billing.views import render_invoice
 from panel.roles import admin_required, staff_required
 
@@ -72,7 +71,7 @@ def staff_record_payment(request, pk: int):
             form.add_error(None, exc.message)
         else:
             values = {
-                "amount": money(payment.amount, payment.currency),
+                "amount": format_money(payment.amount, payment.currency),
                 "reference": payment.reference,
                 "date": date_format(timezone.localtime(payment.received_at), "j M Y"),
             }
@@ -116,7 +115,7 @@ def staff_adjust(request, pk: int):
                 (
                     "success",
                     _("The balance was adjusted by %(amount)s.")
-                    % {"amount": money(entry.amount, entry.currency)},
+                    % {"amount": format_money(entry.amount, entry.currency)},
                 ),
             )
     return _section_response(request, customer, adjust_form=form)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import secrets
-import string
 import warnings
 from dataclasses import dataclass, field
 from email.mime.multipart import MIMEMultipart
@@ -26,11 +24,6 @@ except ImportError:  # pragma: no cover - depends on the Python version
 def hash_password(password: str) -> str:
     """A SHA-512 crypt hash with a random salt, as /etc/shadow holds it."""
     return _crypt.crypt(password, _crypt.mksalt(_crypt.METHOD_SHA512))
-
-
-def random_password(length: int = 20) -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 @dataclass

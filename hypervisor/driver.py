@@ -17,22 +17,12 @@ from django.conf import settings
 from . import connection
 from .connection import HypervisorError
 from .models import Host
+from .power_state import PowerState, from_libvirt
 from .xml.domain import Disk, Domain, KernelBoot, NetworkInterface, Serial, clean_traffic, with_resources
 from .xml.snapshot import Snapshot
 from .xml.storage import GIB, DirPool, Volume
 
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
-
-POWER_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "running",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting_down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
-}
 
 
 @dataclass(frozen=True)
@@ -238,24 +228,24 @@ def define_domain(
     connection.run(host, work)
 
 
-def start(host: Host, uuid: uuid_module.UUID) -> str:
+def start(host: Host, uuid: uuid_module.UUID) -> PowerState:
     """Start the domain unless it runs; return its power state."""
 
-    def work(conn: libvirt.virConnect) -> str:
+    def work(conn: libvirt.virConnect) -> PowerState:
         domain = _require_domain(conn, uuid)
         if not domain.isActive():
             domain.create()
-        return POWER_STATES.get(domain.state()[0], "nostate")
+        return from_libvirt(domain.state()[0])
 
     return connection.run(host, work, timeout=max(60.0, settings.LIBVIRT_TIMEOUT))
 
 
-def power_off(host: Host, uuid: uuid_module.UUID) -> str:
-    def work(conn: libvirt.virConnect) -> str:
+def power_off(host: Host, uuid: uuid_module.UUID) -> PowerState:
+    def work(conn: libvirt.virConnect) -> PowerState:
         domain = _require_domain(conn, uuid)
         if domain.isActive():
             domain.destroy()
-        return POWER_STATES.get(domain.state()[0], "nostate")
+        return from_libvirt(domain.state()[0])
 
     return connection.run(host, work)
 
@@ -345,11 +335,11 @@ def create_snapshot(host: Host, uuid: uuid_module.UUID, name: str, description: 
     connection.run(host, work, timeout=max(600.0, settings.LIBVIRT_TIMEOUT))
 
 
-def revert_to_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> str:
-    def work(conn: libvirt.virConnect) -> str:
+def revert_to_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> PowerState:
+    def work(conn: libvirt.virConnect) -> PowerState:
         domain = _require_domain(conn, uuid)
         domain.revertToSnapshot(domain.snapshotLookupByName(name, 0), 0)
-        return POWER_STATES.get(domain.state()[0], "nostate")
+        return from_libvirt(domain.state()[0])
 
     return connection.run(host, work, timeout=max(600.0, settings.LIBVIRT_TIMEOUT))
 
@@ -378,10 +368,6 @@ def drop_snapshots(host: Host, uuid: uuid_module.UUID) -> None:
                 snapshot.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
 
     connection.run(host, work, timeout=max(300.0, settings.LIBVIRT_TIMEOUT))
-
-
-def snapshot_names(host: Host, uuid: uuid_module.UUID) -> list[str]:
-    return connection.run(host, lambda conn: list(_require_domain(conn, uuid).snapshotListNames(0)))
 
 
 def destroy(host: Host, request: DomainRequest) -> None:
@@ -419,23 +405,23 @@ def destroy(host: Host, request: DomainRequest) -> None:
     connection.run(host, work)
 
 
-def power_state(host: Host, uuid: uuid_module.UUID) -> str | None:
+def power_state(host: Host, uuid: uuid_module.UUID) -> PowerState | None:
     """The domain's power state, or None when no such domain exists."""
 
-    def work(conn: libvirt.virConnect) -> str | None:
+    def work(conn: libvirt.virConnect) -> PowerState | None:
         domain = _find_domain(conn, uuid)
-        return None if domain is None else POWER_STATES.get(domain.state()[0], "nostate")
+        return None if domain is None else from_libvirt(domain.state()[0])
 
     return connection.run(host, work)
 
 
-def domain_states(host: Host) -> dict[str, str]:
+def domain_states(host: Host) -> dict[str, PowerState]:
     """Every domain on the host by UUID, with its power state, in one listing call."""
 
-    def work(conn: libvirt.virConnect) -> dict[str, str]:
+    def work(conn: libvirt.virConnect) -> dict[str, PowerState]:
         # One round trip for all domains (state() per domain would be one each on a remote host).
         return {
-            domain.UUIDString(): POWER_STATES.get(stats["state.state"], "nostate")
+            domain.UUIDString(): from_libvirt(stats["state.state"])
             for domain, stats in conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
         }
 

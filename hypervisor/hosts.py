@@ -249,7 +249,9 @@ def set_enabled(host_id: int, enabled: bool, reason: str = "") -> None:
     """An admin enables or disables a host. A host an admin disabled stays disabled until an admin
     enables it: the health check never overrides that."""
     if enabled:
-        Host.objects.filter(pk=host_id).update(enabled=True, disabled_by="", disabled_reason="")
+        Host.objects.filter(pk=host_id).update(
+            enabled=True, disabled_by=Host.DisabledBy.NOBODY, disabled_reason=""
+        )
     else:
         Host.objects.filter(pk=host_id).update(
             enabled=False, disabled_by=Host.DisabledBy.ADMIN, disabled_reason=reason[:255]
@@ -337,7 +339,7 @@ def check_host(host: Host) -> str:
                 state=Host.State.READY, status_reason="", failed_checks=0, last_seen_at=now
             ):
                 Host.objects.filter(pk=host.pk, disabled_by=Host.DisabledBy.HEALTH).update(
-                    enabled=True, disabled_by="", disabled_reason=""
+                    enabled=True, disabled_by=Host.DisabledBy.NOBODY, disabled_reason=""
                 )
         return Host.State.READY
     Host.objects.filter(pk=host.pk).update(failed_checks=0, last_seen_at=now)

@@ -251,8 +251,3 @@ def ensure_base_volumes(host: Host, image: Image, owner: str = "") -> dict[str, 
         else:
             paths[kind] = ready.path
     return paths
-
-
-def forget_base_volumes(host: Host) -> None:
-    """After a host's pool was wiped or changed: copy images again on next use."""
-    BaseVolume.objects.filter(host=host).delete()

@@ -4,6 +4,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from . import base_volume_states, host_states
+
 
 def ratio_field(verbose_name, default: str):
     return models.DecimalField(
@@ -63,17 +65,8 @@ class Image(models.Model):
 class Host(models.Model):
     """A KVM hypervisor reached through a libvirt URI."""
 
-    class State(models.TextChoices):
-        NEW = "new", _("New")
-        PROBING = "probing", _("Probing")
-        READY = "ready", _("Ready")
-        ERROR = "error", _("Error")
-        DOWN = "down", _("Down")
-
-    class DisabledBy(models.TextChoices):
-        NOBODY = "", _("Nobody")
-        ADMIN = "admin", _("An admin")
-        HEALTH = "health", _("The health check")
+    State = host_states.State
+    DisabledBy = host_states.DisabledBy
 
     name = models.CharField(_("name"), max_length=100, unique=True)
     uri = models.CharField(_("libvirt URI"), max_length=500)
@@ -81,7 +74,9 @@ class Host(models.Model):
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.NEW)
     status_reason = models.TextField(_("reason"), blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
-    disabled_by = models.CharField(max_length=10, choices=DisabledBy.choices, default="", blank=True)
+    disabled_by = models.CharField(
+        max_length=10, choices=DisabledBy.choices, default=DisabledBy.NOBODY, blank=True
+    )
     disabled_reason = models.CharField(_("why disabled"), max_length=255, blank=True)
     maintenance = models.BooleanField(_("maintenance"), default=False)
     force_emulation = models.BooleanField(
@@ -258,9 +253,7 @@ class BaseVolume(models.Model):
     The row is the lock for the upload: one worker inserts it as `uploading`; others wait. A stale upload
     (its worker died) is taken over after a while."""
 
-    class State(models.TextChoices):
-        UPLOADING = "uploading", _("Uploading")
-        READY = "ready", _("Ready")
+    State = base_volume_states.State
 
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="base_volumes")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="base_volumes")

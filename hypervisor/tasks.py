@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import hosts
+from . import host_states, hosts
 from .models import Host
 
 
@@ -13,7 +13,7 @@ def probe_host(host_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def check_host(host_id: int) -> None:
-    host = Host.objects.filter(pk=host_id, state__in=[Host.State.READY, Host.State.DOWN]).first()
+    host = Host.objects.filter(pk=host_id, state__in=host_states.CHECKED).first()
     if host is not None:
         hosts.check_host(host)
 
@@ -21,7 +21,5 @@ def check_host(host_id: int) -> None:
 @shared_task(ignore_result=True)
 def check_hosts() -> None:
     """Beat: one health check per ready or down host, each its own task so a hung host delays no other."""
-    for host_id in Host.objects.filter(state__in=[Host.State.READY, Host.State.DOWN]).values_list(
-        "id", flat=True
-    ):
+    for host_id in Host.objects.filter(state__in=host_states.CHECKED).values_list("id", flat=True):
         check_host.delay(host_id)

@@ -33,5 +33,14 @@ class OperationAdmin(admin.ModelAdmin):
     list_filter = ["type", "status"]
 
 
-for model in (Plan, LedgerEntry, Region, Image, Host, Allocation, ApiToken, SSHKey):
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    """Hosts are managed on the panel's own pages; here their state machine's columns are read-only (a
+    probe and the health check move them, panel.infrastructure.host_views and hypervisor.hosts)."""
+
+    list_display = ["name", "uri", "region", "state", "enabled", "maintenance"]
+    readonly_fields = ["state", "status_reason", "disabled_by"]
+
+
+for model in (Plan, LedgerEntry, Region, Image, Allocation, ApiToken, SSHKey):
     admin.site.register(model)

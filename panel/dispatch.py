@@ -1,4 +1,5 @@
-"""Sending work to the workers: the one place that enqueues Celery tasks, by name.
+"""Sending work to the workers: the one place where services and views enqueue Celery tasks, by name
+(a periodic task that fans out to per-host tasks sends them itself, within panel/tasks.py).
 
 A leaf module: it imports no task module (tasks are the top floor, which imports services) and no
 service, so any service may call it. Work is recorded in Postgres first (an Operation row, a queued

@@ -391,7 +391,7 @@ else:
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Task rules of design.md: the Operation row is the truth, so no result backend.
+# The task rules (docs/architecture.md): the Operation row is the truth, so no result backend.
 CELERY_TASK_IGNORE_RESULT = True
 # Celery's Django fixup closes the database connection around every task unless this is set; panel/celery.py
 # closes old and broken connections by CONN_MAX_AGE instead, as Django does between requests.

@@ -3,8 +3,6 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from billing import staff_views as billing_staff
-from billing import views as billing
 from panel.accounts import login_views, ssh_key_views, two_factor_views
 from panel.accounts import staff_views as customer_staff
 from panel.accounts import views as accounts
@@ -58,28 +56,12 @@ urlpatterns = [
     path("servers/<uuid:pk>/action/", servers.server_action, name="server-action"),
     path("servers/<uuid:pk>/ptr/", servers.server_ptr, name="server-ptr"),
     path("servers/<uuid:pk>/usage/", usage.server_usage, name="server-usage"),
-    path("billing/", billing.billing_overview, name="billing"),
-    path("billing/top-up/", billing.top_up, name="billing-top-up"),
-    path("billing/invoices/<int:pk>/", billing.invoice_detail, name="invoice"),
     path("ssh-keys/", ssh_key_views.ssh_key_list, name="ssh-keys"),
     path("ssh-keys/<int:pk>/delete/", ssh_key_views.ssh_key_delete, name="ssh-key-delete"),
     path("staff/servers/", server_staff.staff_servers, name="staff-servers"),
     path("staff/customers/", customer_staff.staff_customers, name="staff-customers"),
     path("staff/customers/<int:pk>/", customer_staff.customer_detail, name="staff-customer"),
     path("staff/servers/<uuid:pk>/traffic-block/", usage.add_traffic_block, name="staff-traffic-block"),
-    path(
-        "staff/customers/<int:pk>/payments/", billing_staff.staff_record_payment, name="staff-record-payment"
-    ),
-    path("staff/customers/<int:pk>/adjustments/", billing_staff.staff_adjust, name="staff-adjust"),
-    path(
-        "staff/customers/<int:pk>/billing-terms/",
-        billing_staff.staff_billing_terms,
-        name="staff-billing-terms",
-    ),
-    path("staff/invoices/<int:pk>/", billing_staff.staff_invoice_detail, name="staff-invoice"),
-    path("staff/invoices/<int:pk>/void/", billing_staff.staff_void_invoice, name="staff-invoice-void"),
-    path("staff/overdue/", billing_staff.overdue, name="staff-overdue"),
-    path("staff/billing-settings/", billing_staff.billing_settings, name="billing-settings"),
     path("staff/hosts/", host_views.host_list, name="host-list"),
     path("staff/hosts/<int:pk>/", host_views.host_detail, name="host-detail"),
     path("staff/hosts/<int:pk>/action/", host_views.host_action, name="host-action"),
@@ -90,8 +72,8 @@ urlpatterns = [
     path("staff/images/", image_views.image_list, name="image-list"),
     path("staff/audit/", audit.audit_log, name="staff-audit"),
     path("staff/images/<int:pk>/toggle/", image_views.image_toggle, name="image-toggle"),
-    path("billing/webhooks/<slug:provider>/", billing.webhook, name="billing-webhook"),
     path("api/v1/", include("panel.api.urls")),
+    path("", include("billing.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("django-admin/", admin.site.urls),
 ]

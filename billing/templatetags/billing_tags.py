@@ -4,53 +4,20 @@
 rounded to the currency's own precision (billing.money) with the locale's separators. Never a float.
 `{{ price|rate:currency }}` keeps up to four decimals, for hourly prices and unit prices."""
 
-from decimal import Decimal, InvalidOperation
-
 from django import template
 from django.utils import formats, timezone
 
 from billing import page_context
-from billing.money import CURRENCY_EXPONENTS, currency, quantize
+from billing.invoice_states import Status as InvoiceStatus
+from billing.money import currency, decimal_or_none, format_amount, format_money
 
 register = template.Library()
-
-MINUS = "\u2212"  # a real minus sign, as wide as the plus
-
-
-def _decimal(value) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value)) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        return None
-
-
-def format_amount(value, code: str | None = None, *, rate: bool = False) -> str:
-    """The amount alone, localised: 1500000 → "1,500,000" (IDR), 12.5 → "12.50" (USD).
-
-    With rate=True up to four decimals are kept (trailing zeros dropped, never fewer than the currency's)."""
-    amount = _decimal(value)
-    if amount is None:
-        return ""
-    code = code or currency()
-    exponent = CURRENCY_EXPONENTS.get(code, 2)
-    if rate:
-        amount = amount.quantize(Decimal("0.0001"))
-        places = max(exponent, -amount.normalize().as_tuple().exponent)
-        places = min(places, 4)
-    else:
-        amount = quantize(amount, code)
-        places = exponent
-    text = formats.number_format(abs(amount), decimal_pos=places, use_l10n=True, force_grouping=True)
-    return f"{MINUS}{text}" if amount < 0 else text
 
 
 @register.filter
 def money(value, code: str = "") -> str:
     """{{ invoice.total|money:invoice.currency }} → "IDR 150,000"; negative amounts get a minus sign."""
-    text = format_amount(value, code or None)
-    return f"{code or currency()} {text}" if text else ""
+    return format_money(value, code or None)
 
 
 @register.filter
@@ -75,7 +42,7 @@ def customer_billing(context, customer):
 @register.filter
 def qty(value) -> str:
     """{{ line.quantity|qty }} → "1", "720", "1.5": a quantity without trailing zeros, localised."""
-    number = _decimal(value)
+    number = decimal_or_none(value)
     if number is None:
         return ""
     places = max(0, -number.normalize().as_tuple().exponent)
@@ -85,11 +52,11 @@ def qty(value) -> str:
 @register.filter
 def is_overdue(invoice) -> bool:
     """{% if invoice|is_overdue %}: open and past its due date."""
-    return bool(invoice.status == "open" and invoice.due_at and invoice.due_at < timezone.now())
+    return bool(invoice.status == InvoiceStatus.OPEN and invoice.due_at and invoice.due_at < timezone.now())
 
 
 @register.filter
 def absolute(value):
     """{{ balance|absolute|money:currency }}: what is owed, without its minus sign."""
-    number = _decimal(value)
+    number = decimal_or_none(value)
     return abs(number) if number is not None else value

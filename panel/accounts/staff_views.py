@@ -15,7 +15,7 @@ from panel.accounts import quotas
 from panel.accounts.forms import QuotaForm
 from panel.models import Server, User
 from panel.roles import staff_required
-from panel.servers.models import attach_addresses
+from panel.servers.queries import attach_addresses
 
 STAFF_CUSTOMERS_PER_PAGE = 50
 

@@ -8,7 +8,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from panel.accounts import api_tokens
-from panel.api import account_serializers as s
+from panel.api import account_serializers
 from panel.api.errors import error_response
 from panel.models import ActivityEvent, ApiToken
 
@@ -22,14 +22,14 @@ class IsPanelAdmin(BasePermission):
 
 
 class TokenList(generics.ListCreateAPIView):
-    serializer_class = s.TokenSerializer
+    serializer_class = account_serializers.TokenSerializer
 
     def get_queryset(self):
         return ApiToken.objects.filter(user=self.request.user)
 
-    @extend_schema(responses={201: s.NewTokenSerializer})
+    @extend_schema(responses={201: account_serializers.NewTokenSerializer})
     def post(self, request, *args, **kwargs):
-        serializer = s.TokenSerializer(data=request.data)
+        serializer = account_serializers.TokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             token, raw = api_tokens.issue(request.user, **serializer.validated_data)
@@ -40,11 +40,11 @@ class TokenList(generics.ListCreateAPIView):
                 400, f"{error.field}: {error.message}", "invalid", {error.field: [error.message]}
             )
         token.token = raw
-        return Response(s.NewTokenSerializer(token).data, status=status.HTTP_201_CREATED)
+        return Response(account_serializers.NewTokenSerializer(token).data, status=status.HTTP_201_CREATED)
 
 
 class TokenDetail(generics.GenericAPIView):
-    serializer_class = s.TokenSerializer
+    serializer_class = account_serializers.TokenSerializer
 
     def get_queryset(self):
         return ApiToken.objects.filter(user=self.request.user)
@@ -59,7 +59,7 @@ class TokenDetail(generics.GenericAPIView):
 class AccountEventList(generics.ListAPIView):
     """The customer's own activity log, newest first."""
 
-    serializer_class = s.AccountEventSerializer
+    serializer_class = account_serializers.AccountEventSerializer
 
     def get_queryset(self):
         return ActivityEvent.objects.filter(account=self.request.user).order_by("-at", "-id")
@@ -75,7 +75,7 @@ class AdminEventList(generics.ListAPIView):
     """The audit log of staff and admin actions, newest first (for admins only)."""
 
     permission_classes = [IsPanelAdmin]
-    serializer_class = s.AuditEventSerializer
+    serializer_class = account_serializers.AuditEventSerializer
 
     def get_queryset(self):
         events = ActivityEvent.objects.filter(staff_action=True).select_related("actor")

@@ -1,4 +1,5 @@
-"""The error body of api-v1.md: {"error": {"code", "message", "fields"?}}."""
+"""The API's error body, as the schema at /api/v1/schema/ documents it:
+{"error": {"code", "message", "fields"?}}."""
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError

@@ -16,16 +16,16 @@ from hypervisor.models import Host, Image, Region
 from panel import dispatch
 from panel.accounts import quotas, ssh_keys
 from panel.activity import log as activity
-from panel.api import serializers as s
+from panel.api import serializers as api_serializers
 from panel.api.permissions import IsAdminOrReadOnlyStaff, IsPanelStaff
 from panel.models import Operation, Server, Snapshot, SSHKey, User
 from panel.servers import actions, catalog
-from panel.servers.models import attach_addresses
+from panel.servers.queries import attach_addresses
 from panel.usage import metering
 
 
 class RegionList(generics.ListAPIView):
-    serializer_class = s.RegionSerializer
+    serializer_class = api_serializers.RegionSerializer
     queryset = Region.objects.all()
 
     def get_serializer_context(self):
@@ -35,7 +35,7 @@ class RegionList(generics.ListAPIView):
 
 
 class PlanList(generics.ListAPIView):
-    serializer_class = s.PlanSerializer
+    serializer_class = api_serializers.PlanSerializer
     queryset = Plan.objects.filter(is_active=True)
 
     def get_serializer_context(self):
@@ -49,12 +49,12 @@ class PlanList(generics.ListAPIView):
 
 
 class ImageList(generics.ListAPIView):
-    serializer_class = s.ImageSerializer
+    serializer_class = api_serializers.ImageSerializer
     queryset = Image.objects.filter(is_active=True)
 
 
 class SSHKeyList(generics.ListCreateAPIView):
-    serializer_class = s.SSHKeySerializer
+    serializer_class = api_serializers.SSHKeySerializer
 
     def get_queryset(self):
         return SSHKey.objects.filter(owner=self.request.user)
@@ -65,7 +65,7 @@ class SSHKeyList(generics.ListCreateAPIView):
 
 
 class SSHKeyDetail(generics.RetrieveDestroyAPIView):
-    serializer_class = s.SSHKeySerializer
+    serializer_class = api_serializers.SSHKeySerializer
 
     def get_queryset(self):
         return SSHKey.objects.filter(owner=self.request.user)
@@ -89,35 +89,37 @@ class AddressesMixin:
 
 
 class ServerList(AddressesMixin, generics.ListAPIView):
-    serializer_class = s.ServerSerializer
+    serializer_class = api_serializers.ServerSerializer
 
     def get_queryset(self):
         return customer_servers(self.request.user).exclude(status=Server.Status.DELETED)
 
-    @extend_schema(request=s.ServerCreateSerializer, responses={202: s.ServerSerializer})
+    @extend_schema(
+        request=api_serializers.ServerCreateSerializer, responses={202: api_serializers.ServerSerializer}
+    )
     def post(self, request):
-        data = s.ServerCreateSerializer(data=request.data, context={"request": request})
+        data = api_serializers.ServerCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         values = data.validated_data
         server = actions.order_from(request.user, values)
-        return Response(s.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
+        return Response(api_serializers.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ServerDetail(generics.RetrieveAPIView):
-    serializer_class = s.ServerSerializer
+    serializer_class = api_serializers.ServerSerializer
 
     def get_queryset(self):
         return customer_servers(self.request.user)
 
-    @extend_schema(responses={202: s.ServerSerializer})
+    @extend_schema(responses={202: api_serializers.ServerSerializer})
     def delete(self, request, pk):
         server = self.get_object()
         actions.delete_server(server, request.user)
-        return Response(s.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
+        return Response(api_serializers.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ServerActionList(generics.ListAPIView):
-    serializer_class = s.ActionSerializer
+    serializer_class = api_serializers.ActionSerializer
 
     def server(self) -> Server:
         return get_object_or_404(customer_servers(self.request.user), pk=self.kwargs["pk"])
@@ -125,21 +127,23 @@ class ServerActionList(generics.ListAPIView):
     def get_queryset(self):
         return Operation.objects.filter(server=self.server())
 
-    @extend_schema(request=s.ActionCreateSerializer, responses={202: s.ActionSerializer})
+    @extend_schema(
+        request=api_serializers.ActionCreateSerializer, responses={202: api_serializers.ActionSerializer}
+    )
     def post(self, request, pk):
         server = self.server()
-        data = s.ActionCreateSerializer(data=request.data)
+        data = api_serializers.ActionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         params = dict(data.validated_data)
         operation = actions.perform(server, params.pop("type"), request.user, params)
         return Response(
-            s.ActionSerializer(operation, context=self.get_serializer_context()).data,
+            api_serializers.ActionSerializer(operation, context=self.get_serializer_context()).data,
             status=status.HTTP_202_ACCEPTED,
         )
 
 
 class ServerSnapshotList(generics.ListAPIView):
-    serializer_class = s.SnapshotSerializer
+    serializer_class = api_serializers.SnapshotSerializer
 
     def get_queryset(self):
         server = get_object_or_404(customer_servers(self.request.user), pk=self.kwargs["pk"])
@@ -160,7 +164,7 @@ class ServerUsage(APIView):
 
 
 class ServerActionDetail(generics.RetrieveAPIView):
-    serializer_class = s.ActionSerializer
+    serializer_class = api_serializers.ActionSerializer
 
     def get_object(self):
         return get_object_or_404(
@@ -190,14 +194,16 @@ class Account(APIView):
 
 class AdminHostList(generics.ListAPIView):
     permission_classes = [IsAdminOrReadOnlyStaff]
-    serializer_class = s.HostSerializer
+    serializer_class = api_serializers.HostSerializer
 
     def get_queryset(self):
         return placement.with_usage(Host.objects.select_related("region")).order_by("name")
 
-    @extend_schema(request=s.HostCreateSerializer, responses={202: s.HostSerializer})
+    @extend_schema(
+        request=api_serializers.HostCreateSerializer, responses={202: api_serializers.HostSerializer}
+    )
     def post(self, request):
-        data = s.HostCreateSerializer(data=request.data)
+        data = api_serializers.HostCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with transaction.atomic():
             host = hosts.register_host(**data.service_arguments())
@@ -205,20 +211,22 @@ class AdminHostList(generics.ListAPIView):
                 host, request.user, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri}
             )
             dispatch.after_commit(dispatch.PROBE_HOST, host.pk)
-        return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
+        return Response(api_serializers.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
 
 
 class AdminHostDetail(generics.RetrieveAPIView):
     permission_classes = [IsAdminOrReadOnlyStaff]
-    serializer_class = s.HostSerializer
+    serializer_class = api_serializers.HostSerializer
 
     def get_queryset(self):
         return placement.with_usage(Host.objects.select_related("region"))
 
-    @extend_schema(request=s.HostUpdateSerializer, responses={200: s.HostSerializer})
+    @extend_schema(
+        request=api_serializers.HostUpdateSerializer, responses={200: api_serializers.HostSerializer}
+    )
     def patch(self, request, pk):
         host = self.get_object()
-        data = s.HostUpdateSerializer(host, data=request.data, partial=True)
+        data = api_serializers.HostUpdateSerializer(host, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         changes = dict(data.validated_data)
         enabled = changes.pop("enabled", None)
@@ -237,7 +245,7 @@ class AdminHostDetail(generics.RetrieveAPIView):
                     )
                 },
             )
-        return Response(s.HostSerializer(self.get_object()).data)
+        return Response(api_serializers.HostSerializer(self.get_object()).data)
 
 
 def describe_changes(changes: dict) -> str:
@@ -246,7 +254,7 @@ def describe_changes(changes: dict) -> str:
 
 class AdminServerList(AddressesMixin, generics.ListAPIView):
     permission_classes = [IsPanelStaff]
-    serializer_class = s.AdminServerSerializer
+    serializer_class = api_serializers.AdminServerSerializer
 
     def get_queryset(self):
         queryset = Server.objects.select_related("plan", "image", "region", "owner", "host")
@@ -257,7 +265,7 @@ class AdminServerList(AddressesMixin, generics.ListAPIView):
 
 class AdminCustomerList(generics.ListAPIView):
     permission_classes = [IsPanelStaff]
-    serializer_class = s.CustomerSerializer
+    serializer_class = api_serializers.CustomerSerializer
 
     def get_queryset(self):
         return ledger.annotate_balance(User.objects.all()).order_by("id")
@@ -279,10 +287,10 @@ class AdminCustomerQuota(APIView):
     def get(self, request, pk: int):
         return self.answer(self.customer(pk))
 
-    @extend_schema(request=s.QuotaSerializer, responses={200: dict})
+    @extend_schema(request=api_serializers.QuotaSerializer, responses={200: dict})
     def put(self, request, pk: int):
         customer = self.customer(pk)
-        data = s.QuotaSerializer(data=request.data)
+        data = api_serializers.QuotaSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         limits = dict(data.validated_data)
         new_account = limits.pop("new_account_limits", None)
@@ -299,7 +307,7 @@ class AdminCustomerQuota(APIView):
 
 
 class InvoiceList(generics.ListAPIView):
-    serializer_class = s.InvoiceSerializer
+    serializer_class = api_serializers.InvoiceSerializer
 
     def get_queryset(self):
         return (
@@ -310,7 +318,7 @@ class InvoiceList(generics.ListAPIView):
 
 
 class InvoiceDetail(generics.RetrieveAPIView):
-    serializer_class = s.InvoiceSerializer
+    serializer_class = api_serializers.InvoiceSerializer
 
     def get_queryset(self):
         return (
@@ -326,11 +334,12 @@ class AdminCustomerPayments(APIView):
     permission_classes = [IsPanelStaff]
 
     @extend_schema(
-        request=s.PaymentCreateSerializer, responses={201: s.PaymentSerializer, 200: s.PaymentSerializer}
+        request=api_serializers.PaymentCreateSerializer,
+        responses={201: api_serializers.PaymentSerializer, 200: api_serializers.PaymentSerializer},
     )
     def post(self, request, pk: int):
         customer = get_object_or_404(User, pk=pk)
-        data = s.PaymentCreateSerializer(data=request.data)
+        data = api_serializers.PaymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             payment, created = payments.record_payment(
@@ -341,4 +350,4 @@ class AdminCustomerPayments(APIView):
             raise actions.Forbidden(exc.message) from exc
         except errors.BillingError as exc:
             raise actions.Unprocessable(exc.message) from exc
-        return Response(s.PaymentSerializer(payment).data, status=201 if created else 200)
+        return Response(api_serializers.PaymentSerializer(payment).data, status=201 if created else 200)

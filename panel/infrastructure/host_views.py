@@ -12,7 +12,7 @@ from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from hypervisor import credentials, placement
+from hypervisor import credentials, host_states, placement
 from hypervisor.hosts import forget_host_keys, register_host, set_enabled, update_settings
 from hypervisor.models import Host
 from panel import dispatch
@@ -95,7 +95,7 @@ def _render_host_detail(request, host: Host, settings_form: HostSettingsForm | N
                 credentials.authorized_keys_line() if is_admin and host.transport == "qemu+ssh" else ""
             ),
             "settings_form": settings_form,
-            "probing": host.state in (Host.State.NEW, Host.State.PROBING),
+            "probing": host.state in host_states.AWAITING_PROBE,
         },
     )
 
@@ -110,7 +110,7 @@ def host_detail(request, pk: int):
     if request.htmx and request.headers.get("HX-Trigger") == "host-probing":
         # The page polls while the host is being probed: nothing to swap until the probe has finished,
         # then reload the whole page so capacity, facts and inventory show what the probe found.
-        if host.state in (Host.State.NEW, Host.State.PROBING):
+        if host.state in host_states.AWAITING_PROBE:
             return HttpResponse(status=204)
         return HttpResponseClientRefresh()
     return _render_host_detail(request, host)

@@ -1,8 +1,7 @@
 """Server actions as services: each owns its transaction, the state check and the enqueue.
 
-Starting an action is a compare-and-swap on the server row (design.md): it succeeds only when no task
-is in flight and the status allows the action; otherwise the caller gets a Conflict (HTTP 409).
-"""
+Starting an action is a compare-and-swap on the server row (docs/architecture.md): it succeeds only when no
+task is in flight and the status allows the action; otherwise the caller gets a Conflict (HTTP 409)."""
 
 from __future__ import annotations
 

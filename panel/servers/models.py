@@ -7,7 +7,6 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
-from hypervisor.ipam import addresses_of
 from hypervisor.macs import random_mac
 from hypervisor.models import IPAddress
 from panel.servers import operation_states, states
@@ -137,15 +136,6 @@ class Operation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in operation_states.FINISHED
-
-
-def attach_addresses(servers):
-    """Fill ipv4_addresses for many servers with one query; returns the servers as a list."""
-    servers = list(servers)
-    by_consumer = addresses_of(server.id for server in servers)
-    for server in servers:
-        server.__dict__["ipv4_addresses"] = by_consumer.get(str(server.id), [])
-    return servers
 
 
 class Snapshot(models.Model):

@@ -8,7 +8,7 @@ from django.shortcuts import render
 
 from panel.models import Server
 from panel.roles import staff_required
-from panel.servers.models import attach_addresses
+from panel.servers.queries import attach_addresses
 
 STAFF_SERVERS_PER_PAGE = 50
 

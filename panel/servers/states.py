@@ -8,7 +8,7 @@ Like Nova's vm_states / task_states / power_state:
   vocabulary; re-exported here).
 - `SuspendedBy`: who suspended the server; only they lift it.
 
-`ACTIONS` says from which statuses each action may start (the compare-and-swap of `actions.perform`)
+`ACTIONS` says from which statuses each action may start (the compare-and-swap of `actions.request_action`)
 and which status the server shows while it runs; `TRANSITIONS` lists every status change the panel
 makes, by an action's outcome, by reconcile or by billing.
 """
@@ -22,7 +22,18 @@ from django.utils.translation import gettext_lazy as _
 
 from hypervisor.power_state import PowerState
 
-__all__ = ["ACTIONS", "Action", "PowerState", "Status", "SuspendedBy", "TRANSITIONS", "Task", "may_move"]
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "PowerState",
+    "STATUS_HINTS",
+    "Status",
+    "SuspendedBy",
+    "TASK_PROGRESS",
+    "TRANSITIONS",
+    "Task",
+    "may_move",
+]
 
 
 class Status(models.TextChoices):
@@ -95,6 +106,35 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.ERROR: frozenset({Status.RUNNING, Status.STOPPED, Status.DELETING}),
     Status.DELETING: frozenset({Status.DELETED, Status.ERROR}),
     Status.DELETED: frozenset(),
+}
+
+
+# What the pages say while a task runs, and what they say about a server at rest in each status.
+TASK_PROGRESS: dict[Task, str] = {
+    Task.CREATE: _("Creating…"),
+    Task.START: _("Starting…"),
+    Task.SHUTDOWN: _("Shutting down…"),
+    Task.POWER_OFF: _("Powering off…"),
+    Task.REBOOT: _("Rebooting…"),
+    Task.RESIZE: _("Resizing…"),
+    Task.REBUILD: _("Rebuilding…"),
+    Task.SNAPSHOT: _("Taking a snapshot…"),
+    Task.RESTORE: _("Restoring a snapshot…"),
+    Task.DELETE_SNAPSHOT: _("Deleting a snapshot…"),
+    Task.SUSPEND: _("Suspending…"),
+    Task.UNSUSPEND: _("Unsuspending…"),
+    Task.DELETE: _("Deleting…"),
+}
+
+STATUS_HINTS: dict[Status, str] = {
+    Status.PENDING: _("Your server is being set up; this usually takes less than a minute."),
+    Status.PROVISIONING: _("Your server is being set up; this usually takes less than a minute."),
+    Status.RUNNING: _("Your server is up and running."),
+    Status.STOPPED: _("Your server is stopped. Start it to bring it back online."),
+    Status.SUSPENDED: _("This server is suspended. Please check your account balance or contact support."),
+    Status.ERROR: _("Your server is in an error state. You can delete it, or contact support."),
+    Status.DELETING: _("Your server is being deleted."),
+    Status.DELETED: _("This server has been deleted."),
 }
 
 

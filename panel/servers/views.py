@@ -23,12 +23,8 @@ from hypervisor.models import Image, IPAddress
 from panel.models import Operation, Server, Snapshot
 from panel.servers import actions, catalog, states
 from panel.servers.forms import OrderForm, PtrForm
-from panel.servers.models import attach_addresses
+from panel.servers.queries import attach_addresses, own_servers
 from panel.servers.states import Task
-
-
-def own_servers(request):
-    return Server.objects.filter(owner=request.user).select_related("plan", "image", "region")
 
 
 def _live_servers(request):

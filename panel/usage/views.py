@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from hypervisor.models import Host
 from panel.models import Server
 from panel.roles import staff_required
-from panel.servers.views import own_servers
+from panel.servers.queries import own_servers
 from panel.usage import display, metering
 from panel.usage.forms import TrafficBlockForm
 
