@@ -3,8 +3,9 @@
 
 A leaf module: it imports no task module (tasks are the top floor, which imports services) and no
 service, so any service may call it. Work is recorded in Postgres first (an Operation row, a queued
-mail) and sent after that transaction commits; a send that fails is logged, not raised, because the
-row is the truth and the reaper sends operations again that no worker has started.
+mail) and sent after that transaction commits. An operation whose send fails is logged, not raised,
+because the row is the truth and the reaper sends operations again that no worker has started; any other
+send raises.
 """
 
 from __future__ import annotations
@@ -32,15 +33,10 @@ def send(task_name: str, args: Sequence[Any] = (), task_id: str | None = None) -
 
 
 def after_commit(task_name: str, *args: Any) -> None:
-    """Send the task once the current transaction commits (at once outside a transaction)."""
-    transaction.on_commit(partial(_send_logged, task_name, args))
-
-
-def _send_logged(task_name: str, args: tuple) -> None:
-    try:
-        send(task_name, args)
-    except Exception:
-        log.exception("could not send %s%r to the broker", task_name, args)
+    """Send the task once the current transaction commits (at once outside a transaction). A failure to
+    send raises from the commit, as Celery's own `.delay` would: only operations are sent again by the
+    reaper, so other work must not be lost quietly."""
+    transaction.on_commit(partial(send, task_name, args))
 
 
 def operation(operation_id) -> None:

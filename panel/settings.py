@@ -314,7 +314,7 @@ SPECTACULAR_SETTINGS = {
     # Several models have a `status`; the server's gets a readable name (a collision warns in check --deploy).
     "ENUM_NAME_OVERRIDES": {
         "ServerStatusEnum": "panel.servers.states.Status",
-        "TaskEnum": "panel.servers.states.Task",
+        "ActionTypeEnum": "panel.servers.states.Task",
         "ActivityEventTypeEnum": "panel.models.ActivityEvent.Type",
     },
 }

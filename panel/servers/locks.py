@@ -2,7 +2,8 @@
 
 A transaction that locks more than one kind of row takes them in this order, and never goes back:
 
-1. the customer: their user row (quotas, credit, billing terms; billing's ledger locks the same row),
+1. the customer: their user row, FOR NO KEY UPDATE (quotas, credit, billing terms; billing's ledger locks
+   the same row),
 2. the server: its row, by the compare-and-swap that starts an action,
 3. the host: its row, by a claim (`hypervisor.claims`), one host at a time,
 4. the address: a free IPv4 address, taken without waiting (SKIP LOCKED, `hypervisor.ipam`),
@@ -73,7 +74,14 @@ class LockOrder:
                 raise LockOrderError("one transaction locks one customer")
             return self._customer
         self._take(Lock.CUSTOMER)
-        self._customer = User.objects.select_for_update(of=("self",)).select_related("quota").get(pk=user_id)
+        # FOR NO KEY UPDATE: it serialises with every other customer lock (billing's ledger lock too), but not
+        # with the key-share lock that a foreign key check takes when another transaction commits a row that
+        # points at this customer (an operation, an activity event) after swapping a server's task. A full
+        # FOR UPDATE would make that commit wait for this transaction, which may be waiting for the same
+        # server row: a deadlock.
+        self._customer = (
+            User.objects.select_for_update(no_key=True, of=("self",)).select_related("quota").get(pk=user_id)
+        )
         return self._customer
 
     def server(self) -> None:

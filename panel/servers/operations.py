@@ -28,6 +28,7 @@ from panel.faults import pause_point
 from panel.models import Operation, Server, Snapshot
 from panel.servers import guest, operation_states
 from panel.servers.actions import HOST_DOWN_MESSAGE
+from panel.servers.locks import LockOrder
 from panel.servers.states import PowerState, Status, SuspendedBy, Task
 from panel.usage import metering
 
@@ -433,6 +434,7 @@ def on_failure(operation: Operation, message: str) -> None:
     if _never_usable(operation):
         cleaned = _cleaned_up(operation)
         with transaction.atomic():
+            LockOrder().customer(server.owner_id)  # the lock order: the customer before the server
             closed = fail(
                 operation,
                 str(FAILED_STATUS_REASONS[operation.type]),
@@ -460,9 +462,10 @@ def on_failure(operation: Operation, message: str) -> None:
             except HypervisorError as exc:
                 log.warning("reverting the failed resize of %s: %s", server.id, exc.message)
         with transaction.atomic():
+            LockOrder().customer(server.owner_id)  # the lock order: customer, server, host
+            fail(operation, _public_message(message), message)
             _give_back_resize(operation)
             subscriptions.undo_plan_change(str(server.id), operation.params.get("billing_undo") or {})
-            fail(operation, _public_message(message), message)
     else:
         fail(operation, _public_message(message), message)
 
@@ -538,6 +541,7 @@ def reap_stuck_operations() -> int:
             if _never_usable(operation) and not nothing_on_host:
                 changes["status_detail"] = _pending_cleanup_detail(message)
         with transaction.atomic():
+            LockOrder().customer(operation.server.owner_id)  # the lock order: the customer before the server
             closed = fail(operation, message, message, only_from=(operation.status,), **changes)
             if closed and nothing_on_host:
                 _give_back_unused(operation.server)

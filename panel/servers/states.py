@@ -64,7 +64,7 @@ class Task(models.TextChoices):
 
 
 class SuspendedBy(models.TextChoices):
-    NOBODY = "", _("Not suspended")
+    NOBODY = "", _("Nobody")
     STAFF = "staff", _("Staff")
     BILLING = "billing", _("Billing")
     TRANSFER = "transfer", _("Transfer allowance")

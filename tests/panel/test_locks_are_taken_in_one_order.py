@@ -52,7 +52,7 @@ def test_the_customer_asked_again_costs_no_query(customer, django_assert_num_que
 
 def test_an_action_that_counts_the_quota_locks_the_customer_before_the_server(customer, catalog, monkeypatch):
     """A resize locks the customer, then the server (its compare-and-swap), then the host and the invoice
-    numbering: the order billing's suspension (customer, then server) takes too, so they cannot deadlock."""
+    numbering."""
     server = factories.make_real_server(
         customer, plan=catalog["plan"], image=catalog["image"], region=catalog["region"]
     )
