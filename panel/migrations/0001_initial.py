@@ -115,7 +115,7 @@ class Migration(migrations.Migration):
                 ('power_state', models.CharField(blank=True, choices=[('', 'No domain'), ('nostate', 'Unknown'), ('running', 'Running'), ('paused', 'Paused'), ('shutting_down', 'Shutting down'), ('shutoff', 'Shut off'), ('crashed', 'Crashed'), ('suspended', 'Suspended by the guest')], max_length=20)),
                 ('status_reason', models.TextField(blank=True, null=True)),
                 ('status_detail', models.TextField(blank=True, default='')),
-                ('suspended_by', models.CharField(blank=True, choices=[('', 'Not suspended'), ('staff', 'Staff'), ('billing', 'Billing'), ('transfer', 'Transfer allowance')], help_text='who suspended it: staff, billing or transfer (only they lift it)', max_length=10)),
+                ('suspended_by', models.CharField(blank=True, choices=[('', 'Nobody'), ('staff', 'Staff'), ('billing', 'Billing'), ('transfer', 'Transfer allowance')], help_text='who suspended it: staff, billing or transfer (only they lift it)', max_length=10)),
                 ('bandwidth_error', models.TextField(blank=True, help_text='why the port speed could not be applied (staff)')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
