@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from billing import ledger, prices, providers
 from billing.forms import AdjustmentForm, BillingTermsForm, RecordPaymentForm
@@ -21,11 +20,8 @@ LEDGER_ROWS = 50
 INVOICE_ROWS = 50
 
 
-METHOD_LABELS = {
-    "bank_transfer": gettext_lazy("Bank transfer"),
-    "cash": gettext_lazy("Cash"),
-    "other": gettext_lazy("Other"),
-}
+# The ways staff record a payment (the form's choices), by name; providers name themselves.
+METHOD_LABELS = dict(RecordPaymentForm.METHODS)
 
 
 def company_name() -> str:

@@ -526,7 +526,9 @@ def reap_stuck_operations() -> int:
     worker may even still be at it), so it keeps its capacity, address and subscription, and deleting the
     server destroys the domain and ends the billing."""
     reaped = 0
-    for operation in Operation.objects.filter(status__in=OPEN, deadline__lt=timezone.now()):
+    for operation in Operation.objects.filter(status__in=OPEN, deadline__lt=timezone.now()).select_related(
+        "server"
+    ):
         message = _("The operation did not finish before its deadline.")
         # Closed only from the status seen here: one a worker begins meanwhile waits for a later run.
         unstarted = operation.status == Operation.Status.PENDING
