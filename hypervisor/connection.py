@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -32,6 +33,14 @@ TRANSIENT_CODES = {
     libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
 }
 TRANSIENT_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
+
+# libvirt's storage driver refuses pool-level calls (refresh, destroy, undefine, delete) with this internal
+# error while a volume job (a volume being built by createXML, an upload or download stream being set up)
+# holds the pool (storage_driver.c: `asyncjobs`). The pool is busy, not broken: the same call soon succeeds.
+POOL_BUSY_TEXT = "asynchronous jobs running"
+POOL_BUSY_FIRST_DELAY = 0.1  # seconds; doubled after each refusal
+POOL_BUSY_MAX_DELAY = 2.0
+POOL_BUSY_BUDGET = 30.0  # seconds of retrying before the refusal is raised (describe() calls it transient)
 
 
 class HypervisorError(Exception):
@@ -75,9 +84,41 @@ def _target(uri: str) -> str:
     return f"{parts.hostname}:{parts.port or default_port}"
 
 
+def link_broken(error: libvirt.libvirtError) -> bool:
+    """Whether the error says the link to the host is broken (the connection is dropped and reopened)."""
+    return error.get_error_code() in TRANSIENT_CODES or error.get_error_domain() in TRANSIENT_DOMAINS
+
+
+def pool_busy(error: libvirt.libvirtError) -> bool:
+    """Whether libvirt refused a pool-level call because volume jobs are running on the pool."""
+    return error.get_error_code() == libvirt.VIR_ERR_INTERNAL_ERROR and POOL_BUSY_TEXT in (
+        error.get_error_message() or ""
+    )
+
+
+def when_pool_idle(call: Callable[[], Result], budget: float = POOL_BUSY_BUDGET) -> Result:
+    """Make a pool-level libvirt call (`pool.refresh(0)`, destroy, undefine, delete), trying it again
+    after a short back-off (0.1 s doubling to 2 s) while libvirt answers that the pool is busy, for at most
+    `budget` seconds. Any other error, and a refusal that outlasts the budget, is raised as it came. The
+    caller's unit of work needs a timeout (connection.run) longer than the budget."""
+    deadline = time.monotonic() + budget
+    delay = POOL_BUSY_FIRST_DELAY
+    while True:
+        try:
+            return call()
+        except libvirt.libvirtError as exc:
+            if not pool_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.debug("storage pool busy, retrying in %.1f s: %s", delay, exc.get_error_message())
+        time.sleep(delay)
+        delay = min(delay * 2, POOL_BUSY_MAX_DELAY)
+
+
 def describe(error: libvirt.libvirtError, uri: str = "") -> HypervisorError:
+    """The libvirt error as a HypervisorError: readable, and transient when a retry may help (a broken link,
+    a storage pool busy with another volume job)."""
     code = error.get_error_code()
-    transient = code in TRANSIENT_CODES or error.get_error_domain() in TRANSIENT_DOMAINS
+    transient = link_broken(error) or pool_busy(error)
     message = error.get_error_message() or str(error)
     for needle, readable in READABLE:
         if needle in message:
@@ -108,7 +149,7 @@ def _executor(uri: str) -> ThreadPoolExecutor:
         return _executors[key]
 
 
-def _ensure_event_loop() -> None:
+def ensure_event_loop() -> None:
     """Keepalive needs libvirt's event loop running in this process."""
     global _event_loop_pid
     if _event_loop_pid == os.getpid():
@@ -125,7 +166,7 @@ def _ensure_event_loop() -> None:
 
 def _open(uri: str) -> libvirt.virConnect:
     if not uri.startswith("test:"):
-        _ensure_event_loop()
+        ensure_event_loop()
     conn = libvirt.open(uri)
     if not uri.startswith("test:"):
         try:
@@ -213,7 +254,6 @@ def run(target, work: Callable[[libvirt.virConnect], Result], timeout: float | N
         forget(uri)
         raise HostUnreachable(f"the host did not answer within {timeout:g} seconds") from None
     except libvirt.libvirtError as exc:
-        error = describe(exc, uri)
-        if error.transient:
-            forget(uri)
-        raise error from exc
+        if link_broken(exc):
+            forget(uri)  # a busy pool, transient too, leaves the connection as it is
+        raise describe(exc, uri) from exc

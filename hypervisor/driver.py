@@ -70,6 +70,24 @@ def _find_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageV
         raise
 
 
+def _create_volume(pool: libvirt.virStoragePool, spec: Volume) -> libvirt.virStorageVol:
+    """Create the volume, or take the one of that name that exists already: made meanwhile by another
+    delivery of the same task, or a file in the pool's directory that libvirt has not listed yet (then,
+    and only then, the pool is refreshed, waiting while it is busy)."""
+    try:
+        return pool.createXML(spec.to_xml(), 0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_STORAGE_VOL_EXIST, libvirt.VIR_ERR_OPERATION_INVALID):
+            raise
+        refused = exc
+    if refused.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:  # "volume target path ... exists"
+        connection.when_pool_idle(lambda: pool.refresh(0))
+    volume = _find_volume(pool, spec.name)
+    if volume is None:
+        raise refused
+    return volume
+
+
 def ensure_pool(conn: libvirt.virConnect, name: str, path: str = "") -> libvirt.virStoragePool:
     """The named storage pool, active. A missing pool is created as a `dir` pool at `path` when the admin
     gave one, and `default` at the libvirt convention's path; any other missing pool is an error."""
@@ -86,7 +104,7 @@ def ensure_pool(conn: libvirt.virConnect, name: str, path: str = "") -> libvirt.
             pool.setAutostart(1)
             pool.create(0)
         except libvirt.libvirtError:
-            pool.undefine()  # leave nothing half-made behind
+            connection.when_pool_idle(pool.undefine)  # leave nothing half-made behind
             raise
     if not pool.isActive():
         pool.create(0)
@@ -113,11 +131,8 @@ def create_disk(host: Host, request: DomainRequest, base_path: str = "") -> str:
         pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
         volume = _find_volume(pool, request.volume_name)
         if volume is None:
-            pool.refresh(0)
-            volume = _find_volume(pool, request.volume_name)
-        if volume is None:
             spec = Volume(request.volume_name, request.disk_gib * GIB, backing_path=base_path)
-            volume = pool.createXML(spec.to_xml(), 0)
+            volume = _create_volume(pool, spec)
         return volume.path()
 
     return connection.run(host, work, timeout=max(120.0, settings.LIBVIRT_TIMEOUT))

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import host_states, hosts
+from . import host_states, hosts, routing
 from .models import Host
 
 
@@ -21,5 +21,7 @@ def check_host(host_id: int) -> None:
 @shared_task(ignore_result=True)
 def check_hosts() -> None:
     """Beat: one health check per ready or down host, each its own task so a hung host delays no other."""
-    for host_id in Host.objects.filter(state__in=host_states.CHECKED).values_list("id", flat=True):
-        check_host.delay(host_id)
+    for host_id, region_id in Host.objects.filter(state__in=host_states.CHECKED).values_list(
+        "id", "region_id"
+    ):
+        check_host.apply_async([host_id], queue=routing.queue_for_region(region_id))

@@ -27,27 +27,29 @@ ENFORCE_TRANSFER = "panel.tasks.enforce_transfer"
 PROBE_HOST = "hypervisor.tasks.probe_host"
 
 
-def send(task_name: str, args: Sequence[Any] = (), task_id: str | None = None) -> None:
-    """Send one task now; raises what the broker raises."""
-    app.send_task(task_name, args=list(args), task_id=task_id)
+def send(
+    task_name: str, args: Sequence[Any] = (), task_id: str | None = None, queue: str | None = None
+) -> None:
+    """Send one task now (to `queue`, or the default queue); raises what the broker raises."""
+    app.send_task(task_name, args=list(args), task_id=task_id, queue=queue)
 
 
-def after_commit(task_name: str, *args: Any) -> None:
+def after_commit(task_name: str, *args: Any, queue: str | None = None) -> None:
     """Send the task once the current transaction commits (at once outside a transaction). A failure to
     send raises from the commit, as Celery's own `.delay` would: only operations are sent again by the
     reaper, so other work must not be lost quietly."""
-    transaction.on_commit(partial(send, task_name, args))
+    transaction.on_commit(partial(send, task_name, args, queue=queue))
 
 
-def operation(operation_id) -> None:
+def operation(operation_id, queue: str | None = None) -> None:
     """Send the operation to a worker now; its Celery task id is the operation's id. A failure to send is
-    logged, not raised: the reaper sends operations again that no worker has started."""
+    logged, not raised: the reaper sends again operations that no worker has begun."""
     try:
-        send(RUN_OPERATION, [str(operation_id)], task_id=str(operation_id))
+        send(RUN_OPERATION, [str(operation_id)], task_id=str(operation_id), queue=queue)
     except Exception:
         log.exception("could not send operation %s to the broker; the reaper will retry", operation_id)
 
 
-def operation_after_commit(operation_id) -> None:
+def operation_after_commit(operation_id, queue: str | None = None) -> None:
     """Send the operation when the transaction that recorded it commits."""
-    transaction.on_commit(lambda: operation(operation_id))
+    transaction.on_commit(lambda: operation(operation_id, queue))

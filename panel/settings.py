@@ -337,6 +337,17 @@ IPV4_COOLDOWN_MINUTES = int(os.environ.get("IPV4_COOLDOWN_MINUTES", "60"))
 OPERATION_DEADLINE = int(os.environ.get("OPERATION_DEADLINE", "1800"))
 SHUTDOWN_TIMEOUT = int(os.environ.get("SHUTDOWN_TIMEOUT", "60"))
 OPERATION_MAX_ATTEMPTS = int(os.environ.get("OPERATION_MAX_ATTEMPTS", "5"))
+# The worker running an operation holds a lease on it for this many seconds, renewed by a heartbeat every
+# third of it. The reaper (every half lease) sends an operation whose lease ran out to another worker, and a
+# restarted worker sends again at once the operations its previous run held: a killed worker's operations
+# resume within 1.5 leases (30 s by default) and the reaper's period.
+OPERATION_LEASE_SECONDS = int(os.environ.get("OPERATION_LEASE_SECONDS", "20"))
+# An operation recorded but not begun by any worker within this many seconds (its message was lost: the web
+# process died before sending it, or the broker lost it) is sent again.
+OPERATION_DISPATCH_SECONDS = int(os.environ.get("OPERATION_DISPATCH_SECONDS", "30"))
+# At most this many heavy operations (create, rebuild, resize: disk and image copies) run at once on one
+# host; more wait their turn in order of arrival, without holding a worker.
+HOST_HEAVY_OPERATIONS = int(os.environ.get("HOST_HEAVY_OPERATIONS", "4"))
 # Image files (qcow2 disks, kernels, initrds) are read from this directory only (symlinks resolved).
 IMAGE_DIR = Path(os.environ.get("IMAGE_DIR", DATA_DIR / "images"))
 IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))
@@ -346,6 +357,12 @@ REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
 # Fault injection for crash tests: the worker pauses at the named step (see panel/faults.py).
 FAULT_PAUSE_AT = os.environ.get("PANEL_FAULT_PAUSE_AT", "")
 
+
+# The libvirt event listener (`manage.py listen_events`): how often it re-reads the hosts, and its reconnect
+# back-off (doubling from the first delay up to the longest).
+EVENTS_HOST_REFRESH_SECONDS = float(os.environ.get("EVENTS_HOST_REFRESH_SECONDS", "5"))
+EVENTS_RECONNECT_MIN_SECONDS = float(os.environ.get("EVENTS_RECONNECT_MIN_SECONDS", "1"))
+EVENTS_RECONNECT_MAX_SECONDS = float(os.environ.get("EVENTS_RECONNECT_MAX_SECONDS", "60"))
 
 # --- Usage and metering ----------------------------------------------------------------------------------
 
@@ -408,12 +425,19 @@ if REDIS_URL:
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "panel")
+# With REGION_QUEUES set, work on a host (its operations, reconcile, metering, probes) goes to the queue
+# "<CELERY_QUEUE>.<region slug>", so that a worker group near each region serves only its hosts
+# (`celery -A panel worker -Q panel.jakarta`); everything else stays on CELERY_QUEUE.
+REGION_QUEUES = os.environ.get("REGION_QUEUES", "") not in ("", "0")
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Every periodic job, in one place: the reaper, reconcile and host checks (state), metering and its
 # roll-up (usage), the allocation audit, and the hourly billing run.
 CELERY_BEAT_SCHEDULE = {
-    "reap-stuck-operations": {"task": "panel.tasks.reap_stuck_operations", "schedule": 60.0},
+    "reap-stuck-operations": {
+        "task": "panel.tasks.reap_stuck_operations",
+        "schedule": max(1.0, OPERATION_LEASE_SECONDS / 2),
+    },
     "reconcile-servers": {"task": "panel.tasks.reconcile_all_hosts", "schedule": 60.0},
     "check-hosts": {"task": "hypervisor.tasks.check_hosts", "schedule": HOST_CHECK_INTERVAL},
     "audit-allocations": {"task": "panel.tasks.audit_allocations", "schedule": 3600.0},

@@ -4,16 +4,32 @@ import logging
 import smtplib
 
 from celery import shared_task
+from celery.signals import worker_init, worker_ready
 from django.conf import settings
 
+from hypervisor import routing
 from hypervisor.models import Host
 from panel.infrastructure import allocation_audit as audit
 from panel.mail import delivery_connection, from_data
 from panel.models import Server
-from panel.servers import operations, reconcile
+from panel.servers import leases, operations, reconcile
 from panel.usage import metering
 
 log = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _worker_started(sender=None, **kwargs) -> None:
+    """A new start of this worker: its leases get a new owner token (shared by its pool's processes)."""
+    leases.worker_started(sender.hostname)
+
+
+@worker_ready.connect
+def _resume_orphans(sender=None, **kwargs) -> None:
+    """Send again at once the operations an earlier run of this worker held (it was killed or crashed)."""
+    resumed = leases.resume_orphans(sender.hostname)
+    if resumed:
+        log.warning("sent again %s operation(s) that an earlier run of %s held", resumed, sender.hostname)
 
 
 @shared_task(bind=True, acks_late=True)
@@ -26,7 +42,8 @@ def run_operation(self, operation_id: str) -> None:
 
 @shared_task(acks_late=True)
 def reap_stuck_operations() -> int:
-    operations.redispatch_unstarted_operations()
+    """Send again the operations whose lease ran out, then fail those past their deadline."""
+    leases.resume_expired()
     return operations.reap_stuck_operations()
 
 
@@ -39,8 +56,8 @@ def reconcile_host(host_id: int) -> None:
 
 @shared_task
 def reconcile_all_hosts() -> None:
-    for host_id in Host.objects.filter(state=Host.State.READY).values_list("id", flat=True):
-        reconcile_host.delay(host_id)
+    for host_id, region_id in Host.objects.filter(state=Host.State.READY).values_list("id", "region_id"):
+        reconcile_host.apply_async([host_id], queue=routing.queue_for_region(region_id))
 
 
 @shared_task
@@ -57,8 +74,8 @@ def meter_host(host_id: int) -> None:
 
 @shared_task
 def meter_all_hosts() -> None:
-    for host_id in Host.objects.filter(state=Host.State.READY).values_list("id", flat=True):
-        meter_host.delay(host_id)
+    for host_id, region_id in Host.objects.filter(state=Host.State.READY).values_list("id", "region_id"):
+        meter_host.apply_async([host_id], queue=routing.queue_for_region(region_id))
 
 
 @shared_task

@@ -1,5 +1,6 @@
 """`make run`: the demo panel with embedded defaults (SQLite, a filesystem broker), a web server, one
-Celery worker and beat. Prints the URL and the demo logins; Ctrl-C stops everything."""
+Celery worker, beat and the libvirt event listener (`manage.py listen_events`: a guest that shuts itself
+down shows as stopped within seconds). Prints the URL and the demo logins; Ctrl-C stops everything."""
 
 from __future__ import annotations
 
@@ -98,6 +99,9 @@ def main() -> int:
             "--schedule",
             str(data_dir / "celerybeat-schedule"),
         ],
+        # Lifecycle events of the hosts' domains, applied to servers at once (a simulated test:/// host
+        # lives inside the worker, so the listener leaves it to the periodic reconcile).
+        "events": [*manage, "listen_events"],
     }
     processes = {}
     for name, command in commands.items():
@@ -108,7 +112,7 @@ def main() -> int:
 
     print(seed.stdout.rstrip())
     print(f"\nThe panel is at http://{host}:{port}/  (API docs: http://{host}:{port}/api/v1/docs/)")
-    print(f"Logs: {logs}/web.log, worker.log, beat.log. Press Ctrl-C to stop.\n")
+    print(f"Logs: {logs}/web.log, worker.log, beat.log, events.log. Press Ctrl-C to stop.\n")
 
     stopping = False
 

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from billing import errors, ledger, payments
 from billing.models import Invoice, Plan
 from billing.money import currency
-from hypervisor import hosts, placement
+from hypervisor import hosts, placement, routing
 from hypervisor.models import Host, Image, Region
 from panel import dispatch
 from panel.accounts import quotas, ssh_keys
@@ -210,7 +210,7 @@ class AdminHostList(generics.ListAPIView):
             activity.record_host_change(
                 host, request.user, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri}
             )
-            dispatch.after_commit(dispatch.PROBE_HOST, host.pk)
+            dispatch.after_commit(dispatch.PROBE_HOST, host.pk, queue=routing.queue_for_host(host))
         return Response(api_serializers.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
 
 

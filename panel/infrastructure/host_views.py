@@ -12,7 +12,7 @@ from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from hypervisor import credentials, host_states, placement
+from hypervisor import credentials, host_states, placement, routing
 from hypervisor.hosts import forget_host_keys, register_host, set_enabled, update_settings
 from hypervisor.models import Host
 from panel import dispatch
@@ -34,7 +34,7 @@ def _register_host(form: HostForm, actor: User) -> Host | None:
             activity.record_host_change(
                 host, actor, gettext_noop("Host %(host)s added (%(uri)s)."), {"uri": host.uri}
             )
-            dispatch.after_commit(dispatch.PROBE_HOST, host.pk)
+            dispatch.after_commit(dispatch.PROBE_HOST, host.pk, queue=routing.queue_for_host(host))
     except ValidationError as exc:
         add_service_error(form, exc, HostForm.SERVICE_ERROR_FIELDS)
         return None
@@ -161,7 +161,7 @@ def host_action(request, pk: int):
     action = request.POST.get("action")
     name = {"name": host.name}
     if action == "probe":
-        dispatch.send(dispatch.PROBE_HOST, [host.pk])
+        dispatch.send(dispatch.PROBE_HOST, [host.pk], queue=routing.queue_for_host(host))
         messages.success(request, _("Probing %(name)s.") % name)
     elif action == "enable":
         with transaction.atomic():

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy, gettext_noop
 from billing import errors as billing_errors
 from billing import subscriptions
 from billing.models import Plan
-from hypervisor import ipam, macs
+from hypervisor import ipam, macs, routing
 from hypervisor.cloudinit import hash_password
 from hypervisor.models import Allocation, Host, Image, Region
 from hypervisor.placement import NoCapacity, Resources
@@ -199,7 +199,7 @@ def order_server(
             actor=user,
             target=f"server:{server.id}",
         )
-        dispatch.operation_after_commit(operation.id)
+        dispatch.operation_after_commit(operation.id, routing.queue_for_region(region.pk))
     return server
 
 
@@ -274,7 +274,7 @@ def request_action(
             server=server, type=action, params=params or {}, requested_by=user
         )
         _record_action(server, action, user)
-        dispatch.operation_after_commit(operation.id)
+        dispatch.operation_after_commit(operation.id, routing.queue_for_region(server.region_id))
     server.refresh_from_db()
     return operation
 

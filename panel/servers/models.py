@@ -100,6 +100,11 @@ def default_deadline():
     return timezone.now() + timedelta(seconds=settings.OPERATION_DEADLINE)
 
 
+def default_lease_expiry():
+    """A new operation is waiting for its message to reach a worker: sent again if none began it by then."""
+    return timezone.now() + timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
+
+
 class Operation(models.Model):
     """One action on a server. The row, not Celery, is the truth; its id is the Celery task id."""
 
@@ -122,12 +127,18 @@ class Operation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(default=default_deadline)
+    # The lease (panel/servers/leases.py): the worker running the operation ("node/boot/pid") and until when
+    # it holds it. No owner with an expiry: the operation waits for a worker (its message is in the queue,
+    # or it waits for its turn on the host) and is sent again if none takes it by then.
+    lease_owner = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True, default=default_lease_expiry)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["server", "-created_at"]),
             models.Index(fields=["status", "deadline"]),
+            models.Index(fields=["status", "lease_expires_at"]),
         ]
 
     def __str__(self) -> str:

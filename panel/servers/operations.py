@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -23,10 +24,9 @@ from hypervisor import claims, driver, ipam
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Allocation, BaseVolume, Host, Image
 from hypervisor.xml.domain import KernelBoot
-from panel import dispatch
 from panel.faults import pause_point
 from panel.models import Operation, Server, Snapshot
-from panel.servers import guest, operation_states
+from panel.servers import guest, leases, operation_states
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.locks import LockOrder
 from panel.servers.states import PowerState, Status, SuspendedBy, Task
@@ -61,10 +61,12 @@ def _public_message(message: str) -> str:
 
 @dataclass
 class RetryLater(Exception):
-    """A transient hypervisor error: the task should run again after `countdown` seconds."""
+    """The task should run again after `countdown` seconds: a transient hypervisor error (`counted`: the
+    attempt counts), or a heavy operation waiting for its turn on its host."""
 
     countdown: int
     reason: str
+    counted: bool = True
 
 
 def domain_request(server: Server) -> driver.DomainRequest:
@@ -79,8 +81,17 @@ def domain_request(server: Server) -> driver.DomainRequest:
     return guest.domain_request(server, boot)
 
 
+# Operations that copy disks and images: at most HOST_HEAVY_OPERATIONS of them run at once on one host.
+HEAVY = (Task.CREATE, Task.REBUILD, Task.RESIZE)
+HOST_TURN_LOCK = 7301  # the first key of the advisory lock that orders heavy operations per host
+HOST_TURN_POLL = 2  # seconds between looks at whether a waiting heavy operation's turn has come
+
+
 def begin(operation_id: str) -> Operation | None:
-    """Mark the operation running (counting the attempt); None if it has already finished."""
+    """Take the operation's lease and mark it running (counting the attempt). None when it has finished or
+    another worker holds its lease. Raises RetryLater when it is a heavy operation whose host is busy with
+    as many heavy operations as it may run: it waits its turn, in order of arrival, without a worker."""
+    now = timezone.now()
     with transaction.atomic():
         operation = (
             Operation.objects.select_for_update(of=("self",))
@@ -89,29 +100,63 @@ def begin(operation_id: str) -> Operation | None:
             .filter(pk=operation_id)
             .first()
         )
-        if operation is None or operation.is_finished:
+        if operation is None or operation.is_finished or leases.held_by_another(operation, now):
             return None
-        operation.status = Operation.Status.RUNNING
-        operation.attempts += 1
-        operation.started_at = operation.started_at or timezone.now()
-        operation.save(update_fields=["status", "attempts", "started_at"])
-        if operation.type == Task.CREATE:
-            Server.objects.filter(pk=operation.server_id, status=Status.PENDING).update(
-                status=Status.PROVISIONING
+        if operation.type in HEAVY and operation.server.host_id and not _turn_on_host(operation):
+            operation.lease_owner = ""
+            operation.lease_expires_at = now + timedelta(seconds=HOST_TURN_POLL) + leases.duration()
+            operation.save(update_fields=["lease_owner", "lease_expires_at"])
+            busy = True
+        else:
+            busy = False
+            operation.status = Operation.Status.RUNNING
+            operation.attempts += 1
+            operation.started_at = operation.started_at or now
+            leases.take(operation, now)
+            operation.save(
+                update_fields=["status", "attempts", "started_at", "lease_owner", "lease_expires_at"]
             )
+            if operation.type == Task.CREATE:
+                Server.objects.filter(pk=operation.server_id, status=Status.PENDING).update(
+                    status=Status.PROVISIONING
+                )
+    if busy:
+        raise RetryLater(countdown=HOST_TURN_POLL, reason="waiting for its turn on the host", counted=False)
     return operation
+
+
+def _turn_on_host(operation: Operation) -> bool:
+    """Whether the heavy operation may run now on its host: fewer than HOST_HEAVY_OPERATIONS heavy
+    operations are ahead of it (running under a live lease, or open and older). Serialised per host by an
+    advisory lock held to the end of the caller's transaction, so two workers never both take the last
+    place."""
+    host_id = operation.server.host_id
+    if connection.vendor == "postgresql":  # SQLite (the demo) runs one write transaction at a time anyway
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [HOST_TURN_LOCK, host_id])
+    now = timezone.now()
+    ahead = (
+        Operation.objects.filter(server__host_id=host_id, type__in=HEAVY, status__in=OPEN, deadline__gte=now)
+        .exclude(pk=operation.pk)
+        .filter(Q(lease_owner__gt="", lease_expires_at__gte=now) | Q(created_at__lt=operation.created_at))
+        .count()
+    )
+    return ahead < settings.HOST_HEAVY_OPERATIONS
 
 
 def _close(
     operation: Operation, status: str, error: str, server_changes: dict, detail: str = "", only_from=OPEN
 ) -> bool:
-    """Close a still-open operation (in one of the statuses `only_from`) and clear its server's task in one
-    transaction. An operation that was closed meanwhile (by the reaper, or by another delivery of the same
-    task) is left as it is."""
+    """Close a still-open operation (in one of the statuses `only_from`, under the lease as the caller read
+    or took it) and clear its server's task in one transaction. An operation that was closed meanwhile (by
+    the reaper, or by another delivery of the same task), or whose lease passed to another worker, is left
+    as it is."""
     now = timezone.now()
     with transaction.atomic():
-        closed = Operation.objects.filter(pk=operation.pk, status__in=only_from).update(
-            status=status, finished_at=now, error=error, detail=detail
+        closed = Operation.objects.filter(
+            pk=operation.pk, status__in=only_from, lease_owner=operation.lease_owner
+        ).update(
+            status=status, finished_at=now, error=error, detail=detail, lease_owner="", lease_expires_at=None
         )
         if closed:
             if "status_reason" in server_changes and server_changes["status_reason"] is None:
@@ -151,6 +196,7 @@ def create(operation: Operation) -> None:
     # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload.
     defined = driver.power_state(host, server.id) is not None
     seed_path = driver.write_seed(host, request, guest.seed_iso(server), replace=not defined)
+    pause_point("create:seeded")
     _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path)
     pause_point("create:defined")
@@ -220,11 +266,13 @@ def resize(operation: Operation) -> None:
         domain_request(server), vcpus=plan.vcpus, memory_mib=plan.memory_mib, disk_gib=plan.disk_gib
     )
     driver.resize_disk(host, request)
+    pause_point("resize:disk")
     driver.set_resources(host, server.id, plan.vcpus, plan.memory_mib)
     pause_point("resize:configured")
     if was_running and driver.current_resources(host, server.id) != (plan.vcpus, plan.memory_mib):
         metering.meter_server(server)
         driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
+        pause_point("resize:stopped")
     state = driver.start(host, server.id) if was_running else PowerState.SHUTOFF
     server.plan = plan
     if was_running:
@@ -250,15 +298,18 @@ def rebuild(operation: Operation) -> None:
     if driver.power_state(host, server.id) is not None:  # a vanished domain is simply defined anew
         driver.power_off(host, server.id)
         driver.drop_snapshots(host, server.id)
+    pause_point("rebuild:stopped")
     base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     driver.delete_disk(host, request)
+    pause_point("rebuild:disk-deleted")
     disk_path = driver.create_disk(host, request, base_path)
     seed_path = driver.write_seed(
         host, request, guest.seed_iso(server, f"{server.id}-{operation.id.hex[:8]}"), replace=True
     )
     _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path, replace=True)
+    pause_point("rebuild:defined")
     state = driver.start(host, server.id)
     metering.after_start(server)
     with transaction.atomic():
@@ -274,6 +325,7 @@ def snapshot(operation: Operation) -> None:
     server = operation.server
     name = snapshot_name(operation)
     driver.create_snapshot(_host(server), server.id, name, operation.params["name"])
+    pause_point("snapshot:taken")
     with transaction.atomic():
         Snapshot.objects.get_or_create(
             server=server, libvirt_name=name, defaults={"name": operation.params["name"]}
@@ -471,10 +523,16 @@ def on_failure(operation: Operation, message: str) -> None:
 
 
 def execute(operation_id: str) -> None:
-    """Run one operation to its end, or raise RetryLater for a transient hypervisor error."""
+    """Run one operation to its end under its lease, or raise RetryLater (a transient hypervisor error, or
+    the host's turn for heavy operations not come yet)."""
     operation = begin(operation_id)
     if operation is None:
         return
+    with leases.heartbeat(operation):
+        _run(operation)
+
+
+def _run(operation: Operation) -> None:
     if operation.attempts > settings.OPERATION_MAX_ATTEMPTS:
         # Deliveries that never recorded an outcome (a worker killed mid-task) count as attempts too.
         on_failure(
@@ -485,30 +543,21 @@ def execute(operation_id: str) -> None:
         HANDLERS[operation.type](operation)
     except HypervisorError as exc:
         if exc.transient and operation.attempts < settings.OPERATION_MAX_ATTEMPTS:
-            raise RetryLater(countdown=min(60, 2**operation.attempts), reason=exc.message) from exc
+            countdown = min(60, 2**operation.attempts)
+            leases.wait(operation, countdown)
+            raise RetryLater(countdown=countdown, reason=exc.message) from exc
         on_failure(operation, exc.message)
+    except (OperationalError, InterfaceError) as exc:
+        # Postgres went away (a restart, a failover): nothing can be recorded now. The connection is dropped
+        # and the attempt tried again (the steps are idempotent); if that retry is lost too, the lease runs
+        # out and the reaper sends the operation again.
+        connection.close()
+        raise RetryLater(countdown=min(60, 2**operation.attempts), reason=str(exc)) from exc
     except SoftTimeLimitExceeded:
         on_failure(operation, _("The operation took too long and was stopped."))
     except Exception:
-        log.exception("operation %s failed", operation_id)
+        log.exception("operation %s failed", operation.pk)
         on_failure(operation, _("An internal error occurred; the staff have been notified."))
-
-
-REDISPATCH_AFTER = timedelta(minutes=2)
-
-
-def redispatch_unstarted_operations() -> int:
-    """Send again operations that no worker has started (the web process died between commit and send,
-    or the broker was down). Running an operation twice is harmless: `begin` skips finished ones."""
-    cutoff = timezone.now() - REDISPATCH_AFTER
-    waiting = Operation.objects.filter(
-        status=Operation.Status.PENDING, created_at__lt=cutoff, deadline__gte=timezone.now()
-    ).values_list("id", flat=True)
-    count = 0
-    for operation_id in waiting:
-        dispatch.operation(operation_id)
-        count += 1
-    return count
 
 
 def _give_back_resize(operation: Operation) -> None:

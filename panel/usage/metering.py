@@ -22,7 +22,7 @@ from django.utils.translation import gettext_noop
 
 from billing.models import OverLimitPolicy, TransferDirection
 from billing.periods import add_months
-from hypervisor import shaping
+from hypervisor import routing, shaping
 from hypervisor.connection import HypervisorError
 from hypervisor.counters import Counters, collect
 from hypervisor.models import Host
@@ -372,7 +372,9 @@ def add_traffic_block(server: Server, gib: int, now: datetime | None = None, by=
             target=f"server:{server.id}",
             staff_action=by is not None,
         )
-        dispatch.after_commit(dispatch.ENFORCE_TRANSFER, str(server.pk))
+        dispatch.after_commit(
+            dispatch.ENFORCE_TRANSFER, str(server.pk), queue=routing.queue_for_region(server.region_id)
+        )
     period.refresh_from_db()
     return period
 

@@ -64,6 +64,8 @@ def a_worker_defines_the_domain_and_dies(operation: Operation) -> None:
     seed = driver.write_seed(server.host, request, guest.seed_iso(server), replace=True)
     driver.define_domain(server.host, request, disk, seed)
     driver.start(server.host, server.id)
+    # The worker is gone: its lease runs out and the operation is sent to another worker.
+    Operation.objects.filter(pk=operation.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
 
 def has_domain(conn, server: Server) -> bool:

@@ -1,308 +1,50 @@
-"""Crash safety on a real libvirtd (qemu:///system) with real Celery worker processes: a worker is killed
-(SIGKILL) in the middle of a create, a resize and a delete, and a fresh worker finishes the operation from
-where it was. Each case ends consistent: no duplicate domain, no orphaned volume, no task left on the
-server, capacity and addresses accounted for. A worker that never comes back is covered by the reaper.
+"""Chaos: a worker is killed (SIGKILL) at every pause point of create, rebuild, resize, snapshot and delete,
+on the real libvirtd (qemu:///system) with real Celery worker processes, and another worker that is already
+running resumes the operation and finishes it within the target (60 s): its lease runs out, the reaper sends
+it again, and the idempotent steps finish the work. Each case ends consistent: no duplicate domain, no
+orphaned volume, no task left on the server, one claim and one address per live server (none after a
+delete), snapshots as the panel records them. A worker restarted under the same node name sends its
+earlier run's operations again at once, and a worker that never comes back is covered by the reaper's
+deadline.
 
-The first worker is started with PANEL_FAULT_PAUSE_AT=<step> (panel/faults.py): it writes a marker file and
-sleeps when the operation reaches that step, so the kill lands between two known steps, not by timing.
-
-How the killed worker's task comes back: acks are late, so the message stays in kombu's Redis `unacked`
-hash (scored with its delivery time in `unacked_index`) while the worker runs it. A SIGKILLed worker never
-acks nor gives it back; another consumer puts it back on its queue once it is older than the visibility
-timeout (BROKER_VISIBILITY_TIMEOUT, 8 s here). kombu 5.7 scans for such messages once when a worker starts
-consuming, and after that only about every 100 s (unacked_restore_interval 10 s x unacked_restore_throttle
-10): a fresh worker started at once after the kill was seen to pick the task up only 100 s after it started.
-So the fresh worker is started once the visibility timeout has passed since the delivery (as a worker
-restarted by its supervisor some time after a crash finds it), and it picks the task up at once.
+The victim is started with PANEL_FAULT_PAUSE_AT=<step> (panel/faults.py): it writes a marker file and waits
+when the operation reaches that step, so the kill lands between two known steps, not by timing. The broker's
+visibility timeout is set far beyond the test (an hour): recovery does not wait for the broker to give the
+killed worker's message back.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import quote
 
 import libvirt
 import pytest
-import redis
-from django.db import connection
 from django.utils import timezone
 
-from hypervisor import ipam
-from hypervisor.models import Allocation, Host, IPAddress
-from panel.celery import app as celery_app
+from hypervisor.models import Allocation, IPAddress
 from panel.infrastructure import allocation_audit as audit
-from panel.models import Operation, Server
+from panel.models import Operation, Server, Snapshot
 from panel.servers import actions, operations
-from tests import factories
+from tests import chaos, factories
+from tests.real_workers import Worker, Workers, domains_of, find_domain, volumes_of
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
 
-URI = "qemu:///system"
-POOL = "default"
-VISIBILITY_TIMEOUT = 8  # seconds; the broker gives a dead worker's unacknowledged task back after this
-PROJECT = Path(__file__).resolve().parents[2]
-CELERY = Path(sys.executable).with_name("celery")
 GIB = 1024**3
-
-
-# Real worker processes on a private queue, talking to this test's database and broker.
-
-
-@dataclass
-class Worker:
-    process: subprocess.Popen
-    log: Path
-    pause_at: str
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the worker's whole process group: no ack, no cleanup, no goodbye to the broker."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-class Workers:
-    """Starts `celery -A panel worker` processes; remembers them so that every one is killed at the end."""
-
-    def __init__(self, queue: str, env: dict[str, str], directory: Path):
-        self.queue = queue
-        self.env = env
-        self.directory = directory
-        self.marker = directory / "paused-at"
-        self.started: list[Worker] = []
-
-    def start(self, pause_at: str = "") -> Worker:
-        number = len(self.started) + 1
-        env = dict(self.env)
-        env.pop("PANEL_FAULT_PAUSE_AT", None)
-        if pause_at:
-            env["PANEL_FAULT_PAUSE_AT"] = pause_at
-        log = self.directory / f"worker{number}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(CELERY), "-A", "panel", "worker", "--pool", "solo", "--concurrency", "1",
-                 "--loglevel", "INFO", "-Q", self.queue, "-n", f"crash{number}-{self.queue}@%h",
-                 "--without-mingle", "--without-gossip"],
-                cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-        worker = Worker(process, log, pause_at)
-        self.started.append(worker)
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- worker {worker.pid} (pause at {worker.pause_at or '-'}):\n{worker.tail()}"
-            for worker in self.started
-        )
-
-    def wait(self, predicate: Callable[[], object], timeout: float, what: str):
-        """Poll until predicate() is truthy; fail with the workers' logs after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.2)
-        pytest.fail(f"{what}: not within {timeout} s\n{self.logs()}")
-
-    def wait_paused(self, worker: Worker, step: str) -> None:
-        """Wait until the worker sleeps at the step's pause point."""
-
-        def paused() -> bool:
-            if not worker.alive():
-                pytest.fail(f"the worker exited before reaching {step}\n{self.logs()}")
-            return self.marker.exists() and self.marker.read_text().endswith("\n")  # written in full
-
-        self.wait(paused, 60, f"the worker reaching {step}")
-        assert self.marker.read_text().split() == [step, str(worker.pid)]
-        self.marker.unlink()
-
-    def kill_all(self) -> None:
-        for worker in self.started:
-            worker.kill()
-
-
-def database_url() -> str:
-    """The URL of the test database pytest-django created (not the one in DATABASE_URL)."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def broker() -> redis.Redis:
-    return redis.Redis.from_url(celery_app.conf.broker_url)
-
-
-def unacked(task_id: str) -> float | None:
-    """When the broker delivered the task still waiting for its ack (kombu's Redis ack emulation), or None
-    when no delivery of it waits for an ack."""
-    client = broker()
-    for tag, payload in client.hgetall("unacked").items():
-        raw, _exchange, _routing_key = json.loads(payload)
-        if raw.get("headers", {}).get("id") == task_id:
-            return client.zscore("unacked_index", tag)
-    return None
-
-
-def drop_queue(queue: str) -> None:
-    """Remove the queue's messages, its binding and any unacknowledged delivery of it from the broker."""
-    client = broker()
-    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-    for tag, payload in client.hgetall("unacked").items():
-        _raw, exchange, routing_key = json.loads(payload)
-        if queue in (exchange, routing_key):
-            client.zrem("unacked_index", tag)
-            client.hdel("unacked", tag)
+LEASE = 4  # seconds, for the many cases; one case runs with the shipped default
+TARGET = 60  # seconds from the kill to the operation's end (the issue's target)
+FAST = {"OPERATION_LEASE_SECONDS": str(LEASE), "BROKER_VISIBILITY_TIMEOUT": "3600"}
+SHIPPED = {"BROKER_VISIBILITY_TIMEOUT": "3600"}
 
 
 @pytest.fixture
-def workers(libvirtd, settings, tmp_path):
-    """Worker processes for the test (killed before the test's domains are cleaned up and its database
-    flushed), on a queue of its own that this process sends operations to."""
-    queue = f"crash-{uuid.uuid4().hex[:10]}"
-    previous_queue = celery_app.conf.task_default_queue
-    settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    celery_app.conf.task_default_queue = queue  # where this process sends operations
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.CELERY_BROKER_URL,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "DEBUG": "",
-        "CELERY_QUEUE": queue,
-        "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-        "OPERATION_DEADLINE": "3600",
-        "SHUTDOWN_TIMEOUT": "3",  # the blank guest has no OS to answer ACPI: power off after 3 s
-        "REBOOT_TIMEOUT": "2",
-        "PANEL_FAULT_MARKER": str(tmp_path / "paused-at"),
-    }
-    pool = Workers(queue, env, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.kill_all()
-        celery_app.conf.task_default_queue = previous_queue
-        drop_queue(queue)
+def fast_leases(settings):
+    settings.OPERATION_LEASE_SECONDS = LEASE
 
 
-# The real libvirtd.
-
-
-def find_pool(conn: libvirt.virConnect) -> libvirt.virStoragePool | None:
-    try:
-        return conn.storagePoolLookupByName(POOL)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
-            return None
-        raise
-
-
-def find_domain(conn: libvirt.virConnect, server_id: str) -> libvirt.virDomain | None:
-    try:
-        return conn.lookupByUUIDString(server_id)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
-
-
-def domains_of(conn: libvirt.virConnect, server: Server) -> list[libvirt.virDomain]:
-    """Every domain that is the server's, by UUID or by name."""
-    return [
-        domain
-        for domain in conn.listAllDomains(0)
-        if domain.UUIDString() == str(server.id) or domain.name() == server.domain_name
-    ]
-
-
-def volumes_of(conn: libvirt.virConnect, server_id: str) -> dict[str, libvirt.virStorageVol]:
-    pool = find_pool(conn)
-    if pool is None:
-        return {}
-    pool.refresh(0)
-    return {name: pool.storageVolLookupByName(name) for name in pool.listVolumes() if server_id in name}
-
-
-def remove_leftovers(conn: libvirt.virConnect, server_id: str) -> None:
-    domain = find_domain(conn, server_id)
-    if domain is not None:
-        if domain.isActive():
-            domain.destroy()
-        domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
-    for volume in volumes_of(conn, server_id).values():
-        volume.delete(0)
-
-
-@pytest.fixture
-def libvirtd(transactional_db):
-    """A connection to the real libvirtd with its `default` pool; at the end every domain and volume of the
-    test's servers is removed (and the pool, if the test made it and it is empty)."""
-    try:
-        conn = libvirt.open(URI)
-    except libvirt.libvirtError as exc:
-        pytest.fail(f"no libvirtd answers at {URI} (start it with `virtlogd -d; libvirtd -d`): {exc}")
-    pool = find_pool(conn)
-    created = pool is None
-    if created:
-        from hypervisor.driver import DEFAULT_POOL_PATH
-        from hypervisor.xml.storage import DirPool
-
-        pool = conn.storagePoolDefineXML(DirPool(POOL, DEFAULT_POOL_PATH).to_xml(), 0)
-        pool.build(0)
-    if not pool.isActive():
-        pool.create(0)
-    try:
-        yield conn
-    finally:
-        for server_id in Server.objects.values_list("id", flat=True):
-            remove_leftovers(conn, str(server_id))
-        if created:
-            pool.refresh(0)
-            if not pool.numOfVolumes():
-                pool.destroy()
-                pool.undefine()
-        conn.close()
-
-
-# The catalogue and the steps every case shares.
-
-
-@pytest.fixture
-def kvm_host(libvirtd) -> Host:
-    """The local libvirtd as a host (QEMU emulation, as guests boot here) in a region with an IPv4 pool."""
-    host = factories.make_host(uri=URI, force_emulation=True)
-    assert host.state == Host.State.READY, host.status_reason
-    ipam.create_pool(host.region, "t", "198.51.100.0/28", "198.51.100.1")
-    return host
-
-
-def order(customer, host: Host) -> tuple[Server, Operation]:
+def order(customer, host) -> tuple[Server, Operation]:
     plan = factories.make_plan(slug="crash-tiny", vcpus=1, memory_mib=128, disk_gib=1)
     server = actions.order_server(
         customer, name="crash.example.com", plan=plan, image=factories.make_image(), region=host.region
@@ -322,38 +64,32 @@ def finished(operation: Operation) -> Callable[[], bool]:
     return check
 
 
-def kill_mid_task(worker: Worker, server: Server, operation: Operation) -> float:
-    """SIGKILL the paused worker; check that nothing closed the operation nor freed the server, and that the
-    task waits in the broker for the ack that will never come. Returns when the broker delivered it."""
+def created(workers: Workers, customer, host) -> Server:
+    server, create = order(customer, host)
+    workers.wait(finished(create), 60, "a worker creating the server")
+    assert create.status == "succeeded", create.detail
+    server.refresh_from_db()
+    return server
+
+
+def kill(worker: Worker, server: Server, operation: Operation) -> float:
+    """SIGKILL the paused worker; nothing closed the operation or freed the server. Returns the moment."""
     worker.kill()
+    killed = time.monotonic()
     server.refresh_from_db()
     operation.refresh_from_db()
     assert server.task == operation.type
     assert (operation.status, operation.attempts) == ("running", 1)
-    delivered_at = unacked(str(operation.pk))
-    assert delivered_at is not None, "the killed worker's task is not waiting for its ack in the broker"
-    return delivered_at
+    assert operation.lease_owner  # the killed worker's lease, live until it runs out
+    return killed
 
 
-def resume_with_fresh_worker(workers: Workers, operation: Operation, delivered_at: float) -> Worker:
-    """Start a worker without a pause point once the broker gives the killed worker's task back (the
-    visibility timeout after its delivery); wait until it ran the operation to its end and acknowledged
-    the task."""
-    task_id = str(operation.pk)
-    time.sleep(max(0.0, delivered_at + VISIBILITY_TIMEOUT + 0.5 - time.time()))
-    fresh = workers.start()
-    workers.wait(finished(operation), 60, f"the fresh worker finishing the {operation.type}")
+def resumed(workers: Workers, operation: Operation, killed: float, what: str) -> float:
+    """Wait (at most TARGET s after the kill) until the operation has finished; return how long it took."""
     workers.wait(
-        lambda: f"run_operation[{task_id}] succeeded" in fresh.log.read_text(errors="replace"),
-        60,
-        "the fresh worker running the redelivered task",
+        finished(operation), TARGET - (time.monotonic() - killed), f"{what} finishing after the kill"
     )
-    workers.wait(
-        lambda: unacked(task_id) is None and not broker().llen(workers.queue),
-        15,
-        "the fresh worker acknowledging the task",
-    )
-    return fresh
+    return time.monotonic() - killed
 
 
 def assert_one_running_domain(conn: libvirt.virConnect, server: Server, memory_mib: int, disk_gib: int):
@@ -364,7 +100,6 @@ def assert_one_running_domain(conn: libvirt.virConnect, server: Server, memory_m
     assert (domain.UUIDString(), domain.name()) == (server_id, server.domain_name)
     assert domain.isActive()
     assert domain.maxMemory() == memory_mib * 1024  # KiB
-    assert domain.info()[2] == memory_mib * 1024  # current memory, KiB
     volumes = volumes_of(conn, server_id)
     assert set(volumes) == {f"{server_id}.qcow2", f"{server_id}-seed.iso"}
     assert volumes[f"{server_id}.qcow2"].info()[1] == disk_gib * GIB
@@ -376,6 +111,7 @@ def assert_one_running_domain(conn: libvirt.virConnect, server: Server, memory_m
         disk_gib,
     )
     assert IPAddress.objects.filter(consumer_uuid=server.id).count() == 1
+    assert audit.audit_allocations() == []
 
 
 def assert_nothing_left(conn: libvirt.virConnect, server: Server) -> None:
@@ -387,88 +123,169 @@ def assert_nothing_left(conn: libvirt.virConnect, server: Server) -> None:
     assert IPAddress.objects.filter(released_at__isnull=False).count() == 1  # its address, cooling down
 
 
-# The cases.
-
-
-@pytest.mark.parametrize("step", ["create:disk", "create:defined"])
-def test_a_create_killed_midway_is_finished_by_a_fresh_worker(libvirtd, kvm_host, workers, customer, step):
-    workers.start(pause_at=step)
-    server, create = order(customer, kvm_host)
-    workers.wait_paused(workers.started[0], step)
-    delivered_at = kill_mid_task(workers.started[0], server, create)
-    assert server.status == "provisioning"
-    server_id = str(server.id)
-    half_made = set(volumes_of(libvirtd, server_id))
-    if step == "create:disk":
-        assert (half_made, find_domain(libvirtd, server_id)) == ({f"{server_id}.qcow2"}, None)
-    else:
-        assert half_made == {f"{server_id}.qcow2", f"{server_id}-seed.iso"}
-        assert not find_domain(libvirtd, server_id).isActive()
-
-    resume_with_fresh_worker(workers, create, delivered_at)
-
+def assert_succeeded_on_the_second_attempt(operation: Operation, server: Server) -> None:
+    operation.refresh_from_db()
     server.refresh_from_db()
-    assert (create.status, create.attempts, create.error) == ("succeeded", 2, "")
-    assert (server.status, server.task, server.power_state) == ("running", None, "running")
+    assert (operation.status, operation.attempts, operation.error) == ("succeeded", 2, "")
+    assert (operation.lease_owner, operation.lease_expires_at) == ("", None)
+    assert server.task is None
+
+
+# The victim pauses at the step; a rescuer worker is already running when it is killed.
+
+
+@pytest.mark.parametrize("step", ["create:disk", "create:seeded", "create:defined"])
+def test_a_create_killed_at_each_step_is_finished_by_another_worker(
+    fast_leases, libvirtd, kvm_host, workers, customer, step
+):
+    victim = workers.start(pause_at=step, env=FAST)
+    with chaos.reaper():
+        server, create = order(customer, kvm_host)
+        workers.wait_paused(victim, step)
+        workers.start(env=FAST)
+        killed = kill(victim, server, create)
+        took = resumed(workers, create, killed, "the create")
+    print(f"create killed at {step}: finished {took:.1f} s after the kill")
+
+    assert_succeeded_on_the_second_attempt(create, server)
+    assert (server.status, server.power_state) == ("running", "running")
     assert_one_running_domain(libvirtd, server, memory_mib=128, disk_gib=1)
-    assert Allocation.objects.count() == 1
 
 
-def test_a_resize_killed_midway_is_finished_by_a_fresh_worker(libvirtd, kvm_host, workers, customer):
-    worker = workers.start(pause_at="resize:configured")  # it creates the server without pausing
-    server, create = order(customer, kvm_host)
-    workers.wait(finished(create), 60, "the worker creating the server")
-    assert create.status == "succeeded", create.error
-    server.refresh_from_db()
+@pytest.mark.parametrize("step", ["rebuild:stopped", "rebuild:disk-deleted", "rebuild:defined"])
+def test_a_rebuild_killed_at_each_step_is_finished_by_another_worker(
+    fast_leases, libvirtd, kvm_host, workers, customer, step
+):
+    victim = workers.start(pause_at=step, env=FAST)
+    with chaos.reaper():
+        server = created(workers, customer, kvm_host)
+        other_image = factories.make_image(slug="ubuntu-24-04")
+        rebuild = actions.rebuild_server(server, other_image, customer)
+        workers.wait_paused(victim, step)
+        workers.start(env=FAST)
+        killed = kill(victim, server, rebuild)
+        took = resumed(workers, rebuild, killed, "the rebuild")
+    print(f"rebuild killed at {step}: finished {took:.1f} s after the kill")
 
-    resize = actions.resize_server(server, bigger_plan(), customer)
-    workers.wait_paused(worker, "resize:configured")
-    delivered_at = kill_mid_task(worker, server, resize)
-    assert (server.status, server.plan.slug, server.memory_mib) == ("running", "crash-tiny", 128)
-    domain = find_domain(libvirtd, str(server.id))
-    assert domain.isActive() and domain.maxMemory() == 128 * 1024  # the new size waits for a restart
+    assert_succeeded_on_the_second_attempt(rebuild, server)
+    assert (server.status, server.image.slug) == ("running", "ubuntu-24-04")
+    assert_one_running_domain(libvirtd, server, memory_mib=128, disk_gib=1)
 
-    resume_with_fresh_worker(workers, resize, delivered_at)
 
-    server.refresh_from_db()
-    assert (resize.status, resize.attempts, resize.error) == ("succeeded", 2, "")
-    assert (server.status, server.task, server.power_state) == ("running", None, "running")
+@pytest.mark.parametrize("step", ["resize:disk", "resize:configured", "resize:stopped"])
+def test_a_resize_killed_at_each_step_is_finished_by_another_worker(
+    fast_leases, libvirtd, kvm_host, workers, customer, step
+):
+    victim = workers.start(pause_at=step, env=FAST)
+    with chaos.reaper():
+        server = created(workers, customer, kvm_host)
+        resize = actions.resize_server(server, bigger_plan(), customer)
+        workers.wait_paused(victim, step)
+        workers.start(env=FAST)
+        killed = kill(victim, server, resize)
+        took = resumed(workers, resize, killed, "the resize")
+    print(f"resize killed at {step}: finished {took:.1f} s after the kill")
+
+    assert_succeeded_on_the_second_attempt(resize, server)
+    assert (server.status, server.power_state) == ("running", "running")
     assert (server.plan.slug, server.vcpus, server.memory_mib, server.disk_gib) == ("crash-bigger", 1, 256, 2)
     assert_one_running_domain(libvirtd, server, memory_mib=256, disk_gib=2)
 
 
-def test_a_delete_killed_midway_is_finished_by_a_fresh_worker(libvirtd, kvm_host, workers, customer):
-    worker = workers.start(pause_at="delete:destroyed")  # it creates the server without pausing
-    server, create = order(customer, kvm_host)
-    workers.wait(finished(create), 60, "the worker creating the server")
-    assert create.status == "succeeded", create.error
-    server.refresh_from_db()
+def test_a_snapshot_killed_after_libvirt_took_it_is_recorded_once(
+    fast_leases, libvirtd, kvm_host, workers, customer
+):
+    victim = workers.start(pause_at="snapshot:taken", env=FAST)
+    with chaos.reaper():
+        server = created(workers, customer, kvm_host)
+        snapshot = actions.snapshot_server(server, "before-upgrade", customer)
+        workers.wait_paused(victim, "snapshot:taken")
+        assert not Snapshot.objects.filter(server=server).exists()  # libvirt has it, the panel not yet
+        workers.start(env=FAST)
+        killed = kill(victim, server, snapshot)
+        took = resumed(workers, snapshot, killed, "the snapshot")
+    print(f"snapshot killed at snapshot:taken: finished {took:.1f} s after the kill")
 
-    delete = actions.delete_server(server, customer)
-    workers.wait_paused(worker, "delete:destroyed")
-    delivered_at = kill_mid_task(worker, server, delete)
-    assert server.status == "deleting"
-    assert domains_of(libvirtd, server) == []  # destroyed, but the panel has not recorded it yet
-    assert Allocation.objects.filter(consumer_uuid=server.id).exists()
+    assert_succeeded_on_the_second_attempt(snapshot, server)
+    recorded = list(Snapshot.objects.filter(server=server).values_list("name", "libvirt_name"))
+    assert recorded == [("before-upgrade", operations.snapshot_name(snapshot))]
+    domain = find_domain(libvirtd, str(server.id))
+    assert domain.snapshotListNames(0) == [operations.snapshot_name(snapshot)]
+    assert_one_running_domain(libvirtd, server, memory_mib=128, disk_gib=1)
 
-    resume_with_fresh_worker(workers, delete, delivered_at)
 
-    server.refresh_from_db()
-    assert (delete.status, delete.attempts, delete.error) == ("succeeded", 2, "")
-    assert (server.status, server.task) == ("deleted", None)
-    assert server.deleted_at is not None
+def test_a_delete_killed_after_the_destroy_is_finished_by_another_worker(
+    fast_leases, libvirtd, kvm_host, workers, customer
+):
+    victim = workers.start(pause_at="delete:destroyed", env=FAST)
+    with chaos.reaper():
+        server = created(workers, customer, kvm_host)
+        delete = actions.delete_server(server, customer)
+        workers.wait_paused(victim, "delete:destroyed")
+        assert domains_of(libvirtd, server) == []  # destroyed, but the panel has not recorded it yet
+        workers.start(env=FAST)
+        killed = kill(victim, server, delete)
+        took = resumed(workers, delete, killed, "the delete")
+    print(f"delete killed at delete:destroyed: finished {took:.1f} s after the kill")
+
+    assert_succeeded_on_the_second_attempt(delete, server)
+    assert server.status == "deleted" and server.deleted_at is not None
     assert_nothing_left(libvirtd, server)
+
+
+# Recovery with the shipped settings: a lease of OPERATION_LEASE_SECONDS (20 s), the reaper every 10 s.
+
+
+def test_with_the_shipped_lease_another_worker_finishes_a_killed_create_within_a_minute(
+    libvirtd, kvm_host, workers, customer, settings
+):
+    victim = workers.start(pause_at="create:defined", env=SHIPPED)
+    with chaos.reaper(every=settings.OPERATION_LEASE_SECONDS / 2):
+        server, create = order(customer, kvm_host)
+        workers.wait_paused(victim, "create:defined")
+        workers.start(env=SHIPPED)
+        killed = kill(victim, server, create)
+        took = resumed(workers, create, killed, "the create")
+    print(
+        f"shipped lease ({settings.OPERATION_LEASE_SECONDS} s): create finished {took:.1f} s after the kill"
+    )
+    assert_succeeded_on_the_second_attempt(create, server)
+    assert_one_running_domain(libvirtd, server, memory_mib=128, disk_gib=1)
+
+
+def test_a_worker_restarted_under_its_name_resumes_its_operations_at_once(
+    libvirtd, kvm_host, workers, customer
+):
+    """No reaper runs here: only the restarted worker's start can send the create again, long before the
+    killed run's lease (the shipped 20 s) could run out."""
+    steady = f"steady-{workers.queue}@%h"
+    victim = workers.start(pause_at="create:seeded", env=SHIPPED, name=steady)
+    server, create = order(customer, kvm_host)
+    workers.wait_paused(victim, "create:seeded")
+    killed = kill(victim, server, create)
+    restarted = workers.start(env=SHIPPED, name=steady)
+    took = resumed(workers, create, killed, "the create")
+    print(f"worker restarted under its name: create finished {took:.1f} s after the kill")
+
+    assert f"that an earlier run of steady-{workers.queue}@" in restarted.log.read_text(errors="replace")
+    create.refresh_from_db()
+    assert create.lease_expires_at is None
+    assert_succeeded_on_the_second_attempt(create, server)
+    assert_one_running_domain(libvirtd, server, memory_mib=128, disk_gib=1)
+
+
+# A worker that never comes back: the deadline.
 
 
 def test_a_create_whose_worker_never_returns_is_reaped_and_can_be_deleted(
     libvirtd, kvm_host, workers, customer
 ):
-    worker = workers.start(pause_at="create:defined")
+    victim = workers.start(pause_at="create:defined", env=SHIPPED)
     server, create = order(customer, kvm_host)
-    workers.wait_paused(worker, "create:defined")
-    delivered_at = kill_mid_task(worker, server, create)
+    workers.wait_paused(victim, "create:defined")
+    kill(victim, server, create)
 
-    # No worker comes back before the operation's deadline.
+    # No worker takes it again before the operation's deadline.
     Operation.objects.filter(pk=create.pk).update(deadline=timezone.now() - timedelta(seconds=1))
     assert operations.reap_stuck_operations() == 1
 
@@ -481,9 +298,8 @@ def test_a_create_whose_worker_never_returns_is_reaped_and_can_be_deleted(
     assert find_domain(libvirtd, str(server.id)) is not None  # the half-made server is still there
 
     delete = actions.delete_server(server, customer)
-    # The fresh worker also gets the dead worker's create back from the broker; it must leave it alone.
-    resume_with_fresh_worker(workers, create, delivered_at)
-    workers.wait(finished(delete), 60, "the fresh worker deleting the server")
+    workers.start(env=SHIPPED)
+    workers.wait(finished(delete), 60, "a fresh worker deleting the server")
 
     server.refresh_from_db()
     create.refresh_from_db()
@@ -496,14 +312,11 @@ def test_a_create_whose_worker_never_returns_is_reaped_and_can_be_deleted(
 def test_a_resize_whose_worker_never_returns_is_reaped_and_gives_back_its_claim(
     libvirtd, kvm_host, workers, customer
 ):
-    worker = workers.start(pause_at="resize:configured")  # it creates the server without pausing
-    server, create = order(customer, kvm_host)
-    workers.wait(finished(create), 60, "the worker creating the server")
-    assert create.status == "succeeded", create.error
-    server.refresh_from_db()
+    victim = workers.start(pause_at="resize:configured", env=SHIPPED)
+    server = created(workers, customer, kvm_host)
     resize = actions.resize_server(server, bigger_plan(), customer)
-    workers.wait_paused(worker, "resize:configured")
-    kill_mid_task(worker, server, resize)
+    workers.wait_paused(victim, "resize:configured")
+    kill(victim, server, resize)
 
     Operation.objects.filter(pk=resize.pk).update(deadline=timezone.now() - timedelta(seconds=1))
     assert operations.reap_stuck_operations() == 1

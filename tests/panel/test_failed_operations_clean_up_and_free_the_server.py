@@ -1,16 +1,13 @@
 """Operations end cleanly whatever happens: a failed create removes what it made and frees its capacity,
-a redelivered create finishes instead of repeating, the reaper fails operations past their deadline, and
-operations no worker started are sent again."""
+a redelivered create finishes instead of repeating, and the reaper fails operations past their deadline
+(tests/panel/test_operations_hold_leases_and_resume_when_their_worker_is_gone.py covers sending again)."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import libvirt
 import pytest
-import redis
-from django.conf import settings
 from django.utils import timezone
 
 from hypervisor import connection
@@ -243,34 +240,3 @@ def test_the_reaper_puts_a_stuck_create_in_error(customer, catalog, conn):
     assert "deadline" in server.status_detail
     assert create.status == "failed"
     assert operations.reap_stuck_operations() == 0
-
-
-# Operations no worker started
-
-
-@pytest.fixture
-def broker():
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
-
-
-def queued_task_ids(broker) -> list[str]:
-    messages = broker.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)
-    return [json.loads(message)["headers"]["id"] for message in messages]
-
-
-def test_operations_no_worker_started_are_sent_again(customer, catalog, conn, broker, purge_queue):
-    long_ago = timezone.now() - timedelta(minutes=10)
-    _server, waiting = order(customer, catalog, "waiting")
-    _fresh_server, fresh = order(customer, catalog, "fresh")
-    _expired_server, expired = order(customer, catalog, "expired")
-    _started_server, started = order(customer, catalog, "started")
-    Operation.objects.filter(pk__in=[waiting.pk, expired.pk, started.pk]).update(created_at=long_ago)
-    Operation.objects.filter(pk=expired.pk).update(deadline=timezone.now() - timedelta(seconds=1))
-    Operation.objects.filter(pk=started.pk).update(status=Operation.Status.RUNNING)
-    assert queued_task_ids(broker) == []
-
-    assert operations.redispatch_unstarted_operations() == 1
-
-    assert queued_task_ids(broker) == [str(waiting.pk)]
-    waiting.refresh_from_db()
-    assert waiting.status == "pending"

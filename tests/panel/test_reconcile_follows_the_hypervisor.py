@@ -1,19 +1,27 @@
 """Reconcile makes the panel follow the hypervisor, the authority for power state: guests that stopped or
-started behind the panel's back, domains that vanished, and domains the panel does not know."""
+started behind the panel's back, domains that vanished, and domains the panel does not know.
+
+Lifecycle events (`hypervisor.events`, applied by `panel.servers.power_events`) make the same decision
+(`reconcile.follow`) for one server as soon as its domain changes: the last tests feed real events of the
+simulated host to the panel and check that they end where reconcile ends."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import libvirt
 import pytest
 
 from hypervisor import connection
+from hypervisor.events import LifecycleEvent, Subscription, power_state_of
 from hypervisor.models import Host
+from hypervisor.power_state import PowerState
 from hypervisor.xml.domain import Domain
 from panel.models import Operation, Server
-from panel.servers import actions, operations
-from panel.servers.reconcile import reconcile_host
+from panel.servers import actions, operations, power_events
+from panel.servers.reconcile import Change, reconcile_host
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -177,3 +185,173 @@ def test_an_unreachable_host_leaves_its_servers_alone(customer, catalog, conn):
     assert counts == {"stopped": 0, "started": 0, "vanished": 0, "unknown": 0}
     server.refresh_from_db()
     assert (server.status, server.power_state, server.status_reason) == ("running", "running", None)
+
+
+# ---------- Lifecycle events make the same decision ----------
+
+
+class Events:
+    """Real lifecycle events of the simulated host's domains, received as the listener's watchers receive
+    them (in libvirt's event-loop thread) and applied here, in the test's thread and transaction."""
+
+    def __init__(self, conn: libvirt.virConnect, host: Host):
+        self.received: list[LifecycleEvent] = []
+        self.subscription = Subscription(conn, host.pk, host.name, self.received.append)
+        self.taken = 0
+
+    def of(self, server: Server, count: int) -> list[LifecycleEvent]:
+        """Wait for `count` new events of the server's domain (others' are passed over); take them."""
+        deadline = time.monotonic() + 5
+        while True:
+            fresh = self.received[self.taken :]
+            mine = [event for event in fresh if event.server_id == str(server.id)]
+            if len(mine) >= count:
+                self.taken = len(self.received)
+                return mine
+            if time.monotonic() > deadline:
+                pytest.fail(f"{len(mine)} of {count} events of {server.name}: {fresh}")
+            time.sleep(0.01)
+
+    def skip(self) -> None:
+        time.sleep(0.05)  # the test driver queues its events on the event loop's timer
+        self.taken = len(self.received)
+
+
+@pytest.fixture
+def events(catalog, conn):
+    listening = Events(conn, catalog["host"])
+    yield listening
+    listening.subscription.close(close_connection=False)  # the driver's cached connection stays
+
+
+def state(server: Server) -> tuple:
+    server.refresh_from_db()
+    return server.status, server.power_state, server.status_reason, server.task
+
+
+def power_off_in_the_panel(server: Server, customer) -> None:
+    operation = factories.run_operation(actions.perform(server, "power_off", customer, {}))
+    assert operation.status == "succeeded", operation.error
+
+
+def destroy(domain: libvirt.virDomain) -> None:
+    domain.destroy()
+
+
+def undefine(domain: libvirt.virDomain) -> None:
+    if domain.isActive():
+        domain.destroy()
+    domain.undefine()
+
+
+# Given the status the panel shows, what happens to the domain behind its back, and what follows.
+CASES = {
+    "a guest destroyed": ("running", [destroy], Change.STOPPED, ("stopped", "shutoff")),
+    "a guest started": ("stopped", [lambda domain: domain.create()], Change.STARTED, ("running", "running")),
+    "a guest paused": ("running", [lambda domain: domain.suspend()], Change.RECORDED, ("running", "paused")),
+    "a running guest undefined": ("running", [undefine], Change.VANISHED, ("error", "")),
+    "a stopped guest undefined": ("stopped", [undefine], Change.VANISHED, ("error", "")),
+    "a guest paused and resumed": (
+        "running",
+        [lambda domain: domain.suspend(), lambda domain: domain.resume()],
+        None,
+        ("running", "running"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_events_and_reconcile_end_in_the_same_state(customer, catalog, conn, events, case):
+    given, steps, change, (status, power_state) = CASES[case]
+    by_events = running_server(customer, catalog, "by-events")
+    by_reconcile = running_server(customer, catalog, "by-reconcile")
+    if given == "stopped":
+        power_off_in_the_panel(by_events, customer)
+        power_off_in_the_panel(by_reconcile, customer)
+    events.skip()  # what the panel's own operations did
+
+    for step in steps:
+        step(domain_of(conn, by_events))
+        step(domain_of(conn, by_reconcile))
+    changes = [power_events.apply_event(event) for event in events.of(by_events, len(steps))]
+    counts = reconcile_host(catalog["host"])
+
+    assert [c for c in changes if c is not None] == ([change] if change else [])
+    expected = {"stopped": 0, "started": 0, "vanished": 0}
+    if change is not None and change.value in expected:
+        expected[change.value] = 1  # reconcile changed the other server only
+    assert {key: counts[key] for key in expected} == expected
+    assert state(by_events) == state(by_reconcile)
+    assert state(by_events)[:2] == (status, power_state)
+    if change == Change.VANISHED:
+        assert "disappeared" in by_events.status_reason
+
+
+@pytest.mark.parametrize("task", ["reboot", "delete"])
+def test_events_leave_a_server_with_a_task_in_flight_alone(customer, catalog, conn, events, task):
+    """A delete (or a rebuild) undefines the domain legitimately: the operation owns the state."""
+    server = running_server(customer, catalog)
+    events.skip()
+    if task == "delete":
+        actions.delete_server(server, customer)
+    else:
+        actions.request_action(server, task, customer)
+    before = state(server)
+
+    undefine(domain_of(conn, server))
+    changes = [power_events.apply_event(event) for event in events.of(server, 2)]
+
+    assert changes == [None, None]
+    assert state(server) == before
+    assert before[3] == task and before[0] == ("deleting" if task == "delete" else "running")
+
+
+def test_events_of_a_deleted_server_change_nothing(customer, catalog, conn, events):
+    server = running_server(customer, catalog)
+    events.skip()
+    operation = factories.run_operation(actions.delete_server(server, customer))
+    assert operation.status == "succeeded", operation.error
+
+    # The delete's own events (stopped, undefined), applied once it finished.
+    changes = [power_events.apply_event(event) for event in events.of(server, 2)]
+
+    assert changes == [None, None]
+    assert state(server)[0] == "deleted"
+
+
+def test_a_late_event_never_undoes_what_an_operation_did_since(customer, catalog, conn, events):
+    """Each event is applied with the state the host reports when it is applied, not the one it carried:
+    a power off and a start through the panel, whose events are applied after both finished, leave the
+    server running."""
+    server = running_server(customer, catalog)
+    events.skip()
+    power_off_in_the_panel(server, customer)
+    operation = factories.run_operation(actions.perform(server, "start", customer, {}))
+    assert operation.status == "succeeded", operation.error
+    assert state(server)[:2] == ("running", "running")
+
+    stopped, started = events.of(server, 2)
+    assert (stopped.power_state, started.power_state) == (PowerState.SHUTOFF, PowerState.RUNNING)
+    assert power_events.apply_event(stopped) is None
+    assert state(server)[:2] == ("running", "running")
+    assert power_events.apply_event(started) is None
+
+
+def test_events_of_domains_the_panel_does_not_know_are_ignored(catalog, conn, events):
+    server_id = str(uuid.uuid4())
+    event = LifecycleEvent(catalog["host"].pk, catalog["host"].name, server_id, 5, 1, PowerState.SHUTOFF)
+    assert power_events.apply_event(event) is None
+
+
+def test_every_lifecycle_event_maps_to_a_power_state():
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_STARTED) == PowerState.RUNNING
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_RESUMED) == PowerState.RUNNING
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED) == (
+        PowerState.SHUTOFF
+    )
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_SHUTDOWN) == PowerState.SHUTTING_DOWN
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_SUSPENDED) == PowerState.PAUSED
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED) == PowerState.SUSPENDED
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_CRASHED) == PowerState.CRASHED
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_UNDEFINED) == PowerState.NONE
+    assert power_state_of(libvirt.VIR_DOMAIN_EVENT_DEFINED) is None  # a definition changes no power state

@@ -1,0 +1,193 @@
+"""Leases on running operations, as Kubernetes' leases and Nova's service start-up do it: the worker that
+runs an operation holds a lease (its owner, "node/boot/pid", and an expiry) that a heartbeat thread renews
+while the work goes on.
+
+- A lease is taken with compare-and-swap under the operation's row lock (`take`): nobody holds it, or the
+  holder's lease ran out. Two workers never run the same operation at once.
+- Every close of an operation is conditional on the lease as it was taken (operations._close), so a worker
+  that lost its lease (it stalled past the expiry and another worker resumed the work) changes nothing.
+- The reaper sends again every open operation whose lease ran out (`resume_expired`), and a worker that
+  starts sends again at once the operations its previous run (same node name, another boot) held
+  (`resume_orphans`): a killed worker's work resumes in seconds, not after the broker's visibility timeout.
+- An operation waiting for something (a worker to take its message, its turn on the host, a retry's
+  back-off) has no owner and an expiry: it is sent again if nobody took it by then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+from django.utils import timezone
+
+from hypervisor import routing
+from panel import dispatch
+from panel.models import Operation
+from panel.servers import operation_states
+
+log = logging.getLogger(__name__)
+
+# Who this process is: the worker's node name (celery@host) and a token of this start of the worker, shared
+# by its pool's child processes (forked after `worker_init`), then the process id.
+_identity = {"node": socket.gethostname(), "boot": uuid.uuid4().hex[:12]}
+# The operations this process runs now (their leases are renewed), and its heartbeat thread.
+_held: set = set()
+_held_lock = threading.Lock()
+_heartbeat: dict[int, threading.Thread] = {}
+
+
+def worker_started(node: str) -> None:
+    """Called once in a worker's main process before its pool starts (celery's worker_init)."""
+    _identity.update(node=node, boot=uuid.uuid4().hex[:12])
+
+
+def owner() -> str:
+    return f"{_identity['node']}/{_identity['boot']}/{os.getpid()}"
+
+
+def _node_prefix(node: str) -> str:
+    return f"{node}/"
+
+
+def duration() -> timedelta:
+    return timedelta(seconds=settings.OPERATION_LEASE_SECONDS)
+
+
+def held_by_another(operation: Operation, now: datetime) -> bool:
+    """Whether a live lease on the operation (read under its row lock) belongs to another worker, or to this
+    process while it runs the operation (a second delivery). This process's own lease on an operation it no
+    longer runs (a retry after an error) may be taken again."""
+    if not operation.lease_owner or operation.lease_expires_at is None or operation.lease_expires_at < now:
+        return False
+    if operation.lease_owner != owner():
+        return True
+    with _held_lock:
+        return operation.pk in _held
+
+
+def take(operation: Operation, now: datetime) -> None:
+    """Set this worker's lease on the operation (the caller holds its row lock and saves it)."""
+    operation.lease_owner = owner()
+    operation.lease_expires_at = now + duration()
+
+
+def wait(operation: Operation, seconds: float) -> None:
+    """Give the lease back while the operation waits `seconds` for a retry or its turn: nobody holds it, and
+    the reaper sends it again if no worker took it a lease after that."""
+    Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
+        lease_owner="", lease_expires_at=timezone.now() + timedelta(seconds=seconds) + duration()
+    )
+
+
+# The heartbeat: one thread per process renews the leases the process holds.
+
+
+def _renew_once() -> None:
+    with _held_lock:
+        held = set(_held)
+    if not held:
+        return
+    me = owner()
+    renewed = Operation.objects.filter(pk__in=held, lease_owner=me, status__in=operation_states.OPEN).update(
+        lease_expires_at=timezone.now() + duration()
+    )
+    if renewed < len(held):
+        lost = held - set(
+            Operation.objects.filter(
+                pk__in=held, lease_owner=me, status__in=operation_states.OPEN
+            ).values_list("pk", flat=True)
+        )
+        if lost:
+            log.warning("lost the lease on operation(s) %s", ", ".join(str(pk) for pk in lost))
+
+
+def _beat() -> None:
+    """Renew the held leases every third of a lease; end (closing this thread's database connection) once
+    the process holds none."""
+    interval = max(0.5, settings.OPERATION_LEASE_SECONDS / 3)
+    pid = os.getpid()
+    try:
+        while True:
+            with _held_lock:
+                if not _held:
+                    del _heartbeat[pid]
+                    return
+            try:
+                close_old_connections()
+                _renew_once()
+            except DatabaseError as exc:  # Postgres restarting: the next beat reconnects
+                log.warning("could not renew leases: %s", exc)
+                connection.close()
+            except Exception:
+                log.exception("lease heartbeat failed")
+            time.sleep(interval)
+    finally:
+        connection.close()
+
+
+@contextmanager
+def heartbeat(operation: Operation) -> Iterator[None]:
+    """Keep the operation's lease renewed while the block runs."""
+    pid = os.getpid()
+    with _held_lock:
+        _held.add(operation.pk)
+        if pid not in _heartbeat:  # a process forked from one with a heartbeat has its own
+            thread = threading.Thread(target=_beat, name="lease-heartbeat", daemon=True)
+            _heartbeat[pid] = thread
+            thread.start()
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held.discard(operation.pk)
+
+
+# Sending again what nobody works on.
+
+
+def _resend(operations: Iterator[tuple], now: datetime) -> int:
+    """Release each (id, owner, expiry) as read, by compare-and-swap, and send it to a worker again."""
+    sent = 0
+    for pk, lease_owner, expires, region_id in operations:
+        released = Operation.objects.filter(
+            pk=pk, status__in=operation_states.OPEN, lease_owner=lease_owner, lease_expires_at=expires
+        ).update(
+            lease_owner="", lease_expires_at=now + timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
+        )
+        if released:
+            log.info("sending operation %s again (lease of %r ran out or its owner is gone)", pk, lease_owner)
+            dispatch.operation(pk, routing.queue_for_region(region_id))
+            sent += 1
+    return sent
+
+
+def resume_expired() -> int:
+    """Send again every open operation, before its deadline, whose lease ran out."""
+    now = timezone.now()
+    expired = Operation.objects.filter(
+        status__in=operation_states.OPEN, lease_expires_at__lt=now, deadline__gte=now
+    ).values_list("pk", "lease_owner", "lease_expires_at", "server__region_id")
+    return _resend(iter(expired), now)
+
+
+def resume_orphans(node: str) -> int:
+    """At a worker's start: send again the open operations that an earlier run of this worker (the same node
+    name, another boot) held; that run is gone, so their leases need not run out first."""
+    now = timezone.now()
+    mine = _node_prefix(node)
+    current = f"{mine}{_identity['boot']}/"
+    orphans = (
+        Operation.objects.filter(status__in=operation_states.OPEN, lease_owner__startswith=mine)
+        .exclude(lease_owner__startswith=current)
+        .values_list("pk", "lease_owner", "lease_expires_at", "server__region_id")
+    )
+    return _resend(iter(orphans), now)
