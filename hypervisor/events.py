@@ -412,8 +412,13 @@ class EventListener:
                 del hosts[host_id]
         for host_id, watcher in list(self._watchers.items()):
             host = hosts.get(host_id)
-            if host is None or _signature(host) != watcher.signature:
-                why = "it is no longer ready" if host is None else "it is reached differently now"
+            if host is None or _signature(host) != watcher.signature or not watcher.thread.is_alive():
+                if host is None:
+                    why = "it is no longer ready"
+                elif not watcher.thread.is_alive():
+                    why = "its watcher stopped"
+                else:
+                    why = "it is reached differently now"
                 log.info("events: letting host %s go: %s", watcher.name, why)
                 watcher.stop()
                 del self._watchers[host_id]

@@ -5,22 +5,25 @@ default queue (None: Celery's default routing)."""
 from __future__ import annotations
 
 import threading
+import time
 
 from django.conf import settings
 
 from .models import Region
 
-_slugs: dict[int, str] = {}
+SLUG_TTL = 60.0  # seconds a process keeps a region's slug (a renamed region's work moves within a minute)
+_slugs: dict[int, tuple[str, float]] = {}
 _lock = threading.Lock()
 
 
 def _slug(region_id: int) -> str:
+    now = time.monotonic()
     with _lock:
-        slug = _slugs.get(region_id)
-    if slug is None:  # a region's slug never changes once its hosts have work; new regions are read once
+        slug, read_at = _slugs.get(region_id, ("", now - SLUG_TTL))
+    if now - read_at >= SLUG_TTL:
         slug = Region.objects.filter(pk=region_id).values_list("slug", flat=True).first() or ""
         with _lock:
-            _slugs[region_id] = slug
+            _slugs[region_id] = (slug, now)
     return slug
 
 

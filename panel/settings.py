@@ -348,6 +348,12 @@ OPERATION_DISPATCH_SECONDS = int(os.environ.get("OPERATION_DISPATCH_SECONDS", "3
 # At most this many heavy operations (create, rebuild, resize: disk and image copies) run at once on one
 # host; more wait their turn in order of arrival, without holding a worker.
 HOST_HEAVY_OPERATIONS = int(os.environ.get("HOST_HEAVY_OPERATIONS", "4"))
+if OPERATION_LEASE_SECONDS < 3 or OPERATION_DISPATCH_SECONDS < OPERATION_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "OPERATION_LEASE_SECONDS must be at least 3 and OPERATION_DISPATCH_SECONDS at least the lease."
+    )
+if HOST_HEAVY_OPERATIONS < 1:
+    raise ImproperlyConfigured("HOST_HEAVY_OPERATIONS must be at least 1.")
 # Image files (qcow2 disks, kernels, initrds) are read from this directory only (symlinks resolved).
 IMAGE_DIR = Path(os.environ.get("IMAGE_DIR", DATA_DIR / "images"))
 IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))

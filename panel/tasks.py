@@ -2,10 +2,12 @@
 
 import logging
 import smtplib
+import threading
 
 from celery import shared_task
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
+from django.db import connection
 
 from hypervisor import routing
 from hypervisor.models import Host
@@ -26,10 +28,21 @@ def _worker_started(sender=None, **kwargs) -> None:
 
 @worker_ready.connect
 def _resume_orphans(sender=None, **kwargs) -> None:
-    """Send again at once the operations an earlier run of this worker held (it was killed or crashed)."""
-    resumed = leases.resume_orphans(sender.hostname)
-    if resumed:
-        log.warning("sent again %s operation(s) that an earlier run of %s held", resumed, sender.hostname)
+    """Send again, without waiting for their leases to run out, the operations an earlier run of this worker
+    held (it was killed or crashed); in a thread, since it waits a heartbeat to see which are orphans."""
+    node = sender.hostname
+
+    def resume() -> None:
+        try:
+            resumed = leases.resume_orphans(node)
+            if resumed:
+                log.warning("sent again %s operation(s) that an earlier run of %s held", resumed, node)
+        except Exception:
+            log.exception("could not resume the operations an earlier run of %s held", node)
+        finally:
+            connection.close()
+
+    threading.Thread(target=resume, name="resume-orphans", daemon=True).start()
 
 
 @shared_task(bind=True, acks_late=True)

@@ -4,11 +4,15 @@ while the work goes on.
 
 - A lease is taken with compare-and-swap under the operation's row lock (`take`): nobody holds it, or the
   holder's lease ran out. Two workers never run the same operation at once.
-- Every close of an operation is conditional on the lease as it was taken (operations._close), so a worker
-  that lost its lease (it stalled past the expiry and another worker resumed the work) changes nothing.
+- Every close of an operation is conditional on the lease as it was taken (operations._close), and a worker
+  that lost its lease (it stalled past the expiry and another worker resumed the work) stops at its next
+  step (`check`, fed by the heartbeat, raises LeaseLost) and undoes nothing.
+- Lease times are the database's clock (`db_now`), not each machine's: workers, beat and the web may run
+  on machines whose clocks drift apart.
 - The reaper sends again every open operation whose lease ran out (`resume_expired`), and a worker that
-  starts sends again at once the operations its previous run (same node name, another boot) held
-  (`resume_orphans`): a killed worker's work resumes in seconds, not after the broker's visibility timeout.
+  starts sends again the operations its previous run (same node name, another boot) held once their
+  leases are seen not to be renewed (`resume_orphans`, one heartbeat later): a killed worker's work resumes
+  in seconds, not after the lease or the broker's visibility timeout.
 - An operation waiting for something (a worker to take its message, its turn on the host, a retry's
   back-off) has no owner and an expiry: it is sent again if nobody took it by then.
 """
@@ -39,10 +43,25 @@ log = logging.getLogger(__name__)
 # Who this process is: the worker's node name (celery@host) and a token of this start of the worker, shared
 # by its pool's child processes (forked after `worker_init`), then the process id.
 _identity = {"node": socket.gethostname(), "boot": uuid.uuid4().hex[:12]}
-# The operations this process runs now (their leases are renewed), and its heartbeat thread.
+# The operations this process runs now (their leases are renewed), those of them whose lease passed to
+# another worker, and the process's heartbeat thread.
 _held: set = set()
+_lost: set = set()
 _held_lock = threading.Lock()
 _heartbeat: dict[int, threading.Thread] = {}
+
+
+class LeaseLost(Exception):
+    """This worker's lease on the operation ran out and may be another worker's now: stop, undo nothing."""
+
+
+def db_now() -> datetime:
+    """The database's clock, which every process compares lease times against."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
 
 
 def worker_started(node: str) -> None:
@@ -84,8 +103,23 @@ def wait(operation: Operation, seconds: float) -> None:
     """Give the lease back while the operation waits `seconds` for a retry or its turn: nobody holds it, and
     the reaper sends it again if no worker took it a lease after that."""
     Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
-        lease_owner="", lease_expires_at=timezone.now() + timedelta(seconds=seconds) + duration()
+        lease_owner="", lease_expires_at=db_now() + timedelta(seconds=seconds) + duration()
     )
+
+
+def check(operation: Operation) -> None:
+    """Raise LeaseLost when the heartbeat found that this worker no longer holds the operation's lease."""
+    with _held_lock:
+        lost = operation.pk in _lost
+    if lost:
+        raise LeaseLost(f"the lease on operation {operation.pk} passed to another worker")
+
+
+def still_held(operation: Operation) -> bool:
+    """Whether the operation is open and still under the lease this worker took (asked of the database)."""
+    return Operation.objects.filter(
+        pk=operation.pk, status__in=operation_states.OPEN, lease_owner=operation.lease_owner
+    ).exists()
 
 
 # The heartbeat: one thread per process renews the leases the process holds.
@@ -98,7 +132,7 @@ def _renew_once() -> None:
         return
     me = owner()
     renewed = Operation.objects.filter(pk__in=held, lease_owner=me, status__in=operation_states.OPEN).update(
-        lease_expires_at=timezone.now() + duration()
+        lease_expires_at=db_now() + duration()
     )
     if renewed < len(held):
         lost = held - set(
@@ -108,6 +142,8 @@ def _renew_once() -> None:
         )
         if lost:
             log.warning("lost the lease on operation(s) %s", ", ".join(str(pk) for pk in lost))
+            with _held_lock:
+                _lost.update(lost & _held)
 
 
 def _beat() -> None:
@@ -149,6 +185,7 @@ def heartbeat(operation: Operation) -> Iterator[None]:
     finally:
         with _held_lock:
             _held.discard(operation.pk)
+            _lost.discard(operation.pk)
 
 
 # Sending again what nobody works on.
@@ -172,22 +209,27 @@ def _resend(operations: Iterator[tuple], now: datetime) -> int:
 
 def resume_expired() -> int:
     """Send again every open operation, before its deadline, whose lease ran out."""
-    now = timezone.now()
+    now = db_now()
     expired = Operation.objects.filter(
         status__in=operation_states.OPEN, lease_expires_at__lt=now, deadline__gte=now
     ).values_list("pk", "lease_owner", "lease_expires_at", "server__region_id")
     return _resend(iter(expired), now)
 
 
-def resume_orphans(node: str) -> int:
+def resume_orphans(node: str, settle: float | None = None) -> int:
     """At a worker's start: send again the open operations that an earlier run of this worker (the same node
-    name, another boot) held; that run is gone, so their leases need not run out first."""
-    now = timezone.now()
+    name, another boot) held. That run may have left pool processes behind that still work and renew their
+    leases (a main process killed alone): so the leases are read, and after `settle` seconds (a heartbeat
+    interval and a second) only those whose expiry has not moved are released, without waiting for them to
+    run out."""
     mine = _node_prefix(node)
     current = f"{mine}{_identity['boot']}/"
-    orphans = (
+    candidates = list(
         Operation.objects.filter(status__in=operation_states.OPEN, lease_owner__startswith=mine)
         .exclude(lease_owner__startswith=current)
         .values_list("pk", "lease_owner", "lease_expires_at", "server__region_id")
     )
-    return _resend(iter(orphans), now)
+    if not candidates:
+        return 0
+    time.sleep(settings.OPERATION_LEASE_SECONDS / 3 + 1 if settle is None else settle)
+    return _resend(iter(candidates), db_now())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -91,7 +91,6 @@ def begin(operation_id: str) -> Operation | None:
     """Take the operation's lease and mark it running (counting the attempt). None when it has finished or
     another worker holds its lease. Raises RetryLater when it is a heavy operation whose host is busy with
     as many heavy operations as it may run: it waits its turn, in order of arrival, without a worker."""
-    now = timezone.now()
     with transaction.atomic():
         operation = (
             Operation.objects.select_for_update(of=("self",))
@@ -100,11 +99,15 @@ def begin(operation_id: str) -> Operation | None:
             .filter(pk=operation_id)
             .first()
         )
+        now = leases.db_now()  # after the row lock: the lease is judged as it is now
         if operation is None or operation.is_finished or leases.held_by_another(operation, now):
             return None
-        if operation.type in HEAVY and operation.server.host_id and not _turn_on_host(operation):
+        if operation.type in HEAVY and operation.server.host_id and not _turn_on_host(operation, now):
+            waiting_for_turn = timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
+            if not operation.lease_owner and operation.lease_expires_at > now + waiting_for_turn:
+                return None  # another chain of retries polled within HOST_TURN_POLL: one chain is enough
             operation.lease_owner = ""
-            operation.lease_expires_at = now + timedelta(seconds=HOST_TURN_POLL) + leases.duration()
+            operation.lease_expires_at = now + timedelta(seconds=HOST_TURN_POLL) + waiting_for_turn
             operation.save(update_fields=["lease_owner", "lease_expires_at"])
             busy = True
         else:
@@ -125,7 +128,7 @@ def begin(operation_id: str) -> Operation | None:
     return operation
 
 
-def _turn_on_host(operation: Operation) -> bool:
+def _turn_on_host(operation: Operation, now: datetime) -> bool:
     """Whether the heavy operation may run now on its host: fewer than HOST_HEAVY_OPERATIONS heavy
     operations are ahead of it (running under a live lease, or open and older). Serialised per host by an
     advisory lock held to the end of the caller's transaction, so two workers never both take the last
@@ -134,7 +137,6 @@ def _turn_on_host(operation: Operation) -> bool:
     if connection.vendor == "postgresql":  # SQLite (the demo) runs one write transaction at a time anyway
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [HOST_TURN_LOCK, host_id])
-    now = timezone.now()
     ahead = (
         Operation.objects.filter(server__host_id=host_id, type__in=HEAVY, status__in=OPEN, deadline__gte=now)
         .exclude(pk=operation.pk)
@@ -177,6 +179,19 @@ def fail(operation: Operation, message: str, detail: str = "", only_from=OPEN, *
     return _close(operation, Operation.Status.FAILED, message, server_changes, detail, only_from)
 
 
+def _step(operation: Operation, name: str) -> None:
+    """Between two steps: a crash test's pause point, then stop if the lease passed to another worker."""
+    pause_point(name)
+    leases.check(operation)
+
+
+def _finished_or_stop(closed: bool, operation: Operation) -> None:
+    """Inside a handler's last transaction: when the operation could not be closed (the reaper closed it, or
+    its lease passed on), roll back what the transaction did with it."""
+    if not closed:
+        raise leases.LeaseLost(f"operation {operation.pk} was closed or taken over meanwhile")
+
+
 def _host(server: Server) -> Host:
     """The server's host; fails fast (no libvirt call that would hang) when the host is down."""
     if server.host is None:
@@ -192,14 +207,14 @@ def create(operation: Operation) -> None:
     base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     disk_path = driver.create_disk(host, request, base_path)
-    pause_point("create:disk")
+    _step(operation, "create:disk")
     # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload.
     defined = driver.power_state(host, server.id) is not None
     seed_path = driver.write_seed(host, request, guest.seed_iso(server), replace=not defined)
-    pause_point("create:seeded")
+    _step(operation, "create:seeded")
     _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path)
-    pause_point("create:defined")
+    _step(operation, "create:defined")
     state = driver.start(host, server.id)
     metering.after_start(server, new=True)
     finish(operation, status=Status.RUNNING, power_state=state, status_reason=None)
@@ -233,9 +248,15 @@ def reboot(operation: Operation) -> None:
 
 
 def _remember(operation: Operation, **values) -> None:
-    """Keep facts a retried attempt needs (e.g. whether the server was running before it began)."""
+    """Keep facts a retried attempt needs (e.g. whether the server was running before it began), under this
+    worker's lease."""
+    leases.check(operation)
     operation.params = {**operation.params, **values}
-    Operation.objects.filter(pk=operation.pk).update(params=operation.params)
+    kept = Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
+        params=operation.params
+    )
+    if not kept:
+        raise leases.LeaseLost(f"operation {operation.pk} was taken over meanwhile")
 
 
 def _remember_defining(operation: Operation) -> None:
@@ -266,13 +287,13 @@ def resize(operation: Operation) -> None:
         domain_request(server), vcpus=plan.vcpus, memory_mib=plan.memory_mib, disk_gib=plan.disk_gib
     )
     driver.resize_disk(host, request)
-    pause_point("resize:disk")
+    _step(operation, "resize:disk")
     driver.set_resources(host, server.id, plan.vcpus, plan.memory_mib)
-    pause_point("resize:configured")
+    _step(operation, "resize:configured")
     if was_running and driver.current_resources(host, server.id) != (plan.vcpus, plan.memory_mib):
         metering.meter_server(server)
         driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
-        pause_point("resize:stopped")
+        _step(operation, "resize:stopped")
     state = driver.start(host, server.id) if was_running else PowerState.SHUTOFF
     server.plan = plan
     if was_running:
@@ -298,23 +319,24 @@ def rebuild(operation: Operation) -> None:
     if driver.power_state(host, server.id) is not None:  # a vanished domain is simply defined anew
         driver.power_off(host, server.id)
         driver.drop_snapshots(host, server.id)
-    pause_point("rebuild:stopped")
+    _step(operation, "rebuild:stopped")
     base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     driver.delete_disk(host, request)
-    pause_point("rebuild:disk-deleted")
+    _step(operation, "rebuild:disk-deleted")
     disk_path = driver.create_disk(host, request, base_path)
     seed_path = driver.write_seed(
         host, request, guest.seed_iso(server, f"{server.id}-{operation.id.hex[:8]}"), replace=True
     )
     _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path, replace=True)
-    pause_point("rebuild:defined")
+    _step(operation, "rebuild:defined")
     state = driver.start(host, server.id)
     metering.after_start(server)
     with transaction.atomic():
         Snapshot.objects.filter(server=server).delete()  # the rebuild dropped the old disk's snapshots
-        finish(operation, image=image, status=Status.RUNNING, power_state=state, status_reason=None)
+        closed = finish(operation, image=image, status=Status.RUNNING, power_state=state, status_reason=None)
+        _finished_or_stop(closed, operation)
 
 
 def snapshot_name(operation: Operation) -> str:
@@ -325,12 +347,12 @@ def snapshot(operation: Operation) -> None:
     server = operation.server
     name = snapshot_name(operation)
     driver.create_snapshot(_host(server), server.id, name, operation.params["name"])
-    pause_point("snapshot:taken")
+    _step(operation, "snapshot:taken")
     with transaction.atomic():
         Snapshot.objects.get_or_create(
             server=server, libvirt_name=name, defaults={"name": operation.params["name"]}
         )
-        finish(operation)
+        _finished_or_stop(finish(operation), operation)
 
 
 def restore(operation: Operation) -> None:
@@ -354,7 +376,7 @@ def delete_snapshot(operation: Operation) -> None:
         driver.delete_snapshot(_host(server), server.id, snap.libvirt_name)
     with transaction.atomic():
         Snapshot.objects.filter(pk=operation.params["snapshot"]).delete()
-        finish(operation)
+        _finished_or_stop(finish(operation), operation)
 
 
 def suspend(operation: Operation) -> None:
@@ -417,13 +439,16 @@ def delete(operation: Operation) -> None:
         host = _host(server)
         metering.meter_server(server)
         driver.destroy(host, domain_request(server))
-    pause_point("delete:destroyed")
+    _step(operation, "delete:destroyed")
     with transaction.atomic():
         _end_billing(server)  # first: the one lock order is customer, host, address
         claims.release(server.id)
         ipam.release(server.id)
         Snapshot.objects.filter(server=server).delete()
-        finish(operation, status=Status.DELETED, power_state=PowerState.NONE, deleted_at=timezone.now())
+        closed = finish(
+            operation, status=Status.DELETED, power_state=PowerState.NONE, deleted_at=timezone.now()
+        )
+        _finished_or_stop(closed, operation)
 
 
 HANDLERS: dict[str, Callable[[Operation], None]] = {
@@ -481,8 +506,12 @@ def _pending_cleanup_detail(message: str) -> str:
 def on_failure(operation: Operation, message: str) -> None:
     """Undo what a failed step left behind and record the failure: the customer gets a plain message,
     staff the error itself. A failed create gives back what it holds only when nothing of it is left on the
-    host; otherwise the server keeps its capacity, address and subscription until it is deleted."""
+    host; otherwise the server keeps its capacity, address and subscription until it is deleted. A worker
+    that no longer holds the lease undoes nothing: the worker that does owns the outcome."""
     server = operation.server
+    if not leases.still_held(operation):
+        log.warning("not failing operation %s: it was closed or taken over meanwhile", operation.pk)
+        return
     if _never_usable(operation):
         cleaned = _cleaned_up(operation)
         with transaction.atomic():
@@ -515,9 +544,9 @@ def on_failure(operation: Operation, message: str) -> None:
                 log.warning("reverting the failed resize of %s: %s", server.id, exc.message)
         with transaction.atomic():
             LockOrder().customer(server.owner_id)  # the lock order: customer, server, host
-            fail(operation, _public_message(message), message)
-            _give_back_resize(operation)
-            subscriptions.undo_plan_change(str(server.id), operation.params.get("billing_undo") or {})
+            if fail(operation, _public_message(message), message):
+                _give_back_resize(operation)
+                subscriptions.undo_plan_change(str(server.id), operation.params.get("billing_undo") or {})
     else:
         fail(operation, _public_message(message), message)
 
@@ -547,6 +576,8 @@ def _run(operation: Operation) -> None:
             leases.wait(operation, countdown)
             raise RetryLater(countdown=countdown, reason=exc.message) from exc
         on_failure(operation, exc.message)
+    except leases.LeaseLost as exc:
+        log.warning("stopping operation %s: %s", operation.pk, exc)
     except (OperationalError, InterfaceError) as exc:
         # Postgres went away (a restart, a failover): nothing can be recorded now. The connection is dropped
         # and the attempt tried again (the steps are idempotent); if that retry is lost too, the lease runs

@@ -138,7 +138,7 @@ def test_a_restarted_worker_sends_again_at_once_what_its_earlier_run_held(
     Operation.objects.filter(pk=current.pk).update(
         status="running", lease_owner=leases.owner(), lease_expires_at=soon
     )
-    assert leases.resume_orphans("celery@w1") == 1
+    assert leases.resume_orphans("celery@w1", settle=0) == 1
 
     assert queued(broker) == [str(orphan.pk)]
     orphan.refresh_from_db()
@@ -190,11 +190,58 @@ def test_heavy_operations_wait_their_turn_on_the_host_in_order_of_arrival(settin
     first_run = operations.begin(first.pk)
     second_run = operations.begin(second.pk)
     assert first_run and second_run
+    assert operations.begin(third.pk) is None  # a second chain of retries while the first polls: dropped
+    next_poll = timezone.now() + timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS - 1)
+    Operation.objects.filter(pk=third.pk).update(lease_expires_at=next_poll)  # HOST_TURN_POLL later
     with pytest.raises(operations.RetryLater):
-        operations.begin(third.pk)
+        operations.begin(third.pk)  # still two ahead of it
 
     assert operations.finish(first_run, status="running")
     third_run = operations.begin(third.pk)
     assert (third_run.status, third_run.attempts) == ("running", 1)
     for run in (second_run, third_run):
         operations.finish(run, status="running")
+
+
+def test_a_restarted_worker_leaves_alone_what_its_earlier_runs_processes_still_renew(
+    customer, catalog, broker, identity, monkeypatch
+):
+    """The main process was killed alone: a pool process of the earlier run still works and renews its lease
+    while the restarted worker looks; that operation is not sent again."""
+    _server, orphan = order(customer, catalog, "orphan")
+    _server, alive = order(customer, catalog, "alive")
+    soon = timezone.now() + timedelta(seconds=30)
+    for operation, pid in ((orphan, 41), (alive, 42)):
+        Operation.objects.filter(pk=operation.pk).update(
+            status="running", lease_owner=f"celery@w1/0ldb00t/{pid}", lease_expires_at=soon
+        )
+
+    def a_heartbeat_of_the_living_process(seconds: float) -> None:
+        Operation.objects.filter(pk=alive.pk).update(lease_expires_at=soon + timedelta(seconds=7))
+
+    monkeypatch.setattr(leases.time, "sleep", a_heartbeat_of_the_living_process)
+    leases.worker_started("celery@w1")
+    assert leases.resume_orphans("celery@w1") == 1
+
+    assert queued(broker) == [str(orphan.pk)]
+    assert Operation.objects.get(pk=alive.pk).lease_owner == "celery@w1/0ldb00t/42"
+
+
+def test_a_worker_whose_lease_passed_on_stops_and_undoes_nothing(customer, catalog, conn):
+    _server, create = order(customer, catalog, "overtaken")
+    stalled = operations.begin(create.pk)
+    # Its lease ran out while it stalled; the reaper sent the create again and another worker took it.
+    Operation.objects.filter(pk=create.pk).update(lease_owner="celery@w2/b00t/9")
+
+    with pytest.raises(leases.LeaseLost):
+        operations._remember(stalled, was_running=True)  # facts of another worker's attempt stay theirs
+    operations.on_failure(stalled, "the host said no")  # the failure of a stale attempt changes nothing
+    with leases.heartbeat(stalled):
+        leases._renew_once()  # the heartbeat notices, and the next step stops
+        with pytest.raises(leases.LeaseLost):
+            operations._step(stalled, "create:disk")
+
+    create.refresh_from_db()
+    assert (create.status, create.lease_owner, create.params) == ("running", "celery@w2/b00t/9", {})
+    server = Server.objects.get(pk=create.server_id)
+    assert (server.status, server.task) == ("provisioning", "create")
