@@ -61,12 +61,11 @@ def _public_message(message: str) -> str:
 
 @dataclass
 class RetryLater(Exception):
-    """The task should run again after `countdown` seconds: a transient hypervisor error (`counted`: the
-    attempt counts), or a heavy operation waiting for its turn on its host."""
+    """The task should run again after `countdown` seconds: a transient hypervisor error (the attempt
+    counted), or a heavy operation waiting for its turn on its host (no attempt counted)."""
 
     countdown: int
     reason: str
-    counted: bool = True
 
 
 def domain_request(server: Server) -> driver.DomainRequest:
@@ -88,9 +87,10 @@ HOST_TURN_POLL = 2  # seconds between looks at whether a waiting heavy operation
 
 
 def begin(operation_id: str) -> Operation | None:
-    """Take the operation's lease and mark it running (counting the attempt). None when it has finished or
-    another worker holds its lease. Raises RetryLater when it is a heavy operation whose host is busy with
-    as many heavy operations as it may run: it waits its turn, in order of arrival, without a worker."""
+    """Take the operation's lease and mark it running (counting the attempt). None when it has finished,
+    another worker holds its lease, or another chain of retries already waits for its turn. Raises
+    RetryLater when it is a heavy operation whose host is busy with as many heavy operations as it may
+    run: it waits its turn, in order of arrival, without a worker."""
     with transaction.atomic():
         operation = (
             Operation.objects.select_for_update(of=("self",))
@@ -104,7 +104,8 @@ def begin(operation_id: str) -> Operation | None:
             return None
         if operation.type in HEAVY and operation.server.host_id and not _turn_on_host(operation, now):
             waiting_for_turn = timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
-            if not operation.lease_owner and operation.lease_expires_at > now + waiting_for_turn:
+            polled = operation.lease_expires_at is not None and not operation.lease_owner
+            if polled and operation.lease_expires_at > now + waiting_for_turn:
                 return None  # another chain of retries polled within HOST_TURN_POLL: one chain is enough
             operation.lease_owner = ""
             operation.lease_expires_at = now + timedelta(seconds=HOST_TURN_POLL) + waiting_for_turn
@@ -124,7 +125,7 @@ def begin(operation_id: str) -> Operation | None:
                     status=Status.PROVISIONING
                 )
     if busy:
-        raise RetryLater(countdown=HOST_TURN_POLL, reason="waiting for its turn on the host", counted=False)
+        raise RetryLater(countdown=HOST_TURN_POLL, reason="waiting for its turn on the host")
     return operation
 
 
