@@ -3,7 +3,8 @@ runs an operation holds a lease (its owner, "node/boot/pid", and an expiry) that
 while the work goes on.
 
 - A lease is taken with compare-and-swap under the operation's row lock (`take`): nobody holds it, or the
-  holder's lease ran out. Two workers never run the same operation at once.
+  holder's lease ran out. Two workers never both hold it; one that stalled past its expiry finds out at its
+  next step (below).
 - Every close of an operation is conditional on the lease as it was taken (operations._close), and a worker
   that lost its lease (it stalled past the expiry and another worker resumed the work) stops at its next
   step (`check`, fed by the heartbeat, raises LeaseLost) and undoes nothing.
@@ -135,10 +136,12 @@ def _renew_once() -> None:
         lease_expires_at=db_now() + duration()
     )
     if renewed < len(held):
-        lost = held - set(
-            Operation.objects.filter(
-                pk__in=held, lease_owner=me, status__in=operation_states.OPEN
-            ).values_list("pk", flat=True)
+        # Lost: closed, or another owner's now. (A row this thread cannot see, run inside a caller's open
+        # transaction, as tests do, is not lost.)
+        lost = set(
+            Operation.objects.filter(pk__in=held)
+            .exclude(lease_owner=me, status__in=operation_states.OPEN)
+            .values_list("pk", flat=True)
         )
         if lost:
             log.warning("lost the lease on operation(s) %s", ", ".join(str(pk) for pk in lost))
