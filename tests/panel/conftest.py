@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import libvirt
 import pytest
 
+from hypervisor import connection
 from hypervisor.models import Host
 from tests import real_workers
 
@@ -32,3 +33,22 @@ def libvirtd(transactional_db) -> Iterator[libvirt.virConnect]:
 def kvm_host(libvirtd) -> Host:
     """The local libvirtd as a host (QEMU emulation, as guests boot here) in a region with an IPv4 pool."""
     return real_workers.kvm_host()
+
+
+@pytest.fixture
+def conn(catalog) -> Iterator[libvirt.virConnect]:
+    """The `catalog` fixture's simulated host connection (the one the driver uses); the domains and volumes
+    the test leaves are removed afterwards, since the simulated host outlives it. Modules with a catalogue
+    of their own define their own `conn`."""
+    conn = connection.connection(catalog["host"].uri)
+    before = {domain.UUIDString() for domain in conn.listAllDomains()}
+    pool = conn.storagePoolLookupByName(catalog["host"].storage_pool)
+    volumes_before = set(pool.listVolumes())
+    yield conn
+    for domain in conn.listAllDomains():
+        if domain.UUIDString() not in before:
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+    for name in set(pool.listVolumes()) - volumes_before:
+        pool.storageVolLookupByName(name).delete(0)

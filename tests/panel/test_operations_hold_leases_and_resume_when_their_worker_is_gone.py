@@ -17,28 +17,10 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from hypervisor import connection
 from panel.models import Operation, Server
 from panel.servers import actions, leases, operations
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conn(catalog):
-    """The simulated host's connection; the test's domains and volumes are removed afterwards."""
-    conn = connection.connection(catalog["host"].uri)
-    before = {domain.UUIDString() for domain in conn.listAllDomains()}
-    pool = conn.storagePoolLookupByName(catalog["host"].storage_pool)
-    volumes_before = set(pool.listVolumes())
-    yield conn
-    for domain in conn.listAllDomains():
-        if domain.UUIDString() not in before:
-            if domain.isActive():
-                domain.destroy()
-            domain.undefine()
-    for name in set(pool.listVolumes()) - volumes_before:
-        pool.storageVolLookupByName(name).delete(0)
 
 
 @pytest.fixture
