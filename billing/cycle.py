@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .dunning import dun, remind
 from .invoices import Line, issue, issue_invoice, settle
@@ -22,6 +22,7 @@ from .models import InvoiceLine, Subscription
 from .periods import add_month, month_start
 from .prices import monthly_price
 from .subscriptions import plan_line
+from .texts import Message, date_value
 
 HOUR = timedelta(hours=1)
 
@@ -105,14 +106,16 @@ def invoice_hourly(at: datetime) -> int:
                 lines.append(
                     Line(
                         kind=InvoiceLine.Kind.HOURLY,
-                        description=_("%(plan)s for %(server)s, %(start)s to %(end)s (%(hours)s h)")
-                        % {
-                            "plan": subscription.plan.name,
-                            "server": subscription.label,
-                            "start": timezone.localtime(segment_start).date(),
-                            "end": timezone.localtime(segment_end).date(),
-                            "hours": math.ceil((segment_end - segment_start) / HOUR),
-                        },
+                        description=Message(
+                            gettext_noop("%(plan)s for %(server)s, %(start)s to %(end)s (%(hours)s h)"),
+                            {
+                                "plan": subscription.plan.name,
+                                "server": subscription.label,
+                                "start": date_value(segment_start),
+                                "end": date_value(segment_end),
+                                "hours": math.ceil((segment_end - segment_start) / HOUR),
+                            },
+                        ),
                         unit_price=unit,
                         quantity=Decimal(hours),
                         subscription=subscription,

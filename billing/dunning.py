@@ -7,26 +7,37 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import QuerySet
 from django.dispatch import Signal
-from django.utils import timezone
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from . import signals
-from .invoices import invoice_text, overdue
+from .invoices import invoice_text, mail, overdue
 from .ledger import lock
 from .models import Invoice, Subscription
+from .texts import language_of
 
 log = logging.getLogger(__name__)
 
 
-def _mail(account, subject: str, body: str) -> None:
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [account.email], fail_silently=True)
+def _mail_about(invoice: Invoice, subject: str, body: str | None = None, **values) -> None:
+    """One mail to the invoice's account in the account's language (whatever language the billing run is
+    in): `subject` and `body` are English messages (marked with gettext_noop) filled in with the invoice's
+    number and `values` (callables that format a value in the active language), translated and formatted
+    when the mail is made; without a body the mail says `invoice_text`."""
+    account = invoice.account
+    language = language_of(account)
+    with translation.override(language):
+        values = {"number": invoice.number, **{key: shown() for key, shown in values.items()}}
+        text = _(body) % values if body else invoice_text(invoice)
+        mail(account, [(_(subject) % values, text)], language)
 
 
 def remind(at: datetime) -> int:
@@ -40,11 +51,7 @@ def remind(at: datetime) -> int:
     count = 0
     for invoice in soon:
         if Invoice.objects.filter(pk=invoice.pk, reminded_at__isnull=True).update(reminded_at=at):
-            _mail(
-                invoice.account,
-                _("Reminder: invoice %(number)s is due soon") % {"number": invoice.number},
-                invoice_text(invoice),
-            )
+            _mail_about(invoice, gettext_noop("Reminder: invoice %(number)s is due soon"))
             count += 1
     return count
 
@@ -60,11 +67,7 @@ def dun(at: datetime) -> dict[str, int]:
         if Invoice.objects.filter(pk=invoice.pk, overdue_notified_at__isnull=True).update(
             overdue_notified_at=at
         ):
-            _mail(
-                invoice.account,
-                _("Invoice %(number)s is overdue") % {"number": invoice.number},
-                invoice_text(invoice),
-            )
+            _mail_about(invoice, gettext_noop("Invoice %(number)s is overdue"))
             counts["overdue"] += 1
     grace = at - timedelta(days=settings.BILLING_GRACE_DAYS)
     for account_id in (
@@ -104,15 +107,15 @@ def dun(at: datetime) -> dict[str, int]:
         if Invoice.objects.filter(pk=invoice.pk, termination_warned_at__isnull=True).update(
             termination_warned_at=at
         ):
-            when = invoice.due_at + timedelta(days=settings.BILLING_TERMINATE_DAYS)
-            _mail(
-                invoice.account,
-                _("Your servers will be deleted on %(date)s") % {"date": timezone.localtime(when).date()},
-                _(
+            when = timezone.localtime(invoice.due_at + timedelta(days=settings.BILLING_TERMINATE_DAYS))
+            _mail_about(
+                invoice,
+                gettext_noop("Your servers will be deleted on %(date)s"),
+                gettext_noop(
                     "Invoice %(number)s is still unpaid. Unless it is paid before %(date)s, "
                     "the servers of your account will be deleted with their data."
-                )
-                % {"number": invoice.number, "date": timezone.localtime(when).date()},
+                ),
+                date=partial(formats.date_format, when, "DATE_FORMAT"),
             )
             counts["warned"] += 1
     end = at - timedelta(days=settings.BILLING_TERMINATE_DAYS)

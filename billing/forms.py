@@ -1,14 +1,17 @@
-"""Billing forms: top-up, staff payments and adjustments, billing terms; money fields that know the currency's
-precision."""
+"""Billing forms: top-up, staff payments and adjustments, billing terms, the seller's profile; money fields
+that know the currency's precision."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from billing import seller
+from billing.models import SellerProfile
 from billing.money import CURRENCY_EXPONENTS, currency, quantize
 
 
@@ -169,3 +172,84 @@ class BillingTermsForm(forms.Form):
             if value is not None:
                 prices[plan.slug] = str(quantize(value))
         return prices
+
+
+ACCOUNT_NUMBER = re.compile(r"[0-9]+(?:[ -]?[0-9]+)*")
+TAX_ID = re.compile(r"[0-9A-Za-z]+(?:[ ./-]?[0-9A-Za-z]+)*")
+PHONE = re.compile(r"\+?[0-9 ()-]+")
+ADDRESS_LINES = 6
+
+
+class SellerProfileForm(forms.ModelForm):
+    """The seller named on invoices and the bank account customers pay to (admins, billing settings page).
+    Every field may stay blank; the bank, account number and holder are given together or not at all."""
+
+    class Meta:
+        model = SellerProfile
+        fields = list(seller.FIELDS)
+        widgets = {
+            "address": forms.Textarea(attrs={"rows": 3}),
+            "payment_note": forms.Textarea(attrs={"rows": 3}),
+            "account_number": forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+            "phone": forms.TextInput(attrs={"type": "tel"}),
+        }
+        help_texts = {
+            "legal_name": _(
+                "As registered, e.g. PT Contoh Hosting Indonesia. Printed at the top of invoices."
+            ),
+            "address": _("Printed under the name on invoices, line by line."),
+            "tax_id": _("The NPWP, e.g. 01.234.567.8-901.000. Left out of invoices when blank."),
+            "email": _("Where customers write about payments."),
+            "account_number": _("Digits, spaces and dashes only."),
+            "account_holder": _("The name on the account, as the customer's bank shows it."),
+            "payment_note": _(
+                'Shown under the account, e.g. "Write the invoice number in the transfer note."'
+            ),
+        }
+
+    def _normalised_text(self, name: str) -> str:
+        """A textarea's value with the browser's CRLF made LF and trailing spaces of each line dropped."""
+        lines = [line.rstrip() for line in self.cleaned_data[name].replace("\r\n", "\n").split("\n")]
+        return "\n".join(lines).strip()
+
+    def clean_address(self) -> str:
+        address = self._normalised_text("address")
+        if address.count("\n") >= ADDRESS_LINES:
+            raise ValidationError(
+                _("Give the address in at most %(count)d lines.") % {"count": ADDRESS_LINES}
+            )
+        return address
+
+    def clean_payment_note(self) -> str:
+        return self._normalised_text("payment_note")
+
+    def clean_tax_id(self) -> str:
+        tax_id = self.cleaned_data["tax_id"]
+        if tax_id and not TAX_ID.fullmatch(tax_id):
+            raise ValidationError(_("Use only letters, digits, dots, dashes and slashes."))
+        return tax_id
+
+    def clean_phone(self) -> str:
+        phone = self.cleaned_data["phone"]
+        if phone and (not PHONE.fullmatch(phone) or not any(c.isdigit() for c in phone)):
+            raise ValidationError(_("Use only digits, spaces, dashes, brackets and a leading +."))
+        return phone
+
+    def clean_account_number(self) -> str:
+        number = self.cleaned_data["account_number"]
+        if number and not ACCOUNT_NUMBER.fullmatch(number):
+            raise ValidationError(_("Use only digits, spaces and dashes."))
+        return number
+
+    def clean(self):
+        cleaned = super().clean()
+        bank = ("bank_name", "account_number", "account_holder")
+        given = [name for name in bank if cleaned.get(name)]
+        if given and len(given) < len(bank):
+            for name in bank:
+                if name not in given and name not in self.errors:
+                    self.add_error(
+                        name,
+                        _("Give the bank, the account number and the account holder together."),
+                    )
+        return cleaned

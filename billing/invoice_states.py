@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 __all__ = ["Status", "TRANSITIONS", "may_move"]
 
@@ -18,7 +19,9 @@ class Status(models.TextChoices):
     DRAFT = "draft", _("Draft")
     OPEN = "open", _("Open")
     PAID = "paid", _("Paid")
-    VOID = "void", _("Void")
+    # "Void" as a status ("Dibatalkan"), apart from the staff's "Void" button ("Batalkan", context "invoice
+    # action") and from the generic "Cancel".
+    VOID = "void", pgettext_lazy("invoice status", "Void")
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {

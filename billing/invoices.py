@@ -2,7 +2,9 @@
 the account has (its balance plus the open invoices' own charges), voided by crediting their charge back.
 
 Settling an account that owes nothing past its grace period any more unsuspends it (billing.dunning
-suspends it). The customer is mailed each invoice and each payment of one, after the commit.
+suspends it). The customer is mailed each invoice and each payment of one, after the commit, in their own
+language (billing.texts); lines and ledger reasons keep their message and values to be shown in each
+reader's language.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.mail import send_mass_mail
+from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
 from django.db.models import QuerySet
-from django.utils import timezone
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, pgettext, pgettext_lazy
 
 from . import signals
 from .errors import BillingError, refuse_own
-from .ledger import balance, lock, post
+from .ledger import balance, lock, post, reason_fields
 from .models import Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, Subscription
-from .money import ZERO, currency, quantize
+from .money import ZERO, currency, format_money, quantize
+from .texts import Message, language_of
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -32,7 +36,8 @@ if TYPE_CHECKING:
 @dataclass
 class Line:
     kind: str
-    description: str
+    # Free text, or a Message (a marked message and its values) shown in each reader's language.
+    description: str | Message
     unit_price: Decimal
     quantity: Decimal = Decimal(1)
     subscription: Subscription | None = None
@@ -85,7 +90,8 @@ def _invoice_lines(invoice: Invoice, lines: list[Line]) -> list[InvoiceLine]:
         InvoiceLine(
             invoice=invoice,
             kind=line.kind,
-            description=line.description[:255],
+            description=_english(line.description)[:255],
+            description_data=line.description.data() if isinstance(line.description, Message) else {},
             subscription=line.subscription,
             period_start=line.period_start,
             period_end=line.period_end,
@@ -97,6 +103,10 @@ def _invoice_lines(invoice: Invoice, lines: list[Line]) -> list[InvoiceLine]:
     ]
 
 
+def _english(text: str | Message) -> str:
+    return text.english() if isinstance(text, Message) else text
+
+
 def _charge(invoice: Invoice) -> LedgerEntry:
     """The ledger entry (not saved) that charges an issued invoice to its account."""
     return LedgerEntry(
@@ -105,7 +115,7 @@ def _charge(invoice: Invoice) -> LedgerEntry:
         kind=LedgerEntry.Kind.CHARGE,
         amount=-invoice.total,
         currency=invoice.currency,
-        reason=(_("Invoice %(number)s") % {"number": invoice.number})[:255],
+        **reason_fields(Message(gettext_noop("Invoice %(number)s"), {"number": invoice.number})),
         invoice=invoice,
     )
 
@@ -127,10 +137,13 @@ def issue(account: AbstractBaseUser, lines_of: list[list[Line]], at: datetime) -
         ]
     )
     LedgerEntry.objects.bulk_create([_charge(invoice) for invoice in invoices])
-    messages = [
-        (_("Invoice %(number)s") % {"number": invoice.number}, invoice_text(invoice)) for invoice in invoices
-    ]
-    transaction.on_commit(lambda: _mail_many(account, messages))
+    language = language_of(account)
+    with translation.override(language):
+        messages = [
+            (_("Invoice %(number)s") % {"number": invoice.number}, invoice_text(invoice))
+            for invoice in invoices
+        ]
+    transaction.on_commit(lambda: mail(account, messages, language))
     return invoices
 
 
@@ -173,9 +186,11 @@ def settle(
             Invoice.objects.filter(pk__in=[i.pk for i in paid], status=Invoice.Status.OPEN).update(
                 status=Invoice.Status.PAID, paid_at=at
             )
-            thanks = _("Thank you: we received your payment.")
-            messages = [(_("Invoice %(number)s is paid") % {"number": i.number}, thanks) for i in paid]
-            transaction.on_commit(lambda: _mail_many(account, messages))
+            language = language_of(account)
+            with translation.override(language):
+                thanks = _("Thank you: we received your payment.")
+                messages = [(_("Invoice %(number)s is paid") % {"number": i.number}, thanks) for i in paid]
+            transaction.on_commit(lambda: mail(account, messages, language))
         if (paid or not issued_only) and not overdue(account, at).exists():
             _unsuspend(account, at)
     return paid
@@ -209,20 +224,20 @@ def _unsuspend(account, at=None) -> None:
 # Voiding.
 
 
-def void_invoice(invoice: Invoice, by: AbstractBaseUser | None = None, reason: str = "") -> Invoice:
+def void_invoice(invoice: Invoice, by: AbstractBaseUser | None = None, reason: str | Message = "") -> Invoice:
     """Cancel an open invoice: its charge is credited back."""
     refuse_own(invoice.account, by)
     with transaction.atomic():
         lock(invoice.account)
         if not void_locked(invoice, by, reason):
-            raise BillingError(_("Only open invoices can be voided."))
+            raise BillingError(pgettext("invoice action", "Only open invoices can be voided."))
         settle(invoice.account)
         signals.invoice_voided.send(sender=None, account=invoice.account, invoice=invoice, by=by)
     invoice.refresh_from_db()
     return invoice
 
 
-def void_locked(invoice: Invoice, by: AbstractBaseUser | None = None, reason: str = "") -> bool:
+def void_locked(invoice: Invoice, by: AbstractBaseUser | None = None, reason: str | Message = "") -> bool:
     """Void an open invoice and credit its charge (the caller holds the account's lock); False when it was
     not open (voided or paid meanwhile)."""
     if not Invoice.objects.filter(pk=invoice.pk, status=Invoice.Status.OPEN).update(
@@ -233,7 +248,8 @@ def void_locked(invoice: Invoice, by: AbstractBaseUser | None = None, reason: st
         invoice.account,
         LedgerEntry.Kind.CREDIT,
         invoice.total,
-        reason or _("Invoice %(number)s voided") % {"number": invoice.number},
+        reason
+        or Message(pgettext_lazy("invoice status", "Invoice %(number)s voided"), {"number": invoice.number}),
         by=by,
         invoice=invoice,
     )
@@ -243,19 +259,26 @@ def void_locked(invoice: Invoice, by: AbstractBaseUser | None = None, reason: st
 # Mails.
 
 
-def _mail_many(account, messages: list[tuple[str, str]]) -> None:
-    """Several mails to one customer over one connection."""
-    send_mass_mail(
-        [(subject, body, settings.DEFAULT_FROM_EMAIL, [account.email]) for subject, body in messages],
-        fail_silently=True,
-    )
+def mail(account, messages: list[tuple[str, str]], language: str) -> None:
+    """Mails to one customer over one connection: (subject, body) pairs rendered in `language` (the
+    account's, billing.texts.language_of), which their Content-Language header names."""
+    mails = [
+        EmailMessage(
+            subject,
+            body,
+            settings.DEFAULT_FROM_EMAIL,
+            [account.email],
+            headers={"Content-Language": language},
+        )
+        for subject, body in messages
+    ]
+    get_connection(fail_silently=True).send_messages(mails)
 
 
 def invoice_text(invoice: Invoice) -> str:
-    """The body of a mail about an invoice: its number, total and due date."""
-    return _("Invoice %(number)s for %(total)s %(currency)s is due on %(due)s.") % {
+    """The body of a mail about an invoice, in the active language: its number, total and due date."""
+    return _("Invoice %(number)s for %(total)s is due on %(due)s.") % {
         "number": invoice.number,
-        "total": invoice.total,
-        "currency": invoice.currency,
-        "due": timezone.localtime(invoice.due_at).date(),
+        "total": format_money(invoice.total, invoice.currency),
+        "due": formats.date_format(timezone.localtime(invoice.due_at), "DATE_FORMAT"),
     }

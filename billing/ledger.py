@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from .models import Invoice, LedgerEntry, Payment
 from .money import ZERO, currency, quantize
+from .texts import Message
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -56,24 +57,33 @@ def post(
     account: AbstractBaseUser,
     kind: str,
     amount: Decimal,
-    reason: str,
+    reason: str | Message,
     by: AbstractBaseUser | None = None,
     invoice: Invoice | None = None,
     payment: Payment | None = None,
     at: datetime | None = None,
 ) -> LedgerEntry:
-    """Append one entry to the account's ledger (the caller holds the account's lock)."""
+    """Append one entry to the account's ledger (the caller holds the account's lock). A `Message` reason
+    (what billing writes) is shown in each reader's language; a string (what staff typed) as it is."""
     return LedgerEntry.objects.create(
         created_at=at or timezone.now(),
         account=account,
         kind=kind,
         amount=quantize(amount),
         currency=currency(),
-        reason=reason[:255],
+        **reason_fields(reason),
         created_by=by,
         invoice=invoice,
         payment=payment,
     )
+
+
+def reason_fields(reason: str | Message) -> dict:
+    """A ledger entry's `reason` (in English, as the column keeps it) and `reason_data` (its message and
+    values, billing.texts) for a Message; a string is kept as it is, without data."""
+    if isinstance(reason, Message):
+        return {"reason": reason.english()[:255], "reason_data": reason.data()}
+    return {"reason": reason[:255], "reason_data": {}}
 
 
 def lock(account: AbstractBaseUser) -> AbstractBaseUser:

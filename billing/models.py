@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import invoice_states, subscription_states
+from . import invoice_states, subscription_states, texts
 
 
 class TransferDirection(models.TextChoices):
@@ -85,7 +85,10 @@ class LedgerEntry(models.Model):
         max_digits=16, decimal_places=2, help_text=_("Positive adds to the balance.")
     )
     currency = models.CharField(max_length=3)
+    # The reason in English. What the system writes also keeps its message and values (billing.texts), so
+    # that each reader sees it in their own language: see `reason_text`. Staff's free text has no data.
     reason = models.CharField(max_length=255, blank=True)
+    reason_data = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -102,6 +105,11 @@ class LedgerEntry(models.Model):
         if self.pk is not None:
             raise ValueError("Ledger entries are append-only.")
         super().save(*args, **kwargs)
+
+    @property
+    def reason_text(self) -> str:
+        """The reason in the active language (the English `reason` for free text and old rows)."""
+        return texts.render(self.reason_data, self.reason)
 
 
 class BillingProfile(models.Model):
@@ -202,7 +210,10 @@ class InvoiceLine(models.Model):
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     kind = models.CharField(max_length=12, choices=Kind.choices)
+    # The description in English, and its message and values (billing.texts) when billing wrote it, so that
+    # each reader sees it in their own language, its dates formatted for it: see `description_text`.
     description = models.CharField(max_length=255)
+    description_data = models.JSONField(default=dict, blank=True)
     subscription = models.ForeignKey(
         Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -217,6 +228,11 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return self.description
+
+    @property
+    def description_text(self) -> str:
+        """The description in the active language (the English `description` for rows without data)."""
+        return texts.render(self.description_data, self.description)
 
 
 class Payment(models.Model):
@@ -240,3 +256,42 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference}: {self.amount} {self.currency}"
+
+
+class SellerProfile(models.Model):
+    """Who sells (printed on invoices) and how customers pay by bank transfer: one row, pk 1, that admins
+    edit on the billing settings page (`billing.seller`). Every field is optional; a blank one is not
+    shown."""
+
+    SINGLETON_PK = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
+    legal_name = models.CharField(_("legal name"), max_length=200, blank=True)
+    address = models.TextField(_("address"), max_length=500, blank=True)
+    tax_id = models.CharField(_("tax ID (NPWP)"), max_length=32, blank=True)
+    email = models.EmailField(_("billing email"), max_length=254, blank=True)
+    phone = models.CharField(_("billing phone"), max_length=32, blank=True)
+    bank_name = models.CharField(_("bank"), max_length=100, blank=True)
+    account_number = models.CharField(_("account number"), max_length=40, blank=True)
+    account_holder = models.CharField(_("account holder"), max_length=200, blank=True)
+    payment_note = models.TextField(_("extra payment instructions"), max_length=1000, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("seller profile")
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="seller_profile_single_row")]
+
+    def __str__(self) -> str:
+        return self.legal_name or "seller profile"
+
+    @property
+    def has_bank_account(self) -> bool:
+        """Whether there is an account to transfer to: at least its number (a bank name alone is not)."""
+        return bool(self.account_number)
+
+    @property
+    def has_seller_details(self) -> bool:
+        return bool(self.legal_name or self.address or self.tax_id)

@@ -34,7 +34,8 @@ def decimal_or_none(value) -> Decimal | None:
 
 
 def format_amount(value, code: str | None = None, *, rate: bool = False) -> str:
-    """The amount alone, localised: 1500000 → "1,500,000" (IDR), 12.5 → "12.50" (USD).
+    """The amount alone, localised in the active language: 1500000 → "1,500,000" (IDR; "1.500.000" in
+    Indonesian), 12.5 → "12.50" (USD; "12,50" in Indonesian).
 
     With rate=True up to four decimals are kept (trailing zeros dropped, never fewer than the currency's)."""
     amount = decimal_or_none(value)
@@ -53,7 +54,28 @@ def format_amount(value, code: str | None = None, *, rate: bool = False) -> str:
     return f"{MINUS}{text}" if amount < 0 else text
 
 
-def format_money(value, code: str | None = None) -> str:
-    """ "IDR 150,000": the currency code, then the localised amount; "" for no amount."""
-    text = format_amount(value, code)
-    return f"{code or currency()} {text}" if text else ""
+# Currencies written with a symbol in front of the amount (both languages): "Rp45.000" in Indonesian,
+# "Rp45,000" in English. Others keep their ISO code: "USD 12.50" ("USD 12,50" in Indonesian).
+CURRENCY_SYMBOLS = {"IDR": "Rp"}
+
+
+def currency_symbol(code: str | None = None) -> str:
+    """What goes in front of an amount of the currency: "Rp" for IDR, else the code ("USD")."""
+    code = code or currency()
+    return CURRENCY_SYMBOLS.get(code, code)
+
+
+def format_money(value, code: str | None = None, *, rate: bool = False) -> str:
+    """The currency and the amount, localised in the active language: "Rp150.000" (Indonesian),
+    "Rp150,000" (English), "USD 12.50"; "" for no amount. A negative amount: "−Rp150.000", "USD −12.50".
+    With rate=True up to four decimals are kept (hourly prices, unit prices)."""
+    code = code or currency()
+    text = format_amount(value, code, rate=rate)
+    if not text:
+        return ""
+    symbol = CURRENCY_SYMBOLS.get(code)
+    if symbol is None:
+        return f"{code} {text}"
+    if text.startswith(MINUS):
+        return f"{MINUS}{symbol}{text[len(MINUS) :]}"
+    return f"{symbol}{text}"

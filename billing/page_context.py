@@ -1,13 +1,10 @@
-"""What the billing pages show besides the models: the seller, payment method labels, bank transfer
-instructions, and the staff customer page's Billing section (shared by its template tag and the staff
-views)."""
+"""What the billing pages show besides the models: payment method labels and the staff customer page's
+Billing section (shared by its template tag and the staff views). The seller and the bank transfer
+instructions are in `billing.seller`."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-
-from django.conf import settings
-from django.utils.translation import gettext as _
 
 from billing import ledger, prices, providers
 from billing.forms import AdjustmentForm, BillingTermsForm, RecordPaymentForm
@@ -24,19 +21,11 @@ INVOICE_ROWS = 50
 METHOD_LABELS = dict(RecordPaymentForm.METHODS)
 
 
-def company_name() -> str:
-    return getattr(settings, "BILLING_COMPANY_NAME", "") or _("VPS Panel")
-
-
 def method_label(method: str) -> str:
     if method in METHOD_LABELS:
         return str(METHOD_LABELS[method])
     provider = providers.get(method)
     return provider.label or provider.name if provider else method
-
-
-def bank_transfer_instructions() -> str:
-    return getattr(settings, "BANK_TRANSFER_INSTRUCTIONS", "") or ""
 
 
 def staff_section_context(request, customer, **overrides) -> dict:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from . import signals
 from .errors import BillingError, ReferenceTaken, refuse_own
@@ -18,6 +19,7 @@ from .invoices import settle
 from .ledger import lock, post
 from .models import LedgerEntry, Payment
 from .money import currency, quantize
+from .texts import Message
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -62,7 +64,7 @@ def record_payment(
                 account,
                 LedgerEntry.Kind.PAYMENT,
                 amount,
-                _("Payment %(ref)s") % {"ref": reference},
+                Message(gettext_noop("Payment %(ref)s"), {"ref": reference}),
                 by=by,
                 payment=payment,
                 at=at,

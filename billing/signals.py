@@ -21,3 +21,6 @@ balance_adjusted = Signal()
 billing_terms_changed = Signal()
 # account, invoice, by: an invoice was voided (by staff, or by the panel when by is None).
 invoice_voided = Signal()
+# profile, changed (the names of the fields that changed), by: an admin changed the seller's profile (the
+# name on invoices, the bank account customers pay to).
+seller_profile_changed = Signal()

@@ -1,5 +1,6 @@
 """Billing pages for staff and admins: an invoice as staff see it, the staff customer page's Billing actions
-(record a payment, adjust, set terms, void), the overdue list and the admin's read-only billing settings."""
+(record a payment, adjust, set terms, void), the overdue list and the billing settings (the environment's,
+read-only; the seller's profile, which admins edit and other staff only see)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,25 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
-from django.views.decorators.http import require_POST
+from django.utils.translation import ngettext, pgettext
+from django.views.decorators.http import require_http_methods, require_POST
 
-from billing import errors, invoices, payments, prices, providers
-from billing.forms import AdjustmentForm, RecordPaymentForm
+from billing import errors, invoices, payments, prices, providers, seller
+from billing.forms import AdjustmentForm, RecordPaymentForm, SellerProfileForm
 from billing.models import BillingProfile, Invoice, Subscription
 from billing.money import CURRENCY_EXPONENTS, currency, format_money
-from billing.page_context import bank_transfer_instructions, company_name, staff_section_context, terms_form
+from billing.page_context import staff_section_context, terms_form
 from billing.views import render_invoice
-from panel.roles import admin_required, staff_required
+from panel.roles import staff_required
 
 
 @staff_required
@@ -158,7 +161,8 @@ def staff_void_invoice(request, pk: int):
     else:
         notice = (
             "success",
-            _("Invoice %(number)s was voided; its amount was credited.") % {"number": invoice.number},
+            pgettext("invoice action", "Invoice %(number)s was voided; its amount was credited.")
+            % {"number": invoice.number},
         )
     return _section_response(request, invoice.account, notice)
 
@@ -229,7 +233,7 @@ def _days(count: int) -> str:
     return ngettext("%(count)d day", "%(count)d days", count) % {"count": count}
 
 
-def _settings_rows() -> list[Setting]:
+def _settings_rows(profile) -> list[Setting]:
     code = currency()
     places = CURRENCY_EXPONENTS.get(code, 2)
     policy = settings.BILLING_ORDER_POLICY
@@ -299,15 +303,35 @@ def _settings_rows() -> list[Setting]:
         ),
         Setting(
             _("Seller name"),
-            company_name(),
+            seller.seller_name(profile),
             "BILLING_COMPANY_NAME",
-            _("The name printed at the top of every invoice."),
+            _("The name printed at the top of every invoice when the seller's legal name below is blank."),
         ),
     ]
 
 
-@admin_required
-def billing_settings(request):
+@staff_required
+@require_http_methods(["GET", "POST"])
+def billing_settings(request: HttpRequest) -> HttpResponse:
+    """The billing settings: the environment's (read-only) and the seller's profile, which admins edit here
+    and other staff only see."""
+    profile = seller.profile()
+    can_edit = request.user.is_panel_admin
+    form = SellerProfileForm(instance=profile) if can_edit else None
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied
+        form = SellerProfileForm(request.POST)
+        if form.is_valid():
+            changed = seller.save_profile(
+                {name: form.cleaned_data[name] for name in seller.FIELDS}, by=request.user
+            )
+            if changed:
+                messages.success(request, _("The seller's details and payment instructions were saved."))
+            else:
+                messages.info(request, _("Nothing was changed."))
+            return redirect(reverse("billing-settings") + "#seller")
+        messages.error(request, _("The seller's details were not saved: please correct the errors below."))
     gateways = [
         (provider, request.build_absolute_uri(reverse("billing-webhook", args=[provider.name])))
         for provider in providers.available()
@@ -316,8 +340,13 @@ def billing_settings(request):
         request,
         "billing/settings.html",
         {
-            "rows": _settings_rows(),
+            "rows": _settings_rows(profile),
             "gateways": gateways,
-            "bank_transfer_instructions": bank_transfer_instructions(),
+            "seller": profile,
+            "seller_name": seller.seller_name(profile),
+            "payment": seller.payment_details(profile),
+            "example_reference": f"INV-{timezone.localdate().year}-000123",
+            "seller_form": form,
+            "can_edit": can_edit,
         },
     )

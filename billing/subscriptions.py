@@ -13,15 +13,17 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from . import signals
 from .errors import InsufficientCredit
 from .invoices import Line, issue_invoice, settle, void_invoice, void_locked
 from .ledger import balance, lock, post
 from .models import Invoice, InvoiceLine, LedgerEntry, Plan, Subscription
-from .money import ZERO, currency
+from .money import ZERO, currency, format_money
 from .periods import add_month
 from .prices import first_period_price, hourly_price, monthly_price, proration
+from .texts import Message, date_value
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -30,13 +32,11 @@ if TYPE_CHECKING:
 def require_credit(account: AbstractBaseUser, plan: Plan) -> None:
     """Prepaid orders: the balance must cover the first month. Call with the account's row locked."""
     needed = first_period_price(account, plan)
-    if balance(account) < needed:
+    have = balance(account)
+    if have < needed:
         raise InsufficientCredit(
-            _(
-                "Insufficient credit: the first month costs %(price)s %(currency)s "
-                "and your balance is %(balance)s."
-            )
-            % {"price": needed, "currency": currency(), "balance": balance(account)}
+            _("Insufficient credit: the first month costs %(price)s and your balance is %(balance)s.")
+            % {"price": format_money(needed), "balance": format_money(have)}
         )
 
 
@@ -76,13 +76,15 @@ def plan_line(subscription: Subscription, start: datetime, end: datetime) -> Lin
     """The invoice line of one monthly period of a subscription."""
     return Line(
         kind=InvoiceLine.Kind.PLAN,
-        description=_("%(plan)s for %(server)s, %(start)s to %(end)s")
-        % {
-            "plan": subscription.plan.name,
-            "server": subscription.label,
-            "start": timezone.localtime(start).date(),
-            "end": timezone.localtime(end).date(),
-        },
+        description=Message(
+            gettext_noop("%(plan)s for %(server)s, %(start)s to %(end)s"),
+            {
+                "plan": subscription.plan.name,
+                "server": subscription.label,
+                "start": date_value(start),
+                "end": date_value(end),
+            },
+        ),
         unit_price=subscription.price,
         subscription=subscription,
         period_start=start,
@@ -105,11 +107,15 @@ def _lock_subscription(reference: str) -> Subscription | None:
     return live.select_for_update(of=("self",)).first()
 
 
-def change_plan(reference: str, new_plan: Plan, at: datetime | None = None) -> dict:
+def change_plan(
+    reference: str, new_plan: Plan, at: datetime | None = None, priced_at: datetime | None = None
+) -> dict:
     """Move a server's subscription to another plan. Monthly: an upgrade is invoiced pro rata for the rest
-    of the period, a downgrade credited (PRORATE_DOWNGRADE_CREDIT). Hourly: each plan bills its own hours.
+    of the period, a downgrade credited (PRORATE_DOWNGRADE_CREDIT), priced as of `priced_at` when the
+    customer accepted a quote made then (at most `at`). Hourly: each plan bills its own hours.
     Returns what to undo it with if the resize fails."""
     at = at or timezone.now()
+    priced_at = min(priced_at or at, at)
     with transaction.atomic():
         subscription = _lock_subscription(reference)
         if subscription is None:
@@ -128,7 +134,7 @@ def change_plan(reference: str, new_plan: Plan, at: datetime | None = None) -> d
                 at=at,
             )
             return {**undo, "ended": subscription.pk, "opened": new.pk}
-        amount = proration(subscription, new_plan, at)
+        amount = proration(subscription, new_plan, priced_at)
         Subscription.objects.filter(pk=subscription.pk).update(
             plan=new_plan, price=monthly_price(subscription.account, new_plan)
         )
@@ -138,8 +144,10 @@ def change_plan(reference: str, new_plan: Plan, at: datetime | None = None) -> d
                 [
                     Line(
                         kind=InvoiceLine.Kind.PRORATION,
-                        description=_("Upgrade of %(server)s to %(plan)s for the rest of the period")
-                        % {"server": subscription.label, "plan": new_plan.name},
+                        description=Message(
+                            gettext_noop("Upgrade of %(server)s to %(plan)s for the rest of the period"),
+                            {"server": subscription.label, "plan": new_plan.name},
+                        ),
                         unit_price=amount,
                         subscription=subscription,
                         period_start=at,
@@ -154,12 +162,17 @@ def change_plan(reference: str, new_plan: Plan, at: datetime | None = None) -> d
                 subscription.account,
                 LedgerEntry.Kind.CREDIT,
                 -amount,
-                _("Downgrade of %(server)s to %(plan)s")
-                % {"server": subscription.label, "plan": new_plan.name},
+                Message(
+                    gettext_noop("Downgrade of %(server)s to %(plan)s"),
+                    {"server": subscription.label, "plan": new_plan.name},
+                ),
             )
             undo["credit"] = entry.pk
             settle(subscription.account, at)
         return undo
+
+
+RESIZE_FAILED = gettext_noop("Resize failed")
 
 
 def undo_plan_change(reference: str, undo: dict) -> None:
@@ -182,18 +195,18 @@ def undo_plan_change(reference: str, undo: dict) -> None:
         if "invoice" in undo:
             invoice = Invoice.objects.get(pk=undo["invoice"])
             if invoice.status == Invoice.Status.OPEN:
-                void_invoice(invoice, reason=_("Resize failed"))
+                void_invoice(invoice, reason=Message(RESIZE_FAILED))
             elif invoice.status == Invoice.Status.PAID:
                 post(
                     subscription.account,
                     LedgerEntry.Kind.CREDIT,
                     invoice.total,
-                    _("Resize failed"),
+                    Message(RESIZE_FAILED),
                     invoice=invoice,
                 )
         if "credit" in undo:
             credit = LedgerEntry.objects.get(pk=undo["credit"])
-            post(subscription.account, LedgerEntry.Kind.ADJUSTMENT, -credit.amount, _("Resize failed"))
+            post(subscription.account, LedgerEntry.Kind.ADJUSTMENT, -credit.amount, Message(RESIZE_FAILED))
 
 
 def cancel_unused_subscription(reference: str, at: datetime | None = None) -> bool:
@@ -210,7 +223,7 @@ def cancel_unused_subscription(reference: str, at: datetime | None = None) -> bo
         account = subscription.account
         lines = InvoiceLine.objects.filter(subscription=subscription).select_related("invoice")
         invoices = {line.invoice_id: line.invoice for line in lines}
-        reason = _("%(server)s could not be created") % {"server": subscription.label}
+        reason = Message(gettext_noop("%(server)s could not be created"), {"server": subscription.label})
         for invoice in invoices.values():
             own = [line for line in lines if line.invoice_id == invoice.pk]
             only_this = (

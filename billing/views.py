@@ -19,11 +19,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing import errors, ledger, payments, providers, subjects
+from billing import errors, ledger, payments, providers, seller, subjects
 from billing.forms import TopUpForm
 from billing.models import Invoice, LedgerEntry, Payment, Subscription
 from billing.money import CURRENCY_EXPONENTS, currency
-from billing.page_context import INVOICE_ROWS, bank_transfer_instructions, company_name, method_label
+from billing.page_context import INVOICE_ROWS, method_label
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _overview_context(request, form: TopUpForm) -> dict:
         .order_by("-created_at", "-id")[:INVOICE_ROWS],
         "form": form,
         "providers": providers.available(),
-        "bank_transfer_instructions": bank_transfer_instructions(),
+        "payment": seller.payment_details(seller.profile()),
         "minor_unit": CURRENCY_EXPONENTS.get(currency(), 2) > 0,
     }
 
@@ -119,8 +119,11 @@ def top_up(request):
     return render(request, "billing/overview.html", _overview_context(request, form))
 
 
-def render_invoice(request, invoice: Invoice, *, staff_view: bool):
+def render_invoice(request, invoice: Invoice, *, staff_view: bool) -> HttpResponse:
+    """The printable invoice: the seller ("From"), the customer ("To"), the lines, and for an open invoice
+    how to pay it (the bank account, the amount, the invoice number as the transfer's reference)."""
     lines = list(invoice.lines.all())
+    profile = seller.profile()
     return render(
         request,
         "billing/invoice.html",
@@ -128,9 +131,10 @@ def render_invoice(request, invoice: Invoice, *, staff_view: bool):
             "invoice": invoice,
             "lines": lines,
             "show_periods": any(line.period_start for line in lines),
-            "company_name": company_name(),
+            "seller": profile,
+            "seller_name": seller.seller_name(profile),
+            "payment": seller.payment_details(profile),
             "staff_view": staff_view,
-            "bank_transfer_instructions": bank_transfer_instructions(),
             "entries": (
                 LedgerEntry.objects.filter(invoice=invoice).select_related("created_by") if staff_view else []
             ),

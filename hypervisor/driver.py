@@ -186,11 +186,18 @@ def resize_disk(host: Host, request: DomainRequest) -> None:
         if host.transport == "test":
             return  # libvirt's simulated host cannot resize volumes (it holds no data)
         domain = _find_domain(conn, request.uuid)
-        if domain is not None and domain.isActive():
-            # The running guest sees the new size at once.
-            domain.blockResize(volume.path(), size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
-        else:
-            volume.resize(size, 0)
+        try:
+            if domain is not None and domain.isActive():
+                # The running guest sees the new size at once.
+                domain.blockResize(volume.path(), size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            else:
+                volume.resize(size, 0)
+        except libvirt.libvirtError as exc:
+            if "which has snapshots" in str(exc):  # a qcow2 version 2 disk (made before compat 1.1 was used)
+                raise HypervisorError(
+                    "the disk is a qcow2 version 2 image, which cannot grow while it has internal snapshots"
+                ) from exc
+            raise
 
     connection.run(host, work)
 

@@ -14,7 +14,7 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ["email"]
     fieldsets = [
         (None, {"fields": ["email", "password", "role", "is_active"]}),
-        ("Profile", {"fields": ["first_name", "last_name", "last_login", "date_joined"]}),
+        ("Profile", {"fields": ["first_name", "last_name", "language", "last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "role", "password1", "password2"]})]
 

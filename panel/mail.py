@@ -3,6 +3,10 @@ a billing run, and a delivery that fails is tried again later, from the message 
 
 EMAIL_BACKEND = "panel.mail.QueuedEmailBackend" hands messages to the worker, which sends them with
 MAIL_DELIVERY_BACKEND (SMTP in production). Messages travel as plain data (JSON), attachments in base64.
+
+Mail to a user is written in the user's language (`User.language`): the caller renders subject and body
+under `translation.override(user.language)` and sends them with `send_in_language`, whose Content-Language
+header names it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ def from_data(data: dict) -> EmailMultiAlternatives:
     for filename, content, mimetype in data["attachments"]:
         message.attach(filename, base64.b64decode(content), mimetype)
     return message
+
+
+def send_in_language(
+    language: str, subject: str, body: str, to: list[str], *, fail_silently: bool = False
+) -> int:
+    """One plain-text mail written in `language` (its Content-Language header), from DEFAULT_FROM_EMAIL."""
+    message = EmailMessage(
+        subject, body, settings.DEFAULT_FROM_EMAIL, to, headers={"Content-Language": language}
+    )
+    return message.send(fail_silently=fail_silently)
 
 
 def delivery_connection(fail_silently: bool = False):

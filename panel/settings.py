@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # A logged-in user's own language (User.language) over what LocaleMiddleware chose.
+    "panel.accounts.languages.AccountLanguageMiddleware",
     "panel.middleware.SecondFactorMiddleware",
     "panel.activity.log.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -199,6 +201,8 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Jakarta")
 USE_I18N = True
 USE_TZ = True
+# The panel's date and time formats per language ("1 Des 2026, 14.05" in Indonesian): panel/formats/.
+FORMAT_MODULE_PATH = ["panel.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))

@@ -40,6 +40,7 @@ urlpatterns = [
     path("accounts/login/code/", login_views.login_code, name="login-code"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/", accounts.account, name="account"),
+    path("account/language/", accounts.account_language, name="account-language"),
     path("account/two-factor/", two_factor_views.setup, name="two-factor-setup"),
     path(
         "account/two-factor/recovery-codes/",
@@ -59,6 +60,8 @@ urlpatterns = [
     path("ssh-keys/", ssh_key_views.ssh_key_list, name="ssh-keys"),
     path("ssh-keys/<int:pk>/delete/", ssh_key_views.ssh_key_delete, name="ssh-key-delete"),
     path("staff/servers/", server_staff.staff_servers, name="staff-servers"),
+    path("staff/servers/<uuid:pk>/", server_staff.staff_server, name="staff-server"),
+    path("staff/servers/<uuid:pk>/action/", server_staff.staff_server_action, name="staff-server-action"),
     path("staff/customers/", customer_staff.staff_customers, name="staff-customers"),
     path("staff/customers/<int:pk>/", customer_staff.customer_detail, name="staff-customer"),
     path("staff/servers/<uuid:pk>/traffic-block/", usage.add_traffic_block, name="staff-traffic-block"),
@@ -74,6 +77,7 @@ urlpatterns = [
     path("staff/images/<int:pk>/toggle/", image_views.image_toggle, name="image-toggle"),
     path("api/v1/", include("panel.api.urls")),
     path("", include("billing.urls")),
-    path("i18n/", include("django.conf.urls.i18n")),
+    # Django's language switch, which also saves a logged-in user's choice to the account.
+    path("i18n/setlang/", accounts.set_language, name="set_language"),
     path("django-admin/", admin.site.urls),
 ]

@@ -151,6 +151,17 @@ def guest_image():
 
 
 @pytest.fixture(autouse=True)
+def _each_test_starts_in_the_default_language():
+    """A request leaves its language (the browser's, or the account's) active in the thread, as Django's
+    LocaleMiddleware does: every test starts and ends in LANGUAGE_CODE, whatever the one before asked."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counts live in the shared Redis cache: each test starts with none (issue 11)."""
     from panel.accounts import throttling

@@ -1,22 +1,24 @@
 """Money in templates, and the staff customer page's Billing section.
 
-`{{ amount|money:currency }}` renders "IDR 1,500,000" or "USD 12.50": the currency code, then the amount
-rounded to the currency's own precision (billing.money) with the locale's separators. Never a float.
-`{{ price|rate:currency }}` keeps up to four decimals, for hourly prices and unit prices."""
+`{{ amount|money:currency }}` renders "Rp1.500.000" (Indonesian), "Rp1,500,000" (English) or "USD 12.50": the
+currency's symbol or code, then the amount rounded to the currency's own precision (billing.money) with the
+active language's separators. Never a float. `{{ price|rate:currency }}` keeps up to four decimals, for
+hourly prices and unit prices; `{{ currency|currency_symbol }}` is what stands in front of a bare amount."""
 
 from django import template
 from django.utils import formats, timezone
 
 from billing import page_context
 from billing.invoice_states import Status as InvoiceStatus
-from billing.money import currency, decimal_or_none, format_amount, format_money
+from billing.money import currency_symbol as symbol_of
+from billing.money import decimal_or_none, format_amount, format_money
 
 register = template.Library()
 
 
 @register.filter
 def money(value, code: str = "") -> str:
-    """{{ invoice.total|money:invoice.currency }} → "IDR 150,000"; negative amounts get a minus sign."""
+    """{{ invoice.total|money:invoice.currency }} → "Rp150.000"; negative amounts get a minus sign."""
     return format_money(value, code or None)
 
 
@@ -28,9 +30,14 @@ def amount(value, code: str = "") -> str:
 
 @register.filter
 def rate(value, code: str = "") -> str:
-    """{{ subscription.price|rate:subscription.currency }} → "IDR 74.4048" (up to four decimals)."""
-    text = format_amount(value, code or None, rate=True)
-    return f"{code or currency()} {text}" if text else ""
+    """{{ subscription.price|rate:subscription.currency }} → "Rp74,4048" (up to four decimals)."""
+    return format_money(value, code or None, rate=True)
+
+
+@register.filter
+def currency_symbol(code: str = "") -> str:
+    """{{ currency|currency_symbol }} → "Rp" (IDR) or the code ("USD"): put in front of `|amount`."""
+    return symbol_of(code or None)
 
 
 @register.inclusion_tag("billing/_staff_customer.html", takes_context=True)

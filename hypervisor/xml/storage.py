@@ -31,6 +31,9 @@ class Volume:
     format: str = "qcow2"
     backing_path: str = ""
     backing_format: str = "qcow2"
+    # qcow2 version 3 ("1.1"): unlike version 2 (libvirt's default, "0.10"), its disk can grow while it has
+    # internal snapshots, so a resize works on a server with snapshots.
+    compat: str = "1.1"
 
     def to_xml(self) -> str:
         root = etree.Element("volume")
@@ -39,6 +42,8 @@ class Volume:
         etree.SubElement(root, "capacity", unit="bytes").text = str(self.capacity_bytes)
         target = etree.SubElement(root, "target")
         etree.SubElement(target, "format", type=self.format)
+        if self.format == "qcow2" and self.compat:
+            etree.SubElement(target, "compat").text = self.compat
         if self.backing_path:
             backing = etree.SubElement(root, "backingStore")
             etree.SubElement(backing, "path").text = self.backing_path

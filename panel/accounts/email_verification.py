@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import signing
-from django.core.mail import send_mail
 from django.db import transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_noop
 
+from panel import mail
 from panel.activity import log as activity
 from panel.models import ActivityEvent, User
 
@@ -34,16 +35,19 @@ def link(request: HttpRequest, user: User) -> str:
 
 
 def send(request: HttpRequest, user: User) -> None:
-    """Mail the verification link to the user's address (after the current transaction commits)."""
+    """Mail the verification link to the user's address, in the user's language (after the current
+    transaction commits)."""
     context = {
         "user": user,
         "link": link(request, user),
         "days": settings.EMAIL_VERIFICATION_MAX_AGE // 86400,
     }
-    subject = render_to_string("registration/verify_email_subject.txt", context).strip()
-    body = render_to_string("registration/verify_email.txt", context)
+    language = user.language
+    with translation.override(language):
+        subject = render_to_string("registration/verify_email_subject.txt", context).strip()
+        body = render_to_string("registration/verify_email.txt", context)
     email = user.email
-    transaction.on_commit(lambda: send_mail(subject, body, None, [email]))
+    transaction.on_commit(lambda: mail.send_in_language(language, subject, body, [email]))
 
 
 def user_of(token: str) -> User:

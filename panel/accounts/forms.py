@@ -1,13 +1,18 @@
-"""Account forms: sign-up, login, SSH keys, API tokens, and the quotas staff set."""
+"""Account forms: sign-up, login, password reset, language, SSH keys, API tokens, and the quotas staff
+set."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 from django.core.exceptions import ValidationError
-from django.utils import timezone
+from django.core.mail import EmailMultiAlternatives
+from django.template import loader
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
@@ -16,17 +21,71 @@ from panel.accounts.openssh import parse_public_key
 from panel.activity.log import client_ip
 from panel.models import ApiToken, SSHKey, User
 
+log = logging.getLogger(__name__)
+
 
 class SignupForm(UserCreationForm):
+    """The email address, the password twice, and the language of the account (the view preselects the
+    one the browser asked for)."""
+
+    field_order = ["email", "password1", "password2", "language"]
+
     class Meta:
         model = User
-        fields = ["email"]
+        fields = ["email", "language"]
+        labels = {"language": _("Language")}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["language"].required = False  # a form posted without it gets the preselected one
+
+    def clean_language(self) -> str:
+        return self.cleaned_data.get("language") or self.initial.get("language") or settings.LANGUAGE_CODE
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email=email).exists():
             raise ValidationError(_("An account with this email exists already."))
         return email
+
+
+class LanguageForm(forms.Form):
+    """The account page's choice of language."""
+
+    language = forms.ChoiceField(label=_("Language"), choices=settings.LANGUAGES)
+
+
+class LanguagePasswordResetForm(PasswordResetForm):
+    """Django's reset form, with the mail written in the language of the account it is for (whatever
+    language the person asking reads the page in)."""
+
+    def send_mail(
+        self,
+        subject_template_name,
+        email_template_name,
+        context,
+        from_email,
+        to_email,
+        html_email_template_name=None,
+    ) -> None:
+        language = getattr(context["user"], "language", None) or settings.LANGUAGE_CODE
+        with translation.override(language):
+            subject = "".join(loader.render_to_string(subject_template_name, context).splitlines())
+            body = loader.render_to_string(email_template_name, context)
+            html = (
+                loader.render_to_string(html_email_template_name, context)
+                if html_email_template_name is not None
+                else None
+            )
+        message = EmailMultiAlternatives(
+            subject, body, from_email, [to_email], headers={"Content-Language": language}
+        )
+        if html is not None:
+            message.attach_alternative(html, "text/html")
+        try:
+            message.send()
+        except Exception:
+            log.exception("Failed to send password reset email to %s", context["user"].pk)
 
 
 class LoginForm(AuthenticationForm):

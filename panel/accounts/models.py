@@ -41,6 +41,11 @@ class User(AbstractUser):
     # Whether the user has a confirmed TOTP device: kept by panel.activity.receivers whenever a device is
     # saved or deleted (in the same transaction), so that every request can ask without a query.
     totp_enabled = models.BooleanField(_("two-factor authentication"), default=False, editable=False)
+    # The language the account reads the panel, its mails and its stored texts in: chosen at sign-up,
+    # changed on the account page or with the language switch; `panel.accounts.languages` activates it.
+    language = models.CharField(
+        _("language"), max_length=10, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []

@@ -2,9 +2,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from panel import confirmation
 from panel.accounts.forms import SSHKeyForm
 from panel.accounts.ssh_keys import record_ssh_key
 from panel.models import SSHKey
@@ -28,6 +30,18 @@ def ssh_key_list(request):
 @require_POST
 def ssh_key_delete(request, pk: int):
     key = get_object_or_404(SSHKey, pk=pk, owner=request.user)
+    if not confirmation.is_confirmed(request):
+        return confirmation.ask(
+            request,
+            title=_("Delete the SSH key %(name)s") % {"name": key.name},
+            question=_(
+                "Delete the SSH key %(name)s? Servers that have it keep it; new servers and rebuilds can no "
+                "longer use it."
+            )
+            % {"name": key.name},
+            confirm_label=_("Delete key"),
+            cancel_url=reverse("ssh-keys"),
+        )
     with transaction.atomic():
         record_ssh_key(key, added=False)
         key.delete()

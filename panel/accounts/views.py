@@ -1,5 +1,6 @@
-"""Account pages: sign-up and email verification, the account page (API tokens, recent activity), the
-activity log, and the password pages with their rate limits and consequences (tokens revoked)."""
+"""Account pages: sign-up and email verification, the account page (language, API tokens, recent
+activity), the language switch, the activity log, and the password pages with their rate limits and
+consequences (tokens revoked)."""
 
 from django.conf import settings
 from django.contrib import messages
@@ -9,20 +10,23 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views import i18n
 from django.views.decorators.http import require_POST
 
 from billing import ledger
 from billing.money import currency
-from panel.accounts import api_tokens, email_verification, throttling
+from panel import confirmation
+from panel.accounts import api_tokens, email_verification, languages, throttling
 from panel.accounts import signup as account_security
-from panel.accounts.forms import ApiTokenForm, SignupForm
+from panel.accounts.forms import ApiTokenForm, LanguageForm, LanguagePasswordResetForm, SignupForm
 from panel.accounts.quotas import quota_rows
 from panel.activity.log import client_ip
-from panel.models import ActivityEvent
+from panel.models import ActivityEvent, ApiToken
 
 RECENT_EVENTS = 8
 EVENTS_PER_PAGE = 50
@@ -48,15 +52,18 @@ def _limit_message(seconds: int) -> str:
 def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
-    form = SignupForm(request.POST or None)
+    # The language the browser asked for (LocaleMiddleware: the language cookie, else Accept-Language).
+    initial = {"language": getattr(request, "LANGUAGE_CODE", settings.LANGUAGE_CODE)}
+    form = SignupForm(request.POST or None, initial=initial)
     if request.method == "POST":
         wait = throttling.hit_ip("signup", client_ip(request), settings.SIGNUP_RATE)
         if wait:
-            context = {"form": SignupForm(), "limit_message": _limit_message(wait)}
+            context = {"form": SignupForm(initial=initial), "limit_message": _limit_message(wait)}
             return throttled(render(request, "registration/signup.html", context), wait)
         if form.is_valid():
             user = account_security.sign_up(request, form)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            languages.activate_for(request, user)
             messages.success(
                 request,
                 _(
@@ -128,6 +135,7 @@ def account(request):
         {
             "balance": ledger.balance(request.user),
             "currency": currency(),
+            "language_form": LanguageForm(initial={"language": request.user.language}),
             "tokens": request.user.api_tokens.all(),
             "form": form,
             "new_token": new_token,
@@ -137,6 +145,47 @@ def account(request):
             ],
         },
     )
+
+
+def _remember_language(response: HttpResponse, code: str) -> HttpResponse:
+    """The language cookie too, as Django's set_language sets it: pages after logging out stay in it."""
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        code,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        path=settings.LANGUAGE_COOKIE_PATH,
+        domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+    )
+    return response
+
+
+@login_required
+@require_POST
+def account_language(request):
+    """The account page's language form: the account's pages, mails and texts are in it from now on."""
+    form = LanguageForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose one of the languages offered."))
+        return redirect("account")
+    code = form.cleaned_data["language"]
+    languages.save(request.user, code)
+    languages.activate_for(request, request.user)
+    messages.success(request, _("Your language was changed."))
+    return _remember_language(redirect("account"), code)
+
+
+def set_language(request):
+    """Django's language switch (`django.views.i18n.set_language`: the cookie and the redirect back); for
+    a logged-in user it also changes the account's language, which the panel otherwise follows."""
+    response = i18n.set_language(request)
+    if request.method == "POST" and request.user.is_authenticated:
+        code = request.POST.get("language", "")
+        if translation.check_for_language(code):
+            languages.save(request.user, code)
+    return response
 
 
 @login_required
@@ -149,6 +198,19 @@ def account_activity(request):
 @login_required
 @require_POST
 def revoke_token(request, pk: int):
+    if not confirmation.is_confirmed(request):
+        token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+        return confirmation.ask(
+            request,
+            title=_("Revoke an API token"),
+            question=_(
+                "Revoke the token %(name)s? Scripts and integrations that use it stop working at once; this "
+                "cannot be undone."
+            )
+            % {"name": token.name or _("Unnamed token")},
+            confirm_label=_("Revoke token"),
+            cancel_url=reverse("account"),
+        )
     if not api_tokens.revoke(request.user, pk):
         raise Http404
     messages.success(request, _("The token was revoked."))
@@ -166,7 +228,10 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Reset requests are limited per client address (PASSWORD_RESET_RATE)."""
+    """Reset requests are limited per client address (PASSWORD_RESET_RATE). The mail is in the language
+    of the account it is for."""
+
+    form_class = LanguagePasswordResetForm
 
     def post(self, request, *args, **kwargs):
         wait = throttling.hit_ip("password-reset", client_ip(request), settings.PASSWORD_RESET_RATE)

@@ -4,6 +4,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from billing.money import format_money
+
 
 class ActivityEvent(models.Model):
     """One line of the append-only activity log: what happened to an account (logins, password and 2FA
@@ -35,6 +37,7 @@ class ActivityEvent(models.Model):
         CREDIT = "credit", _("Credit or charge")
         BILLING_TERMS = "billing_terms", _("Billing terms changed")
         INVOICE_VOIDED = "invoice_voided", _("Invoice voided")
+        SELLER_PROFILE = "seller_profile", _("Seller and payment details changed")
         SUSPENSION = "suspension", _("Suspension")
         TRAFFIC_BLOCK = "traffic_block", _("Traffic block added")
         HOST_CHANGED = "host_changed", _("Host changed")
@@ -82,7 +85,10 @@ class ActivityEvent(models.Model):
     def text(self) -> str:
         """The summary in the active language, with its values filled in."""
         message = gettext(self.summary)
+        values = dict(self.data or {})
+        if "amount" in values and "currency" in values:  # money as the reader's language writes it
+            values.setdefault("money", format_money(values["amount"], values["currency"]))
         try:
-            return message % self.data if self.data else message
+            return message % values if values else message
         except (KeyError, TypeError, ValueError):
             return self.summary

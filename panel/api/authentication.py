@@ -2,7 +2,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import SAFE_METHODS
 
-from panel.accounts import api_tokens
+from panel.accounts import api_tokens, languages
 
 
 class ReadOnlyToken(exceptions.PermissionDenied):
@@ -23,7 +23,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     An unknown, revoked or expired token gets 401; a read-scoped token gets 403 `read_only_token` on every
     method but GET, HEAD and OPTIONS, on every API path (also views with their own permission classes).
-    `request.auth` is the `ApiToken`."""
+    `request.auth` is the `ApiToken`. The answer is in the token owner's language (`User.language`)."""
 
     keyword = "Bearer"
 
@@ -44,6 +44,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise ReadOnlyToken()
         if token.user.is_panel_staff and not token.user.totp_enabled:
             raise TotpRequired()
+        languages.activate_for(request, token.user)
         return token.user, token
 
     def authenticate_header(self, request) -> str:

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -105,6 +106,7 @@ class ServerSerializer(serializers.ModelSerializer):
     image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     region = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     ipv4 = serializers.SerializerMethodField()
+    status_reason = serializers.SerializerMethodField()
 
     class Meta:
         model = Server
@@ -126,6 +128,10 @@ class ServerSerializer(serializers.ModelSerializer):
 
     def get_ipv4(self, server: Server) -> list[str]:
         return server.ipv4
+
+    def get_status_reason(self, server: Server) -> str | None:
+        """Stored in the source language, answered in the request's."""
+        return gettext(server.status_reason) if server.status_reason else None
 
 
 class AdminServerSerializer(ServerSerializer):
@@ -195,6 +201,7 @@ CUSTOMER_PARAMS = ("plan", "image", "name", "snapshot")
 class ActionSerializer(serializers.ModelSerializer):
     params = serializers.SerializerMethodField()
     detail = serializers.SerializerMethodField(help_text="staff only: the error as the hypervisor gave it")
+    error = serializers.SerializerMethodField(help_text="what failed, in plain words")
 
     class Meta:
         model = Operation
@@ -205,6 +212,9 @@ class ActionSerializer(serializers.ModelSerializer):
         if _is_staff(self.context):
             return params
         return {key: params[key] for key in CUSTOMER_PARAMS if key in params}
+
+    def get_error(self, operation: Operation) -> str:
+        return gettext(operation.error) if operation.error else ""
 
     def get_detail(self, operation: Operation) -> str | None:
         return operation.detail if _is_staff(self.context) else None
@@ -363,6 +373,8 @@ class QuotaSerializer(serializers.Serializer):
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
+    # In the token owner's language (the API answers in it), its dates formatted for it.
+    description = serializers.CharField(source="description_text", read_only=True)
     amount = serializers.SerializerMethodField()
     unit_price = serializers.SerializerMethodField()
 

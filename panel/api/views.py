@@ -182,6 +182,7 @@ class Account(APIView):
         return Response(
             {
                 "email": user.email,
+                "language": user.language,
                 "balance": str(ledger.balance(user)),
                 "currency": currency(),
                 "quota": quotas.report(user),

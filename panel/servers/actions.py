@@ -26,7 +26,7 @@ from panel import dispatch
 from panel.accounts import quotas
 from panel.activity import log as activity
 from panel.models import ActivityEvent, Operation, Server, Snapshot, SSHKey, User
-from panel.servers import states
+from panel.servers import resize_quotes, states
 from panel.servers.locks import LockOrder
 from panel.servers.states import Status, SuspendedBy, Task
 from panel.servers.validators import validate_hostname
@@ -89,9 +89,11 @@ def _check_quota(locks: LockOrder, user_id: int, more: dict[str, int]) -> None:
         raise OverQuota(exc.message) from exc
 
 
-HOST_DOWN_MESSAGE = gettext_lazy(
+# The English text (how operations store it) and the message translated when shown.
+HOST_DOWN_TEXT = gettext_noop(
     "The host of this server is not answering; actions are paused until it is back. Please try again later."
 )
+HOST_DOWN_MESSAGE = gettext_lazy(HOST_DOWN_TEXT)
 
 
 # Actions customers start from the actions endpoint (delete has its own).
@@ -319,9 +321,14 @@ def delete_server(server: Server, user: User | None) -> Operation:
 SNAPSHOT_NAME = re.compile(r"^[\w .:-]{1,64}$")
 
 
-def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
+class QuoteExpired(Unprocessable):
+    code = "quote_expired"
+
+
+def resize_server(server: Server, plan: Plan, user: User | None, quote: str = "") -> Operation:
     """Change the server's plan. The capacity difference is claimed on its host at once (422 when the
-    host cannot take it); the disk only grows."""
+    host cannot take it); the disk only grows. With a `quote` from the resize form, the change is charged
+    as priced when the form was shown (panel.servers.resize_quotes), or refused when it is too old."""
     if not plan.is_active:
         raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
     if plan.pk == server.plan_id:
@@ -333,6 +340,7 @@ def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
         )
 
     def claim(current: Server, locks: LockOrder) -> None:
+        _check_disk_can_grow(current, plan)
         _check_quota(
             locks,
             current.owner_id,
@@ -348,8 +356,9 @@ def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
             raise OutOfCapacity(
                 _("The server's host cannot take the plan %(plan)s now.") % {"plan": plan.name}
             ) from exc
+        priced_at = _quoted_at(current, quote) if quote else None
         # The subscription follows at once (an upgrade is invoiced pro rata); a failed resize undoes it.
-        params["billing_undo"] = locks.change_plan(str(current.id), plan)
+        params["billing_undo"] = locks.change_plan(str(current.id), plan, priced_at)
 
     params = {
         "plan": plan.slug,
@@ -357,6 +366,36 @@ def resize_server(server: Server, plan: Plan, user: User | None) -> Operation:
                  "disk_gib": server.disk_gib},
     }  # fmt: skip
     return request_action(server, Task.RESIZE, user, params, prepare=claim)
+
+
+def _quoted_at(server: Server, quote: str):
+    subscription = subscriptions.active_subscription(str(server.id))
+    try:
+        return resize_quotes.read(quote, server.id, subscription.paid_through if subscription else None)
+    except resize_quotes.QuoteExpired as exc:
+        raise QuoteExpired(
+            _(
+                "The prices shown have changed since the page was loaded. Check the new prices and resize "
+                "again."
+            )
+        ) from exc
+
+
+def _check_disk_can_grow(server: Server, plan: Plan) -> None:
+    """A disk made before qcow2 version 3 was used cannot grow while it has snapshots: refuse such a resize
+    before anything changes, saying what to do (checked under the server's row lock, so a snapshot taken
+    meanwhile is counted)."""
+    if plan.disk_gib <= server.disk_gib or server.disk_grows_with_snapshots:
+        return
+    if Snapshot.objects.filter(server=server).exists():
+        raise Unprocessable(
+            _(
+                "This server's disk cannot grow while it has snapshots. Delete its snapshots first, or "
+                "choose a plan with the same disk size (%(size)s GiB). A rebuild gives the server a disk "
+                "that can."
+            )
+            % {"size": server.disk_gib}
+        )
 
 
 def rebuild_server(server: Server, image: Image, user: User | None) -> Operation:
@@ -466,7 +505,7 @@ def perform(server: Server, action: str, user: User | None, params: dict) -> Ope
         plan = Plan.objects.filter(slug=params.get("plan") or "").first()
         if plan is None:
             raise Unprocessable(_("Unknown plan %(plan)s.") % {"plan": params.get("plan")})
-        return resize_server(server, plan, user)
+        return resize_server(server, plan, user, quote=str(params.get("quote") or ""))
     if action == Task.REBUILD:
         image = Image.objects.filter(slug=params.get("image") or "").first()
         if image is None:

@@ -1,8 +1,9 @@
 """The panel's answers to billing's signals: suspend, unsuspend and delete the servers of a
 subscription (billing knows them only by reference); record payments and staff's billing actions in the
-activity log, and lift an account's new-account limits once its payments reach NEW_ACCOUNT_LIFT_AMOUNT
-(or the cheapest plan's monthly price). These receivers run inside billing's transaction, so the record
-commits or rolls back with the change."""
+activity log (an admin's change of the seller's profile on the admins' audit log), and lift an account's
+new-account limits once its payments reach NEW_ACCOUNT_LIFT_AMOUNT (or the cheapest plan's monthly
+price). These receivers run inside billing's transaction, so the record commits or rolls back with the
+change."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import logging
 import uuid
 
 from django.dispatch import receiver
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from billing import signals, subjects
@@ -45,7 +45,7 @@ def _servers(references):
 def suspend_for_billing(sender, account, references, **kwargs) -> None:
     for server in _servers(references).filter(status__in=[Server.Status.RUNNING, Server.Status.STOPPED]):
         try:
-            reason = _("Suspended: an invoice is overdue. Pay it to resume the server.")
+            reason = gettext_noop("Suspended: an invoice is overdue. Pay it to resume the server.")
             actions.suspend_server(server, reason, by=SuspendedBy.BILLING)
         except actions.ActionError as exc:
             log.warning("could not suspend %s for billing now: %s", server.id, exc.message)
@@ -79,7 +79,7 @@ def _by_staff(account, by) -> bool:
 def record_payment_and_lift_limits(sender, account, payment, by=None, **kwargs) -> None:
     activity.record(
         ActivityEvent.Type.PAYMENT,
-        summary=gettext_noop("Payment %(reference)s of %(amount)s %(currency)s received."),
+        summary=gettext_noop("Payment %(reference)s of %(money)s received."),
         data={
             "reference": payment.reference,
             "amount": str(quantize(payment.amount)),
@@ -97,7 +97,7 @@ def record_payment_and_lift_limits(sender, account, payment, by=None, **kwargs) 
 def record_adjustment(sender, account, entry, by=None, **kwargs) -> None:
     activity.record(
         ActivityEvent.Type.CREDIT,
-        summary=gettext_noop("Balance adjusted by %(amount)s %(currency)s (%(reason)s)."),
+        summary=gettext_noop("Balance adjusted by %(money)s (%(reason)s)."),
         data={"amount": str(entry.amount), "currency": entry.currency, "reason": entry.reason},
         account=account,
         actor=by,
@@ -130,4 +130,19 @@ def record_void(sender, account, invoice, by=None, **kwargs) -> None:
         actor=by,
         target=f"invoice:{invoice.pk}",
         staff_action=_by_staff(account, by),
+    )
+
+
+@receiver(signals.seller_profile_changed)
+def record_seller_profile(sender, profile, changed, by=None, **kwargs) -> None:
+    """On the admins' audit log: which fields of the seller's profile changed, with their new values (the
+    account number too: it is what customers are told to pay to, so a change of it must be traceable)."""
+    values = "; ".join(f"{name}={getattr(profile, name)!r}" for name in changed)
+    activity.record(
+        ActivityEvent.Type.SELLER_PROFILE,
+        summary=gettext_noop("Seller and payment details changed: %(values)s."),
+        data={"values": values},
+        actor=by,
+        target="billing:seller-profile",
+        staff_action=True,
     )

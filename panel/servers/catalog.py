@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.db.models import Subquery
+
 from billing.models import Plan
 from hypervisor import placement
-from hypervisor.models import Image, Region
+from hypervisor.models import Allocation, Host, Image, Region
 
 
 def plan_resources(plan: Plan) -> placement.Resources:
@@ -19,6 +21,30 @@ def available_plans(region: Region | None = None) -> set[int]:
         for plan in Plan.objects.filter(is_active=True)
         if any(placement.fits(host, plan_resources(plan)) for host in hosts)
     }
+
+
+def resize_room(consumer_uuid) -> placement.Resources | None:
+    """What the server's host could give the server in all: what it has free plus what the server holds
+    (None when the server holds nothing on a host), in one query. A resize claims the difference on the same
+    host."""
+    own = Allocation.objects.filter(consumer_uuid=consumer_uuid)
+    host = (
+        placement.with_usage(
+            Host.objects.filter(pk=Subquery(own.values("host_id")[:1])).only(*placement.PLACEMENT_FIELDS)
+        )
+        .annotate(
+            own_vcpus=Subquery(own.values("vcpus")[:1]),
+            own_memory_mib=Subquery(own.values("memory_mib")[:1]),
+            own_disk_gib=Subquery(own.values("disk_gib")[:1]),
+        )
+        .first()
+    )
+    if host is None:
+        return None
+    room = placement.free(host)
+    return placement.Resources(
+        room.vcpus + host.own_vcpus, room.memory_mib + host.own_memory_mib, room.disk_gib + host.own_disk_gib
+    )
 
 
 def open_regions():

@@ -42,14 +42,17 @@ class OrderForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
     )
     password = forms.CharField(
-        label=_("Root password (optional)"),
+        label=_("Root password"),
         required=False,
         min_length=8,
         max_length=128,
         strip=False,
         # Never sent back to the browser, also not when the form comes back with errors.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=_("At least 8 characters. Leave empty to log in with SSH keys only."),
+        help_text=_(
+            "At least 8 characters. Needed when you choose no SSH key; leave it empty to log in with keys "
+            "only."
+        ),
     )
     user_data = forms.CharField(
         label=_("User data (optional)"),
@@ -60,7 +63,28 @@ class OrderForm(forms.Form):
 
     def __init__(self, *args, user: User, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["ssh_keys"].queryset = SSHKey.objects.filter(owner=user)
+        keys = SSHKey.objects.filter(owner=user)
+        self.fields["ssh_keys"].queryset = keys
+        if not self.is_bound:
+            only = list(keys.values_list("pk", flat=True)[:2])
+            if len(only) == 1:  # the customer's only key is what they will log in with
+                self.initial["ssh_keys"] = only
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not data.get("ssh_keys") and not data.get("password") and "password" not in self.errors:
+            # Shown in the Access step, under the keys.
+            self.add_error(
+                "ssh_keys",
+                forms.ValidationError(
+                    _(
+                        "Choose an SSH key or set a root password: without either, nobody can log in to the "
+                        "server."
+                    ),
+                    code="no_login",
+                ),
+            )
+        return data
 
     def clean_name(self) -> str:
         return validate_hostname(self.cleaned_data["name"])

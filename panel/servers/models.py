@@ -37,6 +37,9 @@ class Server(models.Model):
     ssh_keys = models.JSONField(default=list, blank=True, help_text=_("Public keys given at order time."))
     password_hash = models.CharField(max_length=200, blank=True, help_text="SHA-512 crypt hash for root")
     user_data = models.TextField(blank=True)
+    # Whether the disk can grow while it has snapshots: disks made since qcow2 version 3 (compat 1.1) was
+    # used can; older (version 2) ones cannot until a rebuild gives the server a new disk.
+    disk_grows_with_snapshots = models.BooleanField(default=True)
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     task = models.CharField(max_length=20, choices=Task.choices, null=True, blank=True)
@@ -127,6 +130,10 @@ class Operation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(default=default_deadline)
+    # The step a long action is at (panel.servers.operation_steps), shown with its time budget, and since
+    # when.
+    step = models.CharField(max_length=30, blank=True, default="")
+    step_at = models.DateTimeField(null=True, blank=True)
     # The lease (panel/servers/leases.py): the worker running the operation ("node/boot/pid") and until when
     # it holds it. No owner with an expiry: the operation waits for a worker (its message is in the queue,
     # or it waits for its turn on the host) and is sent again if none takes it by then.

@@ -14,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -26,7 +26,7 @@ from hypervisor.models import Allocation, BaseVolume, Host, Image
 from hypervisor.xml.domain import KernelBoot
 from panel.faults import pause_point
 from panel.models import Operation, Server, Snapshot
-from panel.servers import guest, leases, operation_states
+from panel.servers import guest, leases, operation_states, operation_steps
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.locks import LockOrder
 from panel.servers.states import PowerState, Status, SuspendedBy, Task
@@ -186,6 +186,14 @@ def _step(operation: Operation, name: str) -> None:
     leases.check(operation)
 
 
+def announce(operation: Operation, step: str) -> None:
+    """Record the step a long action enters (operation_steps: the server page shows it with its time budget),
+    under this worker's lease; a worker that lost it records nothing and stops at its next _step."""
+    Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
+        step=step, step_at=timezone.now()
+    )
+
+
 def _finished_or_stop(closed: bool, operation: Operation) -> None:
     """Inside a handler's last transaction: when the operation could not be closed (the reaper closed it, or
     its lease passed on), roll back what the transaction did with it."""
@@ -237,12 +245,14 @@ def power_off(operation: Operation) -> None:
 def shutdown(operation: Operation) -> None:
     host = _host(operation.server)
     metering.meter_server(operation.server)
+    announce(operation, operation_steps.GUEST_SHUTDOWN)
     graceful = driver.shutdown(host, operation.server.id, settings.SHUTDOWN_TIMEOUT)
     reason = None if graceful else _("The guest did not shut down in time and was powered off.")
     finish(operation, status=Status.STOPPED, power_state=PowerState.SHUTOFF, status_reason=reason)
 
 
 def reboot(operation: Operation) -> None:
+    announce(operation, operation_steps.GUEST_REBOOT)
     graceful = driver.reboot(_host(operation.server), operation.server.id, settings.REBOOT_TIMEOUT)
     reason = None if graceful else _("The guest did not reboot in time and was reset.")
     finish(operation, status=Status.RUNNING, power_state=PowerState.RUNNING, status_reason=reason)
@@ -287,14 +297,20 @@ def resize(operation: Operation) -> None:
     request = replace(
         domain_request(server), vcpus=plan.vcpus, memory_mib=plan.memory_mib, disk_gib=plan.disk_gib
     )
+    if plan.disk_gib > server.disk_gib:
+        announce(operation, operation_steps.GROW_DISK)
     driver.resize_disk(host, request)
     _step(operation, "resize:disk")
+    announce(operation, operation_steps.CONFIGURE)
     driver.set_resources(host, server.id, plan.vcpus, plan.memory_mib)
     _step(operation, "resize:configured")
     if was_running and driver.current_resources(host, server.id) != (plan.vcpus, plan.memory_mib):
         metering.meter_server(server)
+        announce(operation, operation_steps.GUEST_SHUTDOWN)
         driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
         _step(operation, "resize:stopped")
+    if was_running:
+        announce(operation, operation_steps.BOOT)
     state = driver.start(host, server.id) if was_running else PowerState.SHUTOFF
     server.plan = plan
     if was_running:
@@ -318,9 +334,11 @@ def rebuild(operation: Operation) -> None:
     image = Image.objects.get(slug=operation.params["image"])
     server.image = image
     if driver.power_state(host, server.id) is not None:  # a vanished domain is simply defined anew
+        announce(operation, operation_steps.POWER_OFF)
         driver.power_off(host, server.id)
         driver.drop_snapshots(host, server.id)
     _step(operation, "rebuild:stopped")
+    announce(operation, operation_steps.PREPARE_DISK)
     base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     driver.delete_disk(host, request)
@@ -332,11 +350,19 @@ def rebuild(operation: Operation) -> None:
     _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path, replace=True)
     _step(operation, "rebuild:defined")
+    announce(operation, operation_steps.BOOT)
     state = driver.start(host, server.id)
     metering.after_start(server)
     with transaction.atomic():
         Snapshot.objects.filter(server=server).delete()  # the rebuild dropped the old disk's snapshots
-        closed = finish(operation, image=image, status=Status.RUNNING, power_state=state, status_reason=None)
+        closed = finish(
+            operation,
+            image=image,
+            status=Status.RUNNING,
+            power_state=state,
+            status_reason=None,
+            disk_grows_with_snapshots=True,  # the new disk is qcow2 version 3
+        )
         _finished_or_stop(closed, operation)
 
 
@@ -558,7 +584,9 @@ def execute(operation_id: str) -> None:
     operation = begin(operation_id)
     if operation is None:
         return
-    with leases.heartbeat(operation):
+    # Texts the run stores (errors, status reasons) are kept in the source language and translated for
+    # each reader when shown (the `stored_text` filter, the API).
+    with leases.heartbeat(operation), translation.override(None):
         _run(operation)
 
 
@@ -606,6 +634,11 @@ def reap_stuck_operations() -> int:
     A create no worker ever began gives back what it holds; one that began may have a running domain (its
     worker may even still be at it), so it keeps its capacity, address and subscription, and deleting the
     server destroys the domain and ends the billing."""
+    with translation.override(None):  # stored texts in the source language (see execute)
+        return _reap_stuck_operations()
+
+
+def _reap_stuck_operations() -> int:
     reaped = 0
     for operation in Operation.objects.filter(status__in=OPEN, deadline__lt=timezone.now()).select_related(
         "server"

@@ -13,6 +13,7 @@ import logging
 from enum import StrEnum
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from hypervisor import driver
 from hypervisor.connection import HypervisorError
@@ -50,7 +51,7 @@ def follow(server: Server, observed: PowerState) -> Change | None:
         changed = idle.update(
             status=Status.ERROR,
             power_state=PowerState.NONE,
-            status_reason=_("The virtual machine disappeared from its host."),
+            status_reason=gettext_noop("The virtual machine disappeared from its host."),
         )
         return Change.VANISHED if changed else None
     if observed == PowerState.SHUTOFF and server.status == Status.RUNNING:

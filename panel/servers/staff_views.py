@@ -1,20 +1,58 @@
-"""The staff list of every customer's servers."""
+"""Staff pages about servers: the list of every customer's servers, and one server's page with what its
+owner sees plus what only staff see (host, raw errors, leases, suspensions) and the staff actions."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
 
-from panel.models import Server
+from panel import confirmation
+from panel.models import Operation, Server, Snapshot
 from panel.roles import staff_required
+from panel.servers import actions, failures
+from panel.servers.descriptions import describe_all
 from panel.servers.queries import attach_addresses
+from panel.servers.states import Task
 
 STAFF_SERVERS_PER_PAGE = 50
+# The operations the staff server page lists, newest first.
+STAFF_OPERATIONS_SHOWN = 20
+SUSPEND_REASON_MAX_LENGTH = 500
+
+# What staff may do from the server page; the power actions go through actions.perform with the staff
+# member as the actor (actions._record_action puts them on the audit log).
+STAFF_POWER_ACTIONS = (Task.START, Task.SHUTDOWN, Task.REBOOT, Task.POWER_OFF)
+STAFF_ACTIONS = (*STAFF_POWER_ACTIONS, Task.SUSPEND, Task.UNSUSPEND)
+# Actions that ask first: in the browser (data-confirm), or on a page of their own without JavaScript.
+CONFIRM_QUESTIONS = {
+    Task.POWER_OFF: gettext_lazy(
+        "Power off %(name)s? This cuts the power at once, like pulling the plug: unsaved data in the server "
+        "may be lost."
+    ),
+    Task.SUSPEND: gettext_lazy(
+        "Suspend %(name)s? The server is stopped and its owner cannot use it until staff unsuspend it."
+    ),
+}
+STARTED = {
+    Task.START: gettext_lazy("%(name)s is starting."),
+    Task.SHUTDOWN: gettext_lazy("%(name)s is shutting down."),
+    Task.REBOOT: gettext_lazy("%(name)s is rebooting."),
+    Task.POWER_OFF: gettext_lazy("%(name)s is being powered off."),
+    Task.SUSPEND: gettext_lazy("%(name)s is being suspended."),
+    Task.UNSUSPEND: gettext_lazy("%(name)s is being unsuspended."),
+}
 
 
 @staff_required
-def staff_servers(request):
+def staff_servers(request: HttpRequest) -> HttpResponse:
     servers = (
         Server.objects.exclude(status=Server.Status.DELETED)
         .select_related("owner", "host", "plan", "region", "image")
@@ -39,3 +77,86 @@ def staff_servers(request):
             "q": query,
         },
     )
+
+
+def _server(pk) -> Server:
+    """Any customer's server, deleted ones too (their history stays readable)."""
+    return get_object_or_404(Server.objects.select_related("owner", "host", "plan", "region", "image"), pk=pk)
+
+
+def _server_context(request: HttpRequest, server: Server) -> dict:
+    allowed = actions.allowed_actions(server)
+    snapshots = list(Snapshot.objects.filter(server=server))
+    operations = describe_all(
+        Operation.objects.filter(server=server).select_related("requested_by")[:STAFF_OPERATIONS_SHOWN]
+    )
+    return {
+        "server": server,
+        "allowed": allowed,
+        "staff_actions": [action for action in allowed if action in STAFF_ACTIONS],
+        "own_server": server.owner_id == request.user.pk,
+        "operations": operations,
+        "failure": failures.notice(server, operations),
+        "snapshots": snapshots,
+        "snapshot_limit": settings.SNAPSHOT_LIMIT,
+        "snapshots_full": len(snapshots) >= settings.SNAPSHOT_LIMIT,
+        # The customer's snapshot card is shown read-only: no action is possible from this page.
+        "no_actions": (),
+        "confirm_questions": {
+            str(action): question % {"name": server.name} for action, question in CONFIRM_QUESTIONS.items()
+        },
+        "suspend_reason_max_length": SUSPEND_REASON_MAX_LENGTH,
+    }
+
+
+@staff_required
+def staff_server(request: HttpRequest, pk) -> HttpResponse:
+    """A customer's server as staff see it; htmx polls its state part while an action is in flight."""
+    server = _server(pk)
+    template = "panel/staff/_server_state.html" if request.htmx else "panel/staff/server_detail.html"
+    return render(request, template, _server_context(request, server))
+
+
+@staff_required
+@require_POST
+def staff_server_action(request: HttpRequest, pk) -> HttpResponse:
+    """Start a staff action on the server; refusals (ActionError) come back as messages."""
+    server = _server(pk)
+    action = request.POST.get("action", "")
+    reason = request.POST.get("reason", "").strip()
+    if action not in STAFF_ACTIONS:
+        messages.error(request, _("Unknown action."))
+        return redirect("staff-server", pk=server.pk)
+    if action == Task.SUSPEND and not reason:
+        messages.error(request, _("Give a reason for the suspension; it is kept for staff."))
+        return redirect("staff-server", pk=server.pk)
+    if len(reason) > SUSPEND_REASON_MAX_LENGTH:
+        messages.error(
+            request,
+            _("The reason is too long: at most %(count)s characters.") % {"count": SUSPEND_REASON_MAX_LENGTH},
+        )
+        return redirect("staff-server", pk=server.pk)
+    if action in CONFIRM_QUESTIONS and not confirmation.is_confirmed(request):
+        # Not asked in the browser (no JavaScript: panel.js fills in `confirmed`): ask on a page first.
+        question = CONFIRM_QUESTIONS[action] % {"name": server.name}
+        if reason:
+            question = f"{question} {_('Reason: %(reason)s') % {'reason': reason}}"
+        return confirmation.ask(
+            request,
+            title=f"{Task(action).label} · {server.name}",
+            question=question,
+            confirm_label=str(Task(action).label),
+            cancel_url=reverse("staff-server", args=[server.pk]),
+        )
+    try:
+        if action == Task.SUSPEND:
+            actions.suspend_server(server, reason, request.user)
+        elif action == Task.UNSUSPEND:
+            actions.unsuspend_server(server, request.user)
+        else:
+            actions.perform(server, action, request.user, {})
+    except actions.ActionError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, STARTED[action] % {"name": server.name})
+    return redirect("staff-server", pk=server.pk)

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -20,9 +21,13 @@ from billing.models import Plan, Subscription
 from billing.money import currency
 from hypervisor import ipam
 from hypervisor.models import Image, IPAddress
+from panel import confirmation
+from panel.accounts import quotas
 from panel.models import Operation, Server, Snapshot
-from panel.servers import actions, catalog, states
+from panel.servers import actions, catalog, failures, resize_quotes, states
+from panel.servers.descriptions import describe_all
 from panel.servers.forms import OrderForm, PtrForm
+from panel.servers.operation_states import OPEN
 from panel.servers.queries import attach_addresses, own_servers
 from panel.servers.states import Task
 
@@ -35,7 +40,9 @@ def _live_servers(request):
 def server_list(request):
     servers = attach_addresses(_live_servers(request))
     template = "panel/servers/_rows.html" if request.htmx else "panel/servers/list.html"
-    return render(request, template, {"servers": servers})
+    # An empty list after deleting servers is not a first visit.
+    had_servers = not servers and own_servers(request).filter(status=Server.Status.DELETED).exists()
+    return render(request, template, {"servers": servers, "had_servers": had_servers})
 
 
 @login_required
@@ -71,14 +78,17 @@ def server_order(request):
 
 @dataclass
 class ResizeChoice:
-    """A plan the server could move to, with what would change."""
+    """A plan the server could move to, with what would change and what stands in the way."""
 
     plan: Plan
     disk_too_small: bool
     price_delta: Decimal
     # What the change costs now (positive) or credits (negative) for the rest of the paid period, when the
-    # server has a monthly subscription (billing.prices.proration).
+    # server has a monthly subscription (billing.prices.proration), as of the quote's moment.
     proration: Decimal | None = None
+    no_room: bool = False  # the server's host cannot take the plan now
+    over_quota: bool = False  # the customer's quota does not allow the plan's size
+    snapshots_block: bool = False  # the disk would grow, but an old-format disk with snapshots cannot
 
     @property
     def price_delta_abs(self) -> Decimal:
@@ -88,16 +98,54 @@ class ResizeChoice:
     def proration_abs(self) -> Decimal | None:
         return None if self.proration is None else abs(self.proration)
 
+    @property
+    def available(self) -> bool:
+        return not (self.disk_too_small or self.no_room or self.over_quota or self.snapshots_block)
 
-def _resize_choices(server: Server, subscription: Subscription | None = None) -> list[ResizeChoice]:
+
+RESIZED_RESOURCES = ("vcpus", "memory_mib", "disk_gib")
+
+
+def _fits(plan: Plan, room) -> bool:
+    return plan.vcpus <= room.vcpus and plan.memory_mib <= room.memory_mib and plan.disk_gib <= room.disk_gib
+
+
+def _resize_choices(
+    server: Server,
+    subscription: Subscription | None = None,
+    has_snapshots: bool = False,
+    at=None,
+    owner=None,
+) -> list[ResizeChoice]:
+    """The plans on sale besides the server's own, each marked with what stands in the way of moving to it:
+    a smaller disk, no room on the server's host, the customer's quota, snapshots on an old-format disk."""
     plans = list(Plan.objects.filter(is_active=True).exclude(pk=server.plan_id))
-    prorations = prices.proration_preview(subscription, plans) if subscription else {}
+    prorations = prices.proration_preview(subscription, plans, at) if subscription else {}
+    room = catalog.resize_room(server.id)
+    owner = owner or server.owner
+    limits = quotas.limits_of(owner)
+    limited = tuple(name for name in RESIZED_RESOURCES if limits.get(name) is not None)
+    used = quotas.usage(owner, limited) if limited else {}
+    current = {"vcpus": server.vcpus, "memory_mib": server.memory_mib, "disk_gib": server.disk_gib}
+
+    def over_quota(plan: Plan) -> bool:
+        new = {"vcpus": plan.vcpus, "memory_mib": plan.memory_mib, "disk_gib": plan.disk_gib}
+        return any(
+            new[name] > current[name] and used[name] + new[name] - current[name] > limits[name]
+            for name in limited
+        )
+
     return [
         ResizeChoice(
             plan=plan,
             disk_too_small=plan.disk_gib < server.disk_gib,
             price_delta=plan.price_monthly - server.plan.price_monthly,
             proration=prorations.get(plan.pk),
+            no_room=room is not None and not _fits(plan, room),
+            over_quota=over_quota(plan),
+            snapshots_block=has_snapshots
+            and not server.disk_grows_with_snapshots
+            and plan.disk_gib > server.disk_gib,
         )
         for plan in plans
     ]
@@ -122,30 +170,11 @@ def _rebuild_choices(server: Server) -> list[RebuildChoice]:
     ]
 
 
-def describe(operation: Operation, plan_names: dict[str, str], image_names: dict[str, str]) -> str:
-    """What the operation did, in words, with its parameters ("Resize to Basic 2")."""
-    params = operation.params or {}
-    if operation.type == Task.RESIZE and params.get("plan"):
-        return _("Resize to %(plan)s") % {"plan": plan_names.get(params["plan"], params["plan"])}
-    if operation.type == Task.REBUILD and params.get("image"):
-        return _("Rebuild with %(image)s") % {"image": image_names.get(params["image"], params["image"])}
-    if operation.type == Task.SNAPSHOT and params.get("name"):
-        return _("Snapshot “%(name)s”") % {"name": params["name"]}
-    if operation.type == Task.RESTORE and params.get("name"):
-        return _("Restore snapshot “%(name)s”") % {"name": params["name"]}
-    if operation.type == Task.DELETE_SNAPSHOT and params.get("name"):
-        return _("Delete snapshot “%(name)s”") % {"name": params["name"]}
-    return operation.get_type_display()
-
-
-def _describe_all(operations) -> list[Operation]:
-    operations = list(operations)
-    kinds = {op.type for op in operations}
-    plan_names = dict(Plan.objects.values_list("slug", "name")) if Task.RESIZE in kinds else {}
-    image_names = dict(Image.objects.values_list("slug", "name")) if Task.REBUILD in kinds else {}
-    for operation in operations:
-        operation.summary = describe(operation, plan_names, image_names)
-    return operations
+def _in_flight(server: Server, operations: list[Operation]) -> Operation | None:
+    """The operation running the server's task now, for its step and time on the page."""
+    if not server.task:
+        return None
+    return next((op for op in operations if op.status in OPEN), None)
 
 
 def _state_key(server: Server, *parts) -> str:
@@ -164,35 +193,64 @@ def _detail_context(request, server: Server) -> dict:
     # The actions the status permits, whether or not another action is in flight: their cards stay on the
     # page (without controls) while a task runs, instead of jumping away and back.
     possible = {action for action, rule in states.ACTIONS.items() if server.status in rule.allowed_from}
+    # The owner asking: no second look-up of the account.
+    owner = request.user if server.owner_id == request.user.pk else None
     snapshots = list(Snapshot.objects.filter(server=server))
     subscription = subscriptions.active_subscription(str(server.id)) if Task.RESIZE in possible else None
     if subscription is not None and subscription.account_id == request.user.pk:
         subscription.account = request.user  # the owner is asking: no second look-up of the account
-    resize = _resize_choices(server, subscription) if Task.RESIZE in possible else []
+    # One moment for the prices shown and the quote the form sends back (honoured for a while).
+    quoted_at = timezone.now()
+    paid_through = subscription.paid_through if subscription else None
+    resize = (
+        _resize_choices(server, subscription, bool(snapshots), quoted_at, owner)
+        if Task.RESIZE in possible
+        else []
+    )
     rebuild = _rebuild_choices(server) if Task.REBUILD in possible else []
     key = _state_key(
         server,
         [
-            (c.plan.pk, c.plan.name, c.plan.vcpus, c.plan.memory_mib, c.plan.disk_gib, c.price_delta)
+            (
+                c.plan.pk,
+                c.plan.name,
+                c.plan.vcpus,
+                c.plan.memory_mib,
+                c.plan.disk_gib,
+                c.price_delta,
+                c.no_room,
+                c.over_quota,
+                c.snapshots_block,
+            )
             for c in resize
-        ],
+        ],  # fmt: skip
         [(c.image.pk, c.image.name, c.fits) for c in rebuild],
         [(s.pk, s.name) for s in snapshots],
         # Not the prorated amounts themselves (they shrink by the minute): the subscription they follow.
         (subscription.pk, subscription.cycle, subscription.price, subscription.paid_through)
         if subscription
         else None,
+        # The quote in the resize form is drawn anew every few minutes, well within its validity.
+        resize_quotes.window() if resize else None,
     )
+    operations = describe_all(Operation.objects.filter(server=server).select_related("requested_by")[:20])
     return {
         "server": server,
         "allowed": allowed,
+        "failure": failures.notice(server, operations),
+        "current_operation": _in_flight(server, operations),
         "possible": possible,
         "state_key": key,
-        "operations": _describe_all(
-            Operation.objects.filter(server=server).select_related("requested_by")[:20]
-        ),
+        "operations": operations,
         "currency": currency(),
         "resize_choices": resize,
+        "resize_blocks": {
+            block
+            for c in resize
+            for block in ("no_room", "over_quota", "snapshots_block")
+            if getattr(c, block)
+        },
+        "resize_quote": resize_quotes.make(server.id, paid_through, quoted_at) if resize else "",
         "subscription": subscription,
         "downgrade_credit": settings.PRORATE_DOWNGRADE_CREDIT,
         "rebuild_choices": rebuild,
@@ -222,7 +280,7 @@ CONFIRM_BY_HOSTNAME = {
     Task.DELETE: gettext_lazy("Type the server's hostname to confirm deletion."),
     Task.REBUILD: gettext_lazy("Type the server's hostname to confirm the rebuild."),
 }
-ACTION_PARAMS = ("plan", "image", "name", "snapshot")
+ACTION_PARAMS = ("plan", "image", "name", "snapshot", "quote")
 
 
 @login_required
@@ -230,6 +288,18 @@ ACTION_PARAMS = ("plan", "image", "name", "snapshot")
 def server_action(request, pk):
     server = get_object_or_404(own_servers(request), pk=pk)
     action = request.POST.get("action", "")
+    if action == Task.POWER_OFF and not confirmation.is_confirmed(request):
+        # Asked in the browser (hx-confirm); without JavaScript, on a page of its own.
+        return confirmation.ask(
+            request,
+            title=_("Power off %(name)s") % {"name": server.name},
+            question=_(
+                "Power off the server now? This cuts the power at once, like pulling the plug: unsaved data "
+                "in the server may be lost. To stop it cleanly, use Shut down."
+            ),
+            confirm_label=_("Power off"),
+            cancel_url=reverse("server-detail", args=[server.pk]),
+        )
     if action in CONFIRM_BY_HOSTNAME:
         typed = request.POST.get("confirm", "").strip().lower()
         if typed != server.name.lower():
@@ -252,7 +322,7 @@ def server_action(request, pk):
                 messages.success(
                     request,
                     _("%(action)s: started. This page shows when it has finished.")
-                    % {"action": _describe_all([operation])[0].summary},
+                    % {"action": describe_all([operation])[0].summary},
                 )
     except actions.ActionError as exc:
         messages.error(request, exc.message)

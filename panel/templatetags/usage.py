@@ -1,5 +1,6 @@
 """Template tags for the usage partials: the server page's transfer and charts, a host's charts, the
-staff customer page's transfer, and byte counts in GiB."""
+staff customer page's transfer, byte counts in GiB and memory sizes, localised (a decimal comma in
+Indonesian)."""
 
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -52,6 +53,20 @@ def gib(value) -> str:
         return ""
     amount = (Decimal(int(value)) / usage.GIB).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return formats.number_format(amount, decimal_pos=2, use_l10n=True, force_grouping=True)
+
+
+@register.filter
+def mib_size(value) -> str:
+    """Memory in MiB as people read it, localised: 512 → "512 MiB", 2048 → "2 GiB", 1536 → "1.5 GiB"
+    ("1,5 GiB" in Indonesian)."""
+    if value in (None, ""):
+        return ""
+    mib = int(value)
+    if abs(mib) < 1024:
+        return f"{mib} MiB"
+    gib = (Decimal(mib) / 1024).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    places = 0 if gib == gib.to_integral_value() else 1
+    return f"{formats.number_format(gib, decimal_pos=places, use_l10n=True, force_grouping=True)} GiB"
 
 
 @register.filter

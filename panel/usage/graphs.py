@@ -302,7 +302,8 @@ def _x_ticks(start: datetime, end: datetime, most: int = 8) -> list[tuple[dateti
         while moment <= end:
             local = timezone.localtime(moment, zone)
             if moment >= start and local.minute == 0 and local.hour % every == 0:
-                ticks.append((moment, dateformat.format(local, "j M" if local.hour == 0 else "H:i")))
+                label = "j M" if local.hour == 0 else formats.get_format("TIME_FORMAT")
+                ticks.append((moment, dateformat.format(local, label)))
             moment += timedelta(hours=1)
         return ticks
     days = span.total_seconds() / 86400
@@ -450,6 +451,7 @@ def svg_line_chart(
     column = max(plot_w * step / span, 1)
     lookup = {label: dict(points) for label, points in points_by_series.items()}
     days: dict = {}  # a day's label ("Thu 26 Nov") is formatted once, not once per bucket
+    time_format = formats.get_format("TIME_FORMAT")  # "14:05"; "14.05" in Indonesian
     for at in times:
         readings = [(label, values_at.get(at)) for label, values_at in lookup.items()]
         text = ", ".join(f"{label} {units.format(value)}" for label, value in readings if value is not None)
@@ -457,7 +459,7 @@ def svg_line_chart(
             continue
         local = timezone.localtime(at)
         day = days.get(local.date()) or days.setdefault(local.date(), dateformat.format(local, "D j M"))
-        when = f"{day}, {local:%H:%M}"
+        when = f"{day}, {dateformat.time_format(local, time_format)}"
         start_x = max(left, x_of(at) - column / 2)
         end_x = min(left + plot_w, x_of(at) + column / 2)
         cell = _el(hits, "rect", x=_fmt(start_x), y=top, width=_fmt(end_x - start_x), height=plot_h)

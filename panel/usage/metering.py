@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -26,7 +25,7 @@ from hypervisor import routing, shaping
 from hypervisor.connection import HypervisorError
 from hypervisor.counters import Counters, collect
 from hypervisor.models import Host
-from panel import dispatch
+from panel import dispatch, mail
 from panel.activity import log as activity
 from panel.models import ActivityEvent, MeterState, Server, TransferPeriod, UsageSample
 from panel.servers.actions import ActionError, suspend_server, unsuspend_server
@@ -264,22 +263,31 @@ def usage_report(server: Server, at: datetime | None = None) -> dict:
     }
 
 
+def _gib(count: int) -> str:
+    """Bytes as GiB with two decimals in the active language: "85.00" ("85,00" in Indonesian)."""
+    amount = (Decimal(count) / GIB).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return formats.number_format(amount, decimal_pos=2, use_l10n=True, force_grouping=True)
+
+
 def _notify(server: Server, percent: int, counted: int, allowance: int) -> None:
-    subject = _("%(name)s has used %(percent)s%% of its monthly transfer") % {
-        "name": server.name,
-        "percent": percent,
-    }
-    body = _(
-        "Your server %(name)s has used %(used).2f GiB of its %(allowance).2f GiB monthly transfer "
-        "(%(percent)s%%). %(what)s"
-    ) % {
-        "name": server.name,
-        "used": counted / GIB,
-        "allowance": allowance / GIB,
-        "percent": percent,
-        "what": _policy_text(server) if percent >= 100 else "",
-    }
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [server.owner.email], fail_silently=True)
+    """Mail the owner, in the owner's language, that the server used `percent` of its transfer."""
+    owner = server.owner
+    with translation.override(owner.language):
+        subject = _("%(name)s has used %(percent)s%% of its monthly transfer") % {
+            "name": server.name,
+            "percent": percent,
+        }
+        body = _(
+            "Your server %(name)s has used %(used)s GiB of its %(allowance)s GiB monthly transfer "
+            "(%(percent)s%%). %(what)s"
+        ) % {
+            "name": server.name,
+            "used": _gib(counted),
+            "allowance": _gib(allowance),
+            "percent": percent,
+            "what": _policy_text(server) if percent >= 100 else "",
+        }
+    mail.send_in_language(owner.language, subject, body, [owner.email], fail_silently=True)
 
 
 def _policy_text(server: Server) -> str:
@@ -323,7 +331,7 @@ def enforce(server: Server, now: datetime | None = None) -> None:
             try:
                 suspend_server(
                     server,
-                    _("Suspended: the monthly transfer allowance is used up."),
+                    gettext_noop("Suspended: the monthly transfer allowance is used up."),
                     by=SuspendedBy.TRANSFER,
                 )
             except ActionError as exc:  # busy now: the next metering run tries again

@@ -54,7 +54,7 @@ def add_traffic_block(request, pk):
             % {
                 "gib": gib,
                 "name": server.name,
-                "end": formats.date_format(timezone.localtime(period.end), "j M Y, H:i"),
+                "end": formats.date_format(timezone.localtime(period.end), "DATETIME_FORMAT"),
             },
         )
     else:

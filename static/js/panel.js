@@ -137,11 +137,35 @@
     });
   }
 
-  // Forms that ask before they do something hard to undo: <form data-confirm="Really?">.
+  // Forms that ask before they do something hard to undo: <form data-confirm="Really?">. A form with a
+  // `confirmed` field is told that the question was answered here; without JavaScript the server asks on a
+  // page of its own instead.
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute && form.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) event.preventDefault();
+    if (!question) return;
+    if (!window.confirm(question)) {
+      event.preventDefault();
+    } else if (form.elements.confirmed) {
+      form.elements.confirmed.value = "yes";
+    }
+  });
+
+  // The top bar's Staff menu (<details data-nav-menu>) opens and closes without JavaScript; with it, a
+  // click elsewhere or Escape closes it too (Escape gives the focus back to its button).
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll("details[data-nav-menu][open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.open = false;
+    });
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    document.querySelectorAll("details[data-nav-menu][open]").forEach(function (menu) {
+      var hadFocus = menu.contains(document.activeElement);
+      menu.open = false;
+      if (hadFocus) menu.querySelector("summary").focus();
+    });
   });
 
   // The add-host form opens its TLS section when the URI asks for qemu+tls://.

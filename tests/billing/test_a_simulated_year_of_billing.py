@@ -329,7 +329,7 @@ def test_a_year_of_one_server_in_idr_and_usd(customer, catalog, plans, money, se
     run(at(2026, 9, 18, 9, 59))
     assert mailbox.new() == []
     run(at(2026, 9, 18, 10))
-    assert mailbox.new() == ["Your servers will be deleted on 2026-09-21"]
+    assert mailbox.new() == ["Your servers will be deleted on 21 Sep 2026"]
     assert "INV-2026-000009" in mail.outbox[-1].body
     run(at(2026, 9, 21, 9, 59))
     assert subscription().status == "suspended" and not operations_of("delete").exists()

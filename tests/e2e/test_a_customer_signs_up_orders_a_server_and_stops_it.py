@@ -39,6 +39,13 @@ def test_a_customer_signs_up_orders_a_server_and_stops_it(page, live_server, cel
     page.fill("input[name=name]", "toko-online")
     page.locator(f"input[name=plan][value='{plan.pk}']").check(force=True)
     page.locator(f"input[name=image][value='{image.pk}']").check(force=True)
+    # Without an SSH key or a password nobody could log in: the order is refused, saying so.
+    page.get_by_role("button", name=re.compile("create server|order", re.I)).click()
+    expect(page.get_by_text("Choose an SSH key or set a root password")).to_be_visible()
+    assert not Server.objects.exists()
+    page.locator(f"input[name=plan][value='{plan.pk}']").check(force=True)
+    page.locator(f"input[name=image][value='{image.pk}']").check(force=True)
+    page.fill("input[name=password]", "sate ayam 2026!")
     page.get_by_role("button", name=re.compile("create server|order", re.I)).click()
 
     expect(page).to_have_url(re.compile(r"/servers/[0-9a-f-]{36}/$"))
@@ -48,6 +55,19 @@ def test_a_customer_signs_up_orders_a_server_and_stops_it(page, live_server, cel
     assert connection.connection(host.uri).lookupByUUIDString(str(server.pk)).isActive()
     page.screenshot(path=str(screenshot_dir / "server-running.png"), full_page=True)
 
+    # Power off asks first: dismissed, nothing happens; accepted, the server stops.
+    questions = []
+
+    def answer(dialog, accept: bool) -> None:
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    page.get_by_role("button", name=re.compile("^power off$", re.I)).click()
+    page.wait_for_timeout(500)
+    assert questions and "Power off the server now?" in questions[0]
+    assert not server.operations.filter(type="power_off").exists()
+    page.once("dialog", lambda dialog: answer(dialog, True))
     page.get_by_role("button", name=re.compile("^power off$", re.I)).click()
     expect(status).to_contain_text("Stopped", timeout=30_000)
     expect(page.get_by_role("button", name=re.compile("^start$", re.I))).to_be_visible()

@@ -113,6 +113,7 @@ def test_the_order_form_says_out_of_capacity(client, customer, catalog):
             "plan": catalog["plan"].pk,
             "image": catalog["image"].pk,
             "region": catalog["region"].pk,
+            "password": "nasi goreng 2026",
         },
     )
     assert response.status_code == 200

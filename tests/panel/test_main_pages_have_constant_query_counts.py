@@ -240,6 +240,7 @@ WEB_PAGES = {
         lambda w: 'id="server-status"',
     ),
     "staff server list": ("staff", lambda w: "/staff/servers/", lambda w: w.customers[-1].email),
+    "staff server page": ("staff", lambda w: f"/staff/servers/{w.server.pk}/", lambda w: w.server.name),
     "host list": ("admin", lambda w: "/staff/hosts/", lambda w: w.hosts[-1].name),
     "host page": (
         "admin",
@@ -316,4 +317,7 @@ def test_the_counts_are_small(world, client):
     for endpoint, (who, url, _rows) in API_LISTS.items():
         if endpoint not in KNOWN_N_PLUS_ONE:
             counts[endpoint] = count_queries(api_client_for(getattr(world, who)), url)[0]
-    assert max(counts.values()) <= 12, counts
+    # The server page shows the resize card's availability too: the room on the server's host (one query)
+    # and the customer's quota and usage (two).
+    richest = {"customer server page": 15}
+    assert all(count <= richest.get(name, 12) for name, count in counts.items()), counts

@@ -53,7 +53,7 @@ def test_the_page_offers_the_other_plans_with_what_changes(web, server, bigger_p
     assert 'value="resize"' in html
     assert 'value="basic-2"' in html
     assert 'value="small"' not in html  # the server's own plan
-    assert "IDR" in html and "100,000" in html and "+IDR 50,000" in html
+    assert ">Rp</span>100,000<" in html and "+Rp50,000" in html
     assert "1 →" in html and "256 MiB →" in html  # from the current size to the plan's
     assert "graceful" in html
 
@@ -245,7 +245,7 @@ def test_the_status_fragment_refreshes_the_details_after_a_resize(web, server, b
     Server.objects.filter(pk=server.pk).update(plan=bigger_plan, vcpus=2, memory_mib=2048, disk_gib=20)
     html = web.get(f"/servers/{server.pk}/status/", HTTP_HX_REQUEST="true").content.decode()
     assert 'id="server-details" aria-labelledby="details-title" hx-swap-oob="true"' in html
-    assert "<dd>20 GB</dd>" in html
+    assert "<dd>20 GiB</dd>" in html
 
 
 # ---------- Ordering with a root password ----------
@@ -273,8 +273,9 @@ def test_an_order_with_a_password_stores_only_its_sha512_crypt_hash(web, catalog
     assert "kopi tubruk" not in str(Operation.objects.get(server=server).params)
 
 
-def test_an_order_without_a_password_stores_no_hash(web, catalog):
-    assert order(web, catalog).status_code == 302
+def test_an_order_with_a_key_and_without_a_password_stores_no_hash(web, customer, catalog):
+    key = factories.make_ssh_key(customer)
+    assert order(web, catalog, ssh_keys=[key.pk]).status_code == 302
     assert Server.objects.get().password_hash == ""
 
 

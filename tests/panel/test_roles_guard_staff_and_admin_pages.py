@@ -3,6 +3,8 @@
 import pytest
 
 from hypervisor.models import Host
+from panel.models import Operation
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -11,11 +13,16 @@ ADMIN_API_PATHS = ["/api/v1/admin/hosts/", "/api/v1/admin/servers/", "/api/v1/ad
 
 
 def test_customers_get_403_on_staff_pages(client, customer, catalog):
+    server = factories.make_server(customer, catalog)
     client.force_login(customer)
-    for path in [*STAFF_PAGES, f"/staff/hosts/{catalog['host'].pk}/"]:
+    for path in [*STAFF_PAGES, f"/staff/hosts/{catalog['host'].pk}/", f"/staff/servers/{server.pk}/"]:
         assert client.get(path).status_code == 403, path
     assert client.post(f"/staff/hosts/{catalog['host'].pk}/action/", {"action": "disable"}).status_code == 403
     assert Host.objects.get(pk=catalog["host"].pk).enabled
+    # Not even on their own server: the staff server page and its actions are for staff.
+    response = client.post(f"/staff/servers/{server.pk}/action/", {"action": "reboot"})
+    assert response.status_code == 403
+    assert not Operation.objects.filter(server=server).exists()
 
 
 def test_customers_and_staff_never_reach_the_django_admin(client, customer, staff, admin_user):
@@ -61,7 +68,8 @@ def test_staff_see_all_servers_and_hosts_but_cannot_change_hosts(api, client, st
         == 403
     )
     client.force_login(staff)
-    for path in STAFF_PAGES:
+    server = factories.make_server(factories.make_user(), catalog)
+    for path in [*STAFF_PAGES, f"/staff/servers/{server.pk}/"]:
         assert client.get(path).status_code == 200, path
     assert client.post(f"/staff/hosts/{host.pk}/action/", {"action": "disable"}).status_code == 403
     assert Host.objects.get(pk=host.pk).enabled

@@ -83,6 +83,7 @@ def test_ordering_in_the_browser_places_the_server(client, customer, catalog):
             "plan": catalog["plan"].pk,
             "image": catalog["image"].pk,
             "region": catalog["region"].pk,
+            "password": "nasi goreng 2026",
         },
     )
     server = Server.objects.get()

@@ -79,5 +79,5 @@ def test_the_web_page_adds_and_removes_keys(client, customer):
     response = client.post("/ssh-keys/", {"name": "junk", "public_key": "garbage"})
     assert response.status_code == 200
     assert "not an OpenSSH public key" in response.content.decode()
-    assert client.post(f"/ssh-keys/{key.pk}/delete/").status_code == 302
+    assert client.post(f"/ssh-keys/{key.pk}/delete/", {"confirmed": "yes"}).status_code == 302
     assert not SSHKey.objects.exists()

@@ -1,5 +1,6 @@
 import secrets
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
@@ -19,8 +20,14 @@ class Command(BaseCommand):
         role = parser.add_mutually_exclusive_group()
         role.add_argument("--staff", action="store_true", help="Create a staff user.")
         role.add_argument("--admin", action="store_true", help="Create an admin.")
+        parser.add_argument(
+            "--language",
+            choices=[code for code, _name in settings.LANGUAGES],
+            default=settings.LANGUAGE_CODE,
+            help="The language of the account's pages and mails (default: %(default)s).",
+        )
 
-    def handle(self, *args, email, password, staff, admin, **options):
+    def handle(self, *args, email, password, staff, admin, language, **options):
         try:
             validate_email(email)
         except ValidationError as exc:
@@ -31,7 +38,7 @@ class Command(BaseCommand):
         if User.objects.filter(email__iexact=email).exists():
             raise CommandError(f"A user with the email {email} exists already.")
         try:
-            user = User.objects.create_user(email, password, role=role)
+            user = User.objects.create_user(email, password, role=role, language=language)
         except IntegrityError as exc:
             raise CommandError(f"Could not create {email}: {exc}") from exc
         self.stdout.write(f"Created {user.get_role_display().lower()} {user.email}")

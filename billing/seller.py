@@ -1,0 +1,94 @@
+"""The seller's profile: the legal name, address and tax ID printed on invoices, and the bank account and
+instructions customers are told to pay to. One row (`SellerProfile`, pk 1) that admins edit on the billing
+settings page; reading it is one query, and a page that has none yet gets an empty, unsaved profile.
+
+Older installations set `BILLING_COMPANY_NAME` and `BANK_TRANSFER_INSTRUCTIONS` in the environment; they
+are still used while the profile leaves the seller's name and the extra instructions blank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from billing import signals
+from billing.models import SellerProfile
+
+# The fields admins edit, in the order the settings page and the audit log name them.
+FIELDS = (
+    "legal_name",
+    "address",
+    "tax_id",
+    "email",
+    "phone",
+    "bank_name",
+    "account_number",
+    "account_holder",
+    "payment_note",
+)
+
+
+def profile() -> SellerProfile:
+    """The seller's profile; an empty one (not saved) when admins have not set it yet."""
+    found = SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK).select_related("updated_by").first()
+    return found or SellerProfile()
+
+
+def save_profile(values: dict[str, str], *, by) -> list[str]:
+    """Set the profile's fields to `values` (all of FIELDS) and return the names of those that changed;
+    nothing is written when none did. Sends `signals.seller_profile_changed` in the transaction, so that
+    the audit log records the change with it."""
+    with transaction.atomic():
+        SellerProfile.objects.get_or_create(pk=SellerProfile.SINGLETON_PK)
+        current = SellerProfile.objects.select_for_update().get(pk=SellerProfile.SINGLETON_PK)
+        changed = [name for name in FIELDS if getattr(current, name) != values[name]]
+        if not changed:
+            return []
+        for name in changed:
+            setattr(current, name, values[name])
+        current.updated_at = timezone.now()
+        current.updated_by = by
+        current.save()
+        signals.seller_profile_changed.send(sender=None, profile=current, changed=changed, by=by)
+    return changed
+
+
+def seller_name(seller: SellerProfile) -> str:
+    """The name at the top of an invoice: the legal name, else BILLING_COMPANY_NAME, else the panel's."""
+    return seller.legal_name or getattr(settings, "BILLING_COMPANY_NAME", "") or _("VPS Panel")
+
+
+def extra_instructions(seller: SellerProfile) -> str:
+    """What customers are told besides the account: the profile's text, else BANK_TRANSFER_INSTRUCTIONS."""
+    return seller.payment_note or getattr(settings, "BANK_TRANSFER_INSTRUCTIONS", "") or ""
+
+
+@dataclass(frozen=True)
+class PaymentDetails:
+    """How to pay by bank transfer, as the billing page and open invoices show it."""
+
+    bank_name: str
+    account_number: str
+    account_holder: str
+    instructions: str
+    contact_email: str
+    contact_phone: str
+
+    @property
+    def configured(self) -> bool:
+        """Whether customers are told anything to pay with (else they are asked to contact support)."""
+        return bool(self.account_number or self.instructions)
+
+
+def payment_details(seller: SellerProfile) -> PaymentDetails:
+    return PaymentDetails(
+        bank_name=seller.bank_name,
+        account_number=seller.account_number,
+        account_holder=seller.account_holder,
+        instructions=extra_instructions(seller),
+        contact_email=seller.email,
+        contact_phone=seller.phone,
+    )
