@@ -184,6 +184,10 @@ class SellerProfileForm(forms.ModelForm):
     """The seller named on invoices and the bank account customers pay to (admins, billing settings page).
     Every field may stay blank; the bank, account number and holder are given together or not at all."""
 
+    # The profile's version when the form was drawn (billing.seller.version_of): a save over another
+    # admin's newer change is refused.
+    version = forms.CharField(widget=forms.HiddenInput, required=False)
+
     class Meta:
         model = SellerProfile
         fields = list(seller.FIELDS)

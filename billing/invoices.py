@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import get_connection
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import formats, timezone, translation
@@ -27,7 +27,7 @@ from .errors import BillingError, refuse_own
 from .ledger import balance, lock, post, reason_fields
 from .models import Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, Subscription
 from .money import ZERO, currency, format_money, quantize
-from .texts import Message, language_of
+from .texts import Message, language_of, mail_in
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -262,16 +262,7 @@ def void_locked(invoice: Invoice, by: AbstractBaseUser | None = None, reason: st
 def mail(account, messages: list[tuple[str, str]], language: str) -> None:
     """Mails to one customer over one connection: (subject, body) pairs rendered in `language` (the
     account's, billing.texts.language_of), which their Content-Language header names."""
-    mails = [
-        EmailMessage(
-            subject,
-            body,
-            settings.DEFAULT_FROM_EMAIL,
-            [account.email],
-            headers={"Content-Language": language},
-        )
-        for subject, body in messages
-    ]
+    mails = [mail_in(language, subject, body, [account.email]) for subject, body in messages]
     get_connection(fail_silently=True).send_messages(mails)
 
 

@@ -288,10 +288,5 @@ class SellerProfile(models.Model):
         return self.legal_name or "seller profile"
 
     @property
-    def has_bank_account(self) -> bool:
-        """Whether there is an account to transfer to: at least its number (a bank name alone is not)."""
-        return bool(self.account_number)
-
-    @property
     def has_seller_details(self) -> bool:
         return bool(self.legal_name or self.address or self.tax_id)

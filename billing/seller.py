@@ -37,13 +37,25 @@ def profile() -> SellerProfile:
     return found or SellerProfile()
 
 
-def save_profile(values: dict[str, str], *, by) -> list[str]:
+class ChangedMeanwhile(Exception):
+    """Another admin saved the profile after this one's form was drawn: saving would undo their change."""
+
+
+def version_of(profile: SellerProfile) -> str:
+    """What the settings form carries to tell whether the profile changed since it was drawn."""
+    return profile.updated_at.isoformat() if profile.updated_at else ""
+
+
+def save_profile(values: dict[str, str], *, by, version: str | None = None) -> list[str]:
     """Set the profile's fields to `values` (all of FIELDS) and return the names of those that changed;
-    nothing is written when none did. Sends `signals.seller_profile_changed` in the transaction, so that
-    the audit log records the change with it."""
+    nothing is written when none did. With the `version` the form was drawn from, a profile another admin
+    saved meanwhile raises ChangedMeanwhile and nothing is written. Sends `signals.seller_profile_changed`
+    in the transaction, so that the audit log records the change with it."""
     with transaction.atomic():
         SellerProfile.objects.get_or_create(pk=SellerProfile.SINGLETON_PK)
         current = SellerProfile.objects.select_for_update().get(pk=SellerProfile.SINGLETON_PK)
+        if version is not None and version != version_of(current):
+            raise ChangedMeanwhile
         changed = [name for name in FIELDS if getattr(current, name) != values[name]]
         if not changed:
             return []

@@ -317,15 +317,29 @@ def billing_settings(request: HttpRequest) -> HttpResponse:
     and other staff only see."""
     profile = seller.profile()
     can_edit = request.user.is_panel_admin
-    form = SellerProfileForm(instance=profile) if can_edit else None
+    version = seller.version_of(profile)
+    form = SellerProfileForm(instance=profile, initial={"version": version}) if can_edit else None
     if request.method == "POST":
         if not can_edit:
             raise PermissionDenied
         form = SellerProfileForm(request.POST)
         if form.is_valid():
-            changed = seller.save_profile(
-                {name: form.cleaned_data[name] for name in seller.FIELDS}, by=request.user
-            )
+            try:
+                changed = seller.save_profile(
+                    {name: form.cleaned_data[name] for name in seller.FIELDS},
+                    by=request.user,
+                    # The version the form was drawn from (a post without the field is not checked).
+                    version=form.cleaned_data["version"] if "version" in request.POST else None,
+                )
+            except seller.ChangedMeanwhile:
+                messages.error(
+                    request,
+                    _(
+                        "Another admin changed these details while you were editing them; nothing was saved. "
+                        "The form shows their version now: make your change again."
+                    ),
+                )
+                return redirect(reverse("billing-settings") + "#seller")
             if changed:
                 messages.success(request, _("The seller's details and payment instructions were saved."))
             else:

@@ -20,7 +20,7 @@ from .errors import InsufficientCredit
 from .invoices import Line, issue_invoice, settle, void_invoice, void_locked
 from .ledger import balance, lock, post
 from .models import Invoice, InvoiceLine, LedgerEntry, Plan, Subscription
-from .money import ZERO, currency, format_money
+from .money import ZERO, currency, format_money, quantize
 from .periods import add_month
 from .prices import first_period_price, hourly_price, monthly_price, proration
 from .texts import Message, date_value
@@ -108,14 +108,13 @@ def _lock_subscription(reference: str) -> Subscription | None:
 
 
 def change_plan(
-    reference: str, new_plan: Plan, at: datetime | None = None, priced_at: datetime | None = None
+    reference: str, new_plan: Plan, at: datetime | None = None, quoted: Decimal | None = None
 ) -> dict:
     """Move a server's subscription to another plan. Monthly: an upgrade is invoiced pro rata for the rest
-    of the period, a downgrade credited (PRORATE_DOWNGRADE_CREDIT), priced as of `priced_at` when the
-    customer accepted a quote made then (at most `at`). Hourly: each plan bills its own hours.
-    Returns what to undo it with if the resize fails."""
+    of the period, a downgrade credited (PRORATE_DOWNGRADE_CREDIT); `quoted` is the amount the customer
+    was shown and accepted (a signed quote a few minutes old), charged instead of today's. Hourly: each
+    plan bills its own hours. Returns what to undo it with if the resize fails."""
     at = at or timezone.now()
-    priced_at = min(priced_at or at, at)
     with transaction.atomic():
         subscription = _lock_subscription(reference)
         if subscription is None:
@@ -134,7 +133,7 @@ def change_plan(
                 at=at,
             )
             return {**undo, "ended": subscription.pk, "opened": new.pk}
-        amount = proration(subscription, new_plan, priced_at)
+        amount = proration(subscription, new_plan, at) if quoted is None else quantize(quoted)
         Subscription.objects.filter(pk=subscription.pk).update(
             plan=new_plan, price=monthly_price(subscription.account, new_plan)
         )

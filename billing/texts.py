@@ -3,7 +3,7 @@ description, a ledger entry's reason, the mails to a customer.
 
 A stored text is its English message (marked with `gettext_noop` where it is written) and its values,
 rendered when it is shown, under the reader's active language (`Message.render`), as the activity log does
-(`ActivityEvent.text`). Dates and amounts among the values are kept as data (`date_value`, `money_value`)
+(`ActivityEvent.text`). Dates and amounts among the values are kept as data (`date_value`)
 and formatted at display time like the templates format them: "1 Des 2026", "Rp45.000" in Indonesian.
 The English text is also kept in the row's plain column (the Django admin, old rows, free text staff type).
 
@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.mail import EmailMessage
 from django.utils import formats, timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, pgettext
@@ -32,11 +33,6 @@ def date_value(moment: datetime | date) -> dict:
     if isinstance(moment, datetime):
         moment = (timezone.localtime(moment) if timezone.is_aware(moment) else moment).date()
     return {"date": moment.isoformat()}
-
-
-def money_value(amount: Decimal, code: str) -> dict:
-    """An amount among a stored text's values, formatted when shown ("Rp45.000", "USD 12.50")."""
-    return {"money": str(amount), "currency": code}
 
 
 def _shown(value):
@@ -119,6 +115,14 @@ def render(data, fallback: str) -> str:
     without one: old rows and free text."""
     message = Message.from_data(data)
     return message.render() if message is not None else fallback
+
+
+def mail_in(language: str, subject: str, body: str, to: list[str]) -> EmailMessage:
+    """A plain-text mail written in `language` (which its Content-Language header names), from
+    DEFAULT_FROM_EMAIL: billing's mails and the panel's (panel.mail.send_in_language)."""
+    return EmailMessage(
+        subject, body, settings.DEFAULT_FROM_EMAIL, to, headers={"Content-Language": language}
+    )
 
 
 def language_of(account) -> str:

@@ -36,5 +36,7 @@ def ask(
             "cancel_url": cancel_url,
             "action_url": request.get_full_path(),
             "fields": fields,
+            # The page answers a POST: switching the language goes back to the page the question came from.
+            "language_next": cancel_url,
         },
     )

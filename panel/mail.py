@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
+from billing.texts import mail_in
 from panel import dispatch
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,7 @@ def send_in_language(
     language: str, subject: str, body: str, to: list[str], *, fail_silently: bool = False
 ) -> int:
     """One plain-text mail written in `language` (its Content-Language header), from DEFAULT_FROM_EMAIL."""
-    message = EmailMessage(
-        subject, body, settings.DEFAULT_FROM_EMAIL, to, headers={"Content-Language": language}
-    )
-    return message.send(fail_silently=fail_silently)
+    return mail_in(language, subject, body, to).send(fail_silently=fail_silently)
 
 
 def delivery_connection(fail_silently: bool = False):

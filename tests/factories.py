@@ -23,11 +23,13 @@ def make_user(
     email: str | None = None,
     password: str = "correct horse 42",
     totp: bool | None = None,
+    language: str = "en",
 ) -> User:
-    """A user; staff and admins come with a confirmed TOTP device (they must have one), customers without
-    one unless `totp=True`."""
+    """A user (who chose English unless `language` says otherwise; "" for an account from before accounts
+    had a language); staff and admins come with a confirmed TOTP device (they must have one), customers
+    without one unless `totp=True`."""
     email = email or f"{role}{next(_counter)}@example.com"
-    user = User.objects.create_user(email, password, role=role)
+    user = User.objects.create_user(email, password, role=role, language=language)
     if totp or (totp is None and user.is_panel_staff):
         enrol_totp(user)
     return user

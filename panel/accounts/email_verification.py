@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext_noop
 
+from billing.texts import language_of
 from panel import mail
 from panel.activity import log as activity
 from panel.models import ActivityEvent, User
@@ -42,7 +43,7 @@ def send(request: HttpRequest, user: User) -> None:
         "link": link(request, user),
         "days": settings.EMAIL_VERIFICATION_MAX_AGE // 86400,
     }
-    language = user.language
+    language = language_of(user)
     with translation.override(language):
         subject = render_to_string("registration/verify_email_subject.txt", context).strip()
         body = render_to_string("registration/verify_email.txt", context)

@@ -46,7 +46,9 @@ def activate_for(request: HttpRequest, user) -> None:
 
 
 class AccountLanguageMiddleware:
-    """A logged-in user reads the panel in their account's language, whatever the browser asks for."""
+    """A logged-in user reads the panel in their account's language, whatever the browser asks for. An
+    account without one (made before accounts had a language, or by an operator command without
+    `--language`) takes the language its browser reads the panel in, once: its mails follow from then on."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -54,5 +56,13 @@ class AccountLanguageMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
+            if not is_known(user.language):
+                adopt(user, getattr(request, "LANGUAGE_CODE", ""))
             activate_for(request, user)
         return self.get_response(request)
+
+
+def adopt(user: User, code: str) -> None:
+    """Record the browser's language for an account that has none (only if it still has none)."""
+    if is_known(code) and User.objects.filter(pk=user.pk, language="").update(language=code):
+        user.language = code

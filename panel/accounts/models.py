@@ -43,8 +43,9 @@ class User(AbstractUser):
     totp_enabled = models.BooleanField(_("two-factor authentication"), default=False, editable=False)
     # The language the account reads the panel, its mails and its stored texts in: chosen at sign-up,
     # changed on the account page or with the language switch; `panel.accounts.languages` activates it.
+    # Blank (accounts from before there was a choice): the browser's, adopted on the next visit.
     language = models.CharField(
-        _("language"), max_length=10, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+        _("language"), max_length=10, choices=settings.LANGUAGES, blank=True, default=""
     )
 
     USERNAME_FIELD = "email"

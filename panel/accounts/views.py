@@ -135,7 +135,10 @@ def account(request):
         {
             "balance": ledger.balance(request.user),
             "currency": currency(),
-            "language_form": LanguageForm(initial={"language": request.user.language}),
+            # An account without a language yet: the one the page is in.
+            "language_form": LanguageForm(
+                initial={"language": request.user.language or translation.get_language()}
+            ),
             "tokens": request.user.api_tokens.all(),
             "form": form,
             "new_token": new_token,

@@ -182,7 +182,7 @@ class Account(APIView):
         return Response(
             {
                 "email": user.email,
-                "language": user.language,
+                "language": user.language or None,
                 "balance": str(ledger.balance(user)),
                 "currency": currency(),
                 "quota": quotas.report(user),

@@ -13,6 +13,8 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='user',
             name='language',
-            field=models.CharField(choices=[('en', 'English'), ('id', 'Bahasa Indonesia')], default='en', max_length=10, verbose_name='language'),
+            # Blank for existing accounts: they keep reading in their browser's language, which the next visit
+            # records (panel.accounts.languages.AccountLanguageMiddleware).
+            field=models.CharField(blank=True, choices=[('en', 'English'), ('id', 'Bahasa Indonesia')], default='', max_length=10, verbose_name='language'),
         ),
     ]

@@ -356,9 +356,9 @@ def resize_server(server: Server, plan: Plan, user: User | None, quote: str = ""
             raise OutOfCapacity(
                 _("The server's host cannot take the plan %(plan)s now.") % {"plan": plan.name}
             ) from exc
-        priced_at = _quoted_at(current, quote) if quote else None
+        quoted = _quoted_amount(current, plan, quote) if quote else None
         # The subscription follows at once (an upgrade is invoiced pro rata); a failed resize undoes it.
-        params["billing_undo"] = locks.change_plan(str(current.id), plan, priced_at)
+        params["billing_undo"] = locks.change_plan(str(current.id), plan, quoted)
 
     params = {
         "plan": plan.slug,
@@ -368,11 +368,16 @@ def resize_server(server: Server, plan: Plan, user: User | None, quote: str = ""
     return request_action(server, Task.RESIZE, user, params, prepare=claim)
 
 
-def _quoted_at(server: Server, quote: str):
+def _quoted_amount(server: Server, plan: Plan, quote: str):
+    """What the resize form showed the change to `plan` costs (or credits), when its quote still holds."""
     subscription = subscriptions.active_subscription(str(server.id))
+    paid_through = subscription.paid_through if subscription else None
     try:
-        return resize_quotes.read(quote, server.id, subscription.paid_through if subscription else None)
-    except resize_quotes.QuoteExpired as exc:
+        amounts = resize_quotes.read(quote, server.id, server.plan.slug, paid_through).amounts
+        if subscription is not None and subscription.cycle == subscription.Cycle.MONTHLY:
+            return amounts[plan.slug]
+        return None  # hourly: nothing is charged or credited now
+    except (resize_quotes.QuoteExpired, KeyError) as exc:
         raise QuoteExpired(
             _(
                 "The prices shown have changed since the page was loaded. Check the new prices and resize "

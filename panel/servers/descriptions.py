@@ -27,6 +27,11 @@ def describe(operation: Operation, plan_names: dict[str, str], image_names: dict
     return operation.get_type_display()
 
 
+def recent_operations(server, limit: int = 20) -> list[Operation]:
+    """The server's latest operations, newest first, with who asked and their `summary`."""
+    return describe_all(Operation.objects.filter(server=server).select_related("requested_by")[:limit])
+
+
 def describe_all(operations) -> list[Operation]:
     """The operations as a list, each with its `summary`, naming plans and images with one query each."""
     operations = list(operations)

@@ -39,8 +39,8 @@ ADVICE = {
     Task.DELETE_SNAPSHOT: gettext_lazy(
         "The snapshot is still there. Try again, or contact support if it keeps failing."
     ),
-    Task.SUSPEND: gettext_lazy("Please contact support."),
-    Task.UNSUSPEND: gettext_lazy("Please contact support."),
+    Task.SUSPEND: gettext_lazy("Try again, or find out from the staff detail below why the host refused."),
+    Task.UNSUSPEND: gettext_lazy("Try again, or find out from the staff detail below why the host refused."),
 }
 
 
@@ -54,13 +54,19 @@ class FailureNotice:
     advice: str
 
 
-def notice(server: Server, operations: list[Operation]) -> FailureNotice | None:
+# The panel's own actions on a server (billing's, metering's, staff's): a failure is for staff to handle.
+PANEL_ACTIONS = (Task.SUSPEND, Task.UNSUSPEND)
+
+
+def notice(server: Server, operations: list[Operation], *, for_staff: bool = False) -> FailureNotice | None:
     """The banner for the server's latest action when it failed (and nothing runs now); None otherwise.
     `operations` are the server's operations newest first, each with its `summary`
     (descriptions.describe_all)."""
     if server.task or not operations or operations[0].status != Operation.Status.FAILED:
         return None
     latest = operations[0]
+    if latest.type in PANEL_ACTIONS and not for_staff:
+        return None
     finished = latest.finished_at or latest.created_at
     if server.status != Status.ERROR and finished < timezone.now() - SHOWN_FOR:
         return None  # an old failure of a server that works: the activity list keeps it

@@ -23,7 +23,7 @@ order stays true as the code changes.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from decimal import Decimal
 from enum import IntEnum
 
 from django.db import transaction
@@ -109,8 +109,8 @@ class LockOrder:
         self._take(Lock.INVOICE_NUMBER)
         subscriptions.open_subscription(account, plan, reference, label)
 
-    def change_plan(self, reference: str, plan: Plan, priced_at: datetime | None = None) -> dict:
-        """Move the subscription to another plan (an upgrade's invoice takes a number), priced as quoted at
-        `priced_at` when given."""
+    def change_plan(self, reference: str, plan: Plan, quoted: Decimal | None = None) -> dict:
+        """Move the subscription to another plan (an upgrade's invoice takes a number), charging the
+        `quoted` amount the customer was shown when given."""
         self._take(Lock.INVOICE_NUMBER)
-        return subscriptions.change_plan(reference, plan, priced_at=priced_at)
+        return subscriptions.change_plan(reference, plan, quoted=quoted)

@@ -152,6 +152,12 @@ class Operation(models.Model):
         return f"{self.type} {self.server_id} ({self.status})"
 
     @property
+    def step_since(self):
+        """Since when the operation is at its current step (since it began, when it records no step): what
+        the step's time budget counts from."""
+        return self.step_at if self.step and self.step_at else self.started_at
+
+    @property
     def is_finished(self) -> bool:
         return self.status in operation_states.FINISHED
 

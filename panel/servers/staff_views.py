@@ -15,12 +15,12 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from panel import confirmation
-from panel.models import Operation, Server, Snapshot
+from panel.models import Server, Snapshot
 from panel.roles import staff_required
 from panel.servers import actions, failures
-from panel.servers.descriptions import describe_all
+from panel.servers.descriptions import recent_operations
 from panel.servers.queries import attach_addresses
-from panel.servers.states import Task
+from panel.servers.states import POWER_OFF_QUESTION, Task
 
 STAFF_SERVERS_PER_PAGE = 50
 # The operations the staff server page lists, newest first.
@@ -33,10 +33,7 @@ STAFF_POWER_ACTIONS = (Task.START, Task.SHUTDOWN, Task.REBOOT, Task.POWER_OFF)
 STAFF_ACTIONS = (*STAFF_POWER_ACTIONS, Task.SUSPEND, Task.UNSUSPEND)
 # Actions that ask first: in the browser (data-confirm), or on a page of their own without JavaScript.
 CONFIRM_QUESTIONS = {
-    Task.POWER_OFF: gettext_lazy(
-        "Power off %(name)s? This cuts the power at once, like pulling the plug: unsaved data in the server "
-        "may be lost."
-    ),
+    Task.POWER_OFF: POWER_OFF_QUESTION,
     Task.SUSPEND: gettext_lazy(
         "Suspend %(name)s? The server is stopped and its owner cannot use it until staff unsuspend it."
     ),
@@ -87,16 +84,14 @@ def _server(pk) -> Server:
 def _server_context(request: HttpRequest, server: Server) -> dict:
     allowed = actions.allowed_actions(server)
     snapshots = list(Snapshot.objects.filter(server=server))
-    operations = describe_all(
-        Operation.objects.filter(server=server).select_related("requested_by")[:STAFF_OPERATIONS_SHOWN]
-    )
+    operations = recent_operations(server, STAFF_OPERATIONS_SHOWN)
     return {
         "server": server,
         "allowed": allowed,
         "staff_actions": [action for action in allowed if action in STAFF_ACTIONS],
         "own_server": server.owner_id == request.user.pk,
         "operations": operations,
-        "failure": failures.notice(server, operations),
+        "failure": failures.notice(server, operations, for_staff=True),
         "snapshots": snapshots,
         "snapshot_limit": settings.SNAPSHOT_LIMIT,
         "snapshots_full": len(snapshots) >= settings.SNAPSHOT_LIMIT,

@@ -26,6 +26,7 @@ __all__ = [
     "ACTIONS",
     "Action",
     "PowerState",
+    "POWER_OFF_QUESTION",
     "STATUS_HINTS",
     "Status",
     "SuspendedBy",
@@ -136,6 +137,14 @@ STATUS_HINTS: dict[Status, str] = {
     Status.DELETING: _("Your server is being deleted."),
     Status.DELETED: _("This server has been deleted."),
 }
+
+
+# What power off asks first, on the customer's and the staff's server page (and without JavaScript, on a
+# page of its own).
+POWER_OFF_QUESTION = _(
+    "Power off %(name)s now? This cuts the power at once, like pulling the plug: unsaved data in the server "
+    "may be lost. To stop it cleanly, use Shut down."
+)
 
 
 def may_move(old: str, new: str) -> bool:

@@ -25,7 +25,7 @@ from panel import confirmation
 from panel.accounts import quotas
 from panel.models import Operation, Server, Snapshot
 from panel.servers import actions, catalog, failures, resize_quotes, states
-from panel.servers.descriptions import describe_all
+from panel.servers.descriptions import describe_all, recent_operations
 from panel.servers.forms import OrderForm, PtrForm
 from panel.servers.operation_states import OPEN
 from panel.servers.queries import attach_addresses, own_servers
@@ -230,17 +230,20 @@ def _detail_context(request, server: Server) -> dict:
         (subscription.pk, subscription.cycle, subscription.price, subscription.paid_through)
         if subscription
         else None,
-        # The quote in the resize form is drawn anew every few minutes, well within its validity.
-        resize_quotes.window() if resize else None,
     )
-    operations = describe_all(Operation.objects.filter(server=server).select_related("requested_by")[:20])
+    # The resize card's price quote is drawn anew every few minutes, well within its validity; the other
+    # cards keep what the customer is typing.
+    resize_key = hashlib.sha256(f"{key}:{resize_quotes.window()}".encode()).hexdigest()[:16]
+    operations = recent_operations(server)
     return {
         "server": server,
         "allowed": allowed,
-        "failure": failures.notice(server, operations),
+        "failure": failures.notice(server, operations, for_staff=request.user.is_panel_staff),
+        "power_off_question": states.POWER_OFF_QUESTION % {"name": server.name},
         "current_operation": _in_flight(server, operations),
         "possible": possible,
         "state_key": key,
+        "resize_key": resize_key,
         "operations": operations,
         "currency": currency(),
         "resize_choices": resize,
@@ -250,7 +253,15 @@ def _detail_context(request, server: Server) -> dict:
             for block in ("no_room", "over_quota", "snapshots_block")
             if getattr(c, block)
         },
-        "resize_quote": resize_quotes.make(server.id, paid_through, quoted_at) if resize else "",
+        "resize_quote": resize_quotes.make(
+            server.id,
+            server.plan.slug,
+            paid_through,
+            {c.plan.slug: c.proration for c in resize if c.proration is not None},
+            quoted_at,
+        )
+        if resize
+        else "",
         "subscription": subscription,
         "downgrade_credit": settings.PRORATE_DOWNGRADE_CREDIT,
         "rebuild_choices": rebuild,
@@ -293,10 +304,7 @@ def server_action(request, pk):
         return confirmation.ask(
             request,
             title=_("Power off %(name)s") % {"name": server.name},
-            question=_(
-                "Power off the server now? This cuts the power at once, like pulling the plug: unsaved data "
-                "in the server may be lost. To stop it cleanly, use Shut down."
-            ),
+            question=states.POWER_OFF_QUESTION % {"name": server.name},
             confirm_label=_("Power off"),
             cancel_url=reverse("server-detail", args=[server.pk]),
         )

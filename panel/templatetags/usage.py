@@ -10,6 +10,7 @@ from django.utils import formats
 from django.utils.translation import ngettext
 
 from panel.usage import display as usage
+from panel.usage import metering
 
 register = template.Library()
 
@@ -49,10 +50,7 @@ def host_usage_card(context, host):
 @register.filter
 def gib(value) -> str:
     """Bytes as GiB (1024³ bytes) with two decimals, localised: 91268055040 → 85.00."""
-    if value in (None, ""):
-        return ""
-    amount = (Decimal(int(value)) / usage.GIB).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return formats.number_format(amount, decimal_pos=2, use_l10n=True, force_grouping=True)
+    return "" if value in (None, "") else metering.format_gib(int(value))
 
 
 @register.filter

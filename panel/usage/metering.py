@@ -21,6 +21,7 @@ from django.utils.translation import gettext_noop
 
 from billing.models import OverLimitPolicy, TransferDirection
 from billing.periods import add_months
+from billing.texts import language_of
 from hypervisor import routing, shaping
 from hypervisor.connection import HypervisorError
 from hypervisor.counters import Counters, collect
@@ -263,8 +264,9 @@ def usage_report(server: Server, at: datetime | None = None) -> dict:
     }
 
 
-def _gib(count: int) -> str:
-    """Bytes as GiB with two decimals in the active language: "85.00" ("85,00" in Indonesian)."""
+def format_gib(count: int) -> str:
+    """Bytes as GiB (1024³ bytes) with two decimals in the active language: 91268055040 → "85.00" ("85,00"
+    in Indonesian)."""
     amount = (Decimal(count) / GIB).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return formats.number_format(amount, decimal_pos=2, use_l10n=True, force_grouping=True)
 
@@ -272,7 +274,8 @@ def _gib(count: int) -> str:
 def _notify(server: Server, percent: int, counted: int, allowance: int) -> None:
     """Mail the owner, in the owner's language, that the server used `percent` of its transfer."""
     owner = server.owner
-    with translation.override(owner.language):
+    language = language_of(owner)
+    with translation.override(language):
         subject = _("%(name)s has used %(percent)s%% of its monthly transfer") % {
             "name": server.name,
             "percent": percent,
@@ -282,12 +285,12 @@ def _notify(server: Server, percent: int, counted: int, allowance: int) -> None:
             "(%(percent)s%%). %(what)s"
         ) % {
             "name": server.name,
-            "used": _gib(counted),
-            "allowance": _gib(allowance),
+            "used": format_gib(counted),
+            "allowance": format_gib(allowance),
             "percent": percent,
             "what": _policy_text(server) if percent >= 100 else "",
         }
-    mail.send_in_language(owner.language, subject, body, [owner.email], fail_silently=True)
+    mail.send_in_language(language, subject, body, [owner.email], fail_silently=True)
 
 
 def _policy_text(server: Server) -> str:

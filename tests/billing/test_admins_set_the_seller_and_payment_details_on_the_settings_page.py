@@ -50,6 +50,25 @@ def test_an_admin_saves_the_details_and_the_audit_log_records_it(client, admin_u
     assert ActivityEvent.objects.filter(type=ActivityEvent.Type.SELLER_PROFILE).count() == 2
 
 
+def test_a_form_drawn_before_another_admins_save_does_not_undo_it(client, admin_user):
+    """Two admins open the settings; the first saves a new account number; the second, saving the form they
+    opened before, is told and overwrites nothing."""
+    client.force_login(admin_user)
+    seller.save_profile(DETAILS, by=admin_user)
+    page = client.get(URL).content.decode()
+    stale = page.split('name="version" value="')[1].split('"')[0]
+    seller.save_profile({**DETAILS, "account_number": "999-000"}, by=admin_user)  # the other admin
+    response = client.post(URL, {**DETAILS, "payment_note": "Mine.", "version": stale}, follow=True)
+    assert "Another admin changed these details while you were editing them" in response.content.decode()
+    assert (SellerProfile.objects.get().account_number, SellerProfile.objects.get().payment_note) == (
+        "999-000",
+        DETAILS["payment_note"],
+    )
+    fresh = response.content.decode().split('name="version" value="')[1].split('"')[0]
+    client.post(URL, {**DETAILS, "account_number": "999-000", "payment_note": "Mine.", "version": fresh})
+    assert SellerProfile.objects.get().payment_note == "Mine."
+
+
 @pytest.mark.parametrize(
     "field, value, error",
     [

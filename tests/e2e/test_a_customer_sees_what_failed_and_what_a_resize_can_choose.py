@@ -33,14 +33,14 @@ WORDS = {
         "state": "Your server is running.",
         "no_room": "No room on this host",
         "power_off": "Power off",
-        "question": "Power off the server now?",
+        "question": "Power off toko.example.com now?",
     },
     "id": {
         "failed": "Ganti paket ke Basic-2 gagal.",
         "state": "Server Anda sedang berjalan.",
         "no_room": "Host ini penuh",
         "power_off": "Matikan paksa",
-        "question": "Matikan paksa server sekarang?",
+        "question": "Matikan paksa toko.example.com sekarang?",
     },
 }
 # Every card's content stays inside the card (no chip or price sticking out).

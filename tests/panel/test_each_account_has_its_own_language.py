@@ -10,6 +10,7 @@ import io
 import pytest
 from django.core.management import call_command
 
+from billing.texts import language_of
 from panel.models import User
 from tests import factories
 
@@ -90,9 +91,13 @@ def test_the_api_tells_and_answers_in_the_accounts_language(api, customer):
     assert response.json()["language"] == "en" and response["Content-Language"] == "en"
 
 
-def test_create_customer_gives_the_default_language_unless_told(settings):
+def test_create_customer_leaves_the_language_to_the_first_login_unless_told(settings):
+    """Without --language the account reads in its browser's language from its first visit (recorded then);
+    until then its mails are in the installation's default language."""
     call_command("create_customer", "ops@example.com", "--password", PASSWORD, stdout=io.StringIO())
-    assert User.objects.get(email="ops@example.com").language == settings.LANGUAGE_CODE == "en"
+    ops = User.objects.get(email="ops@example.com")
+    assert ops.language == ""
+    assert language_of(ops) == settings.LANGUAGE_CODE == "en"
     call_command(
         "create_customer",
         "dewi@example.com",
@@ -103,3 +108,18 @@ def test_create_customer_gives_the_default_language_unless_told(settings):
         stdout=io.StringIO(),
     )
     assert User.objects.get(email="dewi@example.com").language == "id"
+
+
+def test_an_account_from_before_languages_keeps_its_browsers_language_and_records_it(client):
+    """Accounts made before accounts had a language are blank: they are not switched to English, they read
+    the panel as their browser asks, and that language is recorded for their mails on the next visit."""
+    old = factories.make_user(email="lama@example.com", language="")
+    client.force_login(old)
+    page = client.get("/servers/", HTTP_ACCEPT_LANGUAGE="id")
+    assert page["Content-Language"] == "id"
+    old.refresh_from_db()
+    assert old.language == "id"
+    # Recorded once: a later visit from an English browser does not change the account's choice.
+    client.get("/servers/", HTTP_ACCEPT_LANGUAGE="en")
+    old.refresh_from_db()
+    assert old.language == "id"

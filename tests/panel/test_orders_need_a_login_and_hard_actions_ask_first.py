@@ -73,7 +73,7 @@ def test_with_two_keys_none_is_chosen(web, customer, catalog):
 def test_power_off_asks_before_it_acts(web, customer, catalog):
     server = factories.make_server(customer, catalog)
     html = web.get(f"/servers/{server.pk}/").content.decode()
-    assert 'value="power_off"' in html and "hx-confirm=" in html and "Power off the server now?" in html
+    assert 'value="power_off"' in html and "hx-confirm=" in html and f"Power off {server.name} now?" in html
 
     response = web.post(f"/servers/{server.pk}/action/", {"action": "power_off"})
     assert response.status_code == 200 and "Please confirm" in response.content.decode()
@@ -120,3 +120,9 @@ def test_deleting_an_ssh_key_asks_first(web, customer):
 
     web.post(f"/ssh-keys/{key.pk}/delete/", {"confirmed": "yes"})
     assert not SSHKey.objects.filter(pk=key.pk).exists()
+
+
+def test_the_question_page_switches_language_back_to_where_the_question_came_from(web, customer):
+    key = factories.make_ssh_key(customer)
+    html = web.post(f"/ssh-keys/{key.pk}/delete/").content.decode()
+    assert '<input name="next" type="hidden" value="/ssh-keys/">' in html

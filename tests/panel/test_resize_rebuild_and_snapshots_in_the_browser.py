@@ -231,14 +231,32 @@ def test_the_controls_show_only_when_the_action_is_allowed(web, server, bigger_p
 def test_the_cards_keep_their_key_while_nothing_changes(web, server, bigger_plan):
     """The polled fragment preserves the cards (and what the customer typed) until their content changes."""
 
-    def key(html):
-        return html.split('id="server-manage-')[1].split('"')[0]
+    def key(html, card="snapshots"):
+        return html.split(f'id="server-{card}-')[1].split('"')[0]
 
     poll = f"/servers/{server.pk}/status/"
-    first = key(web.get(poll, HTTP_HX_REQUEST="true").content.decode())
-    assert key(web.get(poll, HTTP_HX_REQUEST="true").content.decode()) == first
+    first = web.get(poll, HTTP_HX_REQUEST="true").content.decode()
+    again = web.get(poll, HTTP_HX_REQUEST="true").content.decode()
+    assert key(again) == key(first) and key(again, "resize") == key(first, "resize")
     Snapshot.objects.create(server=server, name="new", libvirt_name="snap-1")
-    assert key(web.get(poll, HTTP_HX_REQUEST="true").content.decode()) != first
+    changed = web.get(poll, HTTP_HX_REQUEST="true").content.decode()
+    assert key(changed) != key(first) and key(changed, "resize") != key(first, "resize")
+
+
+def test_only_the_resize_card_is_drawn_anew_for_a_fresh_quote(web, server, bigger_plan, monkeypatch):
+    """The price quote is renewed every few minutes: the resize card is drawn anew, the other cards keep
+    what the customer is typing (a hostname to confirm, a snapshot name)."""
+    from panel.servers import resize_quotes
+
+    def keys(html):
+        return {card: html.split(f'id="server-{card}-')[1].split('"')[0] for card in ("resize", "snapshots")}
+
+    poll = f"/servers/{server.pk}/status/"
+    first = keys(web.get(poll, HTTP_HX_REQUEST="true").content.decode())
+    later = resize_quotes.window() + 1
+    monkeypatch.setattr(resize_quotes, "window", lambda: later)
+    then = keys(web.get(poll, HTTP_HX_REQUEST="true").content.decode())
+    assert then["resize"] != first["resize"] and then["snapshots"] == first["snapshots"]
 
 
 def test_the_status_fragment_refreshes_the_details_after_a_resize(web, server, bigger_plan):

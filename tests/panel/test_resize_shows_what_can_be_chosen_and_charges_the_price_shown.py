@@ -119,45 +119,60 @@ def _subscribed(customer, server, days_ago: int = 10) -> Subscription:
 def test_an_upgrade_is_charged_as_quoted_on_the_page(web, customer, server, bigger_plan):
     subscription = _subscribed(customer, server)
     quoted_at = timezone.now() - timedelta(minutes=4)
-    quote = resize_quotes.make(server.id, subscription.paid_through, quoted_at)
-    expected = prices.proration(subscription, bigger_plan, quoted_at)
-    assert expected != prices.proration(subscription, bigger_plan)  # it shrinks by the minute
+    shown = prices.proration(subscription, bigger_plan, quoted_at)
+    assert shown != prices.proration(subscription, bigger_plan)  # it shrinks by the minute
+    quote = resize_quotes.make(server.id, "small", subscription.paid_through, {"basic-2": shown}, quoted_at)
 
     web.post(f"/servers/{server.pk}/action/", {"action": "resize", "plan": "basic-2", "quote": quote})
     invoice = Invoice.objects.get(account=customer, lines__kind="proration")
-    assert invoice.total == expected
+    assert invoice.total == shown
 
 
-def test_the_page_carries_a_quote_for_the_prices_it_shows(web, customer, server, bigger_plan):
+def test_the_page_carries_a_quote_of_the_prices_it_shows(web, customer, server, bigger_plan):
     subscription = _subscribed(customer, server)
     html = page(web, server)
     start = html.index('name="quote" value="') + len('name="quote" value="')
-    quote = html[start : html.index('"', start)]
-    priced_at = resize_quotes.read(quote, server.id, subscription.paid_through)
-    assert timezone.now() - priced_at < timedelta(seconds=30)
+    quote = resize_quotes.read(
+        html[start : html.index('"', start)], server.id, "small", subscription.paid_through
+    )
+    assert timezone.now() - quote.at < timedelta(seconds=30)
+    assert quote.amounts == {"basic-2": prices.proration(subscription, bigger_plan, quote.at)}
 
 
 def test_an_expired_quote_is_refused_and_nothing_changes(web, customer, server, bigger_plan):
     subscription = _subscribed(customer, server)
     old = timezone.now() - timedelta(seconds=resize_quotes.QUOTE_SECONDS + 60)
-    quote = resize_quotes.make(server.id, subscription.paid_through, old)
+    quote = resize_quotes.make(server.id, "small", subscription.paid_through, {"basic-2": Decimal(1)}, old)
     response = web.post(
         f"/servers/{server.pk}/action/", {"action": "resize", "plan": "basic-2", "quote": quote}, follow=True
     )
     html = response.content.decode()
-    assert "The prices shown have changed since the page was loaded." in html, html[html.find("alert") :][
-        :500
-    ]
+    assert "The prices shown have changed since the page was loaded." in html
     assert not Operation.objects.exists()
     assert not Invoice.objects.filter(lines__kind="proration").exists()
 
 
-def test_a_quote_for_another_server_is_refused(web, customer, server, bigger_plan, catalog):
+def test_a_quote_for_another_server_or_plan_is_refused(web, customer, server, bigger_plan, catalog):
+    """A quote holds for the server on the plan it had: it cannot be replayed after the plan changed."""
     subscription = _subscribed(customer, server)
     other = factories.make_server(customer, catalog, name="other")
-    quote = resize_quotes.make(other.id, subscription.paid_through)
-    web.post(f"/servers/{server.pk}/action/", {"action": "resize", "plan": "basic-2", "quote": quote})
-    assert not Operation.objects.exists()
+    for quote in (
+        resize_quotes.make(other.id, "small", subscription.paid_through, {"basic-2": Decimal(1)}),
+        resize_quotes.make(server.id, "basic-2", subscription.paid_through, {"basic-2": Decimal(1)}),
+    ):
+        web.post(f"/servers/{server.pk}/action/", {"action": "resize", "plan": "basic-2", "quote": quote})
+        assert not Operation.objects.exists()
+
+
+def test_a_resize_through_the_api_is_priced_now(api, customer, server, bigger_plan):
+    subscription = _subscribed(customer, server)
+    response = api(customer).post(
+        f"/api/v1/servers/{server.pk}/actions/", {"type": "resize", "plan": "basic-2"}, format="json"
+    )
+    assert response.status_code == 202
+    invoice = Invoice.objects.get(account=customer, lines__kind="proration")
+    now = prices.proration(subscription, bigger_plan)
+    assert abs(invoice.total - now) <= Decimal(1)  # priced at the request, to the rupiah
 
 
 def test_sizes_are_in_gib(web, server, bigger_plan):

@@ -23,8 +23,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--language",
             choices=[code for code, _name in settings.LANGUAGES],
-            default=settings.LANGUAGE_CODE,
-            help="The language of the account's pages and mails (default: %(default)s).",
+            default="",
+            help="The language of the account's pages and mails (default: the language of the browser it "
+            "first logs in with; until then its mails are in the installation's default language).",
         )
 
     def handle(self, *args, email, password, staff, admin, language, **options):
