@@ -14,11 +14,20 @@ from dataclasses import dataclass
 import libvirt
 from django.conf import settings
 
-from . import connection
+from . import connection, secrets
 from .connection import HypervisorError
 from .models import Host
 from .power_state import PowerState, from_libvirt
-from .xml.domain import Disk, Domain, KernelBoot, NetworkInterface, Serial, clean_traffic, with_resources
+from .xml.domain import (
+    Disk,
+    Domain,
+    Graphics,
+    KernelBoot,
+    NetworkInterface,
+    Serial,
+    clean_traffic,
+    with_resources,
+)
 from .xml.snapshot import Snapshot
 from .xml.storage import GIB, DirPool, Volume
 
@@ -230,6 +239,8 @@ def domain_xml(host: Host, request: DomainRequest, disk_path: str, seed_path: st
         ],
         kernel_boot=request.kernel_boot,
         serial=Serial(log_file="" if host.transport == "test" else request.console_log),
+        # VNC on the host's loopback only, with a password of its own (hypervisor.secrets).
+        graphics=Graphics(password=secrets.console_password(request.uuid)),
     )
     return domain.to_xml()
 

@@ -8,6 +8,8 @@ unreadable, so set PANEL_ENCRYPTION_KEY once in production and keep it.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -49,3 +51,11 @@ def decrypt(stored: str) -> str:
         return _current().decrypt(stored[len(PREFIX) :].encode()).decode()
     except InvalidToken as exc:
         raise SecretUnreadable("the stored secret cannot be decrypted with the current key") from exc
+
+
+def console_password(domain_uuid) -> str:
+    """A domain's VNC password: derived from the panel's key and the domain's UUID, so that nothing needs
+    storing and whatever serves the console can compute it again. Eight characters, all VNC uses."""
+    material = (settings.PANEL_ENCRYPTION_KEY or settings.SECRET_KEY).encode()
+    digest = hmac.new(material, f"vnc-password:{domain_uuid}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode()[:8].lower()

@@ -313,6 +313,9 @@ class Graphics:
     listen: str = "127.0.0.1"
     port: int = -1
     autoport: bool = True
+    # The VNC password (at most 8 characters: VNC's DES challenge uses no more); libvirt hides it from
+    # XMLDesc unless asked for secure information.
+    password: str = ""
 
     def to_element(self, parent: etree._Element) -> etree._Element:
         graphics = _sub(
@@ -322,6 +325,7 @@ class Graphics:
             port=str(self.port),
             autoport="yes" if self.autoport else "no",
             listen=self.listen or None,
+            passwd=self.password or None,
         )
         if self.listen:
             _sub(graphics, "listen", type="address", address=self.listen)
@@ -334,7 +338,32 @@ class Graphics:
             listen=element.get("listen") or _attribute(element, "listen[@type='address']", "address"),
             port=_integer(element.get("port"), -1),
             autoport=element.get("autoport") == "yes",
+            password=element.get("passwd", ""),
         )
+
+
+GUEST_AGENT = "org.qemu.guest_agent.0"
+
+
+@dataclass
+class GuestAgentChannel:
+    """The virtio channel the QEMU guest agent answers on (libvirt picks the host socket's path): what
+    setting a user's password in a running guest goes through."""
+
+    name: str = GUEST_AGENT
+
+    def to_element(self, parent: etree._Element) -> etree._Element:
+        channel = _sub(parent, "channel", type="unix")
+        _sub(channel, "target", type="virtio", name=self.name)
+        return channel
+
+    @classmethod
+    def from_devices(cls, devices: etree._Element) -> GuestAgentChannel | None:
+        for channel in devices.findall("channel"):
+            target = channel.find("target")
+            if target is not None and target.get("type") == "virtio" and target.get("name") == GUEST_AGENT:
+                return cls()
+        return None
 
 
 @dataclass
@@ -401,6 +430,7 @@ class Domain:
     kernel_boot: KernelBoot | None = None
     serial: Serial | None = field(default_factory=Serial)
     console: Console | None = field(default_factory=Console)
+    guest_agent: GuestAgentChannel | None = field(default_factory=GuestAgentChannel)
 
     def __post_init__(self) -> None:
         if isinstance(self.graphics, bool):
@@ -446,6 +476,8 @@ class Domain:
             self.serial.to_element(devices)
         if self.console is not None:
             self.console.to_element(devices)
+        if self.guest_agent is not None:
+            self.guest_agent.to_element(devices)
         if self.graphics is not None:
             self.graphics.to_element(devices)
             video = _sub(devices, "video")
@@ -480,6 +512,7 @@ class Domain:
             kernel_boot=None if os_element is None else KernelBoot.from_element(os_element),
             serial=None if serial is None else Serial.from_element(serial),
             console=None if console is None else Console.from_element(console),
+            guest_agent=GuestAgentChannel.from_devices(devices),
         )
 
 

@@ -13,8 +13,10 @@ from hypervisor.xml.domain import (
     METADATA_NS,
     Disk,
     Domain,
+    Graphics,
     NetworkInterface,
     clean_traffic,
+    parse,
     server_id_from_xml,
 )
 from hypervisor.xml.storage import GIB, DirPool, Volume, pool_target_path
@@ -140,3 +142,20 @@ def test_metadata_of_another_application_is_not_mistaken_for_the_panels():
     xml = """<domain type="kvm"><name>foreign</name><metadata>
       <other:server xmlns:other="urn:someone-else" id="not-ours"/></metadata></domain>"""
     assert server_id_from_xml(xml) is None
+
+
+def test_the_guest_agent_channel_and_a_vnc_password_validate_and_read_back(tmp_path):
+    domain = full_domain("kvm", graphics=Graphics(password="s3cr3t99"))
+    xml = domain.to_xml()
+    assert_valid(tmp_path, xml, "domain")
+    root = etree.fromstring(xml.encode())
+    channel = root.find("devices/channel")
+    assert channel.get("type") == "unix"
+    assert (channel.find("target").get("type"), channel.find("target").get("name")) == (
+        "virtio",
+        "org.qemu.guest_agent.0",
+    )
+    assert root.find("devices/graphics").get("passwd") == "s3cr3t99"
+    again = parse(xml)
+    assert again.guest_agent is not None and again.graphics.password == "s3cr3t99"
+    assert parse(full_domain("kvm", guest_agent=None).to_xml()).guest_agent is None
