@@ -145,6 +145,19 @@ def _is_new_account_limit(user: User, name: str) -> bool:
     return new_account is not None and (own is None or new_account < own)
 
 
+def exceeded(limits: dict[str, int | None], used: dict[str, int], more: dict[str, int]) -> str | None:
+    """The first resource that `more`, added to `used`, takes over its limit; None when everything fits.
+    Only the resources that grow and have a limit count (`used` needs only those)."""
+    return next(
+        (
+            name
+            for name, extra in more.items()
+            if extra > 0 and limits.get(name) is not None and used[name] + extra > limits[name]
+        ),
+        None,
+    )
+
+
 def check(user: User, more: dict[str, int]) -> None:
     """Raise QuotaExceeded naming the first quota that `more` (added to the current usage) would exceed.
     Only the resources that grow and have a limit are counted."""
@@ -153,23 +166,22 @@ def check(user: User, more: dict[str, int]) -> None:
     if not counted:
         return
     used = usage(user, counted)
-    for name in counted:
-        limit, extra = limits[name], more[name]
-        if used[name] + extra > limit:
-            values = {"limit": limit, "what": LABELS[name], "used": used[name], "extra": extra}
-            if _is_new_account_limit(user, name):
-                raise QuotaExceeded(
-                    _(
-                        "New accounts may use %(limit)s %(what)s until their payments reach %(amount)s "
-                        "%(currency)s; you use %(used)s and this needs %(extra)s more. The limit is lifted "
-                        "automatically when they do."
-                    )
-                    % {**values, "amount": lift_amount(), "currency": currency()}
-                )
-            raise QuotaExceeded(
-                _("Your quota allows %(limit)s %(what)s; you use %(used)s and this needs %(extra)s more.")
-                % values
+    name = exceeded(limits, used, more)
+    if name is None:
+        return
+    values = {"limit": limits[name], "what": LABELS[name], "used": used[name], "extra": more[name]}
+    if _is_new_account_limit(user, name):
+        raise QuotaExceeded(
+            _(
+                "New accounts may use %(limit)s %(what)s until their payments reach %(amount)s "
+                "%(currency)s; you use %(used)s and this needs %(extra)s more. The limit is lifted "
+                "automatically when they do."
             )
+            % {**values, "amount": lift_amount(), "currency": currency()}
+        )
+    raise QuotaExceeded(
+        _("Your quota allows %(limit)s %(what)s; you use %(used)s and this needs %(extra)s more.") % values
+    )
 
 
 def set_limits(user: User, limits: dict[str, int | None], by: User | None = None) -> Quota:

@@ -130,10 +130,8 @@ def _resize_choices(
 
     def over_quota(plan: Plan) -> bool:
         new = {"vcpus": plan.vcpus, "memory_mib": plan.memory_mib, "disk_gib": plan.disk_gib}
-        return any(
-            new[name] > current[name] and used[name] + new[name] - current[name] > limits[name]
-            for name in limited
-        )
+        more = {name: new[name] - current[name] for name in limited}
+        return quotas.exceeded(limits, used, more) is not None
 
     return [
         ResizeChoice(
