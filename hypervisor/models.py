@@ -38,7 +38,13 @@ class Region(models.Model):
 
 class Image(models.Model):
     """An operating system image customers can install: a qcow2 file on the panel server, copied to each
-    host's storage pool on first use. Images made for direct kernel boot also carry a kernel and initrd."""
+    host's storage pool on first use. Images made for direct kernel boot also carry a kernel and initrd.
+    The same goes for the rescue system and for installer ISOs (`purpose`)."""
+
+    class Purpose(models.TextChoices):
+        OS = "os", _("Operating system")
+        RESCUE = "rescue", _("Rescue system")
+        ISO = "iso", _("ISO image")
 
     slug = models.SlugField(_("slug"), unique=True)
     name = models.CharField(_("name"), max_length=100)
@@ -53,6 +59,9 @@ class Image(models.Model):
     initrd_checksum = models.CharField(max_length=64, blank=True)
     cmdline = models.CharField(_("kernel command line"), max_length=500, blank=True)
     is_active = models.BooleanField(_("available"), default=True)
+    # What it is for: an operating system customers order and rebuild with, the rescue system that rescue
+    # mode boots (with the server's own disk attached), or an installer ISO customers boot from.
+    purpose = models.CharField(_("purpose"), max_length=10, choices=Purpose.choices, default=Purpose.OS)
 
     class Meta:
         ordering = ["name"]

@@ -3,6 +3,7 @@ from here, and code may import them from here or from their sub-package."""
 
 from panel.accounts.models import ApiToken, Quota, SSHKey, User
 from panel.activity.models import ActivityEvent
+from panel.console.models import ConsoleSession
 from panel.infrastructure.models import Notice
 from panel.servers.models import Operation, Server, Snapshot
 from panel.usage.models import MeterState, TransferPeriod, UsageSample
@@ -10,6 +11,7 @@ from panel.usage.models import MeterState, TransferPeriod, UsageSample
 __all__ = [
     "ActivityEvent",
     "ApiToken",
+    "ConsoleSession",
     "MeterState",
     "Notice",
     "Operation",

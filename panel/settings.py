@@ -465,3 +465,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# The console proxy (`manage.py console_proxy`, docs/deployment.md): the address it listens on, the ws:// or
+# wss:// URL browsers reach it at (blank: ws(s)://<the page's host>:<its port>/console, right for the demo and
+# a single machine; behind a TLS proxy set e.g. wss://panel.example.com/console), how long a console token
+# may wait to be used (at most 60 seconds), and origins other than the panel's own pages allowed to connect.
+CONSOLE_BIND = os.environ.get("CONSOLE_BIND", "127.0.0.1:8001")
+CONSOLE_URL = os.environ.get("CONSOLE_URL", "")
+CONSOLE_TOKEN_TTL = int(os.environ.get("CONSOLE_TOKEN_TTL", "30"))
+CONSOLE_ALLOWED_ORIGINS = env_list("CONSOLE_ALLOWED_ORIGINS")

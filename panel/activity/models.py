@@ -31,6 +31,7 @@ class ActivityEvent(models.Model):
         SSH_KEY_DELETED = "ssh_key_deleted", _("SSH key deleted")
         SERVER_ORDERED = "server_ordered", _("Server ordered")
         SERVER_ACTION = "server_action", _("Server action")
+        CONSOLE_OPENED = "console_opened", _("Console opened")
         PAYMENT = "payment", _("Payment")
         QUOTA_CHANGED = "quota_changed", _("Quota changed")
         LIMITS_LIFTED = "limits_lifted", _("New-account limits lifted")

@@ -26,6 +26,10 @@ class Server(models.Model):
     plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")
     image = models.ForeignKey("hypervisor.Image", on_delete=models.PROTECT, related_name="+")
     region = models.ForeignKey("hypervisor.Region", on_delete=models.PROTECT, related_name="+")
+    # The installer ISO attached to the server (an Image of purpose iso), booted before its disk.
+    iso = models.ForeignKey(
+        "hypervisor.Image", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     host = models.ForeignKey(
         "hypervisor.Host", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

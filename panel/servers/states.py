@@ -43,6 +43,7 @@ class Status(models.TextChoices):
     RUNNING = "running", _("Running")
     STOPPED = "stopped", _("Stopped")
     SUSPENDED = "suspended", _("Suspended")
+    RESCUE = "rescue", _("Rescue mode")
     ERROR = "error", _("Error")
     DELETING = "deleting", _("Deleting")
     DELETED = "deleted", _("Deleted")
@@ -61,6 +62,11 @@ class Task(models.TextChoices):
     DELETE_SNAPSHOT = "delete_snapshot", _("Delete snapshot")
     SUSPEND = "suspend", _("Suspend")
     UNSUSPEND = "unsuspend", _("Unsuspend")
+    RESCUE = "rescue", _("Start rescue mode")
+    UNRESCUE = "unrescue", _("Leave rescue mode")
+    RESET_PASSWORD = "reset_password", _("Reset root password")
+    ATTACH_ISO = "attach_iso", _("Attach ISO")
+    DETACH_ISO = "detach_iso", _("Detach ISO")
     DELETE = "delete", _("Delete")
 
 
@@ -93,7 +99,14 @@ ACTIONS: dict[Task, Action] = {
     Task.DELETE_SNAPSHOT: Action(_LIVE, _("delete a snapshot of")),
     Task.SUSPEND: Action(_LIVE, _("suspend")),
     Task.UNSUSPEND: Action(frozenset({Status.SUSPENDED}), _("unsuspend")),
-    Task.DELETE: Action(_LIVE | {Status.ERROR, Status.SUSPENDED}, _("delete"), Status.DELETING),
+    Task.RESCUE: Action(_LIVE, _("start rescue mode for")),
+    Task.UNRESCUE: Action(frozenset({Status.RESCUE}), _("leave rescue mode of")),
+    Task.RESET_PASSWORD: Action(frozenset({Status.RUNNING}), _("reset the root password of")),
+    Task.ATTACH_ISO: Action(_LIVE, _("attach an ISO to")),
+    Task.DETACH_ISO: Action(_LIVE, _("detach the ISO from")),
+    Task.DELETE: Action(
+        _LIVE | {Status.ERROR, Status.SUSPENDED, Status.RESCUE}, _("delete"), Status.DELETING
+    ),
 }
 
 # Every status change: an operation's outcome (success, failure), reconcile (a guest that shut itself
@@ -101,8 +114,14 @@ ACTIONS: dict[Task, Action] = {
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.PROVISIONING, Status.ERROR}),
     Status.PROVISIONING: frozenset({Status.RUNNING, Status.ERROR}),
-    Status.RUNNING: frozenset({Status.STOPPED, Status.SUSPENDED, Status.ERROR, Status.DELETING}),
-    Status.STOPPED: frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR, Status.DELETING}),
+    Status.RUNNING: frozenset(
+        {Status.STOPPED, Status.SUSPENDED, Status.RESCUE, Status.ERROR, Status.DELETING}
+    ),
+    Status.STOPPED: frozenset(
+        {Status.RUNNING, Status.SUSPENDED, Status.RESCUE, Status.ERROR, Status.DELETING}
+    ),
+    # Rescue mode ends by leaving it (the server boots normally) or by deleting the server.
+    Status.RESCUE: frozenset({Status.RUNNING, Status.ERROR, Status.DELETING}),
     Status.SUSPENDED: frozenset({Status.RUNNING, Status.ERROR, Status.DELETING}),
     Status.ERROR: frozenset({Status.RUNNING, Status.STOPPED, Status.DELETING}),
     Status.DELETING: frozenset({Status.DELETED, Status.ERROR}),
@@ -124,6 +143,11 @@ TASK_PROGRESS: dict[Task, str] = {
     Task.DELETE_SNAPSHOT: _("Deleting a snapshot…"),
     Task.SUSPEND: _("Suspending…"),
     Task.UNSUSPEND: _("Unsuspending…"),
+    Task.RESCUE: _("Starting rescue mode…"),
+    Task.UNRESCUE: _("Leaving rescue mode…"),
+    Task.RESET_PASSWORD: _("Resetting the root password…"),
+    Task.ATTACH_ISO: _("Attaching the ISO…"),
+    Task.DETACH_ISO: _("Detaching the ISO…"),
     Task.DELETE: _("Deleting…"),
 }
 
@@ -133,6 +157,10 @@ STATUS_HINTS: dict[Status, str] = {
     Status.RUNNING: _("Your server is up and running."),
     Status.STOPPED: _("Your server is stopped. Start it to bring it back online."),
     Status.SUSPENDED: _("This server is suspended. Please check your account balance or contact support."),
+    Status.RESCUE: _(
+        "Your server runs the rescue system, with its own disk attached as a second disk. Leave rescue mode "
+        "to boot it normally."
+    ),
     Status.ERROR: _("Your server is in an error state. You can delete it, or contact support."),
     Status.DELETING: _("Your server is being deleted."),
     Status.DELETED: _("This server has been deleted."),
