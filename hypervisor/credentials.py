@@ -113,24 +113,43 @@ def _with_params(uri: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def _ssh_files(host: Host) -> tuple[Path, list[str]]:
+    """The panel's private key file for the host and the ssh options that pin its recorded host keys (the
+    files are written, private, when missing or changed)."""
+    directory = _private_dir(host)
+    key_file = directory / "id_ed25519"
+    known_hosts = directory / "known_hosts"
+    _write(key_file, secrets.decrypt(panel_key_pair().private_key))
+    _write(known_hosts, host.ssh_host_keys)
+    options = [
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes",
+        "-o", "ConnectTimeout=10",
+        "-o", "ServerAliveInterval=10",
+    ]  # fmt: skip
+    return key_file, options
+
+
+def ssh_tunnel_command(host: Host, address: str, port: int) -> list[str]:
+    """The command that connects to `address:port` as seen from a qemu+ssh host, through ssh with the
+    panel's key (`ssh -W`: its standard input and output are the connection); what the console proxy
+    uses to reach a VNC server listening on the host's loopback."""
+    target, ssh_port, user = ssh_target(host.uri)
+    if not target or target.startswith("-"):
+        raise ValueError(f"not a host name: {target!r}")
+    key_file, options = _ssh_files(host)
+    return ["ssh", *options, "-i", str(key_file), "-p", str(ssh_port), "-l", user,
+            "-W", f"{address}:{port}", "--", target]  # fmt: skip
+
+
 def connect_uri(host: Host) -> str:
     """The URI libvirt opens for this host, with key files, known hosts or PKI paths filled in."""
     if host.transport == "qemu+ssh":
-        directory = _private_dir(host)
-        key_file = directory / "id_ed25519"
-        known_hosts = directory / "known_hosts"
-        wrapper = directory / "ssh"
-        _write(key_file, secrets.decrypt(panel_key_pair().private_key))
-        _write(known_hosts, host.ssh_host_keys)
+        key_file, options = _ssh_files(host)
         # libvirt's ssh transport runs `command`; the wrapper pins the recorded host keys.
-        options = [
-            "-o", f"UserKnownHostsFile={known_hosts}",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=10",
-            "-o", "ServerAliveInterval=10",
-        ]  # fmt: skip
+        wrapper = _private_dir(host) / "ssh"
         # libvirt keeps only 1 KiB of the command's error output, and ssh's warnings are long (a changed
         # host key names the known_hosts path three times): pass on the end of it, where the reason is.
         script = f'#!/bin/sh\n{{ ssh {shlex.join(options)} "$@" 2>&1 1>&3 3>&- | tail -c 512 1>&2; }} 3>&1\n'

@@ -1,6 +1,6 @@
 """`make run`: the demo panel with embedded defaults (SQLite, a filesystem broker), a web server, one
-Celery worker, beat and the libvirt event listener (`manage.py listen_events`: a guest that shuts itself
-down shows as stopped within seconds). Prints the URL and the demo logins; Ctrl-C stops everything."""
+Celery worker, beat, the libvirt event listener (`manage.py listen_events`: a guest that shuts itself
+down shows as stopped within seconds) and the console proxy (`manage.py console_proxy`, on PORT + 1). Prints the URL and the demo logins; Ctrl-C stops everything."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def main() -> int:
     env.setdefault("DEBUG", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
+    console_bind = env.setdefault("CONSOLE_BIND", f"{host}:{int(port) + 1}")
     reason = refusal(host, env)
     if reason:
         print(reason, file=sys.stderr)
@@ -102,6 +103,9 @@ def main() -> int:
         # Lifecycle events of the hosts' domains, applied to servers at once (a simulated test:/// host
         # lives inside the worker, so the listener leaves it to the periodic reconcile).
         "events": [*manage, "listen_events"],
+        # The browser consoles' websockets (the simulated host's domains have no console to reach; servers
+        # on a real host added with `manage.py add_host` do).
+        "console": [*manage, "console_proxy", "--bind", console_bind],
     }
     processes = {}
     for name, command in commands.items():
@@ -112,7 +116,7 @@ def main() -> int:
 
     print(seed.stdout.rstrip())
     print(f"\nThe panel is at http://{host}:{port}/  (API docs: http://{host}:{port}/api/v1/docs/)")
-    print(f"Logs: {logs}/web.log, worker.log, beat.log, events.log. Press Ctrl-C to stop.\n")
+    print(f"Logs: {logs}/web.log, worker.log, beat.log, events.log, console.log. Press Ctrl-C to stop.\n")
 
     stopping = False
 

@@ -29,11 +29,11 @@ from panel.servers.actions import Conflict
 from panel.servers.models import Server
 from panel.servers.states import Status
 
-__all__ = ["OPEN_STATUSES", "Grant", "Refused", "open_console", "redeem", "why_closed", "end"]
+__all__ = ["OPEN_STATUSES", "Grant", "Refused", "closing", "end", "open_console", "redeem", "why_closed"]
 
 MAX_TTL = 60
 # The statuses a server's console may be opened in and stays open in.
-OPEN_STATUSES = frozenset({Status.RUNNING})
+OPEN_STATUSES = frozenset({Status.RUNNING, Status.RESCUE})
 # The statuses that close an open console at once (others, such as stopped, end it by themselves: the
 # guest's end of the connection goes away).
 CLOSING_STATUSES = frozenset({Status.SUSPENDED, Status.DELETING, Status.DELETED})
@@ -170,6 +170,13 @@ def why_closed(session: ConsoleSession | int) -> str | None:
     if not may_open(user, server):
         return "the server changed owner"
     return None
+
+
+def closing(session_ids) -> dict[int, str]:
+    """Of these open consoles, the ones that must close now and why (one query)."""
+    sessions = ConsoleSession.objects.select_related("server", "user").filter(pk__in=list(session_ids))
+    reasons = {session.pk: why_closed(session) for session in sessions}
+    return {pk: reason for pk, reason in reasons.items() if reason is not None}
 
 
 def end(session_id: int, reason: str) -> None:
