@@ -47,9 +47,15 @@ def is_local(host: Host) -> bool:
     return parts.scheme.lower() in ("qemu", "qemu+unix") and not parts.hostname
 
 
+def _check_reachable(host: Host) -> None:
+    if host.transport == "test":
+        raise HypervisorError("a simulated host has no consoles; servers on real hosts do")
+
+
 def vnc_endpoint(host: Host, domain_uuid: str) -> VncEndpoint:
     """The running domain's VNC server (HypervisorError when the domain has none or is not running, or the
     host's transport cannot reach it)."""
+    _check_reachable(host)
     if not is_local(host) and host.transport != "qemu+ssh":
         raise HypervisorError(
             "the graphical console needs a local or qemu+ssh host; use the serial console on this host"
@@ -81,6 +87,7 @@ class SerialConsole:
     thread: a blocked `read` returns)."""
 
     def __init__(self, host: Host, domain_uuid: str):
+        _check_reachable(host)
         uri = credentials.connect_uri(host)  # reads the database: call it outside libvirt's threads
         connection.ensure_event_loop()
         self._closed = threading.Event()
