@@ -174,8 +174,11 @@ def why_closed(session: ConsoleSession | int) -> str | None:
 
 def closing(session_ids) -> dict[int, str]:
     """Of these open consoles, the ones that must close now and why (one query)."""
-    sessions = ConsoleSession.objects.select_related("server", "user").filter(pk__in=list(session_ids))
+    session_ids = set(session_ids)
+    sessions = ConsoleSession.objects.select_related("server", "user").filter(pk__in=session_ids)
     reasons = {session.pk: why_closed(session) for session in sessions}
+    # A session that is gone went with its server (or its user).
+    reasons.update({pk: "the server was deleted" for pk in session_ids - set(reasons)})
     return {pk: reason for pk, reason in reasons.items() if reason is not None}
 
 
