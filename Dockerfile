@@ -1,4 +1,12 @@
 # The panel image used by docker-compose.yml for the web server, the worker and beat.
+
+# The consoles' browser libraries (noVNC, xterm.js), exactly as package-lock.json pins them; no install
+# scripts run. collectstatic below takes the files the panel serves from node_modules (STATICFILES_DIRS).
+FROM node:20-bookworm-slim AS browser-assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
@@ -16,6 +24,7 @@ COPY manage.py ./
 COPY templates templates
 COPY static static
 COPY locale locale
+COPY --from=browser-assets /assets/node_modules node_modules
 RUN DEMO=1 PANEL_DATA_DIR=/tmp/build python manage.py collectstatic --no-input -v 0 \
     && mv /tmp/build/static /app/static-collected
 ENV STATIC_ROOT=/app/static-collected PANEL_DATA_DIR=/var/lib/panel

@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+NODE_MODULES := node_modules
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -13,13 +14,20 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: setup run test lint format migrations clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(NODE_MODULES)/.installed
 
 $(VENV)/.installed: pyproject.toml scripts/system-packages.sh
 	bash scripts/system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The consoles' browser libraries (noVNC, xterm.js), exactly as package-lock.json pins them; Django serves
+# them from node_modules (STATICFILES_DIRS). No install scripts run.
+$(NODE_MODULES)/.installed: package.json package-lock.json scripts/system-packages.sh
+	bash scripts/system-packages.sh
+	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 run: setup
@@ -44,7 +52,7 @@ migrations: setup
 	DEBUG=1 $(PY) manage.py makemigrations
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_MODULES) var .pytest_cache .ruff_cache
 
 # `make bench`: the benchmarks of issue 7 (bench/run.py; sizes from BENCH_* variables). Prints the table and
 # writes bench/results.json.

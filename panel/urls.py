@@ -7,6 +7,8 @@ from panel.accounts import login_views, ssh_key_views, two_factor_views
 from panel.accounts import staff_views as customer_staff
 from panel.accounts import views as accounts
 from panel.activity import views as audit
+from panel.console import staff_views as console_staff
+from panel.console import views as console
 from panel.infrastructure import host_views, image_views, ip_pool_views
 from panel.servers import staff_views as server_staff
 from panel.servers import views as servers
@@ -57,11 +59,33 @@ urlpatterns = [
     path("servers/<uuid:pk>/action/", servers.server_action, name="server-action"),
     path("servers/<uuid:pk>/ptr/", servers.server_ptr, name="server-ptr"),
     path("servers/<uuid:pk>/usage/", usage.server_usage, name="server-usage"),
+    path("servers/<uuid:pk>/console/", console.server_console, name="server-console"),
+    path(
+        "servers/<uuid:pk>/console/<str:console_type>/token/",
+        console.server_console_token,
+        name="server-console-token",
+    ),
+    path(
+        "servers/<uuid:pk>/console/<str:console_type>/window/",
+        console.server_console_window,
+        name="server-console-window",
+    ),
     path("ssh-keys/", ssh_key_views.ssh_key_list, name="ssh-keys"),
     path("ssh-keys/<int:pk>/delete/", ssh_key_views.ssh_key_delete, name="ssh-key-delete"),
     path("staff/servers/", server_staff.staff_servers, name="staff-servers"),
     path("staff/servers/<uuid:pk>/", server_staff.staff_server, name="staff-server"),
     path("staff/servers/<uuid:pk>/action/", server_staff.staff_server_action, name="staff-server-action"),
+    path("staff/servers/<uuid:pk>/console/", console_staff.staff_server_console, name="staff-server-console"),
+    path(
+        "staff/servers/<uuid:pk>/console/<str:console_type>/token/",
+        console_staff.staff_server_console_token,
+        name="staff-server-console-token",
+    ),
+    path(
+        "staff/servers/<uuid:pk>/console/<str:console_type>/window/",
+        console_staff.staff_server_console_window,
+        name="staff-server-console-window",
+    ),
     path("staff/customers/", customer_staff.staff_customers, name="staff-customers"),
     path("staff/customers/<int:pk>/", customer_staff.customer_detail, name="staff-customer"),
     path("staff/servers/<uuid:pk>/traffic-block/", usage.add_traffic_block, name="staff-traffic-block"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Debian packages that building libvirt-python needs (its C headers and pkg-config), installed with
-# apt when missing and when running as root; otherwise a clear message naming them.
+# The Debian packages that building libvirt-python needs (its C headers and pkg-config), and Node.js with
+# npm (`npm ci` installs the consoles' browser libraries, package-lock.json), installed with apt when missing
+# and when running as root; otherwise a clear message naming them.
 set -euo pipefail
 
 needed=(pkg-config libvirt-dev gcc python3-dev python3-venv)
@@ -12,6 +13,10 @@ done
 if ! python3 -c 'import sys; sys.exit(sys.prefix != "/usr")' 2>/dev/null; then
   missing=("${missing[@]/python3-dev}")
   missing=("${missing[@]/python3-venv}")
+fi
+# A node and npm that are not Debian's (NodeSource, nvm) will do as well.
+if ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  missing+=(nodejs npm)
 fi
 read -r -a missing <<< "${missing[*]}"
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -37,7 +37,7 @@ class Link:
 
 
 CUSTOMER_TABS = (
-    Entry(_("Servers"), "server-list", ("server-order", "server-detail")),
+    Entry(_("Servers"), "server-list", ("server-order", "server-detail", "server-console")),
     Entry(_("SSH keys"), "ssh-keys"),
     Entry(_("Billing"), "billing", ("billing-top-up", "invoice")),
     Entry(
@@ -54,7 +54,7 @@ CUSTOMER_TABS = (
     ),
 )
 STAFF_ENTRIES = (
-    Entry(_("Servers"), "staff-servers", ("staff-server",), hint=_("all customers")),
+    Entry(_("Servers"), "staff-servers", ("staff-server", "staff-server-console"), hint=_("all customers")),
     Entry(_("Customers"), "staff-customers", ("staff-customer", "staff-invoice")),
     Entry(_("Overdue"), "staff-overdue"),
     Entry(_("Hosts"), "host-list", ("host-detail", "host-settings")),
