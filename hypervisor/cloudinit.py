@@ -55,6 +55,11 @@ def _yaml(data: dict) -> str:
     return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+ROOT_LOGIN_DROP_IN = "/etc/ssh/sshd_config.d/00-vpspanel-rescue.conf"
+ROOT_LOGIN_CONFIG = "PermitRootLogin yes\nPasswordAuthentication yes\n"
+RELOAD_SSHD = "systemctl reload-or-restart ssh || systemctl reload-or-restart sshd || true"
+
+
 @dataclass
 class GuestConfig:
     instance_id: str
@@ -63,6 +68,8 @@ class GuestConfig:
     password_hash: str = ""
     network: StaticNetwork | None = None
     user_data: str = ""
+    # Rescue mode: root may log in over SSH with its password (most images allow root only a key).
+    root_password_login: bool = False
 
     def meta_data(self) -> str:
         return _yaml({"instance-id": self.instance_id, "local-hostname": self.hostname.split(".")[0]})
@@ -83,6 +90,14 @@ class GuestConfig:
         if self.password_hash:
             root["hashed_passwd"] = self.password_hash
         config["users"] = [root]
+        if self.root_password_login:
+            # sshd takes the first value it reads, and Debian's and Ubuntu's sshd_config include
+            # sshd_config.d/*.conf at the top; sshd is reloaded in case it started before the file was
+            # written.
+            config["write_files"] = [
+                {"path": ROOT_LOGIN_DROP_IN, "permissions": "0644", "content": ROOT_LOGIN_CONFIG}
+            ]
+            config["runcmd"] = [["sh", "-c", RELOAD_SSHD]]
         return config
 
     def user_data_document(self) -> str:

@@ -109,6 +109,10 @@ class SerialConsole:
             self._conn.close()
             raise
 
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
     def read(self) -> bytes:
         if self._closed.is_set():
             return b""

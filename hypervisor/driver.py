@@ -6,6 +6,8 @@ Hypervisor code knows a server only as a consumer UUID plus plain resource numbe
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 import time
 import uuid as uuid_module
@@ -26,6 +28,11 @@ from .xml.domain import (
     NetworkInterface,
     Serial,
     clean_traffic,
+    has_iso,
+    iso_boot_devices,
+    iso_drive,
+    parse,
+    with_iso,
     with_resources,
 )
 from .xml.snapshot import Snapshot
@@ -47,6 +54,8 @@ class DomainRequest:
     # The IPv4 addresses the guest may send from (the anti-spoofing filter is bound to them).
     ipv4: tuple[str, ...] = ()
     kernel_boot: KernelBoot | None = None
+    # An installer ISO (its base volume on the host) in a read-only CD-ROM drive, booted before the disk.
+    iso_path: str = ""
 
     @property
     def volume_name(self) -> str:
@@ -55,6 +64,15 @@ class DomainRequest:
     @property
     def seed_volume_name(self) -> str:
         return f"{self.uuid}-seed.iso"
+
+    @property
+    def rescue_volume_name(self) -> str:
+        """Rescue mode's throwaway overlay of the rescue system (the domain's first disk while in rescue)."""
+        return f"{self.uuid}-rescue.qcow2"
+
+    @property
+    def rescue_seed_volume_name(self) -> str:
+        return f"{self.uuid}-rescue-seed.iso"
 
     @property
     def console_log(self) -> str:
@@ -159,18 +177,21 @@ def delete_disk(host: Host, request: DomainRequest) -> None:
     connection.run(host, work)
 
 
-def write_seed(host: Host, request: DomainRequest, iso: bytes, replace: bool = False) -> str:
+def write_seed(
+    host: Host, request: DomainRequest, iso: bytes, replace: bool = False, volume_name: str = ""
+) -> str:
     """Write the server's cloud-init seed volume with these bytes unless it exists (`replace`: write it
-    anew, for a rebuild); return its path."""
+    anew, for a rebuild); return its path. `volume_name`: another seed volume (rescue mode's)."""
+    name = volume_name or request.seed_volume_name
 
     def work(conn: libvirt.virConnect) -> str:
         pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
-        old = _find_volume(pool, request.seed_volume_name)
+        old = _find_volume(pool, name)
         if old is not None and not replace:
             return old.path()
         if old is not None:
             old.delete(0)
-        volume = pool.createXML(Volume(request.seed_volume_name, len(iso), format="raw").to_xml(), 0)
+        volume = pool.createXML(Volume(name, len(iso), format="raw").to_xml(), 0)
         if host.transport != "test":  # the simulated host stores no data
             stream = conn.newStream(0)
             volume.upload(stream, 0, len(iso), 0)
@@ -211,7 +232,10 @@ def resize_disk(host: Host, request: DomainRequest) -> None:
     connection.run(host, work)
 
 
-def domain_xml(host: Host, request: DomainRequest, disk_path: str, seed_path: str = "") -> str:
+def domain_xml(
+    host: Host, request: DomainRequest, disk_path: str, seed_path: str = "", machine: str = ""
+) -> str:
+    """`machine`: the machine type to keep (an attached ISO's drive is on a bus it has)."""
     disks = [Disk(source_file=disk_path)]
     if seed_path:
         # A virtio disk, not a CD-ROM: cloud kernels often lack the SATA (AHCI) driver. Read-only and left
@@ -221,6 +245,8 @@ def domain_xml(host: Host, request: DomainRequest, disk_path: str, seed_path: st
                 source_file=seed_path, target_dev="vdb", driver_type="raw", read_only=True, in_snapshots=False
             )
         )
+    if request.iso_path:
+        disks.append(iso_drive(request.iso_path, machine))
     domain = Domain(
         name=request.name,
         uuid=request.uuid,
@@ -241,6 +267,8 @@ def domain_xml(host: Host, request: DomainRequest, disk_path: str, seed_path: st
         serial=Serial(log_file="" if host.transport == "test" else request.console_log),
         # VNC on the host's loopback only, with a password of its own (hypervisor.secrets).
         graphics=Graphics(password=secrets.console_password(request.uuid)),
+        boot_devices=iso_boot_devices(request.iso_path),
+        machine=machine if request.iso_path else "",
     )
     return domain.to_xml()
 
@@ -252,13 +280,47 @@ def define_domain(
     updates the persistent configuration of an existing domain: resize, rebuild)."""
 
     def work(conn: libvirt.virConnect) -> None:
-        if not replace and _find_domain(conn, request.uuid) is not None:
+        domain = _find_domain(conn, request.uuid)
+        if not replace and domain is not None:
             return
         if not host.bridge:
             ensure_network(conn, host.network)
-        conn.defineXML(domain_xml(host, request, disk_path, seed_path))
+        machine = ""
+        if request.iso_path:
+            # The ISO's drive goes on a bus the machine type has, and libvirt chooses the machine type of a
+            # new domain: a new one is defined without the drive first. A redefinition keeps its machine.
+            if domain is None:
+                without = dataclasses.replace(request, iso_path="")
+                domain = conn.defineXML(domain_xml(host, without, disk_path, seed_path))
+            machine = parse(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).machine
+        conn.defineXML(domain_xml(host, request, disk_path, seed_path, machine))
 
     connection.run(host, work)
+
+
+def set_iso(host: Host, uuid: uuid_module.UUID, iso_path: str) -> None:
+    """Put the installer ISO `iso_path` (its base volume on the host) in the domain's read-only CD-ROM drive,
+    booted before the disk; `iso_path` empty: remove the drive, boot from the disk. Changes the persistent
+    definition (libvirt's own, edited in place), which a running domain takes at its next start; defines
+    nothing when it says so already."""
+
+    def work(conn: libvirt.virConnect) -> None:
+        domain = _require_domain(conn, uuid)
+        xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+        if not has_iso(xml, iso_path):
+            conn.defineXML(with_iso(xml, iso_path))
+
+    connection.run(host, work)
+
+
+def running_iso(host: Host, uuid: uuid_module.UUID) -> str | None:
+    """The installer ISO in the running domain's CD-ROM drive ("" for none); None when it is not running."""
+
+    def work(conn: libvirt.virConnect) -> str | None:
+        domain = _require_domain(conn, uuid)
+        return parse(domain.XMLDesc(0)).iso_path if domain.isActive() else None
+
+    return connection.run(host, work)
 
 
 def start(host: Host, uuid: uuid_module.UUID) -> PowerState:
@@ -430,12 +492,166 @@ def destroy(host: Host, request: DomainRequest) -> None:
             raise
         if not pool.isActive():
             pool.create(0)
-        for name in (request.volume_name, request.seed_volume_name):
+        names = (request.volume_name, request.seed_volume_name, *_rescue_volume_names(request))
+        for name in names:
             volume = _find_volume(pool, name)
             if volume is not None:
                 volume.delete(0)
 
     connection.run(host, work)
+
+
+# Rescue mode: the domain boots a rescue system from a throwaway overlay (its first disk), with the server's
+# own disk as the second and a seed of its own (a one-time root password) as the third. Leaving it defines
+# the server's own domain again.
+
+
+def _rescue_volume_names(request: DomainRequest) -> tuple[str, str]:
+    return (request.rescue_volume_name, request.rescue_seed_volume_name)
+
+
+def _boots_rescue(xml: str, request: DomainRequest) -> bool:
+    """Whether a domain definition has the rescue overlay among its disks."""
+    return any(disk.source_file.rsplit("/", 1)[-1] == request.rescue_volume_name for disk in parse(xml).disks)
+
+
+def defined_for_rescue(host: Host, request: DomainRequest) -> bool:
+    """Whether the domain's persistent definition boots the rescue system (False without a domain)."""
+
+    def work(conn: libvirt.virConnect) -> bool:
+        domain = _find_domain(conn, request.uuid)
+        if domain is None:
+            return False
+        return _boots_rescue(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), request)
+
+    return connection.run(host, work)
+
+
+def disk_path(host: Host, request: DomainRequest) -> str:
+    """The path of the server's own disk on its host; an error when it is missing."""
+
+    def work(conn: libvirt.virConnect) -> str:
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        volume = _find_volume(pool, request.volume_name)
+        if volume is None:
+            raise HypervisorError("the server's disk is missing on its host")
+        return volume.path()
+
+    return connection.run(host, work)
+
+
+def create_rescue_disk(host: Host, request: DomainRequest, base_path: str, capacity_bytes: int) -> str:
+    """A fresh copy-on-write overlay of the rescue system's base volume (`base_path`; a blank disk without
+    one) in place of any an earlier rescue left; return its path. The domain must not be running it."""
+
+    def work(conn: libvirt.virConnect) -> str:
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        old = _find_volume(pool, request.rescue_volume_name)
+        if old is not None:
+            old.delete(0)
+        spec = Volume(request.rescue_volume_name, capacity_bytes, backing_path=base_path)
+        return _create_volume(pool, spec).path()
+
+    return connection.run(host, work, timeout=max(120.0, settings.LIBVIRT_TIMEOUT))
+
+
+def rescue_domain_xml(
+    host: Host, request: DomainRequest, rescue_disk_path: str, disk_path: str, seed_path: str
+) -> str:
+    """The server's domain (name, UUID, sizes, interface, consoles) booting the rescue system: its overlay
+    as the first disk (vda), the server's own disk as the second (vdb) and rescue mode's seed as the third
+    (vdc); nothing else (no installer ISO). `request.kernel_boot` is the rescue system's."""
+    domain = parse(domain_xml(host, dataclasses.replace(request, iso_path=""), rescue_disk_path))
+    # Without a kernel of its own the rescue system boots from its disk only: were it not bootable, the
+    # firmware must not go on to boot the server's own system with rescue mode's seed.
+    first = 1 if request.kernel_boot is None else None
+    domain.disks = [
+        Disk(source_file=rescue_disk_path, in_snapshots=False, boot_order=first),
+        Disk(source_file=disk_path, target_dev="vdb"),
+        Disk(source_file=seed_path, target_dev="vdc", driver_type="raw", read_only=True, in_snapshots=False),
+    ]
+    return domain.to_xml()
+
+
+def define_rescue(host: Host, request: DomainRequest, rescue_disk_path: str, seed_path: str) -> None:
+    """Define the domain anew to boot the rescue system (`request.kernel_boot`: the rescue system's kernel,
+    if it boots one) with the server's disk attached. It takes effect at the domain's next start."""
+
+    def work(conn: libvirt.virConnect) -> None:
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        disk = _find_volume(pool, request.volume_name)
+        if disk is None:
+            raise HypervisorError("the server's disk is missing on its host")
+        if not host.bridge:
+            ensure_network(conn, host.network)
+        conn.defineXML(rescue_domain_xml(host, request, rescue_disk_path, disk.path(), seed_path))
+
+    connection.run(host, work)
+
+
+def stop_rescue(host: Host, request: DomainRequest) -> None:
+    """Power the domain off if it runs the rescue system. A domain running the server's own system is left
+    alone, so that leaving rescue mode a second time does not cut the power of the booted server."""
+
+    def work(conn: libvirt.virConnect) -> None:
+        domain = _find_domain(conn, request.uuid)
+        if domain is not None and domain.isActive() and _boots_rescue(domain.XMLDesc(0), request):
+            domain.destroy()
+
+    connection.run(host, work)
+
+
+def delete_rescue_volumes(host: Host, request: DomainRequest) -> None:
+    """Remove rescue mode's overlay and seed (the domain must not be running the rescue system)."""
+
+    def work(conn: libvirt.virConnect) -> None:
+        pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
+        for name in _rescue_volume_names(request):
+            volume = _find_volume(pool, name)
+            if volume is not None:
+                volume.delete(0)
+
+    connection.run(host, work)
+
+
+class GuestAgentUnavailable(HypervisorError):
+    """The QEMU guest agent in the guest did not answer (not installed, not started yet, stopped) or
+    refused the request."""
+
+
+AGENT_POLL = 2.0  # seconds between attempts while the guest agent is not connected (a guest still booting)
+
+
+def set_user_password(host: Host, uuid: uuid_module.UUID, user: str, password: str, timeout: float) -> None:
+    """Set a user's password in the running guest through the QEMU guest agent (virDomainSetUserPassword),
+    waiting at most `timeout` seconds for the agent to connect and answer; GuestAgentUnavailable when it
+    does not, or refuses. The password is neither logged nor kept."""
+    deadline = time.monotonic() + timeout
+
+    def work(conn: libvirt.virConnect) -> None:
+        domain = _require_running(conn, uuid)
+        if host.transport == "test":
+            return  # the simulated host runs no guest
+        try:
+            while True:
+                try:
+                    domain.agentSetResponseTimeout(max(1, int(deadline - time.monotonic())), 0)
+                    domain.setUserPassword(user, password, 0)
+                    return
+                except libvirt.libvirtError as exc:
+                    if connection.link_broken(exc):
+                        raise
+                    not_connected = exc.get_error_code() == libvirt.VIR_ERR_AGENT_UNRESPONSIVE
+                    if not_connected and time.monotonic() + AGENT_POLL < deadline and domain.isActive():
+                        time.sleep(AGENT_POLL)
+                        continue
+                    message = exc.get_error_message() or "the guest agent refused"
+                    raise GuestAgentUnavailable(message, code=exc.get_error_code()) from None
+        finally:  # later agent calls get libvirt's default wait again
+            with contextlib.suppress(libvirt.libvirtError):
+                domain.agentSetResponseTimeout(libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0)
+
+    connection.run(host, work, timeout=timeout + settings.LIBVIRT_TIMEOUT)
 
 
 def power_state(host: Host, uuid: uuid_module.UUID) -> PowerState | None:

@@ -95,9 +95,13 @@ def register_image(
     kernel: str = "",
     initrd: str = "",
     cmdline: str = "",
+    purpose: str = Image.Purpose.OS,
 ) -> Image:
     """Add or update an image from a qcow2 file in IMAGE_DIR on the panel server (checksums computed now).
-    Kernel and initrd files for direct kernel boot must be in IMAGE_DIR too."""
+    Kernel and initrd files for direct kernel boot must be in IMAGE_DIR too. An installer ISO (purpose
+    iso) is an .iso file there, which qemu-img reads as raw."""
+    if purpose == Image.Purpose.ISO:
+        return _register_iso(slug, path, name=name, os_family=os_family, kernel=kernel or initrd)
     if bool(kernel) != bool(initrd):
         raise ValidationError(_("Give both a kernel and an initrd for direct kernel boot, or neither."))
     file = confined_path(path)
@@ -115,6 +119,7 @@ def register_image(
     values = {
         "name": name,
         "os_family": os_family,
+        "purpose": purpose,
         "path": str(file),
         "checksum": sha256_of(file),
         "size_bytes": file.stat().st_size,
@@ -133,8 +138,43 @@ def register_image(
     return image
 
 
+def _register_iso(slug: str, path: str, *, name: str, os_family: str, kernel: str) -> Image:
+    """Add or update an installer ISO customers attach to their servers and boot from."""
+    if kernel:
+        raise ValidationError(_("An ISO image boots by itself: give no kernel or initrd."))
+    file = confined_path(path)
+    if file.suffix.lower() != ".iso":
+        raise ValidationError(_("%(path)s is not an .iso file."), params={"path": file})
+    info = qemu_img_info(file)
+    if info.get("format") != "raw":
+        raise ValidationError(
+            _("%(path)s is %(format)s; an ISO image is read as raw."),
+            params={"path": file, "format": info.get("format")},
+        )
+    values = {
+        "name": name,
+        "os_family": os_family,
+        "purpose": Image.Purpose.ISO,
+        "path": str(file),
+        "checksum": sha256_of(file),
+        "size_bytes": file.stat().st_size,
+        "virtual_size_bytes": int(info["virtual-size"]),
+        "cmdline": "",
+        "kernel_path": "",
+        "kernel_checksum": "",
+        "initrd_path": "",
+        "initrd_checksum": "",
+        "is_active": True,
+    }
+    image, _created = Image.objects.update_or_create(slug=slug, defaults=values)
+    return image
+
+
 def files_of(image: Image) -> list[tuple[str, str, str]]:
-    """(kind, path on the panel server, checksum) of what a host needs for this image."""
+    """(kind, path on the panel server, checksum) of what a host needs for this image: an installer ISO's
+    one file is of kind iso."""
+    if image.purpose == Image.Purpose.ISO:
+        return [("iso", image.path, image.checksum)]
     files = [("disk", image.path, image.checksum)]
     if image.kernel_path:
         files += [
@@ -145,7 +185,7 @@ def files_of(image: Image) -> list[tuple[str, str, str]]:
 
 
 def volume_name(image: Image, kind: str, checksum: str) -> str:
-    suffix = {"disk": "qcow2", "kernel": "vmlinuz", "initrd": "initrd"}[kind]
+    suffix = {"disk": "qcow2", "kernel": "vmlinuz", "initrd": "initrd", "iso": "iso"}[kind]
     return f"base-{image.slug}-{checksum[:12]}.{suffix}"
 
 
@@ -251,3 +291,9 @@ def ensure_base_volumes(host: Host, image: Image, owner: str = "") -> dict[str, 
         else:
             paths[kind] = ready.path
     return paths
+
+
+def rescue_image() -> Image | None:
+    """The rescue system rescue mode boots: the available image of purpose rescue registered last, or None
+    when an admin has registered none."""
+    return Image.objects.filter(purpose=Image.Purpose.RESCUE, is_active=True).order_by("-pk").first()

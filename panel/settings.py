@@ -206,7 +206,17 @@ FORMAT_MODULE_PATH = ["panel.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# The browser libraries of the server page's consoles come from npm (package.json and its lock file; `make
+# setup` runs `npm ci`): only the files the browser loads are served, under static/vendor/.
+NODE_MODULES = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/novnc/core", NODE_MODULES / "@novnc/novnc/core"),  # ES modules; they import ../vendor/pako
+    ("vendor/novnc/vendor", NODE_MODULES / "@novnc/novnc/vendor"),
+    ("vendor/xterm/lib", NODE_MODULES / "@xterm/xterm/lib"),
+    ("vendor/xterm/css", NODE_MODULES / "@xterm/xterm/css"),
+    ("vendor/xterm-addon-fit/lib", NODE_MODULES / "@xterm/addon-fit/lib"),
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -320,6 +330,7 @@ SPECTACULAR_SETTINGS = {
         "ServerStatusEnum": "panel.servers.states.Status",
         "ActionTypeEnum": "panel.servers.states.Task",
         "ActivityEventTypeEnum": "panel.models.ActivityEvent.Type",
+        "ConsoleTypeEnum": "panel.console.models.ConsoleSession.Type",
     },
 }
 
@@ -340,6 +351,8 @@ IPV4_COOLDOWN_MINUTES = int(os.environ.get("IPV4_COOLDOWN_MINUTES", "60"))
 
 OPERATION_DEADLINE = int(os.environ.get("OPERATION_DEADLINE", "1800"))
 SHUTDOWN_TIMEOUT = int(os.environ.get("SHUTDOWN_TIMEOUT", "60"))
+# How long a root password reset waits for the QEMU guest agent in the server to answer.
+GUEST_AGENT_TIMEOUT = int(os.environ.get("GUEST_AGENT_TIMEOUT", "30"))
 OPERATION_MAX_ATTEMPTS = int(os.environ.get("OPERATION_MAX_ATTEMPTS", "5"))
 # The worker running an operation holds a lease on it for this many seconds, renewed by a heartbeat every
 # third of it. The reaper (every half lease) sends an operation whose lease ran out to another worker, and a

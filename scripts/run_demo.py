@@ -1,6 +1,7 @@
 """`make run`: the demo panel with embedded defaults (SQLite, a filesystem broker), a web server, one
 Celery worker, beat, the libvirt event listener (`manage.py listen_events`: a guest that shuts itself
-down shows as stopped within seconds) and the console proxy (`manage.py console_proxy`, on PORT + 1). Prints the URL and the demo logins; Ctrl-C stops everything."""
+down shows as stopped within seconds) and the console proxy (`manage.py console_proxy`, on PORT + 1).
+Prints the URL and the demo logins; Ctrl-C stops everything."""
 
 from __future__ import annotations
 

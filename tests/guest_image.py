@@ -1,10 +1,10 @@
 """A small real bootable Debian guest image for the integration tests, built from Debian packages and cached.
 
-`build_test_image()` runs debootstrap (bookworm, the cloud kernel, cloud-init and openssh-server), prepares
-the root filesystem for cloud-init's NoCloud datasource, copies the kernel and initrd out of it, and turns it
-into an ext4 filesystem (`mkfs.ext4 -d`, nothing is mounted) stored as a qcow2 disk. The filesystem sits
-directly on the disk, without a partition table, so guests boot it with the kernel and initrd given to
-libvirt and `root=/dev/vda`.
+`build_test_image()` runs debootstrap (bookworm, the cloud kernel, cloud-init, openssh-server and the QEMU
+guest agent), prepares the root filesystem for cloud-init's NoCloud datasource, copies the kernel and initrd
+out of it, and turns it into an ext4 filesystem (`mkfs.ext4 -d`, nothing is mounted) stored as a qcow2 disk.
+The filesystem sits directly on the disk, without a partition table, so guests boot it with the kernel and
+initrd given to libvirt and `root=/dev/vda`.
 
 The result lives in `${VPSPANEL_CACHE:-/var/cache/vpspanel-test}/guest-<recipe hash>/`. A build goes into a
 temporary directory next to it and is renamed into place once complete (a marker file written last); a
@@ -30,7 +30,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Bump when the build steps below change in a way the recipe data does not show.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 SUITE = "bookworm"
 PACKAGES = (
     "linux-image-cloud-amd64",
@@ -49,6 +49,9 @@ PACKAGES = (
     "e2fsprogs",
     "dbus",
     "sudo",
+    # The QEMU guest agent: the panel resets the root password through it (setUserPassword); its
+    # systemd unit starts when the virtio port appears.
+    "qemu-guest-agent",
 )
 DISK_SIZE = "2G"  # the raw filesystem is sparse; the qcow2 holds only what is used
 CMDLINE = "root=/dev/vda rw console=ttyS0"
@@ -61,6 +64,8 @@ DEFAULT_CACHE = "/var/cache/vpspanel-test"
 ROOTFS_FILES = {
     "etc/fstab": "/dev/vda / ext4 defaults 0 1\n",
     "etc/cloud/cloud.cfg.d/90_dpkg.cfg": "datasource_list: [ NoCloud, None ]\n",
+    # Host keys of the fast kinds only: an RSA key takes the emulated guest some 12 seconds at every boot.
+    "etc/cloud/cloud.cfg.d/91_vpspanel-test.cfg": "ssh_genkeytypes: [ed25519, ecdsa]\n",
     # cloud-init sets en_US.UTF-8 on Debian and fails its locale module unless the locale exists;
     # it is generated below, as in Debian's cloud images.
     "etc/locale.gen": "en_US.UTF-8 UTF-8\n",

@@ -92,6 +92,9 @@ class Disk:
     driver_type: str = "qcow2"
     read_only: bool = False
     in_snapshots: bool = True
+    # The disk's place in a per-device boot order (`<boot order=.../>`): the firmware then boots the listed
+    # devices only, in that order, and the domain has no `<os><boot dev=.../>`.
+    boot_order: int | None = None
 
     def to_element(self, parent: etree._Element) -> etree._Element:
         disk = _sub(
@@ -103,6 +106,8 @@ class Disk:
         _sub(disk, "target", dev=self.target_dev, bus=self.bus)
         if self.read_only:
             _sub(disk, "readonly")
+        if self.boot_order is not None:
+            _sub(disk, "boot", order=str(self.boot_order))
         return disk
 
     @classmethod
@@ -115,6 +120,7 @@ class Disk:
             driver_type=_attribute(element, "driver", "type"),
             read_only=element.find("readonly") is not None,
             in_snapshots=element.get("snapshot") != "no",
+            boot_order=_integer(_attribute(element, "boot", "order"), None),
         )
 
 
@@ -431,6 +437,10 @@ class Domain:
     serial: Serial | None = field(default_factory=Serial)
     console: Console | None = field(default_factory=Console)
     guest_agent: GuestAgentChannel | None = field(default_factory=GuestAgentChannel)
+    # Where the firmware boots from, in order (ignored with kernel_boot): the disk, or an attached installer
+    # ISO's CD-ROM drive first. `machine` is the machine type (empty: libvirt's default, e.g. "pc").
+    boot_devices: tuple[str, ...] = ("hd",)
+    machine: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.graphics, bool):
@@ -455,11 +465,12 @@ class Domain:
         _set_memory_mib(_sub(root, "currentMemory"), self.memory_mib)
         _sub(root, "vcpu", str(self.vcpus), placement="static")
         os_element = _sub(root, "os")
-        _sub(os_element, "type", "hvm", arch=self.arch)
+        _sub(os_element, "type", "hvm", arch=self.arch, machine=self.machine or None)
         if self.kernel_boot:
             self.kernel_boot.to_element(os_element)
-        else:
-            _sub(os_element, "boot", dev="hd")
+        elif not any(disk.boot_order is not None for disk in self.disks):
+            for device in self.boot_devices:
+                _sub(os_element, "boot", dev=device)
         features = _sub(root, "features")
         _sub(features, "acpi")
         _sub(features, "apic")
@@ -513,7 +524,14 @@ class Domain:
             serial=None if serial is None else Serial.from_element(serial),
             console=None if console is None else Console.from_element(console),
             guest_agent=GuestAgentChannel.from_devices(devices),
+            boot_devices=_boot_devices(os_element),
+            machine=_attribute(os_element, "type", "machine") if os_element is not None else "",
         )
+
+    @property
+    def iso_path(self) -> str:
+        """The file in the installer ISO's CD-ROM drive ("" when the domain has none)."""
+        return next((disk.source_file for disk in self.disks if _is_iso_drive(disk)), "")
 
 
 def parse(xml: str) -> Domain:
@@ -538,6 +556,92 @@ def with_resources(xml: str, vcpus: int, memory_mib: int) -> str:
         vcpu = etree.SubElement(root, "vcpu")
     vcpu.text = str(vcpus)
     vcpu.attrib.pop("current", None)
+    return etree.tostring(root, encoding="unicode")
+
+
+# The installer ISO's CD-ROM drive: its target on each bus (the panel's domains have no other CD-ROM drive;
+# the cloud-init seed is a virtio disk).
+ISO_TARGETS = {"ide": "hdc", "sata": "sda", "scsi": "sda"}
+
+
+def cdrom_bus(machine: str) -> str:
+    """The bus for a CD-ROM drive on this machine type: SATA on q35 (which has no IDE), IDE on the i440fx PC
+    ("pc", "pc-i440fx-*", libvirt's default on x86 when none is named), SCSI elsewhere (aarch64's "virt")."""
+    if "q35" in machine:
+        return "sata"
+    if not machine or machine == "pc" or machine.startswith("pc-"):
+        return "ide"
+    return "scsi"
+
+
+def iso_drive(path: str, machine: str = "") -> Disk:
+    """The read-only CD-ROM drive holding an installer ISO, on a bus the machine type has. Left out of
+    snapshots: it is never written (every server on a host shares the one copy of the ISO)."""
+    bus = cdrom_bus(machine)
+    return Disk(
+        source_file=path,
+        target_dev=ISO_TARGETS[bus],
+        bus=bus,
+        device="cdrom",
+        driver_type="raw",
+        read_only=True,
+        in_snapshots=False,
+    )
+
+
+def iso_boot_devices(iso_path: str) -> tuple[str, ...]:
+    """The boot order with an installer ISO attached (its CD-ROM first, then the disk), or without one."""
+    return ("cdrom", "hd") if iso_path else ("hd",)
+
+
+def _is_iso_drive(disk: Disk) -> bool:
+    return disk.device == "cdrom" and disk.target_dev in ISO_TARGETS.values()
+
+
+def _boot_devices(os_element: etree._Element | None) -> tuple[str, ...]:
+    """The `<boot dev=...>` order of an `<os>` element; a domain without one (kernel boot) reads as the
+    default, the disk."""
+    if os_element is None:
+        return ("hd",)
+    return tuple(boot.get("dev", "") for boot in os_element.findall("boot")) or ("hd",)
+
+
+def has_iso(xml: str, iso_path: str) -> bool:
+    """Whether the definition has exactly this installer ISO in its CD-ROM drive (`iso_path` empty: no such
+    drive) and, unless it boots a kernel directly, the boot order that goes with it."""
+    domain = parse(xml)
+    if domain.iso_path != iso_path:
+        return False
+    return domain.kernel_boot is not None or domain.boot_devices == iso_boot_devices(iso_path)
+
+
+def with_iso(xml: str, iso_path: str) -> str:
+    """The same domain definition with the installer ISO `iso_path` in a read-only CD-ROM drive, booted
+    before the disk; `iso_path` empty: without the drive, booting from the disk. The definition is
+    libvirt's, so it is edited in place (as with_resources does), its machine type choosing the drive's
+    bus. A domain that boots a kernel directly keeps doing so (firmware boot devices do not apply to it):
+    the ISO is then only a CD-ROM drive the running system sees."""
+    root = _root(xml)
+    devices = root.find("devices")
+    if devices is None:
+        devices = etree.SubElement(root, "devices")
+    for element in devices.findall("disk"):
+        if _is_iso_drive(Disk.from_element(element)):
+            devices.remove(element)
+    os_element = root.find("os")
+    if os_element is None:
+        os_element = etree.SubElement(root, "os")
+    if iso_path:
+        disks = devices.findall("disk")
+        drive = iso_drive(iso_path, _attribute(os_element, "type", "machine")).to_element(devices)
+        if disks:  # next to the other disks, where libvirt lists them
+            drive.tail = disks[-1].tail
+            disks[-1].addnext(drive)
+    if os_element.find("kernel") is None:
+        for boot in os_element.findall("boot"):
+            os_element.remove(boot)
+        for device in iso_boot_devices(iso_path):
+            _sub(os_element, "boot", dev=device)
     return etree.tostring(root, encoding="unicode")
 
 

@@ -72,6 +72,14 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "os_family"]
 
 
+class IsoSerializer(serializers.ModelSerializer):
+    """An installer ISO a customer can attach to a server (action attach_iso)."""
+
+    class Meta:
+        model = Image
+        fields = ["slug", "name", "size_bytes"]
+
+
 class SSHKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = SSHKey
@@ -145,7 +153,9 @@ class AdminServerSerializer(ServerSerializer):
 class ServerCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=253)
     plan = serializers.SlugRelatedField(slug_field="slug", queryset=Plan.objects.filter(is_active=True))
-    image = serializers.SlugRelatedField(slug_field="slug", queryset=Image.objects.filter(is_active=True))
+    image = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Image.objects.filter(is_active=True, purpose=Image.Purpose.OS)
+    )
     region = serializers.SlugRelatedField(
         slug_field="slug", queryset=Region.objects.filter(is_active=True), required=False, allow_null=True
     )
@@ -195,7 +205,7 @@ def _is_staff(context) -> bool:
 
 # The parameters a customer gave an action, and all a customer sees of them: staff's suspension reasons,
 # billing's undo data and facts a worker kept are the panel's own.
-CUSTOMER_PARAMS = ("plan", "image", "name", "snapshot")
+CUSTOMER_PARAMS = ("plan", "image", "name", "snapshot", "iso")
 
 
 class ActionSerializer(serializers.ModelSerializer):
@@ -209,8 +219,8 @@ class ActionSerializer(serializers.ModelSerializer):
 
     def get_params(self, operation: Operation) -> dict:
         params = operation.params or {}
-        if _is_staff(self.context):
-            return params
+        if _is_staff(self.context):  # all but a one-time password (encrypted) not yet used by the worker
+            return {key: value for key, value in params.items() if key != "password"}
         return {key: params[key] for key in CUSTOMER_PARAMS if key in params}
 
     def get_error(self, operation: Operation) -> str:
@@ -226,9 +236,17 @@ class ActionCreateSerializer(serializers.Serializer):
     image = serializers.CharField(required=False, help_text="rebuild: the image's slug")
     name = serializers.CharField(required=False, max_length=64, help_text="snapshot: its name")
     snapshot = serializers.IntegerField(required=False, help_text="restore, delete_snapshot: the snapshot id")
+    iso = serializers.CharField(required=False, help_text="attach_iso: the ISO image's slug (GET isos/)")
+    password = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, trim_whitespace=False, min_length=12,
+        max_length=128,
+        help_text="reset_password: the new root password (generated when left out). The 202 answer of "
+        "reset_password and rescue (the rescue system's one-time root password) carries it in `password`: "
+        "it is shown only there and kept only encrypted until the worker has used it.",
+    )  # fmt: skip
 
     REQUIRED = {"resize": "plan", "rebuild": "image", "snapshot": "name", "restore": "snapshot",
-                "delete_snapshot": "snapshot"}  # fmt: skip
+                "delete_snapshot": "snapshot", "attach_iso": "iso"}  # fmt: skip
 
     def validate(self, attrs):
         needed = self.REQUIRED.get(attrs["type"])

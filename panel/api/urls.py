@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from panel.api import account_views, views
+from panel.api import account_views, console_views, views
 from panel.api.errors import not_found_view
 
 urlpatterns = [
@@ -20,6 +20,7 @@ urlpatterns = [
     path("regions/", views.RegionList.as_view(), name="api-regions"),
     path("plans/", views.PlanList.as_view(), name="api-plans"),
     path("images/", views.ImageList.as_view(), name="api-images"),
+    path("isos/", views.IsoList.as_view(), name="api-isos"),
     path("ssh-keys/", views.SSHKeyList.as_view(), name="api-ssh-keys"),
     path("ssh-keys/<int:pk>/", views.SSHKeyDetail.as_view(), name="api-ssh-key"),
     path("servers/", views.ServerList.as_view(), name="api-servers"),
@@ -27,6 +28,7 @@ urlpatterns = [
     path("servers/<uuid:pk>/actions/", views.ServerActionList.as_view(), name="api-server-actions"),
     path("servers/<uuid:pk>/snapshots/", views.ServerSnapshotList.as_view(), name="api-server-snapshots"),
     path("servers/<uuid:pk>/usage/", views.ServerUsage.as_view(), name="api-server-usage"),
+    path("servers/<uuid:pk>/console/", console_views.ServerConsole.as_view(), name="api-server-console"),
     path(
         "servers/<uuid:pk>/actions/<uuid:action_id>/",
         views.ServerActionDetail.as_view(),

@@ -50,7 +50,14 @@ class PlanList(generics.ListAPIView):
 
 class ImageList(generics.ListAPIView):
     serializer_class = api_serializers.ImageSerializer
-    queryset = Image.objects.filter(is_active=True)
+    queryset = Image.objects.filter(is_active=True, purpose=Image.Purpose.OS)
+
+
+class IsoList(generics.ListAPIView):
+    """Installer ISOs a customer can attach to a server (the attach_iso action)."""
+
+    serializer_class = api_serializers.IsoSerializer
+    queryset = catalog.active_isos()
 
 
 class SSHKeyList(generics.ListCreateAPIView):
@@ -136,10 +143,10 @@ class ServerActionList(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         params = dict(data.validated_data)
         operation = actions.perform(server, params.pop("type"), request.user, params)
-        return Response(
-            api_serializers.ActionSerializer(operation, context=self.get_serializer_context()).data,
-            status=status.HTTP_202_ACCEPTED,
-        )
+        answer = api_serializers.ActionSerializer(operation, context=self.get_serializer_context()).data
+        if operation.type in actions.PASSWORD_ACTIONS:  # the one-time root password, shown only here
+            answer["password"] = operation.one_time_password
+        return Response(answer, status=status.HTTP_202_ACCEPTED)
 
 
 class ServerSnapshotList(generics.ListAPIView):

@@ -6,16 +6,19 @@ For each connection: the token is redeemed during the HTTP upgrade (`sessions.re
 expires, from the page's origin), so a refused one gets a plain HTTP 403 with the reason; then the guest's
 console is opened (`hypervisor.console`); for VNC both RFB handshakes are done here (`rfb`); then bytes are
 pumped both ways until either end closes. Every few seconds the open consoles are checked against the
-database, and those whose server was suspended, deleted or given to another account are closed (code
-4001 with the reason). Database and libvirt calls run in threads; the event loop never blocks.
+database, and those whose server was suspended, deleted or given to another account are closed (codes
+4001 to 4003, `sessions.Closing`; 4004 when the guest's end went away, 1011 when it could not be reached).
+Database and libvirt calls run in threads; the event loop never blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import signal
+import threading
 from http import HTTPStatus
 from types import SimpleNamespace
 
@@ -35,8 +38,8 @@ from panel.servers.models import Server
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 2.0  # seconds between checks of the open consoles against the database
-CLOSED_BY_PANEL = 4001  # websocket close code: the panel ended the console (the reason says why)
-GUEST_FAILED = 1011
+GUEST_FAILED = 1011  # websocket close code: the guest's console could not be reached
+BROWSER_CLOSED = sessions.Closing(1000, "the browser closed the console")
 
 
 async def in_thread(function, *args):
@@ -113,7 +116,7 @@ class ConsoleProxy:
     def __init__(self) -> None:
         self.grants: dict[ServerConnection, sessions.Grant] = {}
         self.open: dict[int, ServerConnection] = {}
-        self.closed_by_panel: dict[int, str] = {}
+        self.closed_by_panel: dict[int, sessions.Closing] = {}
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         origin = request.headers.get("Origin")
@@ -141,13 +144,15 @@ class ConsoleProxy:
             log.warning("console %s: %s", grant.session_id, reason)
             await websocket.close(GUEST_FAILED, reason[:120])
         except ConnectionClosed:
-            reason = "the browser closed the console"
+            reason = BROWSER_CLOSED.reason
         finally:
             self.open.pop(grant.session_id, None)
-            reason = self.closed_by_panel.pop(grant.session_id, reason)
+            if grant.session_id in self.closed_by_panel:
+                reason = self.closed_by_panel.pop(grant.session_id).reason
             await in_thread(sessions.end, grant.session_id, reason)
 
     async def _vnc(self, websocket: ServerConnection, grant: sessions.Grant) -> str:
+        """Join the browser to the guest's VNC server; the reason it ended."""
         host, domain_uuid = await in_thread(_guest, grant.server_id)
         endpoint = await in_thread(guest_console.vnc_endpoint, host, domain_uuid)
         process = None
@@ -169,16 +174,16 @@ class ConsoleProxy:
             if leftover:
                 writer.write(leftover)
 
-            async def to_guest() -> str:
+            async def to_guest() -> sessions.Closing:
                 async for message in websocket:
                     writer.write(message.encode() if isinstance(message, str) else message)
                     await writer.drain()
-                return "the browser closed the console"
+                return BROWSER_CLOSED
 
-            async def to_browser() -> str:
+            async def to_browser() -> sessions.Closing:
                 while data := await reader.read(64 * 1024):
                     await websocket.send(data)
-                return "the guest's console ended"
+                return sessions.GUEST_ENDED
 
             return await self._pump(websocket, to_guest(), to_browser())
         finally:
@@ -189,35 +194,71 @@ class ConsoleProxy:
                 await process.wait()
 
     async def _serial(self, websocket: ServerConnection, grant: sessions.Grant) -> str:
+        """Join the browser to the guest's serial console; the reason it ended."""
         host, domain_uuid = await in_thread(_guest, grant.server_id)
         serial = await in_thread(guest_console.SerialConsole, host, domain_uuid)
         try:
 
-            async def to_guest() -> str:
+            async def to_guest() -> sessions.Closing:
                 async for message in websocket:
                     await asyncio.to_thread(
                         serial.write, message.encode() if isinstance(message, str) else message
                     )
-                return "the browser closed the console"
+                return BROWSER_CLOSED
 
-            async def to_browser() -> str:
-                while data := await asyncio.to_thread(serial.read):
+            # A thread of its own reads the console (a blocking read would hold one of the pool's threads
+            # for as long as the console is open); what it reads reaches the loop through a queue.
+            loop = asyncio.get_running_loop()
+            received: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=64)
+
+            def read_forever() -> None:
+                while not serial.closed:
+                    try:
+                        data = serial.read()
+                    except BaseException as exc:  # handed to the loop, which ends the console
+                        data = exc
+                    try:
+                        future = asyncio.run_coroutine_threadsafe(received.put(data), loop)
+                    except RuntimeError:  # the loop is gone
+                        return
+                    while True:  # the queue is full while the browser is slow: wait, unless it closed
+                        try:
+                            future.result(timeout=1)
+                            break
+                        except concurrent.futures.TimeoutError:
+                            if serial.closed:
+                                future.cancel()
+                                return
+                        except concurrent.futures.CancelledError:
+                            return
+                    if not isinstance(data, bytes) or not data:
+                        return
+
+            reader = threading.Thread(target=read_forever, name=f"serial-{grant.session_id}", daemon=True)
+            reader.start()
+
+            async def to_browser() -> sessions.Closing:
+                while True:
+                    data = await received.get()
+                    if isinstance(data, BaseException):
+                        raise data
+                    if not data:
+                        return sessions.GUEST_ENDED
                     await websocket.send(data)
-                return "the guest's console ended"
 
             return await self._pump(websocket, to_guest(), to_browser())
         finally:
             serial.close()
 
     async def _pump(self, websocket: ServerConnection, *directions) -> str:
+        """Run both directions until one ends; close the websocket with that end's code; the reason."""
         tasks = [asyncio.ensure_future(direction) for direction in directions]
         try:
             done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finished = done.pop()
             try:
-                reason = finished.result()
+                closing = done.pop().result()
             except ConnectionClosed:
-                reason = "the browser closed the console"
+                closing = BROWSER_CLOSED
         finally:
             for task in tasks:
                 task.cancel()
@@ -225,8 +266,8 @@ class ConsoleProxy:
                 with contextlib.suppress(BaseException):
                     await task
         if websocket.close_code is None:
-            await websocket.close(1000, reason[:120])
-        return reason
+            await websocket.close(closing.code, closing.reason)
+        return closing.reason
 
     async def watch(self) -> None:
         """Close the consoles whose server was suspended, deleted or given away, or whose user was
@@ -240,18 +281,22 @@ class ConsoleProxy:
             except Exception:  # the database is away for a moment: try again at the next check
                 log.exception("checking the open consoles failed")
                 continue
-            for session_id, reason in reasons.items():
+            for session_id, closing in reasons.items():
                 websocket = self.open.get(session_id)
                 if websocket is not None:
-                    log.info("closing console %s: %s", session_id, reason)
-                    self.closed_by_panel[session_id] = reason
-                    await websocket.close(CLOSED_BY_PANEL, reason[:120])
+                    log.info("closing console %s: %s", session_id, closing.reason)
+                    self.closed_by_panel[session_id] = closing
+                    await websocket.close(closing.code, closing.reason)
 
 
 async def serve_forever(bind: str | None = None) -> None:
     """Listen on `bind` (HOST:PORT, default CONSOLE_BIND) until SIGTERM or SIGINT."""
     host, _, port = (bind or settings.CONSOLE_BIND).rpartition(":")
     proxy = ConsoleProxy()
+    # The database and libvirt calls of many consoles (short ones: serial reads have threads of their own).
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="console")
+    )
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)

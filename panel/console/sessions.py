@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -29,14 +30,21 @@ from panel.servers.actions import Conflict
 from panel.servers.models import Server
 from panel.servers.states import Status
 
-__all__ = ["OPEN_STATUSES", "Grant", "Refused", "closing", "end", "open_console", "redeem", "why_closed"]
+__all__ = [
+    "OPEN_STATUSES",
+    "Closing",
+    "Grant",
+    "Refused",
+    "closing",
+    "end",
+    "open_console",
+    "redeem",
+    "why_closed",
+]
 
 MAX_TTL = 60
 # The statuses a server's console may be opened in and stays open in.
 OPEN_STATUSES = frozenset({Status.RUNNING, Status.RESCUE})
-# The statuses that close an open console at once (others, such as stopped, end it by themselves: the
-# guest's end of the connection goes away).
-CLOSING_STATUSES = frozenset({Status.SUSPENDED, Status.DELETING, Status.DELETED})
 
 SUMMARIES = {
     ConsoleSession.Type.VNC: gettext_noop("Opened the graphical console of server %(name)s."),
@@ -144,11 +152,11 @@ def redeem(token: str, origin: str | None, ip: str | None) -> Grant:
         raise Refused("the console token was used already")
     if session.expires_at <= now:
         raise Refused("the console token has expired")
-    reason = why_closed(session)
-    if reason is None and session.server.status not in OPEN_STATUSES:
-        reason = "the server is not running"
-    if reason is not None:
-        raise Refused(reason)
+    closed = why_closed(session)
+    if closed is not None:
+        raise Refused(closed.reason)
+    if session.server.status not in OPEN_STATUSES:
+        raise Refused("the server is not running")
     used = ConsoleSession.objects.filter(pk=session.pk, connected_at__isnull=True).update(
         connected_at=now, connected_ip=ip
     )
@@ -157,28 +165,46 @@ def redeem(token: str, origin: str | None, ip: str | None) -> Grant:
     return Grant(session.pk, str(session.server_id), session.type, session.user_id)
 
 
-def why_closed(session: ConsoleSession | int) -> str | None:
+class Closing(NamedTuple):
+    """Why the panel closes an open console: the websocket close code (the page words each in the reader's
+    language) and a reason in English (the close frame's reason, the session's `end_reason`)."""
+
+    code: int
+    reason: str
+
+
+SUSPENDED = Closing(4001, "the server was suspended")
+DELETED = Closing(4002, "the server was deleted")
+NOT_YOURS = Closing(4003, "the server is no longer this account's")
+INACTIVE = Closing(4003, "the account is no longer active")
+# Not the panel's doing: the guest's end went away (the server stopped or restarted).
+GUEST_ENDED = Closing(4004, "the server's console ended")
+
+
+def why_closed(session: ConsoleSession | int) -> Closing | None:
     """Why an open console must close now (the server was suspended or deleted, or is no longer the
     user's, or the user was deactivated), or None while it may stay open."""
     if not isinstance(session, ConsoleSession):
         session = ConsoleSession.objects.select_related("server", "user").get(pk=session)
     server, user = session.server, session.user
     if not user.is_active:
-        return "the account is no longer active"
-    if server.status in CLOSING_STATUSES:
-        return f"the server is {server.status}"
+        return INACTIVE
+    if server.status == Status.SUSPENDED:
+        return SUSPENDED
+    if server.status in (Status.DELETING, Status.DELETED):
+        return DELETED
     if not may_open(user, server):
-        return "the server changed owner"
+        return NOT_YOURS
     return None
 
 
-def closing(session_ids) -> dict[int, str]:
+def closing(session_ids) -> dict[int, Closing]:
     """Of these open consoles, the ones that must close now and why (one query)."""
     session_ids = set(session_ids)
     sessions = ConsoleSession.objects.select_related("server", "user").filter(pk__in=session_ids)
     reasons = {session.pk: why_closed(session) for session in sessions}
     # A session that is gone went with its server (or its user).
-    reasons.update({pk: "the server was deleted" for pk in session_ids - set(reasons)})
+    reasons.update({pk: DELETED for pk in session_ids - set(reasons)})
     return {pk: reason for pk, reason in reasons.items() if reason is not None}
 
 

@@ -8,10 +8,11 @@ from decimal import Decimal
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from hypervisor import hosts
-from hypervisor.models import Host, Region
+from hypervisor.models import Host, Image, Region
 
 MAX_PEM_BYTES = 64 * 1024
 
@@ -299,3 +300,19 @@ class ImageForm(forms.Form):
     kernel = forms.CharField(label=_("Kernel (direct kernel boot)"), max_length=500, required=False)
     initrd = forms.CharField(label=_("Initrd (direct kernel boot)"), max_length=500, required=False)
     cmdline = forms.CharField(label=_("Kernel command line"), max_length=500, required=False)
+    purpose = forms.ChoiceField(
+        label=_("Purpose"), choices=Image.Purpose.choices, initial=Image.Purpose.OS, required=False,
+        help_text=_("An ISO image is an .iso file customers attach to their servers and boot from."),
+    )  # fmt: skip
+    purpose.help_text = format_lazy(
+        "{} {}",
+        purpose.help_text,
+        _(
+            "A rescue system is a small Linux that rescue mode boots with the customer's disk attached; "
+            "the newest available one is used. It must find its root file system on its own disk "
+            "(/dev/vda), not by label or UUID: the customer's disk may carry the same ones."
+        ),
+    )
+
+    def clean_purpose(self) -> str:
+        return self.cleaned_data["purpose"] or Image.Purpose.OS

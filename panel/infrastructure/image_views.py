@@ -30,12 +30,25 @@ def image_list(request):
                     image = images.register_image(
                         data["slug"], data["path"], name=data["name"], os_family=data["os_family"],
                         kernel=data["kernel"], initrd=data["initrd"], cmdline=data["cmdline"],
+                        purpose=data["purpose"],
                     )  # fmt: skip
                     _record_image(image, request.user, gettext_noop("Image %(name)s (%(slug)s) registered."))
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(request, _("The image %(name)s is ready to order.") % {"name": image.name})
+                if image.purpose == Image.Purpose.RESCUE:
+                    messages.success(
+                        request,
+                        _("The rescue system %(name)s is ready for rescue mode.") % {"name": image.name},
+                    )
+                elif image.purpose == Image.Purpose.ISO:
+                    messages.success(
+                        request, _("The ISO image %(name)s is ready to attach.") % {"name": image.name}
+                    )
+                else:
+                    messages.success(
+                        request, _("The image %(name)s is ready to order.") % {"name": image.name}
+                    )
                 return redirect("image-list")
     return render(request, "panel/images/list.html", {"images": Image.objects.all(), "form": form})
 

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy, gettext_noop
 from billing import errors as billing_errors
 from billing import subscriptions
 from billing.models import Plan
-from hypervisor import ipam, macs, routing
+from hypervisor import images, ipam, macs, routing
 from hypervisor.cloudinit import hash_password
 from hypervisor.models import Allocation, Host, Image, Region
 from hypervisor.placement import NoCapacity, Resources
@@ -26,7 +26,7 @@ from panel import dispatch
 from panel.accounts import quotas
 from panel.activity import log as activity
 from panel.models import ActivityEvent, Operation, Server, Snapshot, SSHKey, User
-from panel.servers import resize_quotes, states
+from panel.servers import catalog, passwords, resize_quotes, states
 from panel.servers.locks import LockOrder
 from panel.servers.states import Status, SuspendedBy, Task
 from panel.servers.validators import validate_hostname
@@ -105,7 +105,14 @@ CUSTOMER_ACTIONS = (
     Task.SNAPSHOT,
     Task.RESTORE,
     Task.DELETE_SNAPSHOT,
+    Task.ATTACH_ISO,
+    Task.DETACH_ISO,
+    Task.RESCUE,
+    Task.UNRESCUE,
+    Task.RESET_PASSWORD,
 )
+# Actions whose answer carries a one-time root password, shown once (panel.servers.passwords).
+PASSWORD_ACTIONS = (Task.RESCUE, Task.RESET_PASSWORD)
 
 
 def allowed_actions(server: Server) -> list[str]:
@@ -140,7 +147,7 @@ def order_server(
     name = validate_hostname(name)
     if not plan.is_active:
         raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
-    if not image.is_active:
+    if not image.is_active or image.purpose != Image.Purpose.OS:
         raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
     if not region.is_active:
         raise Unprocessable(_("The region %(region)s is not open for orders.") % {"region": region.name})
@@ -294,6 +301,11 @@ ACTION_SUMMARIES = {
     Task.DELETE_SNAPSHOT: gettext_noop("Deleted a snapshot of server %(name)s."),
     Task.SUSPEND: gettext_noop("Suspended server %(name)s."),
     Task.UNSUSPEND: gettext_noop("Unsuspended server %(name)s."),
+    Task.ATTACH_ISO: gettext_noop("Attached an ISO image to server %(name)s."),
+    Task.DETACH_ISO: gettext_noop("Detached the ISO image from server %(name)s."),
+    Task.RESCUE: gettext_noop("Started rescue mode of server %(name)s."),
+    Task.UNRESCUE: gettext_noop("Left rescue mode of server %(name)s."),
+    Task.RESET_PASSWORD: gettext_noop("Reset the root password of server %(name)s."),
     Task.DELETE: gettext_noop("Deleted server %(name)s."),
 }
 
@@ -406,7 +418,7 @@ def _check_disk_can_grow(server: Server, plan: Plan) -> None:
 def rebuild_server(server: Server, image: Image, user: User | None) -> Operation:
     """Reinstall the server from an image: a fresh disk, the same address and server. A server in error
     whose create failed holds nothing any more: the rebuild claims again what an order claims."""
-    if not image.is_active:
+    if not image.is_active or image.purpose != Image.Purpose.OS:
         raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
     _check_image_fits(image, server.disk_gib)
     params: dict = {"image": image.slug}
@@ -512,7 +524,7 @@ def perform(server: Server, action: str, user: User | None, params: dict) -> Ope
             raise Unprocessable(_("Unknown plan %(plan)s.") % {"plan": params.get("plan")})
         return resize_server(server, plan, user, quote=str(params.get("quote") or ""))
     if action == Task.REBUILD:
-        image = Image.objects.filter(slug=params.get("image") or "").first()
+        image = Image.objects.filter(slug=params.get("image") or "", purpose=Image.Purpose.OS).first()
         if image is None:
             raise Unprocessable(_("Unknown image %(image)s.") % {"image": params.get("image")})
         return rebuild_server(server, image, user)
@@ -522,9 +534,76 @@ def perform(server: Server, action: str, user: User | None, params: dict) -> Ope
         return restore_snapshot(server, params.get("snapshot"), user)
     if action == Task.DELETE_SNAPSHOT:
         return delete_snapshot(server, params.get("snapshot"), user)
+    if action == Task.ATTACH_ISO:
+        return attach_iso(server, str(params.get("iso") or ""), user)
+    if action == Task.DETACH_ISO:
+        return detach_iso(server, user)
+    if action == Task.RESCUE:
+        return rescue_server(server, user)
+    if action == Task.UNRESCUE:
+        return unrescue_server(server, user)
+    if action == Task.RESET_PASSWORD:
+        return reset_password(server, user, str(params.get("password") or ""))
     if action in POWER_ACTIONS:
         return request_action(server, action, user)
     raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
+
+
+def attach_iso(server: Server, slug: str, user: User | None) -> Operation:
+    """Put an installer ISO in the server's CD-ROM drive and boot from it first (a running server is shut down
+    and started again at once); another one attached is replaced. The worker copies the ISO to the
+    server's host first. Server.iso records it when the attach has succeeded."""
+    iso = catalog.active_isos().filter(slug=slug).first()
+    if iso is None:
+        raise Unprocessable(_("Unknown ISO image %(iso)s.") % {"iso": slug})
+    return request_action(server, Task.ATTACH_ISO, user, {"iso": iso.slug, "name": iso.name})
+
+
+def detach_iso(server: Server, user: User | None) -> Operation:
+    """Take the ISO out: the server boots from its disk again (a running one is shut down and started again
+    at once). Accepted with none recorded too: an attach that failed where its drive could not be put back
+    may have left one in the drive, and detaching is how it goes (with none in the drive, nothing changes)."""
+    return request_action(server, Task.DETACH_ISO, user)
+
+
+NO_RESCUE_SYSTEM = gettext_lazy(
+    "Rescue mode is not available: no rescue system has been set up. Please contact support."
+)
+
+
+def rescue_server(server: Server, user: User | None) -> Operation:
+    """Boot the server (running or stopped) from the rescue system with its own disk attached as the second
+    disk; root logs in on the console and over SSH with a one-time password, made now and returned once as
+    the operation's `one_time_password` (the operation keeps it only encrypted, until its worker has used
+    it). 422 when no rescue system is registered."""
+    image = images.rescue_image()
+    if image is None:
+        raise Unprocessable(str(NO_RESCUE_SYSTEM))
+    password = passwords.generate()
+    operation = request_action(server, Task.RESCUE, user, {**passwords.sealed(password), "image": image.slug})
+    operation.one_time_password = password
+    return operation
+
+
+def unrescue_server(server: Server, user: User | None) -> Operation:
+    """Leave rescue mode: the rescue system is stopped and the server boots from its own disk again."""
+    return request_action(server, Task.UNRESCUE, user)
+
+
+def reset_password(server: Server, user: User | None, password: str = "") -> Operation:
+    """Set a new root password in the running server through the QEMU guest agent: the customer's
+    (checked: panel.servers.passwords.check) or, when none is given, one made now. Either is returned once as
+    the operation's `one_time_password` and kept only encrypted until the worker has used it."""
+    if password:
+        try:
+            passwords.check(password)
+        except passwords.InvalidPassword as exc:
+            raise Unprocessable(str(exc)) from exc
+    else:
+        password = passwords.generate()
+    operation = request_action(server, Task.RESET_PASSWORD, user, passwords.sealed(password))
+    operation.one_time_password = password
+    return operation
 
 
 def suspend_server(

@@ -43,7 +43,8 @@ def _servers(references):
 
 @receiver(signals.account_suspended)
 def suspend_for_billing(sender, account, references, **kwargs) -> None:
-    for server in _servers(references).filter(status__in=[Server.Status.RUNNING, Server.Status.STOPPED]):
+    live = [Server.Status.RUNNING, Server.Status.STOPPED, Server.Status.RESCUE]
+    for server in _servers(references).filter(status__in=live):
         try:
             reason = gettext_noop("Suspended: an invoice is overdue. Pay it to resume the server.")
             actions.suspend_server(server, reason, by=SuspendedBy.BILLING)

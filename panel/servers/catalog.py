@@ -52,4 +52,15 @@ def open_regions():
 
 
 def active_images():
-    return Image.objects.filter(is_active=True)
+    """The operating systems customers order and rebuild with (not installer ISOs or the rescue system)."""
+    return Image.objects.filter(is_active=True, purpose=Image.Purpose.OS)
+
+
+def active_isos():
+    """The installer ISOs customers can attach to their servers."""
+    return Image.objects.filter(is_active=True, purpose=Image.Purpose.ISO)
+
+
+def offered_images() -> list[Image]:
+    """Every available image (OS images, ISOs, rescue systems) in one query: the server page uses them all."""
+    return list(Image.objects.filter(is_active=True))

@@ -24,6 +24,8 @@ def describe(operation: Operation, plan_names: dict[str, str], image_names: dict
         return _("Restore snapshot “%(name)s”") % {"name": params["name"]}
     if operation.type == Task.DELETE_SNAPSHOT and params.get("name"):
         return _("Delete snapshot “%(name)s”") % {"name": params["name"]}
+    if operation.type == Task.ATTACH_ISO and params.get("name"):
+        return _("Attach the ISO image “%(name)s”") % {"name": params["name"]}
     return operation.get_type_display()
 
 

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy
 
 from panel.models import Operation, Server
 from panel.servers.actions import HOST_DOWN_MESSAGE, HOST_DOWN_TEXT
+from panel.servers.operations import GUEST_AGENT_TEXT
 from panel.servers.states import Status, Task
 
 STATE = {
@@ -19,6 +20,7 @@ STATE = {
     Status.STOPPED: gettext_lazy("Your server is stopped."),
     Status.SUSPENDED: gettext_lazy("Your server is suspended."),
     Status.ERROR: gettext_lazy("Your server is in an error state."),
+    Status.RESCUE: gettext_lazy("Your server is in rescue mode."),
 }
 # How long the banner stays after a failed action, unless the server is left in error.
 SHOWN_FOR = timedelta(days=3)
@@ -41,7 +43,28 @@ ADVICE = {
     ),
     Task.SUSPEND: gettext_lazy("Try again, or find out from the staff detail below why the host refused."),
     Task.UNSUSPEND: gettext_lazy("Try again, or find out from the staff detail below why the host refused."),
+    Task.RESCUE: gettext_lazy(
+        "Try again in a few minutes. If the server shows rescue mode, leave rescue mode to boot it normally."
+    ),
+    Task.UNRESCUE: gettext_lazy(
+        "It still runs the rescue system. Leave rescue mode again, or contact support if it keeps failing."
+    ),
+    Task.RESET_PASSWORD: gettext_lazy(
+        "The password was not changed. Try again, or use rescue mode to set a new password."
+    ),
+    Task.ATTACH_ISO: gettext_lazy(
+        "The ISO image was not attached. Try again in a few minutes, or contact support if it keeps failing."
+    ),
+    Task.DETACH_ISO: gettext_lazy(
+        "The ISO image is still attached. Try again in a few minutes, or contact support if it keeps failing."
+    ),
 }
+# A password reset the guest agent could not carry out: rescue mode is the way to a new password.
+RESCUE_FOR_PASSWORD = gettext_lazy(
+    "The QEMU guest agent is needed to reset the password from here. Use rescue mode instead: the server "
+    "boots a rescue system with its disk attached, where you mount the disk and set a new password with "
+    "chroot and passwd."
+)
 
 
 @dataclass
@@ -52,6 +75,8 @@ class FailureNotice:
     title: str
     state: str
     advice: str
+    # The banner offers to start rescue mode (a password reset the guest agent could not carry out).
+    offer_rescue: bool = False
 
 
 # The panel's own actions on a server (billing's, metering's, staff's): a failure is for staff to handle.
@@ -71,8 +96,11 @@ def notice(server: Server, operations: list[Operation], *, for_staff: bool = Fal
     if server.status != Status.ERROR and finished < timezone.now() - SHOWN_FOR:
         return None  # an old failure of a server that works: the activity list keeps it
     summary = getattr(latest, "summary", "") or latest.get_type_display()
+    offer_rescue = False
     if latest.error == HOST_DOWN_TEXT:
         advice = str(HOST_DOWN_MESSAGE)
+    elif latest.error == GUEST_AGENT_TEXT:
+        advice, offer_rescue = str(RESCUE_FOR_PASSWORD), True
     else:
         advice = str(ADVICE.get(latest.type, TRY_AGAIN))
     return FailureNotice(
@@ -80,4 +108,5 @@ def notice(server: Server, operations: list[Operation], *, for_staff: bool = Fal
         title=_("%(action)s failed.") % {"action": summary},
         state=str(STATE.get(server.status, "")),
         advice=advice,
+        offer_rescue=offer_rescue,
     )

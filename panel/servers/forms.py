@@ -28,7 +28,7 @@ class OrderForm(forms.Form):
     )
     image = forms.ModelChoiceField(
         label=_("Image"),
-        queryset=Image.objects.filter(is_active=True),
+        queryset=Image.objects.filter(is_active=True, purpose=Image.Purpose.OS),
         widget=forms.RadioSelect,
         empty_label=None,
     )

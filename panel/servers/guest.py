@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from hypervisor.cloudinit import GuestConfig, build_seed_iso, static_network
+import dataclasses
+
+from hypervisor.cloudinit import GuestConfig, build_seed_iso, hash_password, static_network
 from hypervisor.driver import DomainRequest
 from hypervisor.images import ensure_base_volumes
+from hypervisor.models import Host, Image
 from hypervisor.xml.domain import KernelBoot
 from panel.models import Server
 
@@ -30,7 +33,8 @@ def seed_iso(server: Server, instance_id: str | None = None) -> bytes:
     return build_seed_iso(guest_config(server, instance_id))
 
 
-def domain_request(server: Server, boot: KernelBoot | None = None) -> DomainRequest:
+def domain_request(server: Server, boot: KernelBoot | None = None, iso_path: str = "") -> DomainRequest:
+    """`iso_path`: the attached installer ISO's base volume on the host (iso_file), booted first."""
     return DomainRequest(
         uuid=server.id,
         name=server.domain_name,
@@ -40,6 +44,7 @@ def domain_request(server: Server, boot: KernelBoot | None = None) -> DomainRequ
         mac=server.mac,
         ipv4=tuple(server.ipv4),
         kernel_boot=boot,
+        iso_path=iso_path,
     )
 
 
@@ -52,3 +57,39 @@ def image_files(server: Server, owner: str = "") -> tuple[str, KernelBoot | None
     paths = ensure_base_volumes(server.host, image, owner=owner)
     boot = KernelBoot(paths["kernel"], paths["initrd"], image.cmdline) if "kernel" in paths else None
     return paths["disk"], boot
+
+
+def iso_file(host: Host, iso: Image | None, owner: str = "") -> str:
+    """The path on the host of an installer ISO (copying it there on first use, shared read-only by every
+    server of the host that attaches it); "" for none."""
+    if iso is None:
+        return ""
+    return ensure_base_volumes(host, iso, owner=owner)["iso"]
+
+
+# Rescue mode: the rescue system is booted with the server's disk attached and a seed of its own.
+RESCUE_HOSTNAME = "rescue"
+
+
+def rescue_files(server: Server, image: Image, owner: str = "") -> tuple[str, KernelBoot | None]:
+    """The rescue system's base disk on the server's host (copied there on first use, like OS images) and,
+    when it boots directly, its kernel and initrd. An image without a file gives a blank disk."""
+    if not image.path:
+        return "", None
+    paths = ensure_base_volumes(server.host, image, owner=owner)
+    boot = KernelBoot(paths["kernel"], paths["initrd"], image.cmdline) if "kernel" in paths else None
+    return paths["disk"], boot
+
+
+def rescue_seed_iso(server: Server, password: str, instance_id: str) -> bytes:
+    """Rescue mode's seed: the server's address and SSH keys, the hostname `rescue`, and the one-time root
+    password (only its hash is written), with which root may log in on the console and over SSH. A new
+    instance id each time, so that cloud-init applies it on every rescue."""
+    config = dataclasses.replace(
+        guest_config(server, instance_id),
+        hostname=RESCUE_HOSTNAME,
+        password_hash=hash_password(password),
+        user_data="",
+        root_password_login=True,
+    )
+    return build_seed_iso(config)

@@ -15,6 +15,9 @@ GUEST_REBOOT = "guest_reboot"
 BOOT = "boot"
 PREPARE_DISK = "prepare_disk"
 POWER_OFF = "power_off"
+COPY_ISO = "copy_iso"
+PREPARE_RESCUE = "prepare_rescue"
+GUEST_AGENT = "guest_agent"
 
 _LABELS = {
     GROW_DISK: gettext_lazy("Growing the disk"),
@@ -22,6 +25,8 @@ _LABELS = {
     BOOT: gettext_lazy("Starting the server"),
     PREPARE_DISK: gettext_lazy("Preparing a fresh disk from the image"),
     POWER_OFF: gettext_lazy("Powering the server off"),
+    COPY_ISO: gettext_lazy("Copying the ISO image to the server's host"),
+    PREPARE_RESCUE: gettext_lazy("Preparing the rescue system"),
 }
 
 
@@ -34,5 +39,9 @@ def label(step: str) -> str:
     if step == GUEST_REBOOT:
         return _("Waiting for the guest to restart; it is reset after %(seconds)s seconds") % {
             "seconds": settings.REBOOT_TIMEOUT
+        }
+    if step == GUEST_AGENT:
+        return _("Waiting for the guest agent to set the password; it gives up after %(seconds)s seconds") % {
+            "seconds": settings.GUEST_AGENT_TIMEOUT
         }
     return str(_LABELS.get(step, ""))

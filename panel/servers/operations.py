@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from billing import subscriptions
 from billing.models import Plan
@@ -24,9 +24,10 @@ from hypervisor import claims, driver, ipam
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Allocation, BaseVolume, Host, Image
 from hypervisor.xml.domain import KernelBoot
+from hypervisor.xml.storage import GIB
 from panel.faults import pause_point
 from panel.models import Operation, Server, Snapshot
-from panel.servers import guest, leases, operation_states, operation_steps
+from panel.servers import guest, leases, operation_states, operation_steps, passwords
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.locks import LockOrder
 from panel.servers.states import PowerState, Status, SuspendedBy, Task
@@ -51,6 +52,18 @@ CLEANUP_PENDING = gettext_lazy(
     "address and its subscription until it is deleted (deleting it destroys the domain)."
 )
 FAILED_MESSAGE = gettext_lazy("The action failed. Please try again, or contact support if it keeps failing.")
+# A rescue that failed (or stuck) after it began changing the domain, and could not put it back: the server
+# is left in rescue mode, which the customer leaves to boot it normally.
+RESCUE_LEFT_OVER = gettext_lazy(
+    "Rescue mode could not be started cleanly, so the server may still boot the rescue system. Leave rescue "
+    "mode to boot it from its own disk."
+)
+# A password reset the guest agent did not carry out (the failure banner offers rescue mode for it).
+GUEST_AGENT_TEXT = gettext_noop(
+    "The root password could not be reset: the QEMU guest agent in the server did not answer (it may not be "
+    "installed or running). Use rescue mode to set a new password, or install qemu-guest-agent in the server "
+    "and try again."
+)
 
 
 def _public_message(message: str) -> str:
@@ -77,11 +90,22 @@ def domain_request(server: Server) -> driver.DomainRequest:
         paths = dict(base)
         if "kernel" in paths:
             boot = KernelBoot(paths["kernel"], paths["initrd"], image.cmdline)
-    return guest.domain_request(server, boot)
+    return guest.domain_request(server, boot, _iso_path(server))
+
+
+def _iso_path(server: Server) -> str:
+    """Where the server's attached ISO lies on its host (copied there when it was attached), so that a
+    redefinition keeps its CD-ROM drive; "" when none is attached (or its copy is not on this host)."""
+    if server.iso_id is None or server.host_id is None:
+        return ""
+    copies = BaseVolume.objects.filter(
+        host=server.host_id, image=server.iso_id, kind="iso", state=BaseVolume.State.READY
+    )
+    return copies.order_by("-pk").values_list("path", flat=True).first() or ""  # the newest file of the ISO
 
 
 # Operations that copy disks and images: at most HOST_HEAVY_OPERATIONS of them run at once on one host.
-HEAVY = (Task.CREATE, Task.REBUILD, Task.RESIZE)
+HEAVY = (Task.CREATE, Task.REBUILD, Task.RESIZE, Task.RESCUE, Task.ATTACH_ISO)
 HOST_TURN_LOCK = 7301  # the first key of the advisory lock that orders heavy operations per host
 HOST_TURN_POLL = 2  # seconds between looks at whether a waiting heavy operation's turn has come
 
@@ -155,12 +179,16 @@ def _close(
     the reaper, or by another delivery of the same task), or whose lease passed to another worker, is left
     as it is."""
     now = timezone.now()
+    # A one-time password the operation carried (encrypted) goes when it closes, whatever the outcome.
+    cleared = passwords.without_secret(operation.params)
+    params = {} if cleared is None else {"params": cleared}
     with transaction.atomic():
         closed = Operation.objects.filter(
             pk=operation.pk, status__in=only_from, lease_owner=operation.lease_owner
         ).update(
-            status=status, finished_at=now, error=error, detail=detail, lease_owner="", lease_expires_at=None
-        )
+            status=status, finished_at=now, error=error, detail=detail, lease_owner="", lease_expires_at=None,
+            **params,
+        )  # fmt: skip
         if closed:
             if "status_reason" in server_changes and server_changes["status_reason"] is None:
                 server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
@@ -340,7 +368,8 @@ def rebuild(operation: Operation) -> None:
     _step(operation, "rebuild:stopped")
     announce(operation, operation_steps.PREPARE_DISK)
     base_path, boot = guest.image_files(server, owner=str(operation.id))
-    request = guest.domain_request(server, boot)
+    iso_path = guest.iso_file(host, server.iso, owner=str(operation.id))  # an attached ISO stays attached
+    request = guest.domain_request(server, boot, iso_path)
     driver.delete_disk(host, request)
     _step(operation, "rebuild:disk-deleted")
     disk_path = driver.create_disk(host, request, base_path)
@@ -385,7 +414,12 @@ def snapshot(operation: Operation) -> None:
 def restore(operation: Operation) -> None:
     server = operation.server
     snap = Snapshot.objects.get(pk=operation.params["snapshot"], server=server)
-    state = driver.revert_to_snapshot(_host(server), server.id, snap.libvirt_name)
+    if not operation.params.get("reverted"):  # a retry after the revert does not revert (restart) again
+        driver.revert_to_snapshot(_host(server), server.id, snap.libvirt_name)
+        _remember(operation, reverted=True)
+    # Reverting brings back the definition the snapshot saved: the CD-ROM drive follows Server.iso again.
+    driver.set_iso(_host(server), server.id, _iso_path(server))
+    state = driver.power_state(_host(server), server.id)
     if state == PowerState.RUNNING:
         metering.after_start(server)
     finish(
@@ -410,6 +444,10 @@ def suspend(operation: Operation) -> None:
     server = operation.server
     host = _host(server)
     metering.meter_server(server)
+    if server.status == Status.RESCUE:
+        # The rescue system goes: the server's own domain is defined again (left off), so that unsuspending
+        # starts the server itself.
+        _define_own_system(server, host)
     state = driver.power_off(host, server.id)
     by = operation.params.get("by", SuspendedBy.STAFF)
     reason = operation.params.get("reason") or ""
@@ -439,6 +477,147 @@ def unsuspend(operation: Operation) -> None:
         status_detail="",
         suspended_by=SuspendedBy.NOBODY,
     )
+
+
+def attach_iso(operation: Operation) -> None:
+    """Copy the ISO to the host (once per host), put it in the CD-ROM drive booted first, and power-cycle a
+    running server so that it boots from it."""
+    server = operation.server
+    iso = Image.objects.get(slug=operation.params["iso"])
+    host = _host(server)
+    announce(operation, operation_steps.COPY_ISO)
+    iso_path = guest.iso_file(host, iso, owner=str(operation.id))
+    _step(operation, "attach_iso:copied")
+    _boot_with_iso(operation, iso_path, iso)
+
+
+def detach_iso(operation: Operation) -> None:
+    """Remove the CD-ROM drive and boot from the disk again (a running server is power-cycled)."""
+    _boot_with_iso(operation, "", None)
+
+
+def _boot_with_iso(operation: Operation, iso_path: str, iso: Image | None) -> None:
+    """Define the domain with the ISO in its CD-ROM drive (or none), then, when it was running, shut it down
+    (powered off after SHUTDOWN_TIMEOUT) and start it so that it boots as defined: skipped when it runs so
+    already (a retry after the start)."""
+    server = operation.server
+    host = _host(server)
+    was_running = _was_running(operation)
+    driver.set_iso(host, server.id, iso_path)
+    _step(operation, f"{operation.type}:defined")
+    state = PowerState.SHUTOFF
+    if was_running:
+        if driver.running_iso(host, server.id) != iso_path:  # None: not running
+            metering.meter_server(server)
+            announce(operation, operation_steps.GUEST_SHUTDOWN)
+            driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
+        _step(operation, f"{operation.type}:stopped")
+        announce(operation, operation_steps.BOOT)
+        state = driver.start(host, server.id)
+        metering.after_start(server)
+    finish(
+        operation,
+        iso=iso,
+        status=Status.RUNNING if was_running else Status.STOPPED,
+        power_state=state,
+        status_reason=None,
+    )
+
+
+def rescue(operation: Operation) -> None:
+    """Boot the rescue system with the server's own disk attached (hypervisor.driver.define_rescue). Until
+    the domain is defined for rescue, the overlay and the seed are made afresh; after that a retry only
+    starts it."""
+    server = operation.server
+    host = _host(server)
+    image = Image.objects.get(slug=operation.params["image"])
+    _was_running(operation)  # before anything changes: a failure puts the server back as it was
+    announce(operation, operation_steps.PREPARE_RESCUE)
+    base_path, boot = guest.rescue_files(server, image, owner=str(operation.id))
+    _step(operation, "rescue:copied")
+    request = replace(domain_request(server), kernel_boot=boot)
+    if not driver.defined_for_rescue(host, request):
+        metering.meter_server(server)
+        announce(operation, operation_steps.GUEST_SHUTDOWN)
+        driver.shutdown(host, server.id, settings.SHUTDOWN_TIMEOUT)
+        _step(operation, "rescue:stopped")
+        announce(operation, operation_steps.PREPARE_RESCUE)
+        rescue_disk = driver.create_rescue_disk(host, request, base_path, max(image.virtual_size_bytes, GIB))
+        seed = guest.rescue_seed_iso(server, passwords.unsealed(operation.params), f"rescue-{operation.id}")
+        seed_path = driver.write_seed(
+            host, request, seed, replace=True, volume_name=request.rescue_seed_volume_name
+        )
+        _step(operation, "rescue:prepared")
+        driver.define_rescue(host, request, rescue_disk, seed_path)
+        _step(operation, "rescue:defined")
+    announce(operation, operation_steps.BOOT)
+    state = driver.start(host, server.id)
+    metering.after_start(server)
+    finish(operation, status=Status.RESCUE, power_state=state, status_reason=None)
+
+
+def _define_own_system(server: Server, host: Host) -> None:
+    """Stop the rescue system if it runs, define the server's own domain again from the server's data (as a
+    create or rebuild defines it) and remove rescue mode's overlay and seed. Each step is idempotent, and a
+    domain already running the server's own system is left running."""
+    request = domain_request(server)
+    driver.stop_rescue(host, request)
+    disk_path = driver.disk_path(host, request)
+    seed_path = driver.write_seed(host, request, guest.seed_iso(server))  # kept: only written when missing
+    driver.define_domain(host, request, disk_path, seed_path, replace=True)
+    driver.delete_rescue_volumes(host, request)
+
+
+def unrescue(operation: Operation) -> None:
+    """Leave rescue mode: the server boots from its own disk again."""
+    server = operation.server
+    host = _host(server)
+    metering.meter_server(server)
+    announce(operation, operation_steps.POWER_OFF)
+    _define_own_system(server, host)
+    _step(operation, "unrescue:defined")
+    announce(operation, operation_steps.BOOT)
+    state = driver.start(host, server.id)
+    metering.after_start(server)
+    finish(operation, status=Status.RUNNING, power_state=state, status_reason=None)
+
+
+def _undo_rescue(operation: Operation) -> dict:
+    """The server's changes after a failed rescue: its own domain defined again and started if it ran before
+    (the server as it was), or, when that cannot be done, left in rescue mode for the customer to leave
+    (which tries the same again). Nothing when the rescue failed before it looked at the domain."""
+    server = operation.server
+    if "was_running" not in operation.params:
+        return {}
+    host = server.host
+    try:
+        if host is None or host.state == Host.State.DOWN:
+            raise HypervisorError(str(HOST_DOWN_MESSAGE))
+        _define_own_system(server, host)
+        if operation.params["was_running"]:
+            state = driver.start(host, server.id)
+            metering.after_start(server)
+            return {"status": Status.RUNNING, "power_state": state}
+        return {"status": Status.STOPPED, "power_state": driver.power_state(host, server.id)}
+    except HypervisorError as exc:
+        log.warning("putting back %s after a failed rescue: %s", server.id, exc.message)
+        return {"status": Status.RESCUE, "status_reason": str(RESCUE_LEFT_OVER), "status_detail": exc.message}
+
+
+def reset_password(operation: Operation) -> None:
+    """Set root's password in the running guest through the QEMU guest agent. When the agent does not
+    answer, the operation fails saying so and pointing to rescue mode (the failure banner offers it)."""
+    server = operation.server
+    host = _host(server)
+    announce(operation, operation_steps.GUEST_AGENT)
+    try:
+        driver.set_user_password(
+            host, server.id, "root", passwords.unsealed(operation.params), settings.GUEST_AGENT_TIMEOUT
+        )
+    except driver.GuestAgentUnavailable as exc:
+        fail(operation, GUEST_AGENT_TEXT, exc.message)
+        return
+    finish(operation)
 
 
 def _never_became_usable(server: Server) -> bool:
@@ -473,7 +652,7 @@ def delete(operation: Operation) -> None:
         ipam.release(server.id)
         Snapshot.objects.filter(server=server).delete()
         closed = finish(
-            operation, status=Status.DELETED, power_state=PowerState.NONE, deleted_at=timezone.now()
+            operation, status=Status.DELETED, power_state=PowerState.NONE, deleted_at=timezone.now(), iso=None
         )
         _finished_or_stop(closed, operation)
 
@@ -491,6 +670,11 @@ HANDLERS: dict[str, Callable[[Operation], None]] = {
     Task.DELETE_SNAPSHOT: delete_snapshot,
     Task.SUSPEND: suspend,
     Task.UNSUSPEND: unsuspend,
+    Task.ATTACH_ISO: attach_iso,
+    Task.DETACH_ISO: detach_iso,
+    Task.RESCUE: rescue,
+    Task.UNRESCUE: unrescue,
+    Task.RESET_PASSWORD: reset_password,
     Task.DELETE: delete,
 }
 
@@ -574,6 +758,15 @@ def on_failure(operation: Operation, message: str) -> None:
             if fail(operation, _public_message(message), message):
                 _give_back_resize(operation)
                 subscriptions.undo_plan_change(str(server.id), operation.params.get("billing_undo") or {})
+    elif operation.type in (Task.ATTACH_ISO, Task.DETACH_ISO):
+        if server.host is not None and server.host.state != Host.State.DOWN:
+            try:  # the domain's CD-ROM drive goes back to what the panel records (Server.iso)
+                driver.set_iso(server.host, server.id, _iso_path(server))
+            except HypervisorError as exc:
+                log.warning("reverting the CD-ROM drive of %s: %s", server.id, exc.message)
+        fail(operation, _public_message(message), message)
+    elif operation.type == Task.RESCUE:
+        fail(operation, _public_message(message), message, **_undo_rescue(operation))
     else:
         fail(operation, _public_message(message), message)
 
@@ -656,6 +849,13 @@ def _reap_stuck_operations() -> int:
             }
             if _never_usable(operation) and not nothing_on_host:
                 changes["status_detail"] = _pending_cleanup_detail(message)
+        if operation.type == Task.RESCUE and not unstarted:
+            # Its worker may have left the domain defined for rescue: leaving rescue mode puts it right.
+            changes = {
+                "status": Status.RESCUE,
+                "status_reason": str(RESCUE_LEFT_OVER),
+                "status_detail": message,
+            }
         with transaction.atomic():
             LockOrder().customer(operation.server.owner_id)  # the lock order: the customer before the server
             closed = fail(operation, message, message, only_from=(operation.status,), **changes)

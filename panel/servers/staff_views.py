@@ -12,15 +12,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from hypervisor import images
 from panel import confirmation
 from panel.models import Server, Snapshot
 from panel.roles import staff_required
-from panel.servers import actions, failures
+from panel.servers import actions, failures, passwords
 from panel.servers.descriptions import recent_operations
 from panel.servers.queries import attach_addresses
-from panel.servers.states import POWER_OFF_QUESTION, Task
+from panel.servers.states import ACTIONS, POWER_OFF_QUESTION, RESCUE_QUESTION, UNRESCUE_QUESTION, Task
 
 STAFF_SERVERS_PER_PAGE = 50
 # The operations the staff server page lists, newest first.
@@ -30,13 +32,16 @@ SUSPEND_REASON_MAX_LENGTH = 500
 # What staff may do from the server page; the power actions go through actions.perform with the staff
 # member as the actor (actions._record_action puts them on the audit log).
 STAFF_POWER_ACTIONS = (Task.START, Task.SHUTDOWN, Task.REBOOT, Task.POWER_OFF)
-STAFF_ACTIONS = (*STAFF_POWER_ACTIONS, Task.SUSPEND, Task.UNSUSPEND)
+STAFF_RECOVERY_ACTIONS = (Task.RESCUE, Task.UNRESCUE, Task.RESET_PASSWORD)
+STAFF_ACTIONS = (*STAFF_POWER_ACTIONS, Task.SUSPEND, Task.UNSUSPEND, *STAFF_RECOVERY_ACTIONS)
 # Actions that ask first: in the browser (data-confirm), or on a page of their own without JavaScript.
 CONFIRM_QUESTIONS = {
     Task.POWER_OFF: POWER_OFF_QUESTION,
     Task.SUSPEND: gettext_lazy(
         "Suspend %(name)s? The server is stopped and its owner cannot use it until staff unsuspend it."
     ),
+    Task.RESCUE: RESCUE_QUESTION,
+    Task.UNRESCUE: UNRESCUE_QUESTION,
 }
 STARTED = {
     Task.START: gettext_lazy("%(name)s is starting."),
@@ -45,6 +50,9 @@ STARTED = {
     Task.POWER_OFF: gettext_lazy("%(name)s is being powered off."),
     Task.SUSPEND: gettext_lazy("%(name)s is being suspended."),
     Task.UNSUSPEND: gettext_lazy("%(name)s is being unsuspended."),
+    Task.RESCUE: gettext_lazy("%(name)s is starting rescue mode."),
+    Task.UNRESCUE: gettext_lazy("%(name)s is leaving rescue mode."),
+    Task.RESET_PASSWORD: gettext_lazy("The root password of %(name)s is being reset."),
 }
 
 
@@ -88,7 +96,8 @@ def _server_context(request: HttpRequest, server: Server) -> dict:
     return {
         "server": server,
         "allowed": allowed,
-        "staff_actions": [action for action in allowed if action in STAFF_ACTIONS],
+        # The staff actions card's (rescue mode and the password reset have the recovery card).
+        "staff_actions": [a for a in allowed if a in STAFF_ACTIONS and a not in STAFF_RECOVERY_ACTIONS],
         "own_server": server.owner_id == request.user.pk,
         "operations": operations,
         "failure": failures.notice(server, operations, for_staff=True),
@@ -101,6 +110,8 @@ def _server_context(request: HttpRequest, server: Server) -> dict:
             str(action): question % {"name": server.name} for action, question in CONFIRM_QUESTIONS.items()
         },
         "suspend_reason_max_length": SUSPEND_REASON_MAX_LENGTH,
+        "rescue_available": server.status in ACTIONS[Task.RESCUE].allowed_from
+        and images.rescue_image() is not None,
     }
 
 
@@ -109,9 +120,13 @@ def staff_server(request: HttpRequest, pk) -> HttpResponse:
     """A customer's server as staff see it; htmx polls its state part while an action is in flight."""
     server = _server(pk)
     template = "panel/staff/_server_state.html" if request.htmx else "panel/staff/server_detail.html"
-    return render(request, template, _server_context(request, server))
+    context = _server_context(request, server)
+    if not request.htmx:  # a rescue's or password reset's one-time password, once
+        context["one_time_password"] = passwords.take_for_page(request, server.pk)
+    return render(request, template, context)
 
 
+@sensitive_post_parameters("password")  # a root password chosen for a reset stays out of error reports
 @staff_required
 @require_POST
 def staff_server_action(request: HttpRequest, pk) -> HttpResponse:
@@ -149,7 +164,10 @@ def staff_server_action(request: HttpRequest, pk) -> HttpResponse:
         elif action == Task.UNSUSPEND:
             actions.unsuspend_server(server, request.user)
         else:
-            actions.perform(server, action, request.user, {})
+            params = {"password": request.POST.get("password", "")} if action == Task.RESET_PASSWORD else {}
+            operation = actions.perform(server, action, request.user, params)
+            if action in actions.PASSWORD_ACTIONS:
+                passwords.keep_for_next_page(request, server.pk, action, operation.one_time_password)
     except actions.ActionError as exc:
         messages.error(request, exc.message)
     else:

@@ -27,12 +27,14 @@ __all__ = [
     "Action",
     "PowerState",
     "POWER_OFF_QUESTION",
+    "RESCUE_QUESTION",
     "STATUS_HINTS",
     "Status",
     "SuspendedBy",
     "TASK_PROGRESS",
     "TRANSITIONS",
     "Task",
+    "UNRESCUE_QUESTION",
     "may_move",
 ]
 
@@ -97,7 +99,8 @@ ACTIONS: dict[Task, Action] = {
     Task.SNAPSHOT: Action(_LIVE, _("snapshot")),
     Task.RESTORE: Action(_LIVE, _("restore")),
     Task.DELETE_SNAPSHOT: Action(_LIVE, _("delete a snapshot of")),
-    Task.SUSPEND: Action(_LIVE, _("suspend")),
+    # From rescue mode too: the server's own domain is defined again, switched off.
+    Task.SUSPEND: Action(_LIVE | {Status.RESCUE}, _("suspend")),
     Task.UNSUSPEND: Action(frozenset({Status.SUSPENDED}), _("unsuspend")),
     Task.RESCUE: Action(_LIVE, _("start rescue mode for")),
     Task.UNRESCUE: Action(frozenset({Status.RESCUE}), _("leave rescue mode of")),
@@ -120,8 +123,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.STOPPED: frozenset(
         {Status.RUNNING, Status.SUSPENDED, Status.RESCUE, Status.ERROR, Status.DELETING}
     ),
-    # Rescue mode ends by leaving it (the server boots normally) or by deleting the server.
-    Status.RESCUE: frozenset({Status.RUNNING, Status.ERROR, Status.DELETING}),
+    # Rescue mode ends by leaving it (the server boots normally), a suspension or deleting the server.
+    Status.RESCUE: frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR, Status.DELETING}),
     Status.SUSPENDED: frozenset({Status.RUNNING, Status.ERROR, Status.DELETING}),
     Status.ERROR: frozenset({Status.RUNNING, Status.STOPPED, Status.DELETING}),
     Status.DELETING: frozenset({Status.DELETED, Status.ERROR}),
@@ -172,6 +175,17 @@ STATUS_HINTS: dict[Status, str] = {
 POWER_OFF_QUESTION = _(
     "Power off %(name)s now? This cuts the power at once, like pulling the plug: unsaved data in the server "
     "may be lost. To stop it cleanly, use Shut down."
+)
+
+
+# What starting and leaving rescue mode ask first, on the customer's and the staff's server page.
+RESCUE_QUESTION = _(
+    "Start rescue mode for %(name)s? The server is shut down and boots a rescue system with its disk "
+    "attached. A one-time root password is shown once."
+)
+UNRESCUE_QUESTION = _(
+    "Leave rescue mode of %(name)s? The rescue system is stopped at once (unmount the server's disk first) "
+    "and the server boots from its own disk."
 )
 
 

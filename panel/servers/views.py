@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -24,7 +25,7 @@ from hypervisor.models import Image, IPAddress
 from panel import confirmation
 from panel.accounts import quotas
 from panel.models import Operation, Server, Snapshot
-from panel.servers import actions, catalog, failures, resize_quotes, states
+from panel.servers import actions, catalog, failures, passwords, resize_quotes, states
 from panel.servers.descriptions import describe_all, recent_operations
 from panel.servers.forms import OrderForm, PtrForm
 from panel.servers.operation_states import OPEN
@@ -156,7 +157,8 @@ class RebuildChoice:
     needs_gib: int
 
 
-def _rebuild_choices(server: Server) -> list[RebuildChoice]:
+def _rebuild_choices(server: Server, os_images=None) -> list[RebuildChoice]:
+    """`os_images`: the OS images on offer, when the caller has read them already."""
     disk_bytes = server.disk_gib * 1024**3
     return [
         RebuildChoice(
@@ -164,7 +166,7 @@ def _rebuild_choices(server: Server) -> list[RebuildChoice]:
             fits=image.virtual_size_bytes <= disk_bytes,
             needs_gib=-(-image.virtual_size_bytes // 1024**3),
         )
-        for image in catalog.active_images()
+        for image in (catalog.active_images() if os_images is None else os_images)
     ]
 
 
@@ -205,7 +207,16 @@ def _detail_context(request, server: Server) -> dict:
         if Task.RESIZE in possible
         else []
     )
-    rebuild = _rebuild_choices(server) if Task.REBUILD in possible else []
+    # The OS images to rebuild with, the ISOs to attach and the rescue system, in one query.
+    offered = catalog.offered_images() if {Task.REBUILD, Task.ATTACH_ISO, Task.RESCUE} & possible else []
+    rebuild = (
+        _rebuild_choices(server, [i for i in offered if i.purpose == Image.Purpose.OS])
+        if Task.REBUILD in possible
+        else []
+    )
+    isos = [i for i in offered if i.purpose == Image.Purpose.ISO] if Task.ATTACH_ISO in possible else []
+    # (as hypervisor.images.rescue_image finds it: an available image of purpose rescue)
+    rescue_available = Task.RESCUE in possible and any(i.purpose == Image.Purpose.RESCUE for i in offered)
     key = _state_key(
         server,
         [
@@ -224,6 +235,8 @@ def _detail_context(request, server: Server) -> dict:
         ],  # fmt: skip
         [(c.image.pk, c.image.name, c.fits) for c in rebuild],
         [(s.pk, s.name) for s in snapshots],
+        (server.iso_id, [(iso.pk, iso.name) for iso in isos]),
+        rescue_available,
         # Not the prorated amounts themselves (they shrink by the minute): the subscription they follow.
         (subscription.pk, subscription.cycle, subscription.price, subscription.paid_through)
         if subscription
@@ -263,6 +276,9 @@ def _detail_context(request, server: Server) -> dict:
         "subscription": subscription,
         "downgrade_credit": settings.PRORATE_DOWNGRADE_CREDIT,
         "rebuild_choices": rebuild,
+        "isos": isos,
+        "rescue_available": rescue_available,
+        "confirm_questions": {str(a): q % {"name": server.name} for a, q in CONFIRM_QUESTIONS.items()},
         "show_snapshots": Task.SNAPSHOT in possible
         or (snapshots and server.status not in (Server.Status.DELETING, Server.Status.DELETED)),
         "snapshots": snapshots,
@@ -274,7 +290,10 @@ def _detail_context(request, server: Server) -> dict:
 @login_required
 def server_detail(request, pk):
     server = get_object_or_404(own_servers(request), pk=pk)
-    return render(request, "panel/servers/detail.html", _detail_context(request, server))
+    context = _detail_context(request, server)
+    # The one-time root password of a rescue or password reset just asked for without JavaScript.
+    context["one_time_password"] = passwords.take_for_page(request, server.pk)
+    return render(request, "panel/servers/detail.html", context)
 
 
 @login_required
@@ -289,14 +308,21 @@ CONFIRM_BY_HOSTNAME = {
     Task.DELETE: gettext_lazy("Type the server's hostname to confirm deletion."),
     Task.REBUILD: gettext_lazy("Type the server's hostname to confirm the rebuild."),
 }
-ACTION_PARAMS = ("plan", "image", "name", "snapshot", "quote")
+ACTION_PARAMS = ("plan", "image", "name", "snapshot", "quote", "iso", "password")
+# Rescue mode asks first too (hx-confirm in the browser; without JavaScript, on a page of its own).
+CONFIRM_QUESTIONS = {
+    Task.RESCUE: states.RESCUE_QUESTION,
+    Task.UNRESCUE: states.UNRESCUE_QUESTION,
+}
 
 
+@sensitive_post_parameters("password")  # a root password chosen for a reset stays out of error reports
 @login_required
 @require_POST
 def server_action(request, pk):
     server = get_object_or_404(own_servers(request), pk=pk)
     action = request.POST.get("action", "")
+    one_time = None
     if action == Task.POWER_OFF and not confirmation.is_confirmed(request):
         # Asked in the browser (hx-confirm); without JavaScript, on a page of its own.
         return confirmation.ask(
@@ -304,6 +330,14 @@ def server_action(request, pk):
             title=_("Power off %(name)s") % {"name": server.name},
             question=states.POWER_OFF_QUESTION % {"name": server.name},
             confirm_label=_("Power off"),
+            cancel_url=reverse("server-detail", args=[server.pk]),
+        )
+    if action in CONFIRM_QUESTIONS and not confirmation.is_confirmed(request):
+        return confirmation.ask(
+            request,
+            title=f"{Task(action).label} · {server.name}",
+            question=CONFIRM_QUESTIONS[action] % {"name": server.name},
+            confirm_label=str(Task(action).label),
             cancel_url=reverse("server-detail", args=[server.pk]),
         )
     if action in CONFIRM_BY_HOSTNAME:
@@ -323,6 +357,8 @@ def server_action(request, pk):
         else:
             params = {name: request.POST[name] for name in ACTION_PARAMS if name in request.POST}
             operation = actions.perform(server, action, request.user, params)
+            if action in actions.PASSWORD_ACTIONS:
+                one_time = {"action": action, "password": operation.one_time_password}
             if action not in actions.POWER_ACTIONS:
                 # Started far down the page: say so where the page's messages are.
                 messages.success(
@@ -332,13 +368,19 @@ def server_action(request, pk):
                 )
     except actions.ActionError as exc:
         messages.error(request, exc.message)
-    return _after_action(request, server)
+    return _after_action(request, server, one_time)
 
 
-def _after_action(request, server: Server):
+def _after_action(request, server: Server, one_time: dict | None = None):
+    """The answer to an action: the page's live part (htmx), or the page again. A one-time password is
+    shown once: in that answer, or on the page the redirect leads to (kept encrypted until then)."""
     if request.htmx:
         server.refresh_from_db()
-        return render(request, "panel/servers/_status.html", _detail_context(request, server))
+        context = _detail_context(request, server)
+        context["one_time_password"] = one_time
+        return render(request, "panel/servers/_status.html", context)
+    if one_time:
+        passwords.keep_for_next_page(request, server.pk, one_time["action"], one_time["password"])
     return redirect("server-detail", pk=server.pk)
 
 

@@ -159,3 +159,18 @@ def test_the_guest_agent_channel_and_a_vnc_password_validate_and_read_back(tmp_p
     again = parse(xml)
     assert again.guest_agent is not None and again.graphics.password == "s3cr3t99"
     assert parse(full_domain("kvm", guest_agent=None).to_xml()).guest_agent is None
+
+
+def test_a_domain_booting_its_first_disk_only_validates_and_reads_back(tmp_path):
+    """Rescue mode's domain: the rescue system's disk is the one boot device (the firmware boots nothing
+    else), so the domain has a per-device boot order and no `<os><boot dev=...>`."""
+    rescue, own = Disk(source_file="/pool/rescue.qcow2", boot_order=1), Disk(source_file="/pool/own.qcow2")
+    own.target_dev = "vdb"
+    domain = full_domain("kvm", disks=[rescue, own])
+    xml = domain.to_xml()
+    assert_valid(tmp_path, xml, "domain")
+    root = etree.fromstring(xml.encode())
+    assert root.find("os/boot") is None
+    assert [disk.get("order") for disk in root.findall("devices/disk/boot")] == ["1"]
+    assert [disk.boot_order for disk in parse(xml).disks] == [1, None]
+    assert parse(xml).to_xml() == xml

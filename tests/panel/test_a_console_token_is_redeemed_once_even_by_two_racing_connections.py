@@ -65,10 +65,11 @@ def test_the_checks_close_consoles_of_servers_suspended_given_away_or_deleted(
     Server.objects.filter(pk=servers[1].pk).update(owner=other_customer)
     ConsoleSession.objects.filter(pk=ids[2]).delete()  # went with its server
     assert sessions.closing(ids) == {
-        ids[0]: "the server is suspended",
-        ids[1]: "the server changed owner",
-        ids[2]: "the server was deleted",
+        ids[0]: sessions.SUSPENDED,
+        ids[1]: sessions.NOT_YOURS,
+        ids[2]: sessions.DELETED,
     }
+    assert [sessions.closing(ids)[pk].code for pk in ids[:3]] == [4001, 4003, 4002]
 
 
 def test_staff_keep_their_console_whoever_owns_the_server(catalog, customer, other_customer, staff):

@@ -143,7 +143,8 @@ def test_an_open_console_closes_when_the_server_changes_owner_or_is_suspended(
         with pytest.raises(ConnectionClosed) as closed:
             while time.monotonic() - started < 20:
                 websocket.recv(timeout=20)
-    assert closed.value.rcvd.code == 4001
-    assert ("owner" if change == "owner" else "suspended") in closed.value.rcvd.reason
+    code, reason = (4003, "no longer this account's") if change == "owner" else (4001, "suspended")
+    assert closed.value.rcvd.code == code
+    assert reason in closed.value.rcvd.reason
     session = wait_for(lambda: ConsoleSession.objects.filter(ended_at__isnull=False).first(), timeout=10)
     assert session.end_reason == closed.value.rcvd.reason

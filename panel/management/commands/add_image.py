@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from hypervisor import images
+from hypervisor.models import Image
 
 
 class Command(BaseCommand):
@@ -18,12 +19,18 @@ class Command(BaseCommand):
         parser.add_argument("--kernel", default="", help="For direct kernel boot: the kernel file.")
         parser.add_argument("--initrd", default="", help="For direct kernel boot: the initrd file.")
         parser.add_argument("--cmdline", default="", help="For direct kernel boot: the kernel command line.")
+        parser.add_argument(
+            "--purpose", default=Image.Purpose.OS, choices=Image.Purpose.values,
+            help="os (ordered and rebuilt with; the default), rescue (the rescue system rescue mode boots, "
+            "with direct kernel boot or from its disk) or iso (an installer .iso customers attach).",
+        )  # fmt: skip
 
-    def handle(self, *args, slug, path, name, os_family, kernel, initrd, cmdline, **options):
+    def handle(self, *args, slug, path, name, os_family, kernel, initrd, cmdline, purpose, **options):
         try:
             image = images.register_image(
-                slug, path, name=name, os_family=os_family, kernel=kernel, initrd=initrd, cmdline=cmdline
-            )
+                slug, path, name=name, os_family=os_family, kernel=kernel, initrd=initrd, cmdline=cmdline,
+                purpose=purpose,
+            )  # fmt: skip
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         gib = image.virtual_size_bytes / 1024**3
