@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import libvirt
 import pytest
 
-from hypervisor import connection
+from hypervisor import connection, credentials, hosts
 from hypervisor.models import Host
-from tests import real_workers
+from tests import factories, real_workers
+from tests.sshd import SSHD, Sshd
 
 
 @pytest.fixture
@@ -33,6 +37,28 @@ def libvirtd(transactional_db) -> Iterator[libvirt.virConnect]:
 def kvm_host(libvirtd) -> Host:
     """The local libvirtd as a host (QEMU emulation, as guests boot here) in a region with an IPv4 pool."""
     return real_workers.kvm_host()
+
+
+@pytest.fixture
+def ssh_host(tmp_path, settings, libvirtd) -> Iterator[Host]:
+    """This machine's libvirtd as a remote host: `qemu+ssh://` through a private sshd with the panel's key
+    (QEMU emulation, as guests boot here), in a region of its own without an IP pool."""
+    if not Path(SSHD).exists():
+        pytest.fail("openssh-server is missing: apt-get install -y openssh-server")
+    # A short PANEL_DATA_DIR: the key files and ssh's paths live under it.
+    settings.DATA_DIR = Path(tempfile.mkdtemp(prefix="vps", dir="/tmp"))
+    sshd = Sshd(tmp_path / "sshd")
+    sshd.start()
+    host = hosts.register_host("kvm-remote", sshd.uri, factories.make_region())
+    hosts.probe_host(host.pk)  # records the host's SSH key (trust on first use)
+    sshd.authorize(credentials.authorized_keys_line())
+    Host.objects.filter(pk=host.pk).update(force_emulation=True)
+    host = hosts.probe_host(host.pk)
+    assert host.state == Host.State.READY, host.status_reason
+    yield host
+    connection.forget(host.uri)
+    sshd.stop()
+    shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Password reset and rescue mode on the real libvirtd with a real Debian guest (tests/guest_image.py, which
-has the QEMU guest agent), in one test to keep the suite short:
+has the QEMU guest agent), on a remote host reached through qemu+ssh:// (a private sshd with the panel's
+key), with every console session through the console proxy's websocket, in one test to keep the suite short:
 
-1. the root password is reset through the guest agent (virDomainSetUserPassword), and root logs in with it
-   on the serial console (libvirt's console stream), then leaves a marker file on the server's disk;
+1. the serial console shows the guest's login prompt; the root password is reset through the guest agent
+   (virDomainSetUserPassword), and root logs in with it on the serial console, then leaves a marker file on
+   the server's disk;
 2. rescue mode boots the rescue system (registered as an image of purpose rescue: the same test image) from
    a throwaway overlay with the server's disk attached as /dev/vdb: root logs in with the one-time password
    on the console and over SSH, and the rescue system reads the marker from the server's disk;
@@ -12,6 +14,7 @@ has the QEMU guest agent), in one test to keep the suite short:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -22,16 +25,18 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
-from hypervisor import connection, images, ipam
+from hypervisor import images, ipam
 from hypervisor.models import Image
 from panel.models import Operation
 from panel.servers import actions, operations
 from tests import factories
+from tests.console_proxy import running_proxy
 from tests.real_workers import remove_leftovers, volumes_of
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
-URI = "qemu:///system"
 BOOT_TIMEOUT = 240
 COMMAND_TIMEOUT = 60
 # Terminal control sequences (bash's bracketed paste mode, colours), left out of what the console showed.
@@ -39,16 +44,11 @@ CONTROL_SEQUENCES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class SerialConsole:
-    """The guest's serial console through libvirt's console stream, on a connection of its own: a
-    non-blocking stream that libvirt's event loop fills, read here whenever the test waits for what the
-    guest prints (one thread, so that reading never blocks typing)."""
+    """The guest's serial console through the console proxy: a token from `POST servers/{id}/console/`, then
+    the websocket (raw bytes both ways), read whenever the test waits for what the guest prints."""
 
-    def __init__(self, domain_uuid: str):
-        connection.ensure_event_loop()  # before the connection opens: the loop moves the stream's data
-        self.conn = libvirt.open(URI)
-        self.stream = self.conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
-        domain = self.conn.lookupByUUIDString(domain_uuid)
-        domain.openConsole(None, self.stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+    def __init__(self, websocket: ClientConnection):
+        self.websocket = websocket
         self.raw = ""
         self.text = ""  # without control sequences
         self.seen = 0  # what wait_for has consumed
@@ -57,27 +57,18 @@ class SerialConsole:
     def _drain(self) -> None:
         while not self.ended:
             try:
-                data = self.stream.recv(16 * 1024)
-            except libvirt.libvirtError:
+                data = self.websocket.recv(timeout=0.05)
+            except TimeoutError:  # nothing more for now
+                break
+            except ConnectionClosed:
                 self.ended = True
                 break
-            if isinstance(data, int):  # -2: nothing more for now
-                break
-            if not data:
-                self.ended = True
-                break
-            self.raw += data.decode(errors="replace").replace("\r", "")
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            self.raw += text.replace("\r", "")
         self.text = CONTROL_SEQUENCES.sub("", self.raw)
 
     def type(self, text: str) -> None:
-        data = text.encode()
-        deadline = time.monotonic() + COMMAND_TIMEOUT
-        while data and time.monotonic() < deadline:
-            sent = self.stream.send(data)
-            if sent < 0:  # -2: the stream is full for now
-                time.sleep(0.05)
-                continue
-            data = data[sent:]
+        self.websocket.send(text.encode())
 
     def wait_for(self, pattern: str, timeout: float, nudge: float | None = None) -> re.Match:
         """The first match of `pattern` in what the guest printed since the last match; with `nudge`, a
@@ -122,13 +113,6 @@ class SerialConsole:
         match = self.wait_for(rf"\nEND{number}\n", COMMAND_TIMEOUT)
         return self.text[start : match.start()]
 
-    def close(self) -> None:
-        try:
-            self.stream.abort()
-        except libvirt.libvirtError:
-            pass
-        self.conn.close()
-
 
 def ssh(address: str, password: str, command: str) -> subprocess.CompletedProcess:
     """`command` run as root over SSH with a password (OpenSSH reads it from an askpass program)."""
@@ -158,14 +142,19 @@ def execute(operation: Operation) -> Operation:
     return operation
 
 
+@pytest.fixture
+def proxy(ssh_host, settings, tmp_path):
+    with running_proxy(settings, tmp_path) as url:  # after ssh_host: the proxy shares its data directory
+        yield url
+
+
 def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_returns(
-    guest_image, customer, libvirtd, settings
+    guest_image, customer, libvirtd, ssh_host, proxy, settings, api
 ):
     settings.SHUTDOWN_TIMEOUT = 60
     settings.IMAGE_DIR = guest_image.disk.parent  # the cached build's directory holds all three files
-    region = factories.make_region()
     # QEMU emulation, as the other real guests here (KVM inside this machine's own virtual machine fails).
-    host = factories.make_host(uri=URI, region=region, force_emulation=True)
+    host, region = ssh_host, ssh_host.region
     ipam.create_pool(
         region, "test", "192.168.122.0/24", "192.168.122.1",
         nameservers=["192.168.122.1"], excluded=["192.168.122.2-192.168.122.236"],
@@ -184,11 +173,14 @@ def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_retu
     )  # fmt: skip
     plan = factories.make_plan(slug="rescue", vcpus=1, memory_mib=512, disk_gib=3)
     server = actions.order_server(customer, name="toko", plan=plan, image=image, region=region)
-    consoles: list[SerialConsole] = []
+    consoles = contextlib.ExitStack()  # the websockets, closed at the end
 
     def console() -> SerialConsole:
-        consoles.append(SerialConsole(str(server.id)))
-        return consoles[-1]
+        opened = api(customer).post(
+            f"/api/v1/servers/{server.id}/console/", {"type": "serial"}, format="json"
+        )
+        assert opened.status_code == 201, opened.content
+        return SerialConsole(consoles.enter_context(connect(opened.json()["url"], open_timeout=15)))
 
     try:
         execute(Operation.objects.get(server=server, type="create"))
@@ -196,8 +188,10 @@ def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_retu
         server.refresh_from_db()
         address = server.ipv4[0]
 
-        # 1. A new root password through the guest agent; root logs in with it on the serial console.
+        # 1. The guest's login prompt on its serial console; a new root password through the guest agent,
+        # and root logs in with it on the serial console.
         first.booted()
+        first.wait_for(r"toko login:", COMMAND_TIMEOUT, nudge=5)
         reset = actions.reset_password(server, customer, "a new root password")
         assert reset.one_time_password == "a new root password"
         execute(reset)
@@ -248,8 +242,7 @@ def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_retu
             f"{server.id}.qcow2", f"{server.id}-seed.iso",
         }  # fmt: skip
     finally:
-        for each in consoles:
-            each.close()
+        consoles.close()
         remove_leftovers(libvirtd, str(server.id))  # before the base volumes it is made of
         for each in (image, rescue_image):
             for kind, _path, checksum in images.files_of(each):
