@@ -12,6 +12,7 @@ from hypervisor.models import Host, Image, Region
 from panel.accounts import quotas
 from panel.accounts.openssh import parse_public_key
 from panel.models import Operation, Server, Snapshot, SSHKey, User
+from panel.servers import catalog, passwords
 from panel.servers.actions import CUSTOMER_ACTIONS
 from panel.servers.validators import validate_hostname
 
@@ -153,9 +154,7 @@ class AdminServerSerializer(ServerSerializer):
 class ServerCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=253)
     plan = serializers.SlugRelatedField(slug_field="slug", queryset=Plan.objects.filter(is_active=True))
-    image = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Image.objects.filter(is_active=True, purpose=Image.Purpose.OS)
-    )
+    image = serializers.SlugRelatedField(slug_field="slug", queryset=catalog.active_images())
     region = serializers.SlugRelatedField(
         slug_field="slug", queryset=Region.objects.filter(is_active=True), required=False, allow_null=True
     )
@@ -220,7 +219,8 @@ class ActionSerializer(serializers.ModelSerializer):
     def get_params(self, operation: Operation) -> dict:
         params = operation.params or {}
         if _is_staff(self.context):  # all but a one-time password (encrypted) not yet used by the worker
-            return {key: value for key, value in params.items() if key != "password"}
+            stripped = passwords.without_secret(params)
+            return params if stripped is None else stripped
         return {key: params[key] for key in CUSTOMER_PARAMS if key in params}
 
     def get_error(self, operation: Operation) -> str:
@@ -238,8 +238,8 @@ class ActionCreateSerializer(serializers.Serializer):
     snapshot = serializers.IntegerField(required=False, help_text="restore, delete_snapshot: the snapshot id")
     iso = serializers.CharField(required=False, help_text="attach_iso: the ISO image's slug (GET isos/)")
     password = serializers.CharField(
-        required=False, allow_blank=True, write_only=True, trim_whitespace=False, min_length=12,
-        max_length=128,
+        required=False, allow_blank=True, write_only=True, trim_whitespace=False,
+        min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH,
         help_text="reset_password: the new root password (generated when left out). The 202 answer of "
         "reset_password and rescue (the rescue system's one-time root password) carries it in `password`: "
         "it is shown only there and kept only encrypted until the worker has used it.",

@@ -12,7 +12,7 @@ from billing import errors, ledger, payments
 from billing.models import Invoice, Plan
 from billing.money import currency
 from hypervisor import hosts, placement, routing
-from hypervisor.models import Host, Image, Region
+from hypervisor.models import Host, Region
 from panel import dispatch
 from panel.accounts import quotas, ssh_keys
 from panel.activity import log as activity
@@ -50,7 +50,7 @@ class PlanList(generics.ListAPIView):
 
 class ImageList(generics.ListAPIView):
     serializer_class = api_serializers.ImageSerializer
-    queryset = Image.objects.filter(is_active=True, purpose=Image.Purpose.OS)
+    queryset = catalog.active_images()
 
 
 class IsoList(generics.ListAPIView):

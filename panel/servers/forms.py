@@ -6,8 +6,9 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import Plan
-from hypervisor.models import Image, Region
+from hypervisor.models import Region
 from panel.models import SSHKey, User
+from panel.servers import catalog
 from panel.servers.validators import validate_hostname
 
 
@@ -28,7 +29,7 @@ class OrderForm(forms.Form):
     )
     image = forms.ModelChoiceField(
         label=_("Image"),
-        queryset=Image.objects.filter(is_active=True, purpose=Image.Purpose.OS),
+        queryset=catalog.active_images(),
         widget=forms.RadioSelect,
         empty_label=None,
     )

@@ -51,12 +51,6 @@ def retired_iso(image_dir) -> Image:
 
 
 @pytest.fixture
-def conn(catalog):
-    with factories.TidySimulatedHost(catalog["host"].uri) as conn:
-        yield conn
-
-
-@pytest.fixture
 def server(customer, catalog, conn) -> Server:
     return factories.make_real_server(
         customer, plan=catalog["plan"], image=catalog["image"], region=catalog["region"]

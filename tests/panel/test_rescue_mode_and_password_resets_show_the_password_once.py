@@ -23,12 +23,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def conn(catalog):
-    with factories.TidySimulatedHost(catalog["host"].uri) as conn:
-        yield conn
-
-
-@pytest.fixture
 def server(customer, catalog, conn) -> Server:
     return factories.make_real_server(
         customer, plan=catalog["plan"], image=catalog["image"], region=catalog["region"], name="toko"
