@@ -11,7 +11,7 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc pkg-config libvirt-dev libvirt-clients openssh-client \
-        qemu-utils \
+        qemu-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

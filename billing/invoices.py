@@ -16,18 +16,29 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db import transaction
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, pgettext, pgettext_lazy
 
-from . import signals
+from . import buyer, credit_notes, numbering, queue, seller, signals, tax, transfer
 from .errors import BillingError, refuse_own
 from .ledger import balance, lock, post, reason_fields
-from .models import Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, Subscription
+from .models import (
+    BillingProfile,
+    Invoice,
+    InvoiceLine,
+    InvoiceSequence,
+    LedgerEntry,
+    SellerProfile,
+    Subscription,
+)
 from .money import ZERO, currency, format_money, quantize
 from .texts import Message, language_of, mail_in
+
+MAIL_INVOICES = "billing.tasks.mail_invoices"
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -53,33 +64,46 @@ class Line:
 
 
 def _take_numbers(year: int, count: int = 1) -> list[str]:
-    """The next `count` invoice numbers of the year, in one statement. The year's sequence row stays locked
-    until the caller's transaction ends, so numbers never repeat or skip; callers take them last."""
-    table = InvoiceSequence._meta.db_table
-    with connection.cursor() as cursor:
-        for _attempt in range(2):
-            cursor.execute(
-                f"UPDATE {table} SET last = last + %s WHERE year = %s RETURNING last",  # noqa: S608
-                [count, year],
-            )
-            row = cursor.fetchone()
-            if row is not None:
-                break
-            InvoiceSequence.objects.get_or_create(year=year)  # the year's first invoice
-        else:  # pragma: no cover (the row exists after get_or_create)
-            raise RuntimeError(f"no invoice sequence for {year}")
-    last = row[0]
-    return [f"INV-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
+    """The next `count` invoice numbers of the year (billing.numbering): the year's sequence row stays
+    locked until the caller's transaction ends, so numbers never repeat or skip; callers take them last."""
+    return numbering.take(InvoiceSequence, "INV", year, count)
 
 
-def _new_invoice(account, lines: list[Line], number: str, at: datetime) -> Invoice:
-    """An open invoice (not saved) for these lines."""
+@dataclass(frozen=True)
+class Parties:
+    """What an invoice records of who sold and who bought, as they are when it is issued."""
+
+    seller: SellerProfile
+    buyer: BillingProfile | None
+    rule: tax.TaxRule
+
+
+def _parties(account) -> Parties:
+    return Parties(seller=seller.profile(), buyer=buyer.profile_of(account), rule=tax.current_rule())
+
+
+def _new_invoice(account, lines: list[Line], number: str, at: datetime, parties: Parties) -> Invoice:
+    """An open invoice (not saved) for these lines, its tax computed once on their sum (billing.tax)."""
+    amounts = tax.compute(sum((line.amount for line in lines), ZERO), parties.rule)
+    selling, customer = parties.seller, parties.buyer
     return Invoice(
         account=account,
         number=number,
         currency=currency(),
         status=Invoice.Status.OPEN,
-        total=quantize(sum((line.amount for line in lines), ZERO)),
+        subtotal=amounts.subtotal,
+        tax_base=amounts.tax_base,
+        tax=amounts.tax,
+        tax_rate=parties.rule.rate if parties.rule.charges_tax else ZERO,
+        tax_base_fraction=parties.rule.fraction_text,
+        total=amounts.total,
+        seller_name=selling.legal_name or getattr(settings, "BILLING_COMPANY_NAME", ""),
+        seller_address=selling.address,
+        seller_tax_id=selling.tax_id,
+        buyer_name=buyer.name_of(account, customer),
+        buyer_address=customer.billing_address if customer else "",
+        buyer_tax_id_kind=customer.tax_id_kind if customer and customer.tax_id else "",
+        buyer_tax_id=customer.tax_id if customer else "",
         issued_at=at,
         due_at=at + timedelta(days=settings.INVOICE_DUE_DAYS),
     )
@@ -125,9 +149,14 @@ def issue(account: AbstractBaseUser, lines_of: list[list[Line]], at: datetime) -
     stays locked to the commit, so callers issue last), written in bulk with their lines and their charges
     on the ledger, mailed after the commit. The caller holds the account's row lock and settles."""
     numbers = _take_numbers(timezone.localtime(at).year, len(lines_of))
+    parties = _parties(account)
     invoices = [
-        _new_invoice(account, lines, number, at) for lines, number in zip(lines_of, numbers, strict=True)
+        _new_invoice(account, lines, number, at, parties)
+        for lines, number in zip(lines_of, numbers, strict=True)
     ]
+    if parties.seller.unique_amount_codes:
+        # Under the year's sequence lock, so two issuers never pick the same amount.
+        transfer.assign_codes(invoices)
     Invoice.objects.bulk_create(invoices)
     InvoiceLine.objects.bulk_create(
         [
@@ -137,13 +166,9 @@ def issue(account: AbstractBaseUser, lines_of: list[list[Line]], at: datetime) -
         ]
     )
     LedgerEntry.objects.bulk_create([_charge(invoice) for invoice in invoices])
-    language = language_of(account)
-    with translation.override(language):
-        messages = [
-            (_("Invoice %(number)s") % {"number": invoice.number}, invoice_text(invoice))
-            for invoice in invoices
-        ]
-    transaction.on_commit(lambda: mail(account, messages, language))
+    # Each invoice is mailed by a worker, with its PDF attached (billing.tasks.mail_invoices): rendering
+    # PDFs never holds up an order or a billing run.
+    queue.after_commit(MAIL_INVOICES, [invoice.pk for invoice in invoices])
     return invoices
 
 
@@ -174,13 +199,22 @@ def settle(
         if not locked:
             lock(account)
         open_invoices = list(
-            Invoice.objects.filter(account=account, status=Invoice.Status.OPEN).order_by("issued_at", "id")
+            with_withheld(Invoice.objects.filter(account=account, status=Invoice.Status.OPEN)).order_by(
+                "issued_at", "id"
+            )
         )
-        available = balance(account) + sum((i.total for i in open_invoices), ZERO) if open_invoices else ZERO
+        # What the account has to pay with: its balance without the open invoices' charges and without
+        # the tax withheld from them (which settles its own invoice, not another).
+        available = (
+            balance(account) + sum((i.total - i.withheld for i in open_invoices), ZERO)
+            if open_invoices
+            else ZERO
+        )
         for invoice in open_invoices:
-            if available < invoice.total:
+            need = invoice.total - invoice.withheld
+            if available < need:
                 break
-            available -= invoice.total
+            available -= need
             paid.append(invoice)
         if paid:
             Invoice.objects.filter(pk__in=[i.pk for i in paid], status=Invoice.Status.OPEN).update(
@@ -194,6 +228,35 @@ def settle(
         if (paid or not issued_only) and not overdue(account, at).exists():
             _unsuspend(account, at)
     return paid
+
+
+def with_withheld(invoices: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    """`withheld` on each invoice: the income tax (PPh 23) the customer withheld from it
+    (billing.withholding), which settles that part of it."""
+    total = (
+        LedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=LedgerEntry.Kind.WITHHOLDING)
+        .order_by()
+        .values("invoice")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    money = DecimalField(max_digits=16, decimal_places=2)
+    return invoices.annotate(withheld=Coalesce(Subquery(total, output_field=money), ZERO, output_field=money))
+
+
+def amount_due(invoice: Invoice) -> Decimal:
+    """What an open invoice still needs: its total less the tax withheld from it (0 when not open)."""
+    if invoice.status != Invoice.Status.OPEN:
+        return ZERO
+    withheld = getattr(invoice, "withheld", None)
+    if withheld is None:
+        withheld = (
+            LedgerEntry.objects.filter(invoice=invoice, kind=LedgerEntry.Kind.WITHHOLDING).aggregate(
+                total=Sum("amount")
+            )["total"]
+            or ZERO
+        )
+    return invoice.total - withheld
 
 
 def overdue(account: AbstractBaseUser, at: datetime) -> QuerySet[Invoice]:
@@ -244,15 +307,11 @@ def void_locked(invoice: Invoice, by: AbstractBaseUser | None = None, reason: st
         status=Invoice.Status.VOID, voided_at=timezone.now()
     ):
         return False
-    post(
-        invoice.account,
-        LedgerEntry.Kind.CREDIT,
-        invoice.total,
-        reason
-        or Message(pgettext_lazy("invoice status", "Invoice %(number)s voided"), {"number": invoice.number}),
-        by=by,
-        invoice=invoice,
+    reason = reason or Message(
+        pgettext_lazy("invoice status", "Invoice %(number)s voided"), {"number": invoice.number}
     )
+    post(invoice.account, LedgerEntry.Kind.CREDIT, invoice.total, reason, by=by, invoice=invoice)
+    credit_notes.issue_for(invoice, invoice.total, reason, by=by)
     return True
 
 

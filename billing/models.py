@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import invoice_states, subscription_states, texts
+from . import checkout_states, invoice_states, subscription_states, texts
 
 
 class TransferDirection(models.TextChoices):
@@ -72,6 +72,9 @@ class LedgerEntry(models.Model):
         CREDIT = "credit", _("Credit")
         REFUND = "refund", _("Refund")
         ADJUSTMENT = "adjustment", _("Adjustment")
+        # Income tax (PPh 23) a company customer withheld from an invoice and paid to the tax office for us:
+        # it settles that part of the invoice without money arriving (billing.withholding).
+        WITHHOLDING = "withholding", _("Tax withheld (PPh 23)")
 
     account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -123,6 +126,14 @@ class BillingProfile(models.Model):
         validators=[MinValueValidator(Decimal("0"))],
     )  # fmt: skip
     custom_prices = models.JSONField(_("custom monthly prices by plan slug"), default=dict, blank=True)
+    # Who the invoices are made out to, as the customer gives it (billing.buyer): a company's name and NPWP,
+    # or an individual's NIK, and the address for the tax invoice. Blank: the account's name and email.
+    company_name = models.CharField(_("company name"), max_length=200, blank=True)
+    tax_id_kind = models.CharField(
+        _("tax ID type"), max_length=4, choices=[("npwp", _("NPWP")), ("nik", _("NIK"))], blank=True
+    )
+    tax_id = models.CharField(_("tax ID"), max_length=32, blank=True)
+    billing_address = models.TextField(_("billing address"), max_length=500, blank=True)
 
     def __str__(self) -> str:
         return f"billing profile of {self.account_id}"
@@ -182,7 +193,27 @@ class Invoice(models.Model):
     number = models.CharField(max_length=20, unique=True, null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     currency = models.CharField(max_length=3)
+    # The tax breakdown (billing.tax), computed once per invoice when it is issued: `subtotal` is the price
+    # before tax, `tax_base` the base the rate applies to (DPP: 11/12 of the price under PMK 131/2024),
+    # `tax` the tax (PPN), `total` what is owed. `tax_rate` (percent) and `tax_base_fraction` ("11/12") are
+    # the rule it was issued under. An invoice without tax has tax 0 and rate 0.
+    subtotal = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    tax_base = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    tax = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("0"))
+    tax_base_fraction = models.CharField(max_length=11, blank=True)
     total = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    # Who sold and who bought, as they were when the invoice was issued (a tax invoice never changes).
+    seller_name = models.CharField(max_length=200, blank=True)
+    seller_address = models.TextField(max_length=500, blank=True)
+    seller_tax_id = models.CharField(max_length=32, blank=True)
+    buyer_name = models.CharField(max_length=200, blank=True)
+    buyer_address = models.TextField(max_length=500, blank=True)
+    buyer_tax_id_kind = models.CharField(max_length=4, blank=True)
+    buyer_tax_id = models.CharField(max_length=32, blank=True)
+    # Bank transfer without a gateway: the last digits added to the amount to transfer, unique among open
+    # invoices, so that staff matching a bank statement find the invoice by its amount (billing.transfer).
+    unique_code = models.PositiveSmallIntegerField(null=True, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     due_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -198,6 +229,12 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number or f"draft {self.pk}"
+
+    @property
+    def transfer_amount(self) -> Decimal:
+        """What to transfer by bank for this invoice: its total plus its unique code (the code's digits
+        become credit on the account)."""
+        return self.total + (self.unique_code or 0)
 
 
 class InvoiceLine(models.Model):
@@ -275,6 +312,14 @@ class SellerProfile(models.Model):
     account_number = models.CharField(_("account number"), max_length=40, blank=True)
     account_holder = models.CharField(_("account holder"), max_length=200, blank=True)
     payment_note = models.TextField(_("extra payment instructions"), max_length=1000, blank=True)
+    unique_amount_codes = models.BooleanField(
+        _("unique amount codes"),
+        default=False,
+        help_text=_(
+            "Add a code of up to three digits to each invoice's amount, so that each bank transfer's amount "
+            "points to one invoice."
+        ),
+    )
     updated_at = models.DateTimeField(null=True, blank=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -290,3 +335,120 @@ class SellerProfile(models.Model):
     @property
     def has_seller_details(self) -> bool:
         return bool(self.legal_name or self.address or self.tax_id)
+
+
+class CreditNoteSequence(models.Model):
+    """The last credit note number used in a year; locked while the next one is taken."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last}"
+
+
+class CreditNote(models.Model):
+    """A numbered document that cancels (part of) an issued invoice: issued when an invoice is voided or an
+    amount of it refunded, with the same tax breakdown in proportion (billing.credit_notes)."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_notes"
+    )
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    number = models.CharField(max_length=20, unique=True)
+    currency = models.CharField(max_length=3)
+    subtotal = models.DecimalField(max_digits=16, decimal_places=2)
+    tax_base = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    tax = models.DecimalField(max_digits=16, decimal_places=2)
+    total = models.DecimalField(max_digits=16, decimal_places=2)
+    reason = models.CharField(max_length=255, blank=True)
+    reason_data = models.JSONField(default=dict, blank=True)
+    issued_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def reason_text(self) -> str:
+        return texts.render(self.reason_data, self.reason)
+
+
+class WithholdingSlip(models.Model):
+    """A withholding slip (bukti potong PPh 23) a company customer gave for an invoice: staff record its
+    number, amount and a scan, and the amount settles that part of the invoice (billing.withholding)."""
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="withholding_slips")
+    number = models.CharField(_("slip number"), max_length=64)
+    amount = models.DecimalField(
+        _("amount withheld"), max_digits=16, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    file = models.FileField(_("scan of the slip"), upload_to="withholding/%Y/", blank=True)
+    entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="withholding_slip")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "number"], name="withholding_slip_number_per_account")
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class Checkout(models.Model):
+    """One attempt to pay through a provider (billing.checkouts): a top-up of the balance, or the amount an
+    open invoice still needs. `reference` is our order id, which the provider echoes in its notification;
+    `provider_id` is the provider's id of the checkout (Xendit's invoice id, Midtrans's Snap token) and
+    `transaction_id` the id of the payment that paid it, which is the Payment's reference."""
+
+    Status = checkout_states.Status
+
+    class Purpose(models.TextChoices):
+        TOP_UP = "top_up", _("Top-up")
+        INVOICE = "invoice", _("Invoice")
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="checkouts")
+    provider = models.CharField(max_length=30)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.TOP_UP)
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="checkouts"
+    )
+    amount = models.DecimalField(
+        max_digits=16, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.CharField(max_length=255, blank=True)
+    reference = models.CharField(max_length=64, unique=True)
+    provider_id = models.CharField(max_length=100, blank=True)
+    transaction_id = models.CharField(max_length=100, blank=True)
+    checkout_url = models.URLField(max_length=1000, blank=True)
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="checkouts"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "checked_at"]),
+            models.Index(fields=["account", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference

@@ -24,3 +24,9 @@ invoice_voided = Signal()
 # profile, changed (the names of the fields that changed), by: an admin changed the seller's profile (the
 # name on invoices, the bank account customers pay to).
 seller_profile_changed = Signal()
+# account, slip, by: staff recorded a withholding slip (PPh 23) against an invoice.
+withholding_recorded = Signal()
+# account, note, by: staff issued a credit note for (part of) a paid invoice.
+credit_note_issued = Signal()
+# account, checkout: a provider's payment was credited (billing.checkouts), in the crediting transaction.
+checkout_paid = Signal()

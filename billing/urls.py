@@ -10,6 +10,9 @@ urlpatterns = [
     path("billing/", views.billing_overview, name="billing"),
     path("billing/top-up/", views.top_up, name="billing-top-up"),
     path("billing/invoices/<int:pk>/", views.invoice_detail, name="invoice"),
+    # -- customer payments: checkouts, paying an invoice, billing details
+    # -- invoice documents: PDFs, credit notes, withholding slips
+    # -- tax export
     path("staff/customers/<int:pk>/payments/", staff_views.staff_record_payment, name="staff-record-payment"),
     path("staff/customers/<int:pk>/adjustments/", staff_views.staff_adjust, name="staff-adjust"),
     path(
@@ -21,5 +24,6 @@ urlpatterns = [
     path("staff/invoices/<int:pk>/void/", staff_views.staff_void_invoice, name="staff-invoice-void"),
     path("staff/overdue/", staff_views.overdue, name="staff-overdue"),
     path("staff/billing-settings/", staff_views.billing_settings, name="billing-settings"),
+    # -- provider webhooks
     path("billing/webhooks/<slug:provider>/", views.webhook, name="billing-webhook"),
 ]

@@ -406,7 +406,42 @@ BILLING_TERMINATE_DAYS = int(os.environ.get("BILLING_TERMINATE_DAYS", "14"))
 BILLING_TERMINATION_WARNING_DAYS = int(os.environ.get("BILLING_TERMINATION_WARNING_DAYS", "3"))
 PRORATE_DOWNGRADE_CREDIT = env_bool("PRORATE_DOWNGRADE_CREDIT", True)
 BANK_TRANSFER_INSTRUCTIONS = os.environ.get("BANK_TRANSFER_INSTRUCTIONS", "")
-PAYMENT_PROVIDERS = env_list("PAYMENT_PROVIDERS")  # dotted paths of billing.providers.PaymentProvider classes
+
+# Tax (billing.tax): PPN as PMK 131/2024 computes it for these services: TAX_RATE percent of a tax base
+# (DPP) that is TAX_BASE_FRACTION of the price, so 12 % of 11/12 (effectively 11 %). TAX_RATE=0: no tax.
+# PRICES_INCLUDE_TAX: plan prices are what customers pay, tax included (the invoice shows what of it is
+# tax); off, the tax is added on top. The invoice's tax is computed and rounded once, on its subtotal.
+TAX_RATE = os.environ.get("TAX_RATE", "12")
+TAX_BASE_FRACTION = os.environ.get("TAX_BASE_FRACTION", "11/12")
+PRICES_INCLUDE_TAX = env_bool("PRICES_INCLUDE_TAX", True)
+# PPh 23 withheld by company customers on services (percent of the price before tax): what staff are
+# offered when they record a withholding slip.
+WITHHOLDING_TAX_RATE = os.environ.get("WITHHOLDING_TAX_RATE", "2")
+
+# Payment providers (billing.providers). Each is on when its secret is set; none: bank transfer only.
+# Midtrans Snap: the server key, sandbox or production, and the base URLs of Snap and of the Core API
+# (status checks); blank URLs are Midtrans's own for the mode.
+MIDTRANS_SERVER_KEY = os.environ.get("MIDTRANS_SERVER_KEY", "")
+MIDTRANS_IS_PRODUCTION = env_bool("MIDTRANS_IS_PRODUCTION", False)
+MIDTRANS_SNAP_URL = os.environ.get("MIDTRANS_SNAP_URL", "")
+MIDTRANS_API_URL = os.environ.get("MIDTRANS_API_URL", "")
+# Xendit Invoices: the secret API key, the callback verification token, and the API base URL.
+XENDIT_SECRET_KEY = os.environ.get("XENDIT_SECRET_KEY", "")
+XENDIT_CALLBACK_TOKEN = os.environ.get("XENDIT_CALLBACK_TOKEN", "")
+XENDIT_API_URL = os.environ.get("XENDIT_API_URL", "https://api.xendit.co")
+# More providers: dotted paths of billing.providers.PaymentProvider classes.
+PAYMENT_PROVIDERS = env_list("PAYMENT_PROVIDERS")
+# How long a checkout may be paid, how long a call to a provider may take, and how often checkouts still
+# pending are asked about (a notification that never arrived).
+CHECKOUT_EXPIRY_MINUTES = int(os.environ.get("CHECKOUT_EXPIRY_MINUTES", "1440"))
+PAYMENT_PROVIDER_TIMEOUT = float(os.environ.get("PAYMENT_PROVIDER_TIMEOUT", "10"))
+CHECKOUT_POLL_INTERVAL = float(os.environ.get("CHECKOUT_POLL_INTERVAL", "300"))
+# The smallest and largest top-up a customer may start.
+TOP_UP_MIN = os.environ.get("TOP_UP_MIN", "10000")
+TOP_UP_MAX = os.environ.get("TOP_UP_MAX", "100000000")
+
+# Uploaded files (withholding slips): kept under the data directory and served to staff only.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT", str(DATA_DIR / "media"))
 
 
 # --- Celery: broker, task rules, periodic jobs -----------------------------------------------------------
@@ -467,6 +502,7 @@ CELERY_BEAT_SCHEDULE = {
     "meter-hosts": {"task": "panel.tasks.meter_all_hosts", "schedule": METERING_INTERVAL},
     "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
     "billing-run": {"task": "billing.tasks.billing_run", "schedule": 3600.0},
+    "poll-checkouts": {"task": "billing.tasks.poll_checkouts", "schedule": CHECKOUT_POLL_INTERVAL},
 }
 
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The Debian packages that building libvirt-python needs (its C headers and pkg-config), and Node.js with
+# The Debian packages that building libvirt-python needs (its C headers and pkg-config), the libraries and
+# fonts WeasyPrint draws invoice PDFs with, and Node.js with
 # npm (`npm ci` installs the consoles' browser libraries, package-lock.json), installed with apt when missing
 # and when running as root; otherwise a clear message naming them.
 set -euo pipefail
 
-needed=(pkg-config libvirt-dev gcc python3-dev python3-venv)
+# WeasyPrint (invoice PDFs) draws with Pango (which brings HarfBuzz and fontconfig) and needs fonts.
+needed=(pkg-config libvirt-dev gcc python3-dev python3-venv libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
 missing=()
 for package in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -167,3 +167,34 @@ def _fresh_rate_limits():
     from panel.accounts import throttling
 
     throttling.reset()
+
+
+class BillingQueue:
+    """What billing sent its workers (billing.queue) during a test: task names and arguments, kept instead
+    of going to the broker, run in the test's process by `run()` (the worker's job, done when a test
+    looks for its effect: an invoice's mail with its PDF)."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, tuple]] = []
+
+    def record(self, task_name: str, *args) -> None:
+        self.sent.append((task_name, args))
+
+    def run(self) -> list:
+        import billing.tasks  # noqa: F401 (registers billing's tasks, as a worker's autodiscovery does)
+
+        results = []
+        while self.sent:
+            name, args = self.sent.pop(0)
+            results.append(celery_app.tasks[name].apply(args=list(args), throw=True).get())
+        return results
+
+
+@pytest.fixture(autouse=True)
+def billing_queue(monkeypatch) -> BillingQueue:
+    """Billing's tasks are kept, not sent (tests that want them done call `billing_queue.run()`)."""
+    from billing import queue
+
+    kept = BillingQueue()
+    monkeypatch.setattr(queue, "send", kept.record)
+    return kept

@@ -37,6 +37,8 @@ urlpatterns = [
     path("account/", views.Account.as_view(), name="api-account"),
     path("invoices/", views.InvoiceList.as_view(), name="api-invoices"),
     path("invoices/<int:pk>/", views.InvoiceDetail.as_view(), name="api-invoice"),
+    # -- invoice PDFs
+    # -- top-ups
     path("admin/hosts/", views.AdminHostList.as_view(), name="api-admin-hosts"),
     path("admin/hosts/<int:pk>/", views.AdminHostDetail.as_view(), name="api-admin-host"),
     path("admin/servers/", views.AdminServerList.as_view(), name="api-admin-servers"),
