@@ -25,5 +25,4 @@ urlpatterns = [
     path("staff/overdue/", staff_views.overdue, name="staff-overdue"),
     path("staff/billing-settings/", staff_views.billing_settings, name="billing-settings"),
     # -- provider webhooks
-    path("billing/webhooks/<slug:provider>/", views.webhook, name="billing-webhook"),
 ]

@@ -9,17 +9,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing import errors, ledger, payments, providers, seller, subjects
+from billing import ledger, payments, providers, seller, subjects
 from billing.forms import TopUpForm
 from billing.models import Invoice, LedgerEntry, Payment, Subscription
 from billing.money import CURRENCY_EXPONENTS, currency
@@ -151,28 +149,3 @@ def invoice_detail(request, pk: int):
         account=request.user,
     )
     return render_invoice(request, invoice, staff_view=False)
-
-
-@csrf_exempt
-@require_POST
-def webhook(request, provider: str):
-    gateway = providers.get(provider)
-    if gateway is None:
-        return HttpResponseNotFound("unknown provider")
-    try:
-        confirmed = gateway.verify_webhook(request)
-    except providers.InvalidSignature:
-        return HttpResponseBadRequest("invalid signature")
-    if confirmed is not None:
-        account = get_user_model().objects.filter(pk=confirmed.account_id).first()
-        if account is None:
-            return HttpResponseBadRequest("unknown account")
-        try:
-            payments.record_payment(account, confirmed.amount, confirmed.reference, method=gateway.name)
-        except errors.ReferenceTaken:
-            # The reference is another customer's payment (a staff-recorded one, say): nothing is credited,
-            # and the provider is told so instead of retrying a server error forever.
-            return HttpResponse("reference already used by another payment", status=409)
-        except errors.BillingError as exc:
-            return HttpResponseBadRequest(exc.message)
-    return HttpResponse("ok")
