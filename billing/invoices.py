@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import get_connection
 from django.db import transaction
 from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
@@ -23,7 +24,7 @@ from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, pgettext, pgettext_lazy
 
-from . import buyer, credit_notes, numbering, queue, seller, signals, tax, transfer
+from . import credit_notes, numbering, queue, signals, tax, transfer
 from .errors import BillingError, refuse_own
 from .ledger import balance, lock, post, reason_fields
 from .models import (
@@ -73,19 +74,61 @@ def _take_numbers(year: int, count: int = 1) -> list[str]:
 class Parties:
     """What an invoice records of who sold and who bought, as they are when it is issued."""
 
-    seller: SellerProfile
-    buyer: BillingProfile | None
+    seller_name: str
+    seller_address: str
+    seller_tax_id: str
+    unique_amount_codes: bool
+    buyer_name: str
+    buyer_address: str
+    buyer_tax_id_kind: str
+    buyer_tax_id: str
     rule: tax.TaxRule
 
 
 def _parties(account) -> Parties:
-    return Parties(seller=seller.profile(), buyer=buyer.profile_of(account), rule=tax.current_rule())
+    """The seller's profile and the account's billing details (billing.buyer), in one query."""
+    details = BillingProfile.objects.filter(account=OuterRef("pk"))
+    seller_row = SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK)
+
+    def detail(name: str) -> Subquery:
+        return Subquery(details.values(name)[:1])
+
+    def of_seller(name: str) -> Subquery:
+        return Subquery(seller_row.values(name)[:1])
+
+    row = (
+        get_user_model()
+        .objects.filter(pk=account.pk)
+        .values("first_name", "last_name", "email")
+        .annotate(
+            company=detail("company_name"),
+            address=detail("billing_address"),
+            kind=detail("tax_id_kind"),
+            tax_id=detail("tax_id"),
+            s_name=of_seller("legal_name"),
+            s_address=of_seller("address"),
+            s_tax_id=of_seller("tax_id"),
+            s_codes=of_seller("unique_amount_codes"),
+        )
+        .get()
+    )
+    full_name = f"{row['first_name']} {row['last_name']}".strip()
+    return Parties(
+        seller_name=row["s_name"] or getattr(settings, "BILLING_COMPANY_NAME", ""),
+        seller_address=row["s_address"] or "",
+        seller_tax_id=row["s_tax_id"] or "",
+        unique_amount_codes=bool(row["s_codes"]),
+        buyer_name=row["company"] or full_name or row["email"],
+        buyer_address=row["address"] or "",
+        buyer_tax_id_kind=(row["kind"] or "") if row["tax_id"] else "",
+        buyer_tax_id=row["tax_id"] or "",
+        rule=tax.current_rule(),
+    )
 
 
 def _new_invoice(account, lines: list[Line], number: str, at: datetime, parties: Parties) -> Invoice:
     """An open invoice (not saved) for these lines, its tax computed once on their sum (billing.tax)."""
     amounts = tax.compute(sum((line.amount for line in lines), ZERO), parties.rule)
-    selling, customer = parties.seller, parties.buyer
     return Invoice(
         account=account,
         number=number,
@@ -97,13 +140,13 @@ def _new_invoice(account, lines: list[Line], number: str, at: datetime, parties:
         tax_rate=parties.rule.rate if parties.rule.charges_tax else ZERO,
         tax_base_fraction=parties.rule.fraction_text,
         total=amounts.total,
-        seller_name=selling.legal_name or getattr(settings, "BILLING_COMPANY_NAME", ""),
-        seller_address=selling.address,
-        seller_tax_id=selling.tax_id,
-        buyer_name=buyer.name_of(account, customer),
-        buyer_address=customer.billing_address if customer else "",
-        buyer_tax_id_kind=customer.tax_id_kind if customer and customer.tax_id else "",
-        buyer_tax_id=customer.tax_id if customer else "",
+        seller_name=parties.seller_name,
+        seller_address=parties.seller_address,
+        seller_tax_id=parties.seller_tax_id,
+        buyer_name=parties.buyer_name,
+        buyer_address=parties.buyer_address,
+        buyer_tax_id_kind=parties.buyer_tax_id_kind,
+        buyer_tax_id=parties.buyer_tax_id,
         issued_at=at,
         due_at=at + timedelta(days=settings.INVOICE_DUE_DAYS),
     )
@@ -154,7 +197,7 @@ def issue(account: AbstractBaseUser, lines_of: list[list[Line]], at: datetime) -
         _new_invoice(account, lines, number, at, parties)
         for lines, number in zip(lines_of, numbers, strict=True)
     ]
-    if parties.seller.unique_amount_codes:
+    if parties.unique_amount_codes:
         # Under the year's sequence lock, so two issuers never pick the same amount.
         transfer.assign_codes(invoices)
     Invoice.objects.bulk_create(invoices)

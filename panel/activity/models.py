@@ -38,6 +38,8 @@ class ActivityEvent(models.Model):
         CREDIT = "credit", _("Credit or charge")
         BILLING_TERMS = "billing_terms", _("Billing terms changed")
         INVOICE_VOIDED = "invoice_voided", _("Invoice voided")
+        WITHHOLDING = "withholding", _("Tax withheld recorded")
+        CREDIT_NOTE = "credit_note", _("Credit note issued")
         SELLER_PROFILE = "seller_profile", _("Seller and payment details changed")
         SUSPENSION = "suspension", _("Suspension")
         TRAFFIC_BLOCK = "traffic_block", _("Traffic block added")

@@ -134,6 +134,44 @@ def record_void(sender, account, invoice, by=None, **kwargs) -> None:
     )
 
 
+@receiver(signals.withholding_recorded)
+def record_withholding(sender, account, slip, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.WITHHOLDING,
+        summary=gettext_noop(
+            "Tax withheld (PPh 23) of %(money)s recorded on invoice %(number)s, slip %(slip)s."
+        ),
+        data={
+            "amount": str(quantize(slip.amount)),
+            "currency": slip.invoice.currency,
+            "number": slip.invoice.number or "",
+            "slip": slip.number,
+        },
+        account=account,
+        actor=by,
+        target=f"invoice:{slip.invoice_id}",
+        staff_action=_by_staff(account, by),
+    )
+
+
+@receiver(signals.credit_note_issued)
+def record_credit_note(sender, account, note, by=None, **kwargs) -> None:
+    activity.record(
+        ActivityEvent.Type.CREDIT_NOTE,
+        summary=gettext_noop("Credit note %(note)s of %(money)s issued for invoice %(number)s."),
+        data={
+            "amount": str(quantize(note.total)),
+            "currency": note.currency,
+            "note": note.number,
+            "number": note.invoice.number or "",
+        },
+        account=account,
+        actor=by,
+        target=f"invoice:{note.invoice_id}",
+        staff_action=_by_staff(account, by),
+    )
+
+
 @receiver(signals.seller_profile_changed)
 def record_seller_profile(sender, profile, changed, by=None, **kwargs) -> None:
     """On the admins' audit log: which fields of the seller's profile changed, with their new values (the

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.django_db
 # The order's transaction (a savepoint here, inside the test's transaction): customer and quota FOR UPDATE,
 # usage; candidates, savepoint, host lock, host usage, allocation, release; address; savepoint, server
 # (its random MAC under a unique constraint), release; operation;
-# billing profile, subscription, account lock, invoice number, invoice, line, charge, open invoices,
-# balance; the activity log's line; and its end.
-ORDER_QUERIES = 25
+# billing profile, subscription, account lock, invoice number, the invoice's parties (the seller's profile
+# and the customer's billing details, one query), invoice, line, charge, open invoices, balance; the
+# activity log's line; and its end.
+ORDER_QUERIES = 26
 
 
 def _order(customer, catalog, name: str):

@@ -38,21 +38,24 @@ def mails_to(user: User) -> list:
     return [message for message in mail.outbox if message.to == [user.email]]
 
 
-def issue(user: User, django_capture_on_commit_callbacks, price: str = "150000"):
+def issue(user: User, django_capture_on_commit_callbacks, billing_queue, price: str = "150000"):
+    """Issue an invoice and let the worker mail it (with its PDF), as billing.tasks.mail_invoices does."""
     line = invoices.Line(kind="manual", description="Setup fee", unit_price=Decimal(price))
     with django_capture_on_commit_callbacks(execute=True):
-        return invoices.issue_invoice(user, [line], at=ISSUED)
+        invoice = invoices.issue_invoice(user, [line], at=ISSUED)
+    billing_queue.run()
+    return invoice
 
 
 # Billing.
 
 
 def test_an_indonesian_customers_invoice_and_reminder_are_in_indonesian_while_the_run_is_english(
-    django_capture_on_commit_callbacks,
+    django_capture_on_commit_callbacks, billing_queue
 ):
     customer = account("id")
     with translation.override("en"):
-        invoice = issue(customer, django_capture_on_commit_callbacks)
+        invoice = issue(customer, django_capture_on_commit_callbacks, billing_queue)
         (issued,) = mails_to(customer)
         assert dunning.remind(ISSUED + timedelta(days=5)) == 1
     reminder = mails_to(customer)[-1]
@@ -65,11 +68,11 @@ def test_an_indonesian_customers_invoice_and_reminder_are_in_indonesian_while_th
 
 
 def test_an_english_customers_invoice_and_reminder_are_in_english_while_the_run_is_indonesian(
-    django_capture_on_commit_callbacks,
+    django_capture_on_commit_callbacks, billing_queue
 ):
     customer = account("en")
     with translation.override("id"):
-        invoice = issue(customer, django_capture_on_commit_callbacks)
+        invoice = issue(customer, django_capture_on_commit_callbacks, billing_queue)
         assert dunning.remind(ISSUED + timedelta(days=5)) == 1
     issued, reminder = mails_to(customer)
     assert issued.extra_headers["Content-Language"] == "en"
@@ -78,13 +81,13 @@ def test_an_english_customers_invoice_and_reminder_are_in_english_while_the_run_
     assert "Rp150,000" in reminder.body
 
 
-def test_a_payment_thanks_each_customer_in_their_language(django_capture_on_commit_callbacks):
+def test_a_payment_thanks_each_customer_in_their_language(django_capture_on_commit_callbacks, billing_queue):
     from billing import payments
 
     indonesian, english = account("id"), account("en")
     with translation.override("en"):
         for customer in (indonesian, english):
-            issue(customer, django_capture_on_commit_callbacks)
+            issue(customer, django_capture_on_commit_callbacks, billing_queue)
             with django_capture_on_commit_callbacks(execute=True):
                 payments.record_payment(customer, Decimal("150000"), f"BCA-{customer.pk}")
     assert mails_to(indonesian)[-1].body.startswith("Terima kasih")
