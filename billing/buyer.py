@@ -33,12 +33,17 @@ def name_of(account: AbstractBaseUser, profile: BillingProfile | None) -> str:
 
 def clean_tax_id(kind: str, value: str) -> str:
     """The tax ID as digits: an NPWP has 15 digits (the old format, dots and dashes allowed) or 16 (since
-    2024, the NIK for individuals); a NIK has 16. Raises BillingError with the reason."""
+    2024, the NIK for individuals); a NIK has 16; all zeros is none. Raises BillingError with the
+    reason."""
     digits = re.sub(r"[.\-\s]", "", value or "")
     if not digits:
         return ""
     if not digits.isdigit():
         raise BillingError(_("A tax ID has only digits (dots and dashes are allowed)."))
+    if not digits.strip("0"):
+        # "000000000000000" is what forms get when someone has no NPWP: it is no tax ID, and a tax invoice
+        # made out to it would claim a registered buyer.
+        raise BillingError(_("A tax ID of only zeros is not a tax ID: leave it blank if you have none."))
     if kind == "npwp" and len(digits) not in (15, 16):
         raise BillingError(_("An NPWP has 15 or 16 digits."))
     if kind == "nik" and len(digits) != 16:

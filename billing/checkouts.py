@@ -32,8 +32,8 @@ from django.utils.translation import gettext as _
 
 from . import providers, signals
 from .errors import BillingError, ReferenceTaken
-from .invoices import amount_due, with_withheld
-from .ledger import lock
+from .invoices import amount_due
+from .ledger import lock, with_withheld
 from .models import Checkout, Invoice
 from .money import currency, format_money, quantize
 from .payments import record_payment
@@ -195,8 +195,9 @@ def _paid(account, checkout: Checkout, status: providers.ProviderStatus, now: da
     if status.currency != checkout.currency or checkout.currency != currency():
         _refuse(checkout, f"paid in {status.currency}, expected {checkout.currency}", now)
         return
-    if status.amount is None or quantize(status.amount) != checkout.amount:
-        _refuse(checkout, f"paid {status.amount}, expected {checkout.amount}", now)
+    paid = quantize(status.amount) if status.amount is not None else None
+    if paid != checkout.amount:
+        _refuse(checkout, f"paid {paid}, expected {quantize(checkout.amount)}", now)
         return
     if not status.transaction_id:
         _refuse(checkout, "the provider named no transaction", now)
@@ -222,7 +223,7 @@ def _refuse(checkout: Checkout, reason: str, now: datetime) -> None:
     log.error("checkout %s not credited: %s", checkout.reference, reason)
     checkout.status = Checkout.Status.FAILED
     checkout.status_reason = reason[:255]
-    checkout.closed_at = now
+    checkout.closed_at = checkout.closed_at or now  # told again: it failed when first told
 
 
 def find(provider_name: str, reference: str) -> Checkout | None:

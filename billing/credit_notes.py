@@ -17,7 +17,7 @@ from . import numbering, signals, tax
 from .errors import BillingError, refuse_own
 from .ledger import lock, post, reason_fields
 from .models import CreditNote, CreditNoteSequence, Invoice, LedgerEntry
-from .money import ZERO, quantize
+from .money import ZERO, format_money, quantize
 from .texts import Message
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ def credit_paid_invoice(
         left = invoice.total - credited(invoice)
         if amount > left:
             raise BillingError(
-                _("At most %(amount)s of this invoice can still be credited.") % {"amount": left}
+                _("At most %(amount)s of this invoice can still be credited.")
+                % {"amount": format_money(left, invoice.currency)}
             )
         message = Message(
             gettext_noop("Credit note for invoice %(number)s: %(reason)s"),

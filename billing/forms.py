@@ -1,5 +1,5 @@
-"""Billing forms: top-up, staff payments and adjustments, billing terms, the seller's profile; money fields
-that know the currency's precision."""
+"""Billing forms: top-up, billing details, staff payments and adjustments, billing terms, the seller's
+profile, looking up a bank transfer; money fields that know the currency's precision."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from billing import seller
+from billing import buyer, checkouts, seller
+from billing.errors import BillingError
 from billing.models import SellerProfile
 from billing.money import CURRENCY_EXPONENTS, currency, quantize
 
@@ -53,9 +54,98 @@ def _money_widget_attrs(field: forms.Field) -> None:
 
 
 class TopUpForm(forms.Form):
-    """A customer adds credit through a payment provider."""
+    """A customer adds credit through a payment provider: the amount (within the top-up limits) and the
+    provider, one of those configured (`providers`, billing.providers.available())."""
 
     amount = _money_field(_("Amount"), min_value=Decimal("0.01"))
+    provider = forms.ChoiceField(
+        label=_("Pay with"),
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": _("Choose how to pay."),
+            "invalid_choice": _("This payment provider is not available; choose another."),
+        },
+    )
+
+    def __init__(self, *args, providers=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.providers = list(providers)
+        self.fields["provider"].choices = [(p.name, p.label or p.name) for p in self.providers]
+        if self.providers and "provider" not in self.initial:
+            self.initial["provider"] = self.providers[0].name
+        _money_widget_attrs(self.fields["amount"])
+        low, high = checkouts.limits()
+        self.fields["amount"].widget.attrs.update({"min": str(low), "max": str(high)})
+
+    def clean_amount(self) -> Decimal:
+        amount = _check_precision(self.cleaned_data["amount"])
+        try:
+            return checkouts.check_top_up_amount(amount)
+        except BillingError as exc:
+            raise ValidationError(exc.message) from exc
+
+
+class BillingDetailsForm(forms.Form):
+    """Who the customer's invoices are made out to (billing.buyer): a company's name and NPWP, or an
+    individual's NIK, and the billing address. All optional."""
+
+    company_name = forms.CharField(
+        label=_("Company name"),
+        max_length=200,
+        required=False,
+        help_text=_("Leave blank to have invoices made out to your name."),
+    )
+    tax_id_kind = forms.ChoiceField(
+        label=_("Tax ID type"),
+        required=False,
+        choices=[("", _("None")), ("npwp", _("NPWP")), ("nik", _("NIK"))],
+    )
+    tax_id = forms.CharField(
+        label=_("Tax ID"),
+        max_length=32,
+        required=False,
+        help_text=_("An NPWP has 15 or 16 digits, a NIK 16; dots and dashes are allowed."),
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+    )
+    billing_address = forms.CharField(
+        label=_("Billing address"),
+        max_length=500,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def clean_company_name(self) -> str:
+        return self.cleaned_data["company_name"].strip()
+
+    def clean_billing_address(self) -> str:
+        lines = [
+            line.rstrip() for line in self.cleaned_data["billing_address"].replace("\r\n", "\n").split("\n")
+        ]
+        address = "\n".join(lines).strip()
+        if address.count("\n") >= ADDRESS_LINES:
+            raise ValidationError(
+                _("Give the address in at most %(count)d lines.") % {"count": ADDRESS_LINES}
+            )
+        return address
+
+    def clean(self):
+        cleaned = super().clean()
+        if "tax_id" in cleaned and "tax_id_kind" in cleaned:
+            try:
+                cleaned["tax_id"] = buyer.clean_tax_id(cleaned["tax_id_kind"], cleaned["tax_id"])
+            except BillingError as exc:
+                self.add_error("tax_id", exc.message)
+        return cleaned
+
+
+class BankTransferLookupForm(forms.Form):
+    """Staff look up the open invoices a bank statement's amount pays (billing.transfer)."""
+
+    amount = _money_field(
+        _("Amount on the bank statement"),
+        min_value=Decimal("0.01"),
+        help_text=_("The amount exactly as it arrived, unique code included."),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -190,7 +280,7 @@ class SellerProfileForm(forms.ModelForm):
 
     class Meta:
         model = SellerProfile
-        fields = list(seller.FIELDS)
+        fields = [*seller.FIELDS, *seller.FLAGS]
         widgets = {
             "address": forms.Textarea(attrs={"rows": 3}),
             "payment_note": forms.Textarea(attrs={"rows": 3}),
@@ -209,7 +299,13 @@ class SellerProfileForm(forms.ModelForm):
             "payment_note": _(
                 'Shown under the account, e.g. "Write the invoice number in the transfer note."'
             ),
+            "unique_amount_codes": _(
+                "Each new invoice gets a code of up to three digits added to its amount, so that the amount "
+                "of a bank transfer points to one invoice (Staff › Match a bank transfer). The customer "
+                "transfers the code too; it becomes credit on their account."
+            ),
         }
+        labels = {"unique_amount_codes": _("Add a unique code to each invoice's amount")}
 
     def _normalised_text(self, name: str) -> str:
         """A textarea's value with the browser's CRLF made LF and trailing spaces of each line dropped."""

@@ -18,15 +18,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import get_connection
 from django.db import transaction
-from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, pgettext, pgettext_lazy
 
 from . import credit_notes, numbering, queue, signals, tax, transfer
 from .errors import BillingError, refuse_own
-from .ledger import balance, lock, post, reason_fields
+from .ledger import balance, lock, post, reason_fields, with_withheld
 from .models import (
     BillingProfile,
     Invoice,
@@ -271,20 +270,6 @@ def settle(
         if (paid or not issued_only) and not overdue(account, at).exists():
             _unsuspend(account, at)
     return paid
-
-
-def with_withheld(invoices: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """`withheld` on each invoice: the income tax (PPh 23) the customer withheld from it
-    (billing.withholding), which settles that part of it."""
-    total = (
-        LedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=LedgerEntry.Kind.WITHHOLDING)
-        .order_by()
-        .values("invoice")
-        .annotate(total=Sum("amount"))
-        .values("total")
-    )
-    money = DecimalField(max_digits=16, decimal_places=2)
-    return invoices.annotate(withheld=Coalesce(Subquery(total, output_field=money), ZERO, output_field=money))
 
 
 def amount_due(invoice: Invoice) -> Decimal:

@@ -89,3 +89,17 @@ def reason_fields(reason: str | Message) -> dict:
 def lock(account: AbstractBaseUser) -> AbstractBaseUser:
     """Serialise money movements of one account on its row."""
     return get_user_model().objects.select_for_update().get(pk=account.pk)
+
+
+def with_withheld(invoices: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    """`withheld` on each invoice: the income tax (PPh 23) the customer withheld from it
+    (billing.withholding), which settles that part of it."""
+    total = (
+        LedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=LedgerEntry.Kind.WITHHOLDING)
+        .order_by()
+        .values("invoice")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    money = DecimalField(max_digits=16, decimal_places=2)
+    return invoices.annotate(withheld=Coalesce(Subquery(total, output_field=money), ZERO, output_field=money))

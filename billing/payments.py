@@ -3,7 +3,6 @@ posted to the ledger and then settles the account's open invoices (billing.invoi
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -92,8 +91,3 @@ def adjust(
         settle(account)
         signals.balance_adjusted.send(sender=None, account=account, entry=entry, by=by)
     return entry
-
-
-def top_up_reference(account: AbstractBaseUser, provider: str) -> str:
-    """A unique reference for a provider checkout (the provider echoes it back in its notification)."""
-    return f"{provider}-{account.pk}-{secrets.token_hex(6)}"

@@ -3,7 +3,7 @@ by virtual account (BCA, BNI, BRI, Mandiri), QRIS and e-wallets, spoken to throu
 APIs. A provider is on when its secret is set (settings: MIDTRANS_*, XENDIT_*); with none, customers pay by
 bank transfer and staff record it. More providers: dotted paths in PAYMENT_PROVIDERS.
 
-A provider does four things, each a plain call with no state of its own (billing.checkouts drives them):
+A provider does three things, each a plain call with no state of its own (billing.checkouts drives them):
 - `create_checkout`: ask the provider for a payment page for one checkout (our `reference` is its order
   id) and return where to send the customer;
 - `verify_notification`: check a notification's signature or token in constant time and return the
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
 
 import requests
 from django.conf import settings
@@ -181,7 +182,10 @@ class Midtrans(PaymentProvider):
     def create_checkout(self, order: CheckoutRequest) -> CreatedCheckout:
         minutes = max(1, int((order.expires_at - timezone.now()).total_seconds() // 60))
         start = timezone.localtime(timezone.now(), timezone.get_fixed_timezone(7 * 60))
-        gross = int(order.amount) if order.amount == order.amount.to_integral_value() else str(order.amount)
+        if order.amount != order.amount.to_integral_value():
+            # Snap's gross_amount is an integer (rupiah have no minor unit at Midtrans).
+            raise ProviderError(f"Midtrans takes whole amounts only, not {order.amount}")
+        gross = int(order.amount)
         body = {
             "transaction_details": {"order_id": order.reference, "gross_amount": gross},
             "item_details": [
@@ -196,7 +200,7 @@ class Midtrans(PaymentProvider):
             },
         }
         status, data = _call("POST", f"{self.snap_url}/snap/v1/transactions", self.key, body)
-        if status not in (200, 201) or not data.get("redirect_url"):
+        if status not in (200, 201) or not isinstance(data, dict) or not data.get("redirect_url"):
             messages = data.get("error_messages") if isinstance(data, dict) else None
             raise ProviderError(f"Midtrans refused the transaction: HTTP {status} {messages or ''}".strip())
         return CreatedCheckout(
@@ -215,16 +219,19 @@ class Midtrans(PaymentProvider):
         return data["order_id"]
 
     def fetch_status(self, checkout: Checkout) -> ProviderStatus:
-        status, data = _call("GET", f"{self.api_url}/v2/{checkout.reference}/status", self.key)
+        status, data = _call(
+            "GET", f"{self.api_url}/v2/{quote(checkout.reference, safe='')}/status", self.key
+        )
         if not isinstance(data, dict):
             raise ProviderError("Midtrans status: unexpected answer")
         code = str(data.get("status_code", status))
-        if code == "404" or status == 404:
+        if status == 404 or (code == "404" and status < 400):
             # No payment method chosen yet: Snap makes the transaction when the customer picks one.
             return ProviderStatus(state=PENDING, detail="not found")
-        if status >= 400 or (code.startswith(("4", "5")) and "transaction_status" not in data):
+        # A transaction found answers its status, with its own status_code in the body (407: expired).
+        word = data.get("transaction_status")
+        if status in (400, 401, 403) or status >= 500 or not isinstance(word, str) or not word:
             raise ProviderError(f"Midtrans status: HTTP {status}, status_code {code}")
-        word = str(data.get("transaction_status", ""))
         fraud = str(data.get("fraud_status", "accept") or "accept")
         if word == "settlement" or (word == "capture" and fraud == "accept"):
             state = PAID
@@ -248,7 +255,8 @@ class Xendit(PaymentProvider):
     """Xendit Invoices: a checkout is an invoice (POST /v2/invoices) whose invoice_url is the payment page;
     its external_id is our reference. Notifications carry the `x-callback-token` header, the account's
     callback verification token. GET /v2/invoices/{id} says what became of it (GET
-    /v2/invoices?external_id= finds one whose id we never learnt)."""
+    /v2/invoices?external_id= finds one whose id we never learnt). An invoice is paid once, so its id is
+    the payment's reference (the invoice's answers document no payment id of their own)."""
 
     name = "xendit"
     label = "Xendit"
@@ -282,7 +290,12 @@ class Xendit(PaymentProvider):
             "customer": {"given_names": order.name[:255], "email": order.email},
         }
         status, data = _call("POST", f"{self.api_url}/v2/invoices", self.key, body)
-        if status not in (200, 201) or not isinstance(data, dict) or not data.get("invoice_url"):
+        if (
+            status not in (200, 201)
+            or not isinstance(data, dict)
+            or not data.get("invoice_url")
+            or not data.get("id")
+        ):
             code = data.get("error_code") if isinstance(data, dict) else ""
             raise ProviderError(f"Xendit refused the invoice: HTTP {status} {code or ''}".strip())
         expires = parse_datetime(str(data.get("expiry_date", ""))) or order.expires_at
@@ -301,14 +314,14 @@ class Xendit(PaymentProvider):
 
     def fetch_status(self, checkout: Checkout) -> ProviderStatus:
         if checkout.provider_id:
-            status, data = _call("GET", f"{self.api_url}/v2/invoices/{checkout.provider_id}", self.key)
+            invoice_id = quote(checkout.provider_id, safe="")
+            status, data = _call("GET", f"{self.api_url}/v2/invoices/{invoice_id}", self.key)
         else:  # the invoice was made but its answer never reached us
-            status, found = _call(
-                "GET", f"{self.api_url}/v2/invoices?external_id={checkout.reference}", self.key
-            )
+            query = urlencode({"external_id": checkout.reference})
+            status, found = _call("GET", f"{self.api_url}/v2/invoices?{query}", self.key)
             if status == 404 or (isinstance(found, list) and not found):
                 return ProviderStatus(state=PENDING, detail="not found")
-            data = found[0] if isinstance(found, list) else found
+            data = _chosen(found) if isinstance(found, list) else found
         if status >= 400 or not isinstance(data, dict):
             raise ProviderError(f"Xendit invoice status: HTTP {status}")
         word = str(data.get("status", "")).upper()
@@ -326,6 +339,14 @@ class Xendit(PaymentProvider):
             provider_id=str(data.get("id", "")),
             detail=word,
         )
+
+
+def _chosen(invoices: list) -> dict | None:
+    """Of the invoices Xendit lists for one external_id (it does not require them to be unique), the one
+    that was paid, else the first."""
+    found = [invoice for invoice in invoices if isinstance(invoice, dict)]
+    paid = [i for i in found if str(i.get("status", "")).upper() in ("PAID", "SETTLED")]
+    return (paid or found or [None])[0]
 
 
 BUILT_IN: tuple[type[PaymentProvider], ...] = (Midtrans, Xendit)

@@ -29,6 +29,9 @@ FIELDS = (
     "account_holder",
     "payment_note",
 )
+# The switches admins set on the same page (booleans): a value left out of `save_profile`'s values keeps
+# what it is.
+FLAGS = ("unique_amount_codes",)
 
 
 def profile() -> SellerProfile:
@@ -46,21 +49,24 @@ def version_of(profile: SellerProfile) -> str:
     return profile.updated_at.isoformat() if profile.updated_at else ""
 
 
-def save_profile(values: dict[str, str], *, by, version: str | None = None) -> list[str]:
-    """Set the profile's fields to `values` (all of FIELDS) and return the names of those that changed;
-    nothing is written when none did. With the `version` the form was drawn from, a profile another admin
-    saved meanwhile raises ChangedMeanwhile and nothing is written. Sends `signals.seller_profile_changed`
-    in the transaction, so that the audit log records the change with it."""
+def save_profile(values: dict[str, str | bool], *, by, version: str | None = None) -> list[str]:
+    """Set the profile's fields to `values` (all of FIELDS, and any of FLAGS) and return the names of those
+    that changed; nothing is written when none did. With the `version` the form was drawn from, a profile
+    another admin saved meanwhile raises ChangedMeanwhile and nothing is written. Sends
+    `signals.seller_profile_changed` in the transaction, so that the audit log records the change with
+    it."""
     with transaction.atomic():
         SellerProfile.objects.get_or_create(pk=SellerProfile.SINGLETON_PK)
         current = SellerProfile.objects.select_for_update().get(pk=SellerProfile.SINGLETON_PK)
         if version is not None and version != version_of(current):
             raise ChangedMeanwhile
-        changed = [name for name in FIELDS if getattr(current, name) != values[name]]
+        wanted = {name: values[name] for name in FIELDS}
+        wanted.update({name: bool(values[name]) for name in FLAGS if name in values})
+        changed = [name for name, value in wanted.items() if getattr(current, name) != value]
         if not changed:
             return []
         for name in changed:
-            setattr(current, name, values[name])
+            setattr(current, name, wanted[name])
         current.updated_at = timezone.now()
         current.updated_by = by
         current.save()

@@ -1,6 +1,7 @@
 """Billing pages for staff and admins: an invoice as staff see it, the staff customer page's Billing actions
-(record a payment, adjust, set terms, void), the overdue list and the billing settings (the environment's,
-read-only; the seller's profile, which admins edit and other staff only see)."""
+(record a payment, adjust, set terms, void), the overdue list, matching a bank transfer to open invoices by
+its amount, and the billing settings (the environment's, read-only; the seller's profile, which admins edit
+and other staff only see)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext
 from django.views.decorators.http import require_http_methods, require_POST
 
-from billing import errors, invoices, payments, prices, providers, seller
-from billing.forms import AdjustmentForm, RecordPaymentForm, SellerProfileForm
+from billing import errors, invoices, payments, prices, providers, seller, transfer
+from billing.forms import AdjustmentForm, BankTransferLookupForm, RecordPaymentForm, SellerProfileForm
 from billing.models import BillingProfile, Invoice, Subscription
 from billing.money import CURRENCY_EXPONENTS, currency, format_money
 from billing.page_context import staff_section_context, terms_form
@@ -221,6 +222,32 @@ def overdue(request):
     )
 
 
+# The most open invoices the transfer lookup lists (an amount shared by more needs the unique codes).
+TRANSFER_MATCHES = 50
+
+
+@staff_required
+def bank_transfers(request: HttpRequest) -> HttpResponse:
+    """Match a bank transfer: the open invoices whose amount to transfer (with its unique code) or whose
+    total is the amount staff read on a bank statement, each with its customer and where to record the
+    payment. Looking up changes nothing."""
+    form = BankTransferLookupForm(request.GET if "amount" in request.GET else None)
+    matches = None
+    if form.is_bound and form.is_valid():
+        matches = list(transfer.find_by_amount(form.cleaned_data["amount"])[:TRANSFER_MATCHES])
+    return render(
+        request,
+        "billing/bank_transfers.html",
+        {
+            "form": form,
+            "matches": matches,
+            "amount": form.cleaned_data.get("amount") if matches is not None else None,
+            "currency": currency(),
+            "codes_on": seller.profile().unique_amount_codes,
+        },
+    )
+
+
 @dataclass
 class Setting:
     label: str
@@ -326,7 +353,7 @@ def billing_settings(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 changed = seller.save_profile(
-                    {name: form.cleaned_data[name] for name in seller.FIELDS},
+                    {name: form.cleaned_data[name] for name in (*seller.FIELDS, *seller.FLAGS)},
                     by=request.user,
                     # The version the form was drawn from (a post without the field is not checked).
                     version=form.cleaned_data["version"] if "version" in request.POST else None,

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.db.models import F, Q, QuerySet
 
+from .ledger import with_withheld
 from .models import Invoice
 
 CODES = range(1, 1000)
@@ -17,13 +18,20 @@ CODES = range(1, 1000)
 
 def assign_codes(invoices: list[Invoice]) -> None:
     """Give each new (unsaved) invoice a code that makes its amount to transfer unique among open invoices
-    and among these. The caller holds the invoice sequence's lock, so no other issuer picks meanwhile."""
+    and among these, and different from any open invoice's own total (what a transfer without the code
+    would be, which `find_by_amount` also matches). The caller holds the invoice sequence's lock, so no
+    other issuer picks meanwhile."""
+    if not invoices:
+        return
+    low, high = min(i.total for i in invoices), max(i.total for i in invoices) + CODES.stop
+    open_invoices = Invoice.objects.filter(status=Invoice.Status.OPEN)
     taken = set(
-        Invoice.objects.filter(status=Invoice.Status.OPEN, unique_code__isnull=False)
+        open_invoices.filter(unique_code__isnull=False)
         .annotate(amount=F("total") + F("unique_code"))
-        .filter(amount__gt=min(i.total for i in invoices), amount__lt=max(i.total for i in invoices) + 1000)
+        .filter(amount__gt=low, amount__lt=high)
         .values_list("amount", flat=True)
     )
+    taken.update(open_invoices.filter(total__gt=low, total__lt=high).values_list("total", flat=True))
     for invoice in invoices:
         free = [code for code in CODES if invoice.total + code not in taken]
         if not free:
@@ -33,12 +41,14 @@ def assign_codes(invoices: list[Invoice]) -> None:
 
 
 def find_by_amount(amount: Decimal) -> QuerySet[Invoice]:
-    """Open invoices whose amount to transfer is `amount` (with its code), or whose total is (a transfer
-    without the code): what staff look for when a bank statement shows a payment."""
+    """Open invoices whose amount to transfer is `amount` (what they still need, with their code), or whose
+    total or amount still needed is (a transfer without the code): what staff look for when a bank statement
+    shows a payment. What still needs paying is the total less the tax withheld from it (PPh 23)."""
     return (
-        Invoice.objects.filter(status=Invoice.Status.OPEN)
-        .annotate(transfer=F("total") + F("unique_code"))
-        .filter(Q(transfer=amount) | Q(total=amount))
+        with_withheld(Invoice.objects.filter(status=Invoice.Status.OPEN))
+        .annotate(due=F("total") - F("withheld"))
+        .annotate(transfer=F("due") + F("unique_code"))
+        .filter(Q(transfer=amount) | Q(due=amount) | Q(total=amount))
         .select_related("account")
         .order_by("issued_at")
     )

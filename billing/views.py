@@ -1,29 +1,30 @@
-"""The customer's billing pages (balance, servers' prices, invoices, payments, top-up), the printable invoice,
-and the payment provider's webhook. Every money movement goes through billing's service modules; these
-views only check who asks and show what the services say."""
+"""The customer's billing pages: the balance and how long it lasts, servers' prices, invoices, payments and
+checkouts, topping up through a payment provider, the billing details invoices are made out to; and the
+printable invoice. Every money movement goes through billing's service modules; these views only check
+who asks and show what the services say. Paying an invoice and the checkout page: billing.checkout_views."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from billing import ledger, payments, providers, seller, subjects
-from billing.forms import TopUpForm
+from billing import buyer, checkouts, document_views, ledger, providers, runway, seller, subjects
+from billing.checkout_views import provider_options, recent_checkouts, return_url
+from billing.errors import BillingError
+from billing.forms import BillingDetailsForm, TopUpForm
 from billing.models import Invoice, LedgerEntry, Payment, Subscription
-from billing.money import CURRENCY_EXPONENTS, currency
+from billing.money import CURRENCY_EXPONENTS, currency, quantize
 from billing.page_context import INVOICE_ROWS, method_label
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,22 +49,63 @@ def _server_costs(account) -> list[ServerCost]:
     ]
 
 
-def _overview_context(request, form: TopUpForm) -> dict:
+@dataclass(frozen=True)
+class QuickAmount:
+    amount: Decimal
+    label: str
+
+
+# Round amounts offered besides what is owed and a month of the servers, as multiples of the smallest top-up.
+QUICK_MULTIPLES = (10, 25, 50, 100)
+
+
+def quick_amounts(owed: Decimal, monthly: Decimal) -> list[QuickAmount]:
+    """The amounts the top-up form offers with one click: everything owed, a month of the servers, and a few
+    round ones; each within the top-up limits, none twice."""
+    low, high = checkouts.limits()
+    candidates = [(owed, _("Everything owed")), (monthly, _("One month"))]
+    candidates += [(low * multiple, "") for multiple in QUICK_MULTIPLES]
+    seen, found = set(), []
+    for amount, label in candidates:
+        amount = quantize(amount)
+        if low <= amount <= high and amount not in seen:
+            seen.add(amount)
+            found.append(QuickAmount(amount, label))
+    return found[:5]
+
+
+def _overview_context(request, *, form: TopUpForm | None = None, details_form=None) -> dict:
     account = request.user
     balance = ledger.balance(account)
     costs = _server_costs(account)
     open_invoices = Invoice.objects.filter(account=account, status=Invoice.Status.OPEN)
     next_due = open_invoices.order_by("due_at").values_list("due_at", flat=True).first()
+    available = providers.available()
+    owed = -balance if balance < 0 else Decimal(0)
+    monthly_total = sum(
+        (c.subscription.price for c in costs if c.subscription.cycle == Subscription.Cycle.MONTHLY),
+        Decimal(0),
+    )
+    low, high = checkouts.limits()
+    if form is None:
+        # A quick amount's link (?amount=) fills the form without JavaScript; else what is owed.
+        initial = {"amount": request.GET["amount"]} if request.GET.get("amount") else {}
+        if not initial and owed and low <= quantize(owed) <= high:
+            initial["amount"] = quantize(owed)
+        form = TopUpForm(initial=initial, providers=available)
+    profile = buyer.profile_of(account)
+    if details_form is None:
+        details_form = BillingDetailsForm(
+            initial={name: getattr(profile, name) for name in buyer.FIELDS} if profile else None
+        )
     return {
         "balance": balance,
-        "owed": -balance if balance < 0 else Decimal(0),
+        "owed": owed,
         "currency": currency(),
         "costs": costs,
-        "monthly_total": sum(
-            (c.subscription.price for c in costs if c.subscription.cycle == Subscription.Cycle.MONTHLY),
-            Decimal(0),
-        ),
+        "monthly_total": monthly_total,
         "has_hourly": any(c.subscription.cycle == Subscription.Cycle.HOURLY for c in costs),
+        "runway": runway.days_left(balance, (c.subscription for c in costs)),
         "invoices": Invoice.objects.filter(account=account).exclude(status=Invoice.Status.DRAFT)[
             :INVOICE_ROWS
         ],
@@ -78,8 +120,14 @@ def _overview_context(request, form: TopUpForm) -> dict:
         "activity": LedgerEntry.objects.filter(account=account)
         .exclude(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.PAYMENT])
         .order_by("-created_at", "-id")[:INVOICE_ROWS],
+        "checkouts": recent_checkouts(account),
         "form": form,
-        "providers": providers.available(),
+        "providers": provider_options(available),
+        "quick_amounts": quick_amounts(owed, monthly_total),
+        "top_up_min": low,
+        "top_up_max": high,
+        "details_form": details_form,
+        "profile": profile,
         "payment": seller.payment_details(seller.profile()),
         "minor_unit": CURRENCY_EXPONENTS.get(currency(), 2) > 0,
     }
@@ -87,57 +135,58 @@ def _overview_context(request, form: TopUpForm) -> dict:
 
 @login_required
 def billing_overview(request):
-    return render(request, "billing/overview.html", _overview_context(request, TopUpForm()))
+    return render(request, "billing/overview.html", _overview_context(request))
 
 
 @login_required
 @require_POST
 def top_up(request):
-    """Start a provider's checkout for the amount and send the customer there; the provider's webhook
-    records the payment (billing.views.webhook)."""
-    provider = providers.get(request.POST.get("provider", ""))
-    if provider is None:
-        raise Http404(_("This payment provider is not configured."))
-    form = TopUpForm(request.POST)
+    """Start a checkout at the chosen provider for the amount and send the customer to its payment page; the
+    provider sends them back to the checkout's page. A refusal is a form error and changes nothing."""
+    available = providers.available()
+    if not available:  # a form drawn while a provider was configured
+        messages.error(request, _("Online payment is not available: please pay by bank transfer."))
+        return redirect(reverse("billing") + "#bank-transfer")
+    form = TopUpForm(request.POST, providers=available)
     if form.is_valid():
-        amount = form.cleaned_data["amount"]
-        reference = payments.top_up_reference(request.user, provider.name)
-        return_url = request.build_absolute_uri(reverse("billing"))
         try:
-            url = provider.start_checkout(request.user, amount, reference, return_url)
-        except Exception:  # a gateway that is down or refuses: tell the customer, keep the form
-            log.exception("checkout with %s failed for account %s", provider.name, request.user.pk)
-            form.add_error(
-                None,
-                _("%(provider)s could not start the payment. Please try again in a moment.")
-                % {"provider": provider.label or provider.name},
+            checkout = checkouts.start(
+                request.user,
+                form.cleaned_data["provider"],
+                amount=form.cleaned_data["amount"],
+                return_url=return_url(request),
             )
+        except BillingError as exc:  # ProviderUnavailable too: nothing was charged
+            form.add_error(None, exc.message)
         else:
-            return redirect(url)
-    return render(request, "billing/overview.html", _overview_context(request, form))
+            return redirect(checkout.checkout_url)
+    return render(request, "billing/overview.html", _overview_context(request, form=form))
+
+
+@login_required
+@require_POST
+def billing_details(request):
+    """Save who the customer's invoices are made out to; new invoices carry it, issued ones keep theirs."""
+    form = BillingDetailsForm(request.POST)
+    if form.is_valid():
+        try:
+            buyer.save_details(request.user, form.cleaned_data)
+        except BillingError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(
+                request, _("Your billing details were saved. New invoices are made out to them.")
+            )
+            return redirect(reverse("billing") + "#billing-details")
+    return render(request, "billing/overview.html", _overview_context(request, details_form=form))
 
 
 def render_invoice(request, invoice: Invoice, *, staff_view: bool) -> HttpResponse:
-    """The printable invoice: the seller ("From"), the customer ("To"), the lines, and for an open invoice
-    how to pay it (the bank account, the amount, the invoice number as the transfer's reference)."""
-    lines = list(invoice.lines.all())
-    profile = seller.profile()
-    return render(
-        request,
-        "billing/invoice.html",
-        {
-            "invoice": invoice,
-            "lines": lines,
-            "show_periods": any(line.period_start for line in lines),
-            "seller": profile,
-            "seller_name": seller.seller_name(profile),
-            "payment": seller.payment_details(profile),
-            "staff_view": staff_view,
-            "entries": (
-                LedgerEntry.objects.filter(invoice=invoice).select_related("created_by") if staff_view else []
-            ),
-        },
-    )
+    """The invoice page (billing.document_views.invoice_page): the seller and the buyer with their tax IDs,
+    the lines and the tax breakdown, the credit notes and the PDF; for an open invoice how to pay it (online,
+    or by bank transfer with the invoice number as the reference); for staff the ledger entries and the
+    withholding slip and credit note forms."""
+    return document_views.invoice_page(request, invoice, staff_view=staff_view)
 
 
 @login_required

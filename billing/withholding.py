@@ -15,15 +15,19 @@ from django.utils.translation import gettext_noop
 
 from . import signals
 from .errors import BillingError, refuse_own
-from .invoices import amount_due, settle, with_withheld
-from .ledger import lock, post
+from .invoices import amount_due, settle
+from .ledger import lock, post, with_withheld
 from .models import Invoice, LedgerEntry, WithholdingSlip
-from .money import quantize
+from .money import format_money, quantize
 from .texts import Message
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
     from django.core.files.uploadedfile import UploadedFile
+
+
+def _taken_number() -> str:
+    return _("A withholding slip with this number is already recorded for this customer.")
 
 
 def suggested_amount(invoice: Invoice) -> Decimal:
@@ -47,6 +51,7 @@ def record_slip(
         raise BillingError(_("A withholding slip needs its number."))
     if amount <= 0:
         raise BillingError(_("The amount withheld must be more than zero."))
+    slip = None
     try:
         with transaction.atomic():
             lock(invoice.account)
@@ -55,7 +60,13 @@ def record_slip(
                 raise BillingError(_("Tax withheld is recorded against open invoices only."))
             due = amount_due(current)
             if amount > due:
-                raise BillingError(_("This invoice needs only %(amount)s more.") % {"amount": due})
+                raise BillingError(
+                    _("This invoice needs only %(amount)s more.")
+                    % {"amount": format_money(due, current.currency)}
+                )
+            if WithholdingSlip.objects.filter(account_id=invoice.account_id, number=number).exists():
+                # Checked before the scan is stored (the unique constraint below is the last word).
+                raise BillingError(_taken_number())
             entry = post(
                 invoice.account,
                 LedgerEntry.Kind.WITHHOLDING,
@@ -76,8 +87,10 @@ def record_slip(
             slip.save()
             settle(invoice.account, locked=True)
             signals.withholding_recorded.send(sender=None, account=invoice.account, slip=slip, by=by)
-    except IntegrityError:
-        raise BillingError(
-            _("A withholding slip with this number is already recorded for this customer.")
-        ) from None
+    except BaseException as exc:
+        if slip is not None and slip.file and slip.file._committed:  # stored, but its row rolled back
+            slip.file.storage.delete(slip.file.name)
+        if isinstance(exc, IntegrityError):
+            raise BillingError(_taken_number()) from None
+        raise
     return slip

@@ -196,5 +196,14 @@ def billing_queue(monkeypatch) -> BillingQueue:
     from billing import queue
 
     kept = BillingQueue()
+    kept.real_send = queue.send
     monkeypatch.setattr(queue, "send", kept.record)
     return kept
+
+
+@pytest.fixture
+def billing_tasks_to_the_broker(billing_queue, monkeypatch):
+    """Billing's tasks go to the broker as in production (for tests with a real worker)."""
+    from billing import queue
+
+    monkeypatch.setattr(queue, "send", billing_queue.real_send)

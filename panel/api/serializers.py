@@ -3,9 +3,12 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
-from billing.models import Invoice, InvoiceLine, Payment, Plan
+from billing import document, seller
+from billing.invoices import amount_due
+from billing.models import Invoice, InvoiceLine, Payment, Plan, SellerProfile
 from billing.money import currency, quantize
 from hypervisor import credentials, hosts, placement
 from hypervisor.models import Host, Image, Region
@@ -408,15 +411,128 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
 
 
 class InvoiceSerializer(serializers.ModelSerializer):
+    """An invoice with its tax breakdown (amounts are strings in the currency's precision), who sold and
+    who bought as the invoice recorded them, the tax withheld, what is still due and how much to transfer
+    by bank (with the invoice's unique code), and its credit notes."""
+
+    subtotal = serializers.SerializerMethodField()
+    tax_base = serializers.SerializerMethodField()
+    tax = serializers.SerializerMethodField()
     total = serializers.SerializerMethodField()
+    tax_rate = serializers.SerializerMethodField()
+    seller = serializers.SerializerMethodField()
+    buyer = serializers.SerializerMethodField()
+    withheld = serializers.SerializerMethodField()
+    amount_due = serializers.SerializerMethodField()
+    transfer_amount = serializers.SerializerMethodField()
+    credit_notes = serializers.SerializerMethodField()
     lines = InvoiceLineSerializer(many=True, read_only=True)
 
     class Meta:
         model = Invoice
-        fields = ["id", "number", "status", "issued_at", "due_at", "paid_at", "total", "currency", "lines"]
+        fields = [
+            "id", "number", "status", "issued_at", "due_at", "paid_at", "total", "currency", "lines",
+            "subtotal", "tax_base", "tax", "tax_rate", "tax_base_fraction", "seller", "buyer", "withheld",
+            "amount_due", "unique_code", "transfer_amount", "credit_notes",
+        ]  # fmt: skip
+
+    @classmethod
+    def many_init(cls, *args, **kwargs):
+        # A page of invoices: what they show besides their rows (the tax withheld, the credit notes) is
+        # loaded for the whole page in a few queries.
+        if args and args[0] is not None:
+            args = (document.prepare_for_listing(args[0]), *args[1:])
+        return super().many_init(*args, **kwargs)
+
+    def to_representation(self, invoice: Invoice):
+        if not hasattr(invoice, "withheld"):
+            document.prepare_for_listing([invoice])
+        return super().to_representation(invoice)
+
+    def _seller_profile(self):
+        """Today's seller profile (for invoices issued before invoices recorded the seller): one query for
+        a whole list."""
+        if "seller_profile" not in self.context:
+            self.context["seller_profile"] = seller.profile()
+        return self.context["seller_profile"]
+
+    def get_subtotal(self, invoice: Invoice) -> str:
+        return money(invoice.subtotal)
+
+    def get_tax_base(self, invoice: Invoice) -> str:
+        return money(invoice.tax_base)
+
+    def get_tax(self, invoice: Invoice) -> str:
+        return money(invoice.tax)
 
     def get_total(self, invoice: Invoice) -> str:
         return money(invoice.total)
+
+    def get_tax_rate(self, invoice: Invoice) -> str:
+        """The VAT (PPN) rate in percent, e.g. "12.00"; "0.00" for an invoice without tax."""
+        return f"{invoice.tax_rate:.2f}"
+
+    @extend_schema_field(
+        inline_serializer(
+            "InvoiceSeller", {name: serializers.CharField() for name in ("name", "address", "tax_id")}
+        )
+    )
+    def get_seller(self, invoice: Invoice) -> dict:
+        # An invoice that recorded its seller needs nothing of today's profile.
+        profile = SellerProfile() if invoice.seller_name else self._seller_profile()
+        party = document.seller_of(invoice, profile)
+        return {"name": party.name, "address": party.address, "tax_id": party.tax_id}
+
+    @extend_schema_field(
+        inline_serializer(
+            "InvoiceBuyer",
+            {name: serializers.CharField() for name in ("name", "address", "tax_id_kind", "tax_id")},
+        )
+    )
+    def get_buyer(self, invoice: Invoice) -> dict:
+        party = document.buyer_of(invoice)
+        return {
+            "name": party.name,
+            "address": party.address,
+            "tax_id_kind": party.tax_id_kind,
+            "tax_id": party.tax_id,
+        }
+
+    def get_withheld(self, invoice: Invoice) -> str:
+        return money(invoice.withheld)
+
+    def get_amount_due(self, invoice: Invoice) -> str:
+        return money(amount_due(invoice))
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_transfer_amount(self, invoice: Invoice) -> str | None:
+        """What to transfer by bank for an open invoice (what it still needs plus its unique code); null
+        once it is paid or void."""
+        if invoice.status != Invoice.Status.OPEN:
+            return None
+        return money(document.to_transfer(invoice, invoice.withheld))
+
+    @extend_schema_field(
+        inline_serializer(
+            "InvoiceCreditNote",
+            {
+                "number": serializers.CharField(),
+                "total": serializers.CharField(),
+                "issued_at": serializers.DateTimeField(),
+            },
+            many=True,
+        )
+    )
+    def get_credit_notes(self, invoice: Invoice) -> list[dict]:
+        field = serializers.DateTimeField()
+        return [
+            {
+                "number": note.number,
+                "total": money(note.total),
+                "issued_at": field.to_representation(note.issued_at),
+            }
+            for note in invoice.credit_notes.all()
+        ]
 
 
 class PaymentCreateSerializer(serializers.Serializer):

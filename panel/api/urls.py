@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from panel.api import account_views, console_views, views
+from panel.api import account_views, console_views, invoice_views, top_up_views, views
 from panel.api.errors import not_found_view
 
 urlpatterns = [
@@ -38,7 +38,10 @@ urlpatterns = [
     path("invoices/", views.InvoiceList.as_view(), name="api-invoices"),
     path("invoices/<int:pk>/", views.InvoiceDetail.as_view(), name="api-invoice"),
     # -- invoice PDFs
+    path("invoices/<int:pk>/pdf/", invoice_views.InvoicePdf.as_view(), name="api-invoice-pdf"),
     # -- top-ups
+    path("account/top-ups/", top_up_views.TopUpList.as_view(), name="api-top-ups"),
+    path("account/top-ups/<int:pk>/", top_up_views.TopUpDetail.as_view(), name="api-top-up"),
     path("admin/hosts/", views.AdminHostList.as_view(), name="api-admin-hosts"),
     path("admin/hosts/<int:pk>/", views.AdminHostDetail.as_view(), name="api-admin-host"),
     path("admin/servers/", views.AdminServerList.as_view(), name="api-admin-servers"),

@@ -39,7 +39,7 @@ class Link:
 CUSTOMER_TABS = (
     Entry(_("Servers"), "server-list", ("server-order", "server-detail", "server-console")),
     Entry(_("SSH keys"), "ssh-keys"),
-    Entry(_("Billing"), "billing", ("billing-top-up", "invoice")),
+    Entry(_("Billing"), "billing", ("billing-top-up", "invoice", "billing-checkout", "billing-details")),
     Entry(
         _("Account"),
         "account",
@@ -57,6 +57,8 @@ STAFF_ENTRIES = (
     Entry(_("Servers"), "staff-servers", ("staff-server", "staff-server-console"), hint=_("all customers")),
     Entry(_("Customers"), "staff-customers", ("staff-customer", "staff-invoice")),
     Entry(_("Overdue"), "staff-overdue"),
+    Entry(_("Match a bank transfer"), "staff-bank-transfers"),
+    Entry(_("Tax invoices"), "staff-tax-export"),
     Entry(_("Hosts"), "host-list", ("host-detail", "host-settings")),
     Entry(_("IP pools"), "ip-pool-list", ("ip-pool-detail",)),
     Entry(_("Images"), "image-list"),

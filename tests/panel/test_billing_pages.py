@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing import dunning, invoices, ledger, payments, prices, providers, subscriptions
+from billing import dunning, invoices, ledger, payments, prices, subscriptions
 from billing.models import BillingProfile, Invoice, LedgerEntry, Payment
 from tests import factories
 
@@ -121,52 +121,6 @@ def test_usd_amounts_keep_their_cents(client, customer, settings):
     client.force_login(customer)
     page = client.get(f"/billing/invoices/{invoice.pk}/").content.decode()
     assert "USD 12.50" in page
-
-
-class FakeGateway(providers.PaymentProvider):
-    """A provider for this test only: it records the checkout it was asked for."""
-
-    name = "testpay"
-    label = "TestPay"
-    started: list = []
-
-    def start_checkout(self, account, amount, reference, return_url):
-        self.started.append((account.pk, amount, reference, return_url))
-        return f"https://pay.example.com/checkout/{reference}"
-
-
-@pytest.fixture
-def gateway(settings):
-    settings.PAYMENT_PROVIDERS = [f"{__name__}.FakeGateway"]
-    providers._load.cache_clear()
-    FakeGateway.started.clear()
-    yield FakeGateway
-    providers._load.cache_clear()
-
-
-def test_a_top_up_starts_the_providers_checkout(client, customer, gateway):
-    client.force_login(customer)
-    page = client.get("/billing/").content.decode()
-    assert "Pay with TestPay" in page and "Pay by bank transfer" not in page
-    response = client.post("/billing/top-up/", {"amount": "200000", "provider": "testpay"})
-    assert response.status_code == 302
-    ((account, amount, reference, return_url),) = gateway.started
-    assert (account, amount) == (customer.pk, Decimal("200000"))
-    assert reference.startswith(f"testpay-{customer.pk}-")
-    assert return_url.endswith("/billing/")
-    assert response["Location"] == f"https://pay.example.com/checkout/{reference}"
-    assert not Payment.objects.exists()  # credited only when the provider's webhook confirms it
-
-
-def test_a_top_up_refuses_a_fraction_of_a_rupiah_and_unknown_providers(client, customer, gateway):
-    client.force_login(customer)
-    response = client.post("/billing/top-up/", {"amount": "1000.50", "provider": "testpay"})
-    assert response.status_code == 200 and "IDR has no minor unit" in response.content.decode()
-    assert client.post("/billing/top-up/", {"amount": "1000", "provider": "nope"}).status_code == 404
-    assert not gateway.started
-
-
-# Staff: the customer page's Billing section.
 
 
 def test_staff_record_a_payment_that_pays_the_invoice(client, customer, staff):

@@ -80,7 +80,9 @@ def test_sending_queues_and_a_worker_delivers(queued_mail, celery_worker):
     assert mail.outbox[0].subject == "Welcome" and mail.outbox[0].to == ["c@example.com"]
 
 
-def test_an_order_returns_before_its_invoice_mail_is_delivered(queued_mail, celery_worker, catalog):
+def test_an_order_returns_before_its_invoice_mail_is_delivered(
+    queued_mail, billing_tasks_to_the_broker, celery_worker, catalog
+):
     customer = factories.make_user(User.Role.CUSTOMER)
     subscriptions.open_subscription(customer, catalog["plan"], "ref-1", "web1.example.com")
     wait_for(lambda: any(m.subject.startswith("Invoice INV-") for m in mail.outbox))
