@@ -162,6 +162,14 @@ def _each_test_starts_in_the_default_language():
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Accounts made and logged into by tests hash their passwords with a fast hasher (Django's advice for
+    test suites): PBKDF2 at its production strength costs a quarter of a second a password, and tests make
+    thousands. Nothing here tests the hash's strength; the production setting is PBKDF2."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counts live in the shared Redis cache: each test starts with none (issue 11)."""
     from panel.accounts import throttling

@@ -174,8 +174,9 @@ class ProviderServer:
     def start(self) -> ProviderServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
+        # A short poll interval: shutdown() waits for the loop's next turn (half a second by default).
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"{self.name}-server", daemon=True
+            target=self._httpd.serve_forever, args=(0.02,), name=f"{self.name}-server", daemon=True
         )
         self._thread.start()
         return self
