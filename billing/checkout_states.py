@@ -2,7 +2,9 @@
 and ends once: `paid` when the provider's status API confirms the payment (its amount credited once),
 `expired` or `failed` when it says the customer did not pay. A provider that confirms a payment of a
 checkout that had expired or failed here (its notification arrived late) still moves it to `paid`: the
-money arrived. A paid checkout never changes again."""
+money arrived; one it confirms with another amount or currency moves it to `failed` with the reason. A
+paid checkout never changes again (a refund the provider reports later is for staff, not for billing to
+undo)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ class Status(models.TextChoices):
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.PAID, Status.EXPIRED, Status.FAILED}),
-    Status.EXPIRED: frozenset({Status.PAID}),
+    Status.EXPIRED: frozenset({Status.PAID, Status.FAILED}),
     Status.FAILED: frozenset({Status.PAID}),
     Status.PAID: frozenset(),
 }

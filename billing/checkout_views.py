@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -31,6 +32,7 @@ REFRESH_EVERY = 5
 # One refresh is handed to the workers per answer recorded (checked_at): polls while it waits add none,
 # unless it is lost for this long.
 REFRESH_PENDING = 60
+REFRESH_WHILE = timedelta(minutes=30)
 RECENT_CHECKOUTS = 10
 
 # What each built-in provider lets customers pay with (what its hosted page offers in Indonesia). A
@@ -106,8 +108,11 @@ def _own_checkout(request: HttpRequest, pk: int) -> Checkout:
 
 
 def _ask_provider_soon(checkout: Checkout) -> None:
-    """Hand a pending checkout nobody asked about lately to a worker, once until the worker has asked."""
+    """Hand a pending checkout nobody asked about lately to a worker, once until the worker has asked; a
+    page left open longer than REFRESH_WHILE after the checkout began is left to the periodic poll."""
     if not checkouts.stale(checkout, REFRESH_EVERY) or providers.get(checkout.provider) is None:
+        return
+    if checkout.created_at < timezone.now() - REFRESH_WHILE:
         return
     asked = checkout.checked_at.isoformat() if checkout.checked_at else "never"
     if cache.add(f"billing:checkout-refresh:{checkout.reference}:{asked}", 1, timeout=REFRESH_PENDING):
@@ -146,7 +151,7 @@ def _provider_label(name: str) -> str:
     provider = providers.get(name)
     if provider is not None:
         return provider.label or provider.name
-    return {"midtrans": "Midtrans", "xendit": "Xendit"}.get(name, name)
+    return {built_in.name: built_in.label for built_in in providers.BUILT_IN}.get(name, name)
 
 
 def _first_provider_name() -> str:

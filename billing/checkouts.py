@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import providers, signals
+from .checkout_states import may_move
 from .errors import BillingError, ReferenceTaken
 from .invoices import amount_due
 from .ledger import lock, with_withheld
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 # A customer needs a moment to pay: checkouts younger than this are not polled.
 POLL_AFTER = timedelta(minutes=1)
 POLL_BATCH = 200
+# A checkout the provider still calls pending this long after its expiry is closed here.
+EXPIRY_GRACE = timedelta(hours=1)
 
 
 class ProviderUnavailable(BillingError):
@@ -176,12 +179,19 @@ def apply(checkout_pk: int, status: providers.ProviderStatus) -> Checkout:
         if status.provider_id and not checkout.provider_id:
             checkout.provider_id = status.provider_id
         if checkout.status == Checkout.Status.PAID:
-            pass  # credited already: a repeated or late notification
+            # Credited already: a repeated or late notification. A refund or chargeback the provider
+            # reports later is for staff to see, not for billing to undo.
+            if status.state == providers.FAILED:
+                log.warning(
+                    "checkout %s was paid; %s now says %s",
+                    checkout.reference,
+                    checkout.provider,
+                    status.detail,
+                )
         elif status.state == providers.PAID:
             _paid(account, checkout, status, now)
-        elif (
-            status.state in (providers.EXPIRED, providers.FAILED)
-            and checkout.status == Checkout.Status.PENDING
+        elif status.state in (providers.EXPIRED, providers.FAILED) and may_move(
+            checkout.status, status.state
         ):
             checkout.status = status.state
             checkout.status_reason = status.detail[:255]
@@ -193,34 +203,35 @@ def apply(checkout_pk: int, status: providers.ProviderStatus) -> Checkout:
 def _paid(account, checkout: Checkout, status: providers.ProviderStatus, now: datetime) -> None:
     """Credit a payment the provider confirmed, when it is exactly what the checkout asked for."""
     if status.currency != checkout.currency or checkout.currency != currency():
-        _refuse(checkout, f"paid in {status.currency}, expected {checkout.currency}", now)
+        _refuse(account, checkout, f"paid in {status.currency}, expected {checkout.currency}", now)
         return
     paid = quantize(status.amount) if status.amount is not None else None
     if paid != checkout.amount:
-        _refuse(checkout, f"paid {paid}, expected {quantize(checkout.amount)}", now)
+        _refuse(account, checkout, f"paid {paid}, expected {quantize(checkout.amount)}", now)
         return
     if not status.transaction_id:
-        _refuse(checkout, "the provider named no transaction", now)
+        _refuse(account, checkout, "the provider named no transaction", now)
         return
     try:
         payment, _created = record_payment(
             account, checkout.amount, status.transaction_id, method=checkout.provider, at=now
         )
     except ReferenceTaken:
-        _refuse(checkout, f"transaction {status.transaction_id} is another customer's payment", now)
+        _refuse(account, checkout, f"transaction {status.transaction_id} is another customer's payment", now)
         return
     checkout.status = Checkout.Status.PAID
     checkout.status_reason = status.detail[:255]
     checkout.transaction_id = status.transaction_id
     checkout.payment = payment
     checkout.paid_at = checkout.closed_at = now
-    signals.checkout_paid.send(sender=None, account=account, checkout=checkout)
 
 
-def _refuse(checkout: Checkout, reason: str, now: datetime) -> None:
+def _refuse(account, checkout: Checkout, reason: str, now: datetime) -> None:
     """A payment the provider reports that cannot be credited as it is: nothing is credited, the checkout
-    fails with the reason for staff to look at."""
+    fails with the reason, and the customer's activity log says so for staff (once)."""
     log.error("checkout %s not credited: %s", checkout.reference, reason)
+    if checkout.status != Checkout.Status.FAILED:
+        signals.checkout_refused.send(sender=None, account=account, checkout=checkout, reason=reason)
     checkout.status = Checkout.Status.FAILED
     checkout.status_reason = reason[:255]
     checkout.closed_at = checkout.closed_at or now  # told again: it failed when first told
@@ -243,16 +254,22 @@ def due_for_poll(now: datetime | None = None) -> list[int]:
 
 
 def poll(now: datetime | None = None) -> dict[str, int]:
-    """Ask the providers about checkouts still pending; one a provider cannot be asked about is tried
-    again next time. A checkout pending a day past its expiry (the provider never said) expires here."""
+    """Ask the providers about checkouts still pending. A provider that cannot be asked is not asked again
+    in this run (its checkouts wait for the next one). A checkout pending an hour past its expiry (the
+    provider never said, or a Midtrans transaction never made) expires here."""
     now = now or timezone.now()
     counts = {"asked": 0, "paid": 0, "closed": 0, "errors": 0}
+    down: set[str] = set()
     for pk in due_for_poll(now):
         checkout = Checkout.objects.get(pk=pk)
+        if checkout.provider in down:
+            Checkout.objects.filter(pk=pk).update(checked_at=now)
+            continue
         try:
             after = refresh(checkout)
         except providers.ProviderError as exc:
             counts["errors"] += 1
+            down.add(checkout.provider)
             log.warning("checkout %s: could not ask %s: %s", checkout.reference, checkout.provider, exc)
             Checkout.objects.filter(pk=pk).update(checked_at=now)
             after = checkout
@@ -261,7 +278,7 @@ def poll(now: datetime | None = None) -> dict[str, int]:
             counts["paid"] += 1
         elif after.status != Checkout.Status.PENDING:
             counts["closed"] += 1
-        elif after.expires_at < now - timedelta(days=1):
+        elif after.expires_at < now - EXPIRY_GRACE:
             Checkout.objects.filter(pk=pk, status=Checkout.Status.PENDING).update(
                 status=Checkout.Status.EXPIRED, status_reason="no answer from the provider", closed_at=now
             )

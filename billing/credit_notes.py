@@ -4,6 +4,7 @@ one for part or all of a paid invoice (a refund of a service not delivered), whi
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,10 @@ from .texts import Message
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
+
+
+# A note for the same amount and reason of the same invoice within this time is the same form sent twice.
+RESUBMIT_WINDOW = timedelta(minutes=2)
 
 
 def credited(invoice: Invoice) -> Decimal:
@@ -80,7 +85,14 @@ def credit_paid_invoice(
             gettext_noop("Credit note for invoice %(number)s: %(reason)s"),
             {"number": invoice.number, "reason": reason.strip()},
         )
-        note = issue_for(invoice, amount, message, by=by)
+        # The same form sent twice (a double click, a resent POST) is the note it made the first time.
+        same = CreditNote.objects.filter(
+            invoice=invoice, total=amount, reason=reason_fields(message)["reason"],
+            issued_at__gte=timezone.now() - RESUBMIT_WINDOW,
+        ).first()  # fmt: skip
+        if same is not None:
+            return same
         post(invoice.account, LedgerEntry.Kind.CREDIT, amount, message, by=by, invoice=invoice)
+        note = issue_for(invoice, amount, message, by=by)  # its number last
         signals.credit_note_issued.send(sender=None, account=invoice.account, note=note, by=by)
     return note

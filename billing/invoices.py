@@ -210,7 +210,8 @@ def issue(account: AbstractBaseUser, lines_of: list[list[Line]], at: datetime) -
     LedgerEntry.objects.bulk_create([_charge(invoice) for invoice in invoices])
     # Each invoice is mailed by a worker, with its PDF attached (billing.tasks.mail_invoices): rendering
     # PDFs never holds up an order or a billing run.
-    queue.after_commit(MAIL_INVOICES, [invoice.pk for invoice in invoices])
+    for invoice in invoices:  # one task each: a retry sends again only its own mail
+        queue.after_commit(MAIL_INVOICES, [invoice.pk])
     return invoices
 
 

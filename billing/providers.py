@@ -298,7 +298,11 @@ class Xendit(PaymentProvider):
         ):
             code = data.get("error_code") if isinstance(data, dict) else ""
             raise ProviderError(f"Xendit refused the invoice: HTTP {status} {code or ''}".strip())
-        expires = parse_datetime(str(data.get("expiry_date", ""))) or order.expires_at
+        expires = parse_datetime(str(data.get("expiry_date", "")))
+        if expires is None or timezone.is_naive(
+            expires
+        ):  # Xendit gives UTC with its "Z"; anything else: ours
+            expires = order.expires_at
         return CreatedCheckout(provider_id=str(data["id"]), url=data["invoice_url"], expires_at=expires)
 
     def verify_notification(self, request: HttpRequest) -> str:

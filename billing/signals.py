@@ -28,5 +28,6 @@ seller_profile_changed = Signal()
 withholding_recorded = Signal()
 # account, note, by: staff issued a credit note for (part of) a paid invoice.
 credit_note_issued = Signal()
-# account, checkout: a provider's payment was credited (billing.checkouts), in the crediting transaction.
-checkout_paid = Signal()
+# account, checkout, reason: a provider reported a payment billing could not credit as it is (another
+# amount or currency, a transaction id that is another customer's payment); in the checkout's transaction.
+checkout_refused = Signal()

@@ -32,6 +32,7 @@ def assign_codes(invoices: list[Invoice]) -> None:
         .values_list("amount", flat=True)
     )
     taken.update(open_invoices.filter(total__gt=low, total__lt=high).values_list("total", flat=True))
+    taken.update(invoice.total for invoice in invoices)
     for invoice in invoices:
         free = [code for code in CODES if invoice.total + code not in taken]
         if not free:

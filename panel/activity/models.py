@@ -33,6 +33,7 @@ class ActivityEvent(models.Model):
         SERVER_ACTION = "server_action", _("Server action")
         CONSOLE_OPENED = "console_opened", _("Console opened")
         PAYMENT = "payment", _("Payment")
+        PAYMENT_REFUSED = "payment_refused", _("Online payment not credited")
         QUOTA_CHANGED = "quota_changed", _("Quota changed")
         LIMITS_LIFTED = "limits_lifted", _("New-account limits lifted")
         CREDIT = "credit", _("Credit or charge")

@@ -94,6 +94,26 @@ def record_payment_and_lift_limits(sender, account, payment, by=None, **kwargs) 
     quotas.lift_new_account_limits_when_paid(account)  # once the payments reach the amount, and only once
 
 
+@receiver(signals.checkout_refused)
+def record_refused_payment(sender, account, checkout, reason, **kwargs) -> None:
+    """A provider's payment billing could not credit as it is: on the customer's log for staff, with the
+    provider's reference to look it up by."""
+    activity.record(
+        ActivityEvent.Type.PAYMENT_REFUSED,
+        summary=gettext_noop("%(provider)s payment %(reference)s of %(money)s not credited: %(reason)s."),
+        data={
+            "provider": checkout.provider,
+            "reference": checkout.reference,
+            "amount": str(quantize(checkout.amount)),
+            "currency": checkout.currency,
+            "reason": reason,
+        },
+        account=account,
+        target=f"checkout:{checkout.pk}",
+        staff_action=False,
+    )
+
+
 @receiver(signals.balance_adjusted)
 def record_adjustment(sender, account, entry, by=None, **kwargs) -> None:
     activity.record(

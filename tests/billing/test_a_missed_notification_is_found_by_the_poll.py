@@ -80,11 +80,26 @@ def test_the_poll_closes_what_expired_at_the_provider_and_asks_again_after_an_er
     }
 
 
-def test_a_checkout_the_provider_never_answers_about_expires_a_day_after_its_expiry(
+def test_a_provider_that_cannot_be_asked_is_not_asked_again_in_the_same_run(customer, xendit, top_up):
+    waiting = [top_up(customer, "xendit") for _ in range(3)]
+    for checkout in waiting:
+        _minutes_old(checkout, 5)
+
+    with xendit.outage():
+        assert checkouts.poll() == {"asked": 1, "paid": 0, "closed": 0, "errors": 1}
+
+    # All of them wait for the next run, none of them asked twice in this one.
+    assert all(c.checked_at is not None for c in Checkout.objects.filter(pk__in=[c.pk for c in waiting]))
+    assert Checkout.objects.filter(status=Checkout.Status.PENDING).count() == 3
+
+
+def test_a_checkout_the_provider_never_answers_about_expires_an_hour_after_its_expiry(
     customer, midtrans, top_up
 ):
     checkout = top_up(customer, "midtrans")
-    later = checkout.expires_at + timedelta(days=1, minutes=1)
+    soon = checkout.expires_at + timedelta(minutes=30)
+    assert checkouts.poll(soon) == {"asked": 1, "paid": 0, "closed": 0, "errors": 0}
+    later = checkout.expires_at + timedelta(hours=1, minutes=2)
     assert checkouts.poll(later) == {"asked": 1, "paid": 0, "closed": 1, "errors": 0}
     checkout.refresh_from_db()
     assert (checkout.status, checkout.status_reason) == (

@@ -9,6 +9,7 @@ import pytest
 
 from billing import ledger
 from billing.models import Checkout, Payment
+from panel.models import ActivityEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +28,9 @@ def test_a_payment_of_another_amount_fails_the_checkout(request, customer, top_u
     assert checkout.status_reason == "paid 15000, expected 150000"
     assert checkout.closed_at is not None and checkout.payment is None
     assert not Payment.objects.exists() and ledger.balance(customer) == 0
+    # Staff see it on the customer's activity log, with the order id to look it up by.
+    (event,) = ActivityEvent.objects.filter(account=customer, type=ActivityEvent.Type.PAYMENT_REFUSED)
+    assert checkout.reference in event.text and "paid 15000, expected 150000" in event.text
 
 
 @pytest.mark.parametrize("provider", ["midtrans", "xendit"])
@@ -47,3 +51,4 @@ def test_a_payment_in_another_currency_fails_the_checkout(request, customer, top
     checkout.refresh_from_db()
     assert checkout.status == Checkout.Status.FAILED and checkout.closed_at == closed_at
     assert not Payment.objects.exists()
+    assert ActivityEvent.objects.filter(type=ActivityEvent.Type.PAYMENT_REFUSED).count() == 1  # told once

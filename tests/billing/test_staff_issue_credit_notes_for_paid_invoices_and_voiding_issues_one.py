@@ -78,6 +78,20 @@ def test_staff_credit_part_of_a_paid_invoice_and_the_customer_gets_the_note(clie
     assert note.number in text and invoice.number in text and "Total Rp370,000" in text
 
 
+def test_the_same_credit_note_sent_twice_is_issued_once(client, admin_user, staff):
+    invoice = paid_invoice(admin_user)
+    client.force_login(staff)
+    first = credit(client, invoice, "370000", "Server down for ten days in March")
+    again = credit(client, invoice, "370000", "Server down for ten days in March")  # a double click
+    assert first.status_code == again.status_code == 302
+    assert CreditNote.objects.filter(invoice=invoice).count() == 1
+    assert credits_of(invoice) == [Decimal(370000)]
+    # Another reason is another note.
+    credit(client, invoice, "100000", "Backup restore failed")
+    assert CreditNote.objects.filter(invoice=invoice).count() == 2
+    assert credits_of(invoice) == [Decimal(370000), Decimal(100000)]
+
+
 def test_no_more_than_is_left_can_be_credited(client, admin_user, staff):
     invoice = paid_invoice(admin_user)
     client.force_login(staff)

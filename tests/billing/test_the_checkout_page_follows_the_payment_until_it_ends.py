@@ -81,6 +81,17 @@ def test_a_pending_checkout_polls_and_a_worker_asks_the_provider_once(
     assert billing_queue.sent == []
 
 
+def test_a_page_left_open_for_long_leaves_the_asking_to_the_periodic_poll(
+    client, page, customer, midtrans, billing_queue
+):
+    checkout = top_up(customer)
+    Checkout.objects.filter(pk=checkout.pk).update(created_at=timezone.now() - timedelta(minutes=31))
+    asked_long_ago(checkout)
+    client.force_login(customer)
+    assert POLLING in page(checkout, fragment=True)  # still follows what the poll finds
+    assert billing_queue.sent == []
+
+
 def test_a_paid_checkout_says_what_it_paid_and_that_the_servers_start_again(
     client, page, customer, catalog, xendit
 ):
