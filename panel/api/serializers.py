@@ -422,6 +422,9 @@ class InvoiceSerializer(serializers.ModelSerializer):
     tax_rate = serializers.SerializerMethodField()
     seller = serializers.SerializerMethodField()
     buyer = serializers.SerializerMethodField()
+    # The parties' tax ids also flat, as the contract names them ("the seller's and buyer's tax ids").
+    seller_tax_id = serializers.SerializerMethodField()
+    buyer_tax_id = serializers.SerializerMethodField()
     withheld = serializers.SerializerMethodField()
     amount_due = serializers.SerializerMethodField()
     transfer_amount = serializers.SerializerMethodField()
@@ -432,7 +435,8 @@ class InvoiceSerializer(serializers.ModelSerializer):
         model = Invoice
         fields = [
             "id", "number", "status", "issued_at", "due_at", "paid_at", "total", "currency", "lines",
-            "subtotal", "tax_base", "tax", "tax_rate", "tax_base_fraction", "seller", "buyer", "withheld",
+            "subtotal", "tax_base", "tax", "tax_rate", "tax_base_fraction", "seller", "buyer",
+            "seller_tax_id", "buyer_tax_id", "withheld",
             "amount_due", "unique_code", "transfer_amount", "credit_notes",
         ]  # fmt: skip
 
@@ -489,6 +493,14 @@ class InvoiceSerializer(serializers.ModelSerializer):
             {name: serializers.CharField() for name in ("name", "address", "tax_id_kind", "tax_id")},
         )
     )
+    def get_seller_tax_id(self, invoice: Invoice) -> str:
+        """The seller's NPWP ("" when none is set)."""
+        return self.get_seller(invoice)["tax_id"]
+
+    def get_buyer_tax_id(self, invoice: Invoice) -> str:
+        """The buyer's NPWP or NIK (`buyer.tax_id_kind` says which; "" when the customer gave none)."""
+        return document.buyer_of(invoice).tax_id
+
     def get_buyer(self, invoice: Invoice) -> dict:
         party = document.buyer_of(invoice)
         return {

@@ -49,6 +49,7 @@ def test_an_open_invoice_with_tax_withheld(api, admin_user, staff):
         "tax_id_kind": "npwp",
         "tax_id": "098765432109000",
     }
+    assert (body["seller_tax_id"], body["buyer_tax_id"]) == (SELLER["tax_id"], "098765432109000")
     assert (body["withheld"], body["amount_due"]) == ("20000", "1090000")
     assert (body["unique_code"], body["transfer_amount"]) == (code, str(1090000 + code))
     assert body["credit_notes"] == []
