@@ -6,16 +6,13 @@ withheld and the credit notes, and for an open invoice what is still due and how
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-
-from django.db.models import Sum, prefetch_related_objects
 
 from . import providers, seller
 from .invoices import amount_due
 from .ledger import with_withheld
-from .models import CreditNote, Invoice, LedgerEntry, SellerProfile
+from .models import CreditNote, Invoice, SellerProfile
 from .money import ZERO
 
 TAX_ID_LABELS = {"npwp": "NPWP", "nik": "NIK"}
@@ -130,23 +127,3 @@ def credit_note_context(note: CreditNote) -> dict:
     context = invoice_context(note.invoice)
     context["note"] = note
     return context
-
-
-def prepare_for_listing(invoices: Iterable[Invoice]) -> list[Invoice]:
-    """Load what a list of invoices shows besides its rows, in a fixed number of queries whatever their
-    number: `withheld` on each (the tax withheld from it), its account (the buyer of an invoice that did
-    not record one) and its credit notes."""
-    invoices = list(invoices)
-    if not invoices:
-        return invoices
-    totals = dict(
-        LedgerEntry.objects.filter(invoice__in=invoices, kind=LedgerEntry.Kind.WITHHOLDING)
-        .order_by()
-        .values("invoice")
-        .annotate(total=Sum("amount"))
-        .values_list("invoice", "total")
-    )
-    for invoice in invoices:
-        invoice.withheld = totals.get(invoice.pk, ZERO)
-    prefetch_related_objects(invoices, "account", "credit_notes")
-    return invoices

@@ -440,19 +440,6 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "amount_due", "unique_code", "transfer_amount", "credit_notes",
         ]  # fmt: skip
 
-    @classmethod
-    def many_init(cls, *args, **kwargs):
-        # A page of invoices: what they show besides their rows (the tax withheld, the credit notes) is
-        # loaded for the whole page in a few queries.
-        if args and args[0] is not None:
-            args = (document.prepare_for_listing(args[0]), *args[1:])
-        return super().many_init(*args, **kwargs)
-
-    def to_representation(self, invoice: Invoice):
-        if not hasattr(invoice, "withheld"):
-            document.prepare_for_listing([invoice])
-        return super().to_representation(invoice)
-
     def _seller_profile(self):
         """Today's seller profile (for invoices issued before invoices recorded the seller): one query for
         a whole list."""

@@ -13,6 +13,7 @@ from billing import checkouts
 from billing.errors import BillingError
 from billing.models import Checkout
 from billing.money import quantize
+from panel.api.serializers import money
 
 
 class TopUpCreateSerializer(serializers.Serializer):
@@ -81,4 +82,4 @@ class TopUpSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_amount(self, checkout: Checkout) -> str:
-        return str(quantize(checkout.amount))
+        return money(checkout.amount)

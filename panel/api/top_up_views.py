@@ -6,14 +6,13 @@ its status changes when the provider confirms the payment."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from billing import checkouts, providers
+from billing import checkout_views, checkouts, providers
 from billing.errors import BillingError
 from billing.invoices import amount_due
 from billing.ledger import with_withheld
@@ -84,7 +83,7 @@ class TopUpList(generics.ListAPIView):
                 values.get("provider") or available[0].name,
                 amount=None if invoice else values["amount"],
                 invoice=invoice,
-                return_url=lambda c: request.build_absolute_uri(reverse("billing-checkout", args=[c.pk])),
+                return_url=checkout_views.return_url(request),
             )
         except checkouts.ProviderUnavailable as exc:
             return error_response(422, exc.message, "provider_unavailable")

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import errors, ledger, payments
+from billing.ledger import with_withheld
 from billing.models import Invoice, Plan
 from billing.money import currency
 from hypervisor import hosts, placement, routing
@@ -314,26 +315,28 @@ class AdminCustomerQuota(APIView):
         return self.answer(customer)
 
 
+def _own_invoices(request):
+    """The caller's issued invoices with what they show besides their rows: the tax withheld from each,
+    the account (the buyer of one that did not record it), its lines and credit notes."""
+    return (
+        with_withheld(Invoice.objects.filter(account=request.user).exclude(status=Invoice.Status.DRAFT))
+        .select_related("account")
+        .prefetch_related("lines", "credit_notes")
+    )
+
+
 class InvoiceList(generics.ListAPIView):
     serializer_class = api_serializers.InvoiceSerializer
 
     def get_queryset(self):
-        return (
-            Invoice.objects.filter(account=self.request.user)
-            .exclude(status=Invoice.Status.DRAFT)
-            .prefetch_related("lines")
-        )
+        return _own_invoices(self.request)
 
 
 class InvoiceDetail(generics.RetrieveAPIView):
     serializer_class = api_serializers.InvoiceSerializer
 
     def get_queryset(self):
-        return (
-            Invoice.objects.filter(account=self.request.user)
-            .exclude(status=Invoice.Status.DRAFT)
-            .prefetch_related("lines")
-        )
+        return _own_invoices(self.request)
 
 
 class AdminCustomerPayments(APIView):
