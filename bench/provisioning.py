@@ -434,7 +434,7 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
 
     servers = list(Server.objects.filter(id__in=ids).select_related("host", "image"))
     for server in servers:  # the same hostnames and UUIDs, on the same host files
-        server.__dict__["ipv4_addresses"] = list(server.ipv4_addresses)
+        server.__dict__["ip_addresses"] = list(server.ip_addresses)
     jobs = _jobs(servers, seeds=False)
     raw, raw_wall = run_in_processes(jobs, cluster.workers)
     raw_ms = [t.total * 1000 for t in raw]
@@ -668,7 +668,7 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
             twin = Server(**{f.attname: getattr(template, f.attname) for f in Server._meta.concrete_fields})
             twin.id, twin.name = uuid.uuid4(), f"kvm-raw-{i}"
             twin.host, twin.image = template.host, template.image
-            twin.__dict__["ipv4_addresses"] = list(template.ipv4_addresses)
+            twin.__dict__["ip_addresses"] = list(template.ip_addresses)
             job = _jobs([twin], seeds=True)[0]
             raw_jobs.append(job)
             raw.append(raw_create(conn, job))

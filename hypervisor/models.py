@@ -212,12 +212,26 @@ class Allocation(models.Model):
 
 
 class IPPool(models.Model):
-    """IPv4 addresses of a region that servers get one of at order time."""
+    """Addresses of a region that servers get at order time: an IPv4 network, or an IPv6 prefix from which
+    each server gets its own routed /64 (`assignment` prefix64) or one address of an on-link /64
+    (`assignment` address)."""
+
+    class Family(models.IntegerChoices):
+        IPV4 = 4, _("IPv4")
+        IPV6 = 6, _("IPv6")
+
+    class Assignment(models.TextChoices):
+        ADDRESS = "address", _("One address per server")
+        PREFIX64 = "prefix64", _("A routed /64 per server")
 
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="ip_pools")
     name = models.CharField(_("name"), max_length=100)
+    family = models.PositiveSmallIntegerField(_("family"), choices=Family.choices, default=Family.IPV4)
+    assignment = models.CharField(
+        _("assignment"), max_length=10, choices=Assignment.choices, default=Assignment.ADDRESS
+    )
     cidr = models.CharField(_("network (CIDR)"), max_length=43)
-    gateway = models.GenericIPAddressField(_("gateway"), protocol="IPv4")
+    gateway = models.GenericIPAddressField(_("gateway"))
     nameservers = models.JSONField(_("nameservers"), default=list, blank=True)
     excluded = models.JSONField(_("excluded addresses"), default=list, blank=True)
     is_active = models.BooleanField(_("in use"), default=True)
@@ -225,7 +239,7 @@ class IPPool(models.Model):
 
     class Meta:
         ordering = ["region", "name"]
-        verbose_name = _("IPv4 pool")
+        verbose_name = _("IP pool")
         constraints = [models.UniqueConstraint(fields=["cidr"], name="ippool_unique_cidr")]
 
     def __str__(self) -> str:
@@ -233,20 +247,43 @@ class IPPool(models.Model):
 
 
 class IPAddress(models.Model):
-    """One usable address of a pool: free, held by a consumer (a server's UUID), or cooling down."""
+    """One assignable unit of a pool: an IPv4 address, an IPv6 address (`prefix_length` 128) or a routed
+    IPv6 /64 (`prefix_length` 64, `address` is the server's address in it: the /64's ::1). Free, held by a
+    consumer (a server's UUID), or cooling down. A server has one primary address per family and may hold
+    additional IPv4 addresses, which can float to another of the owner's servers in the region."""
+
+    class Role(models.TextChoices):
+        PRIMARY = "primary", _("primary")
+        ADDITIONAL = "additional", _("additional")
+
+    class PtrState(models.TextChoices):
+        NONE = "", _("not pushed")
+        PENDING = "pending", _("pending")
+        PUSHED = "pushed", _("published")
+        FAILED = "failed", _("failed")
 
     pool = models.ForeignKey(IPPool, on_delete=models.CASCADE, related_name="addresses")
-    address = models.GenericIPAddressField(protocol="IPv4", unique=True)
-    value = models.PositiveBigIntegerField(help_text="the address as an integer, for ordering")
+    address = models.GenericIPAddressField(unique=True)
+    prefix_length = models.PositiveSmallIntegerField(
+        default=32, help_text="32 for IPv4, 128 for one IPv6 address, 64 for a routed /64"
+    )
+    value = models.DecimalField(
+        max_digits=40, decimal_places=0, help_text="the address as an integer, for ordering"
+    )
     consumer_uuid = models.UUIDField(null=True, blank=True)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.PRIMARY)
     allocated_at = models.DateTimeField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
     reserved = models.BooleanField(default=False, help_text="excluded by an admin")
     ptr = models.CharField(_("reverse DNS name"), max_length=253, blank=True)
+    # Publishing the PTR record to the DNS server (hypervisor.reverse_dns), when one is configured.
+    ptr_state = models.CharField(max_length=10, choices=PtrState.choices, blank=True, default="")
+    ptr_error = models.TextField(blank=True)
+    ptr_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["value"]
-        verbose_name = _("IPv4 address")
+        verbose_name = _("IP address")
         indexes = [
             models.Index(fields=["consumer_uuid"]),
             models.Index(fields=["pool", "consumer_uuid", "value"]),
@@ -254,6 +291,10 @@ class IPAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
 
 
 class BaseVolume(models.Model):

@@ -5,7 +5,7 @@ from panel.accounts.models import ApiToken, Quota, SSHKey, User
 from panel.activity.models import ActivityEvent
 from panel.console.models import ConsoleSession
 from panel.infrastructure.models import Notice
-from panel.servers.models import Operation, Server, Snapshot
+from panel.servers.models import Firewall, Operation, Server, Snapshot
 from panel.usage.models import MeterState, TransferPeriod, UsageSample
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Quota",
     "SSHKey",
     "Server",
+    "Firewall",
     "Snapshot",
     "TransferPeriod",
     "UsageSample",

@@ -203,6 +203,7 @@ class Quota(models.Model):
     memory_mib = models.PositiveIntegerField(_("memory (MiB)"), null=True, blank=True)
     disk_gib = models.PositiveIntegerField(_("disk (GiB)"), null=True, blank=True)
     snapshots = models.PositiveIntegerField(_("snapshots"), null=True, blank=True)
+    extra_ipv4 = models.PositiveIntegerField(_("additional IPv4 addresses"), null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -196,7 +196,7 @@ def order_server(
             address = locks.address(region, server.id)
         except ipam.NoAddress as exc:
             raise OutOfAddresses(str(exc)) from exc
-        server.__dict__["ipv4_addresses"] = [address] if address else []  # what the answer shows
+        server.__dict__["ip_addresses"] = [address] if address else []  # what the answer shows
         _insert_with_unique_mac(server)
         operation = Operation.objects.create(server=server, type=Task.CREATE, requested_by=user)
         locks.open_subscription(user, plan, str(server.id), server.name)
@@ -449,7 +449,7 @@ def _claim_again(server: Server, locks: LockOrder) -> dict:
         Server.objects.filter(pk=server.pk).update(host=host)
         server.host = host
         claimed["capacity"] = True
-    server.__dict__.pop("ipv4_addresses", None)  # read anew, not as the caller last saw them
+    server.forget_addresses()  # read anew, not as the caller last saw them
     if not server.ipv4_addresses:
         try:
             address = locks.address(region, server.id)
@@ -457,7 +457,7 @@ def _claim_again(server: Server, locks: LockOrder) -> dict:
             raise OutOfAddresses(
                 _("The server cannot be rebuilt now: %(reason)s") % {"reason": str(exc)}
             ) from exc
-        server.__dict__.pop("ipv4_addresses", None)
+        server.forget_addresses()
         if address is not None:
             claimed["address"] = True
     if subscriptions.active_subscription(str(server.id)) is None:

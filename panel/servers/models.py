@@ -94,13 +94,36 @@ class Server(models.Model):
         return f"vps-{self.id}"
 
     @cached_property
+    def ip_addresses(self) -> list:
+        """The server's address rows of both families, primary first (hypervisor IPAM knows the server by
+        its UUID). Pages and the API fill it for many servers at once (panel.servers.queries)."""
+        rows = IPAddress.objects.filter(consumer_uuid=self.id).select_related("pool")
+        return sorted(rows, key=address_order)
+
+    @property
     def ipv4_addresses(self) -> list:
-        """The server's IPv4 address rows (hypervisor IPAM knows the server by its UUID)."""
-        return list(IPAddress.objects.filter(consumer_uuid=self.id).select_related("pool"))
+        return [address for address in self.ip_addresses if address.family == 4]
+
+    @property
+    def ipv6_addresses(self) -> list:
+        return [address for address in self.ip_addresses if address.family == 6]
 
     @property
     def ipv4(self) -> list[str]:
         return [address.address for address in self.ipv4_addresses]
+
+    @property
+    def ipv6(self) -> list[str]:
+        return [address.address for address in self.ipv6_addresses]
+
+    def forget_addresses(self) -> None:
+        """Read the addresses anew on next use, not as they were last seen."""
+        self.__dict__.pop("ip_addresses", None)
+
+
+def address_order(address: IPAddress) -> tuple:
+    """Primary addresses first, then the additional ones in the order they were taken."""
+    return (address.role != IPAddress.Role.PRIMARY, address.allocated_at is None, address.allocated_at or 0)
 
 
 def default_deadline():
@@ -183,3 +206,38 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Firewall(models.Model):
+    """A server's inbound firewall and the version of its network filter (hypervisor.network_filter):
+    every change that the filter on the host must follow (the rules, the default, the server's addresses)
+    raises `version`; a worker applies it and records `applied_version`, so a change is applied once
+    however often it is sent, and the periodic job sends again what is behind."""
+
+    class Policy(models.TextChoices):
+        ACCEPT = "accept", _("accept")
+        DROP = "drop", _("drop")
+
+    server = models.OneToOneField(Server, on_delete=models.CASCADE, primary_key=True, related_name="firewall")
+    # [{"protocol": "tcp|udp|icmp|any", "ports": "22" | "8000-8100" | None, "sources": ["0.0.0.0/0"]}]
+    inbound = models.JSONField(default=list, blank=True)
+    default_inbound = models.CharField(max_length=6, choices=Policy.choices, default=Policy.ACCEPT)
+    version = models.PositiveBigIntegerField(default=1)
+    applied_version = models.PositiveBigIntegerField(default=0)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    apply_error = models.TextField(blank=True, help_text="why the last attempt failed (staff)")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("firewall")
+        indexes = [models.Index(fields=["applied_version", "version"], name="firewall_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"firewall of {self.server_id}"
+
+    @property
+    def pending(self) -> bool:
+        return self.applied_version < self.version

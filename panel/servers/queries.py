@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from hypervisor.ipam import addresses_of
-from panel.servers.models import Server
+from panel.servers.models import Server, address_order
 
 
 def own_servers(request: HttpRequest) -> QuerySet[Server]:
@@ -16,9 +16,9 @@ def own_servers(request: HttpRequest) -> QuerySet[Server]:
 
 
 def attach_addresses(servers) -> list[Server]:
-    """Fill ipv4_addresses for many servers with one query; returns the servers as a list."""
+    """Fill ip_addresses for many servers with one query; returns the servers as a list."""
     servers = list(servers)
     by_consumer = addresses_of(server.id for server in servers)
     for server in servers:
-        server.__dict__["ipv4_addresses"] = by_consumer.get(str(server.id), [])
+        server.__dict__["ip_addresses"] = sorted(by_consumer.get(str(server.id), []), key=address_order)
     return servers
