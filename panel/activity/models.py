@@ -47,6 +47,9 @@ class ActivityEvent(models.Model):
         HOST_CHANGED = "host_changed", _("Host changed")
         IP_POOL_CHANGED = "ip_pool_changed", _("IP pool changed")
         IMAGE_CHANGED = "image_changed", _("Image changed")
+        FIREWALL_CHANGED = "firewall_changed", _("Firewall changed")
+        REVERSE_DNS = "reverse_dns", _("Reverse DNS changed")
+        ADDRESS_CHANGED = "address_changed", _("IP address added, moved or removed")
 
     at = models.DateTimeField(default=timezone.now)
     # Whose log the event belongs to (the customer it concerns); null for events about no account (hosts).
