@@ -1,7 +1,7 @@
 """The periodic billing run (beat and `manage.py billing_run`): invoice the monthly periods that ended and
-the hourly usage of the month that ended, then remind and dun (billing.dunning). Every step is guarded
-by state written in the same transaction, so running it twice for the same moment changes nothing the
-second time."""
+the hourly usage of the month that ended, each with the subscription's add-ons (billing.addons), then
+remind and dun (billing.dunning). Every step is guarded by state written in the same transaction, so
+running it twice for the same moment changes nothing the second time."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
+from .addons import addons_for_renewal, hourly_addons, hourly_lines, renewal_lines
 from .dunning import dun, remind
 from .invoices import Line, issue, issue_invoice, settle
 from .ledger import lock
@@ -61,6 +62,8 @@ def _renew_account(account_id: int, at: datetime) -> int:
             .select_related("plan")
             .order_by("pk")
         )
+        # The add-ons of all of them in one query: the questions asked do not grow with the subscriptions.
+        addons = addons_for_renewal(subscriptions)
         periods: list[list[Line]] = []
         for subscription in subscriptions:
             subscription.account = account
@@ -69,7 +72,12 @@ def _renew_account(account_id: int, at: datetime) -> int:
                 start = subscription.paid_through
                 end = add_month(timezone.localtime(start), anchor)
                 subscription.period_start, subscription.paid_through = start, end
-                periods.append([plan_line(subscription, start, end)])
+                periods.append(
+                    [
+                        plan_line(subscription, start, end),
+                        *renewal_lines(subscription, addons.get(subscription.pk, ()), start, end),
+                    ]
+                )
         if not periods:
             return 0
         Subscription.objects.bulk_update(subscriptions, ["period_start", "paid_through"])
@@ -94,6 +102,7 @@ def invoice_hourly(at: datetime) -> int:
             if end <= start:
                 continue
             lines = []
+            addons = hourly_addons(subscription, start, end)
             segment_month = month_start(start)
             while segment_month < end:
                 month_end = add_month(segment_month, 1)
@@ -123,6 +132,7 @@ def invoice_hourly(at: datetime) -> int:
                         period_end=segment_end,
                     )
                 )
+                lines += hourly_lines(subscription, addons, segment_start, segment_end)
                 segment_month = month_end
             Subscription.objects.filter(pk=subscription.pk).update(paid_through=end)
             issue_invoice(subscription.account, lines, at)

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_noop
 from . import signals
 from .invoices import invoice_text, mail, overdue
 from .ledger import lock
-from .models import Invoice, Subscription
+from .models import Invoice, Subscription, SubscriptionAddon
 from .texts import language_of
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ def dun(at: datetime) -> dict[str, int]:
             live = Subscription.objects.filter(account=account).exclude(status=Subscription.Status.ENDED)
             references = list(live.values_list("reference", flat=True))
             if references:
+                SubscriptionAddon.objects.filter(subscription__in=live).end(at)
                 live.update(status=Subscription.Status.ENDED, ended_at=at, terminated_at=at)
                 transaction.on_commit(
                     lambda a=account, r=references: signals.subscriptions_terminated.send(

@@ -1,5 +1,5 @@
 """Billing forms: top-up, billing details, staff payments and adjustments, billing terms, the seller's
-profile, looking up a bank transfer; money fields that know the currency's precision."""
+profile, the add-on prices, looking up a bank transfer; money fields that know the currency's precision."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from billing import buyer, checkouts, seller
 from billing.errors import BillingError
-from billing.models import SellerProfile
+from billing.models import AddonKind, SellerProfile
 from billing.money import CURRENCY_EXPONENTS, currency, quantize
 
 
@@ -353,3 +353,42 @@ class SellerProfileForm(forms.ModelForm):
                         _("Give the bank, the account number and the account holder together."),
                     )
         return cleaned
+
+
+class AddonPricesForm(forms.Form):
+    """The monthly price of each add-on kind (admins, billing settings page): 0 gives it away free."""
+
+    LABELS = {AddonKind.IPV4: _("Additional IPv4 address, per month")}
+    HELP = {
+        AddonKind.IPV4: _(
+            "Billed with the server's subscription: the rest of the month pro rata when it is added, then "
+            "with each renewal; by the hour on servers billed by the hour."
+        )
+    }
+
+    def __init__(self, *args, prices: dict[str, Decimal] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        for kind in AddonKind.values:
+            field = _money_field(
+                self.LABELS.get(kind, AddonKind(kind).label),
+                min_value=Decimal("0"),
+                help_text=self.HELP.get(kind, ""),
+            )
+            _money_widget_attrs(field)
+            field.widget.attrs["min"] = "0"  # 0 is a price too: free
+            self.fields[kind] = field
+            if prices is not None and kind in prices:
+                self.initial.setdefault(kind, prices[kind])
+
+    def clean(self):
+        cleaned = super().clean()
+        for kind in AddonKind.values:
+            if cleaned.get(kind) is not None:
+                try:
+                    cleaned[kind] = _check_precision(cleaned[kind])
+                except ValidationError as exc:
+                    self.add_error(kind, exc)
+        return cleaned
+
+    def prices(self) -> dict[str, Decimal]:
+        return {kind: quantize(self.cleaned_data[kind]) for kind in AddonKind.values}

@@ -87,8 +87,11 @@ def reason_fields(reason: str | Message) -> dict:
 
 
 def lock(account: AbstractBaseUser) -> AbstractBaseUser:
-    """Serialise money movements of one account on its row."""
-    return get_user_model().objects.select_for_update().get(pk=account.pk)
+    """Serialise money movements of one account on its row. FOR NO KEY UPDATE, the panel's customer lock
+    (panel.servers.locks): it serialises with that lock and with itself, and a transaction that locked the
+    customer before calling billing does not have to upgrade its lock (which would wait for the key-share
+    locks of other transactions' foreign key checks)."""
+    return get_user_model().objects.select_for_update(no_key=True).get(pk=account.pk)
 
 
 def with_withheld(invoices: QuerySet[Invoice]) -> QuerySet[Invoice]:

@@ -1,10 +1,15 @@
+from __future__ import annotations
+
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from . import checkout_states, invoice_states, subscription_states, texts
 
@@ -176,6 +181,100 @@ class Subscription(models.Model):
         return f"{self.label} ({self.plan_id}, {self.cycle})"
 
 
+class AddonKind(models.TextChoices):
+    """What a subscription add-on is (billing.addons). Each kind has its admin-set monthly price
+    (`AddonPrice`) and a name invoices show (`ADDON_NAMES`)."""
+
+    IPV4 = "ipv4", _("Additional IPv4 address")
+
+
+# The name of one add-on on invoice lines and the billing page, shown in the reader's language: the kind's
+# message filled in with the add-on's key. Kinds without one are named by the label the caller gave.
+ADDON_NAMES: dict[str, str] = {
+    # Translators: %(key)s is the IPv4 address, e.g. 192.0.2.10.
+    AddonKind.IPV4: gettext_noop("Additional IPv4 address %(key)s"),
+}
+
+
+class AddonQuerySet(models.QuerySet):
+    def active(self) -> AddonQuerySet:
+        return self.filter(ended_at__isnull=True)
+
+    def end(self, at) -> int:
+        """End the active add-ons among these at `at` (never before one started); the number ended."""
+        return self.active().update(ended_at=Greatest(F("started_at"), Value(at)))
+
+
+class SubscriptionAddon(models.Model):
+    """Something billed with a server's subscription besides its plan, e.g. an additional IPv4 address:
+    priced per month at `price` (the kind's price when it started, kept while it runs, as a subscription
+    keeps its plan's), from `started_at` to `ended_at` (null while it runs). `key` says which one it is
+    (the address); it is unique among the subscription's active add-ons. Billing: billing.addons."""
+
+    Kind = AddonKind
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="addons")
+    kind = models.CharField(max_length=20, choices=AddonKind.choices)
+    key = models.CharField(max_length=100)
+    label = models.CharField(
+        max_length=255, help_text="for invoices, e.g. Additional IPv4 address 192.0.2.10"
+    )
+    price = models.DecimalField(max_digits=14, decimal_places=4, help_text="per month")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AddonQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "key"],
+                condition=models.Q(ended_at__isnull=True),
+                name="subscription_addon_active_key",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ended_at__isnull=True) | models.Q(ended_at__gte=F("started_at")),
+                name="subscription_addon_ends_after_it_starts",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def name(self) -> str | texts.Message:
+        """The add-on's name as invoices store it: the kind's message with the key, else the label."""
+        message = ADDON_NAMES.get(self.kind)
+        return texts.Message(message, {"key": self.key}) if message else self.label
+
+    @property
+    def name_text(self) -> str:
+        """The add-on's name in the active language."""
+        name = self.name
+        return name.render() if isinstance(name, texts.Message) else name
+
+
+class AddonPrice(models.Model):
+    """The monthly price of an add-on kind, which admins set on the billing settings page
+    (billing.addons.set_addon_price). A kind without a row is free."""
+
+    kind = models.CharField(max_length=20, choices=AddonKind.choices, unique=True)
+    price = models.DecimalField(max_digits=14, decimal_places=4, help_text="per month")
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(price__gte=0), name="addon_price_not_negative")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.price}"
+
+
 class InvoiceSequence(models.Model):
     """The last invoice number used in a year; locked while the next one is taken."""
 
@@ -244,6 +343,9 @@ class InvoiceLine(models.Model):
         HOURLY = "hourly", _("Hourly usage")
         TRAFFIC = "traffic", _("Traffic block")
         MANUAL = "manual", _("Manual item")
+        # A subscription add-on's period, or the part of one (billing.addons); its hours on an hourly
+        # subscription are HOURLY lines.
+        ADDON = "addon", _("Add-on")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     kind = models.CharField(max_length=12, choices=Kind.choices)

@@ -76,11 +76,30 @@ def proration(
     if subscription.cycle != Subscription.Cycle.MONTHLY or at >= subscription.paid_through:
         return ZERO
     new_price = monthly_price(subscription.account, new_plan, profile)
+    return rest_of_period(subscription, new_price - subscription.price, at)
+
+
+def share(
+    monthly: Decimal, start: datetime, end: datetime, period_start: datetime, period_end: datetime
+) -> Decimal:
+    """The part of a period's price `monthly` that falls on [start, end) of the period [period_start,
+    period_end), rounded once to the currency."""
     # Exact: whole microseconds as Decimals (a float ratio would round halves the wrong way).
     tick = timedelta(microseconds=1)
-    remaining = Decimal((subscription.paid_through - at) // tick)
-    period = Decimal((subscription.paid_through - subscription.period_start) // tick)
-    return quantize((new_price - subscription.price) * remaining / period)
+    part = Decimal(max(end - start, timedelta(0)) // tick)
+    whole = Decimal((period_end - period_start) // tick)
+    return quantize(monthly * part / whole) if whole else ZERO
+
+
+def rest_of_period(subscription: Subscription, monthly: Decimal, at: datetime) -> Decimal:
+    """What `monthly` (a monthly price, or a difference of two) comes to for the rest of a monthly
+    subscription's paid period after `at`; 0 for an hourly one, or from the end of the paid period on."""
+    if subscription.cycle != Subscription.Cycle.MONTHLY or at >= subscription.paid_through:
+        return ZERO
+    start = max(at, subscription.period_start)
+    return share(
+        monthly, start, subscription.paid_through, subscription.period_start, subscription.paid_through
+    )
 
 
 def proration_preview(

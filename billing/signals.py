@@ -31,3 +31,6 @@ credit_note_issued = Signal()
 # account, checkout, reason: a provider reported a payment billing could not credit as it is (another
 # amount or currency, a transaction id that is another customer's payment); in the checkout's transaction.
 checkout_refused = Signal()
+# kind, price, previous (0 when it had none: free), by: an admin set the monthly price of an add-on kind
+# (billing.addons.set_addon_price).
+addon_price_changed = Signal()

@@ -1,7 +1,7 @@
 """Billing pages for staff and admins: an invoice as staff see it, the staff customer page's Billing actions
 (record a payment, adjust, set terms, void), the overdue list, matching a bank transfer to open invoices by
-its amount, and the billing settings (the environment's, read-only; the seller's profile, which admins edit
-and other staff only see)."""
+its amount, and the billing settings (the environment's, read-only; the seller's profile and the add-on
+prices, which admins edit and other staff only see)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,10 +24,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext
 from django.views.decorators.http import require_http_methods, require_POST
 
-from billing import errors, invoices, payments, prices, providers, seller, transfer
-from billing.forms import AdjustmentForm, BankTransferLookupForm, RecordPaymentForm, SellerProfileForm
-from billing.models import BillingProfile, Invoice, Subscription
-from billing.money import CURRENCY_EXPONENTS, currency, format_money
+from billing import addons, errors, invoices, payments, prices, providers, seller, transfer
+from billing.forms import (
+    AddonPricesForm,
+    AdjustmentForm,
+    BankTransferLookupForm,
+    RecordPaymentForm,
+    SellerProfileForm,
+)
+from billing.models import AddonKind, BillingProfile, Invoice, Subscription
+from billing.money import CURRENCY_EXPONENTS, currency, format_money, quantize
 from billing.page_context import staff_section_context, terms_form
 from billing.views import render_invoice
 from panel.roles import staff_required
@@ -340,8 +347,8 @@ def _settings_rows(profile) -> list[Setting]:
 @staff_required
 @require_http_methods(["GET", "POST"])
 def billing_settings(request: HttpRequest) -> HttpResponse:
-    """The billing settings: the environment's (read-only) and the seller's profile, which admins edit here
-    and other staff only see."""
+    """The billing settings: the environment's (read-only), the seller's profile and the add-on prices,
+    which admins edit here and other staff only see."""
     profile = seller.profile()
     can_edit = request.user.is_panel_admin
     version = seller.version_of(profile)
@@ -373,10 +380,20 @@ def billing_settings(request: HttpRequest) -> HttpResponse:
                 messages.info(request, _("Nothing was changed."))
             return redirect(reverse("billing-settings") + "#seller")
         messages.error(request, _("The seller's details were not saved: please correct the errors below."))
+    return _render_settings(request, profile, seller_form=form)
+
+
+def _render_settings(request: HttpRequest, profile, *, seller_form=None, addon_form=None) -> HttpResponse:
+    can_edit = request.user.is_panel_admin
     gateways = [
         (provider, request.build_absolute_uri(reverse("billing-webhook", args=[provider.name])))
         for provider in providers.available()
     ]
+    rows = addons.addon_prices()
+    if addon_form is None and can_edit:
+        addon_form = AddonPricesForm(
+            prices={kind: quantize(row.price if row else 0) for kind, row in rows.items()}
+        )
     return render(
         request,
         "billing/settings.html",
@@ -387,7 +404,42 @@ def billing_settings(request: HttpRequest) -> HttpResponse:
             "seller_name": seller.seller_name(profile),
             "payment": seller.payment_details(profile),
             "example_reference": f"INV-{timezone.localdate().year}-000123",
-            "seller_form": form,
+            "seller_form": seller_form,
             "can_edit": can_edit,
+            "addon_form": addon_form,
+            "addon_prices": [
+                (AddonPricesForm.LABELS.get(kind, AddonKind(kind).label), row) for kind, row in rows.items()
+            ],
+            "currency": currency(),
         },
     )
+
+
+@staff_required
+@require_POST
+def billing_addon_prices(request: HttpRequest) -> HttpResponse:
+    """Admins set the monthly price of each add-on kind (other staff only see them on the settings page).
+    All of them are saved together or none is."""
+    if not request.user.is_panel_admin:
+        raise PermissionDenied
+    form = AddonPricesForm(request.POST)
+    if form.is_valid():
+        try:
+            with transaction.atomic():
+                before = {kind: addons.addon_price(kind) for kind in form.prices()}
+                for kind, price in form.prices().items():
+                    addons.set_addon_price(kind, price, request.user)
+        except errors.BillingError as exc:
+            form.add_error(None, exc.message)
+        else:
+            if before != form.prices():
+                messages.success(
+                    request, _("The add-on prices were saved. They apply to add-ons added from now on.")
+                )
+            else:
+                messages.info(request, _("Nothing was changed."))
+            return redirect(reverse("billing-settings") + "#addon-prices")
+    messages.error(request, _("The add-on prices were not saved: please correct the errors below."))
+    profile = seller.profile()
+    seller_form = SellerProfileForm(instance=profile, initial={"version": seller.version_of(profile)})
+    return _render_settings(request, profile, seller_form=seller_form, addon_form=form)

@@ -19,7 +19,7 @@ from . import signals
 from .errors import InsufficientCredit
 from .invoices import Line, issue_invoice, settle, void_invoice, void_locked
 from .ledger import balance, lock, post
-from .models import Invoice, InvoiceLine, LedgerEntry, Plan, Subscription
+from .models import Invoice, InvoiceLine, LedgerEntry, Plan, Subscription, SubscriptionAddon
 from .money import ZERO, currency, format_money, quantize
 from .periods import add_month
 from .prices import first_period_price, hourly_price, monthly_price, proration
@@ -96,9 +96,10 @@ def active_subscription(reference: str) -> Subscription | None:
     return Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED).first()
 
 
-def _lock_subscription(reference: str) -> Subscription | None:
+def lock_subscription(reference: str) -> Subscription | None:
     """Lock the live subscription of a server, after its account's row: the order in which every billing
-    step takes the two locks, so that two steps never wait on each other."""
+    step takes the two locks, so that two steps never wait on each other (billing.addons too). None when
+    the server has no live subscription."""
     live = Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED)
     account_id = live.values_list("account_id", flat=True).first()
     if account_id is None:
@@ -116,7 +117,7 @@ def change_plan(
     plan bills its own hours. Returns what to undo it with if the resize fails."""
     at = at or timezone.now()
     with transaction.atomic():
-        subscription = _lock_subscription(reference)
+        subscription = lock_subscription(reference)
         if subscription is None:
             return {}
         undo = {"plan": subscription.plan.slug, "price": str(subscription.price), "cycle": subscription.cycle}
@@ -132,7 +133,8 @@ def change_plan(
                 cycle=Subscription.Cycle.HOURLY,
                 at=at,
             )
-            return {**undo, "ended": subscription.pk, "opened": new.pk}
+            carried = _carry_addons(subscription, new, at)
+            return {**undo, "ended": subscription.pk, "opened": new.pk, "addons": carried}
         amount = proration(subscription, new_plan, at) if quoted is None else quantize(quoted)
         Subscription.objects.filter(pk=subscription.pk).update(
             plan=new_plan, price=monthly_price(subscription.account, new_plan)
@@ -171,6 +173,44 @@ def change_plan(
         return undo
 
 
+def _carry_addons(old: Subscription, new: Subscription, at: datetime) -> list[int]:
+    """An hourly plan change: the add-ons of the ended subscription go on with the new one from `at`, at
+    the price they started at (each subscription bills its own hours of them). Returns the ended ones'
+    ids, for undo_plan_change."""
+    running = list(SubscriptionAddon.objects.filter(subscription=old).active())
+    if not running:
+        return []
+    SubscriptionAddon.objects.filter(pk__in=[addon.pk for addon in running]).end(at)
+    SubscriptionAddon.objects.bulk_create(
+        [
+            SubscriptionAddon(
+                subscription=new,
+                kind=addon.kind,
+                key=addon.key,
+                label=addon.label,
+                price=addon.price,
+                started_at=max(at, addon.started_at),
+            )
+            for addon in running
+        ]
+    )
+    return [addon.pk for addon in running]
+
+
+def _uncarry_addons(old_pk: int, opened_pk: int, carried: list[int]) -> None:
+    """Undo _carry_addons before the opened subscription is deleted: each carried add-on runs on (or ended)
+    as its copy on the opened subscription did meanwhile; one started there meanwhile moves to the old
+    subscription."""
+    ended = {addon.key: addon for addon in SubscriptionAddon.objects.filter(pk__in=carried)}
+    for copy in SubscriptionAddon.objects.filter(subscription_id=opened_pk).order_by("pk"):
+        original = ended.pop(copy.key, None)  # the first copy of the key is the carried one
+        if original is not None:
+            copy.delete()
+            SubscriptionAddon.objects.filter(pk=original.pk).update(ended_at=copy.ended_at)
+        else:
+            SubscriptionAddon.objects.filter(pk=copy.pk).update(subscription_id=old_pk)
+
+
 RESIZE_FAILED = gettext_noop("Resize failed")
 
 
@@ -180,12 +220,13 @@ def undo_plan_change(reference: str, undo: dict) -> None:
         return
     with transaction.atomic():
         if "opened" in undo:
+            _uncarry_addons(undo["ended"], undo["opened"], undo.get("addons") or [])
             Subscription.objects.filter(pk=undo["opened"]).delete()
             Subscription.objects.filter(pk=undo["ended"]).update(
                 status=Subscription.Status.ACTIVE, ended_at=None
             )
             return
-        subscription = _lock_subscription(reference)
+        subscription = lock_subscription(reference)
         if subscription is None:
             return
         Subscription.objects.filter(pk=subscription.pk).update(
@@ -215,10 +256,13 @@ def cancel_unused_subscription(reference: str, at: datetime | None = None) -> bo
     back twice. Returns whether anything was cancelled now."""
     at = at or timezone.now()
     with transaction.atomic():
-        subscription = _lock_subscription(reference)
+        subscription = lock_subscription(reference)
         if subscription is None:
             return False
         Subscription.objects.filter(pk=subscription.pk).update(status=Subscription.Status.ENDED, ended_at=at)
+        SubscriptionAddon.objects.filter(subscription=subscription).end(
+            at
+        )  # their lines are taken back below
         account = subscription.account
         lines = InvoiceLine.objects.filter(subscription=subscription).select_related("invoice")
         invoices = {line.invoice_id: line.invoice for line in lines}
@@ -240,7 +284,10 @@ def cancel_unused_subscription(reference: str, at: datetime | None = None) -> bo
 
 
 def end_subscription(reference: str, at: datetime | None = None) -> None:
-    """The server was deleted: stop billing it (hourly hours are invoiced at the month's end)."""
-    Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED).update(
-        status=Subscription.Status.ENDED, ended_at=at or timezone.now()
-    )
+    """The server was deleted: stop billing it and its add-ons (hourly hours are invoiced at the month's
+    end; nothing of a paid month is credited, for the plan or an add-on)."""
+    at = at or timezone.now()
+    live = Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED)
+    with transaction.atomic():
+        SubscriptionAddon.objects.filter(subscription__in=live).end(at)
+        live.update(status=Subscription.Status.ENDED, ended_at=at)

@@ -36,8 +36,12 @@ def date_value(moment: datetime | date) -> dict:
 
 
 def _shown(value):
-    """One value as the active language writes it."""
+    """One value as the active language writes it (a stored message among the values, such as an add-on's
+    name, rendered in it too)."""
     if isinstance(value, dict):
+        nested = Message.from_data(value)
+        if nested is not None:
+            return nested.render()
         try:
             if "date" in value:
                 return formats.date_format(date.fromisoformat(value["date"]), "DATE_FORMAT")

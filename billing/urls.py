@@ -61,6 +61,9 @@ urlpatterns = [
     path("staff/invoices/<int:pk>/void/", staff_views.staff_void_invoice, name="staff-invoice-void"),
     path("staff/overdue/", staff_views.overdue, name="staff-overdue"),
     path("staff/billing-settings/", staff_views.billing_settings, name="billing-settings"),
+    path(
+        "staff/billing-settings/addon-prices/", staff_views.billing_addon_prices, name="billing-addon-prices"
+    ),
     # -- provider webhooks
     path("billing/webhooks/<slug:provider>/", webhook_views.webhook, name="billing-webhook"),
 ]

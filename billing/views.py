@@ -5,7 +5,7 @@ who asks and show what the services say. Paying an invoice and the checkout page
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -18,21 +18,30 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from billing import buyer, checkouts, document_views, ledger, providers, runway, seller, subjects
+from billing import addons, buyer, checkouts, document_views, ledger, providers, runway, seller, subjects
 from billing.checkout_views import provider_options, recent_checkouts, return_url
 from billing.errors import BillingError
 from billing.forms import BillingDetailsForm, TopUpForm
-from billing.models import Invoice, LedgerEntry, Payment, Subscription
+from billing.models import Invoice, LedgerEntry, Payment, Subscription, SubscriptionAddon
 from billing.money import CURRENCY_EXPONENTS, currency, quantize
 from billing.page_context import INVOICE_ROWS, method_label
 
 
 @dataclass
 class ServerCost:
-    """What one server costs its owner: its subscription, and the server when it still exists."""
+    """What one server costs its owner: its subscription, its running add-ons (billing.addons), and the
+    server when it still exists."""
 
     subscription: Subscription
     server: Any | None  # the server, when it still exists (billing.subjects)
+    addons: list[SubscriptionAddon] = field(default_factory=list)
+
+    @property
+    def monthly(self) -> Decimal:
+        """What a monthly server costs a month with its add-ons (0 for an hourly one)."""
+        if self.subscription.cycle != Subscription.Cycle.MONTHLY:
+            return Decimal(0)
+        return self.subscription.price + sum((addon.price for addon in self.addons), Decimal(0))
 
 
 def _server_costs(account) -> list[ServerCost]:
@@ -43,8 +52,13 @@ def _server_costs(account) -> list[ServerCost]:
         .order_by("label", "started_at")
     )
     servers = subjects.live_subjects(account, (s.reference for s in subscriptions))
+    running = addons.running_addons(subscriptions)
     return [
-        ServerCost(subscription=subscription, server=servers.get(subscription.reference))
+        ServerCost(
+            subscription=subscription,
+            server=servers.get(subscription.reference),
+            addons=running.get(subscription.pk, []),
+        )
         for subscription in subscriptions
     ]
 
@@ -82,10 +96,7 @@ def _overview_context(request, *, form: TopUpForm | None = None, details_form=No
     next_due = open_invoices.order_by("due_at").values_list("due_at", flat=True).first()
     available = providers.available()
     owed = -balance if balance < 0 else Decimal(0)
-    monthly_total = sum(
-        (c.subscription.price for c in costs if c.subscription.cycle == Subscription.Cycle.MONTHLY),
-        Decimal(0),
-    )
+    monthly_total = sum((c.monthly for c in costs), Decimal(0))
     low, high = checkouts.limits()
     if form is None:
         # A quick amount's link (?amount=) fills the form without JavaScript; else what is owed.
@@ -105,7 +116,9 @@ def _overview_context(request, *, form: TopUpForm | None = None, details_form=No
         "costs": costs,
         "monthly_total": monthly_total,
         "has_hourly": any(c.subscription.cycle == Subscription.Cycle.HOURLY for c in costs),
-        "runway": runway.days_left(balance, (c.subscription for c in costs)),
+        "runway": runway.days_left(
+            balance, (c.subscription for c in costs), [addon for c in costs for addon in c.addons]
+        ),
         "invoices": Invoice.objects.filter(account=account).exclude(status=Invoice.Status.DRAFT)[
             :INVOICE_ROWS
         ],

@@ -27,21 +27,41 @@ def hash_password(password: str) -> str:
 
 
 @dataclass
+class Route:
+    to: str  # 0.0.0.0/0 or ::/0
+    via: str
+    # The gateway is not inside any of the interface's networks (a link-local or another subnet's router).
+    on_link: bool = False
+
+
+@dataclass
 class StaticNetwork:
+    """The guest's static addresses of both families on its one interface (CIDR form, the primary IPv4
+    address first), its default routes and nameservers."""
+
     mac: str
-    address: str  # e.g. 203.0.113.10
-    prefix: int
-    gateway: str
+    addresses: list[str]
+    routes: list[Route] = field(default_factory=list)
     nameservers: list[str] = field(default_factory=list)
 
     def config(self) -> dict:
         """network-config version 2, matched by MAC so the guest's interface name does not matter."""
-        interface = {
+        interface: dict = {
             "match": {"macaddress": self.mac},
             "set-name": "eth0",
-            "addresses": [f"{self.address}/{self.prefix}"],
-            "routes": [{"to": "0.0.0.0/0", "via": self.gateway}],
+            "addresses": list(self.addresses),
         }
+        routes = []
+        for route in self.routes:
+            entry: dict = {"to": route.to, "via": route.via}
+            if route.on_link:
+                entry["on-link"] = True
+            routes.append(entry)
+        if routes:
+            interface["routes"] = routes
+        if any(":" in address for address in self.addresses):
+            # The addresses are static: router advertisements must not add others the filter would drop.
+            interface["accept-ra"] = False
         if self.nameservers:
             interface["nameservers"] = {"addresses": list(self.nameservers)}
         return {"version": 2, "ethernets": {"eth0": interface}}
@@ -156,11 +176,56 @@ def read_seed_iso(data: bytes) -> dict[str, bytes]:
     return files
 
 
-def static_network(mac: str, address: str, cidr: str, gateway: str, nameservers: list[str]) -> StaticNetwork:
+@dataclass(frozen=True)
+class AssignedAddress:
+    """One of the server's addresses as its pool describes it."""
+
+    address: str
+    network: str  # the pool's network in CIDR form, e.g. 203.0.113.0/24 or 2001:db8::/48
+    prefix_length: int  # 32 (IPv4), 128 (one IPv6 address of an on-link prefix) or 64 (a routed /64)
+    gateway: str
+    nameservers: tuple[str, ...] = ()
+
+
+def _interface_address(assigned: AssignedAddress) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """The address with the prefix the guest configures: an IPv4 address or an on-link IPv6 address takes
+    its pool's network prefix; a routed /64 is configured as /64."""
+    address = ipaddress.ip_address(assigned.address)
+    if address.version == 6 and assigned.prefix_length == 64:
+        return ipaddress.ip_interface(f"{address}/64")
+    return ipaddress.ip_interface(
+        f"{address}/{ipaddress.ip_network(assigned.network, strict=False).prefixlen}"
+    )
+
+
+def static_network(mac: str, assigned: list[AssignedAddress]) -> StaticNetwork | None:
+    """The guest's network config from its addresses (the primary of each family first): every address on
+    the interface, a default route per family through the gateway of that family's first address, and the
+    nameservers of every pool in order, without repeats. None without addresses (the host's network
+    hands them out by DHCP)."""
+    if not assigned:
+        return None
+    interfaces = [_interface_address(item) for item in assigned]
+    routes: list[Route] = []
+    nameservers: list[str] = []
+    for family in (4, 6):
+        first = next(
+            (item for item in assigned if ipaddress.ip_address(item.address).version == family), None
+        )
+        if first is None or not first.gateway:
+            continue
+        gateway = ipaddress.ip_address(first.gateway)
+        # A link-local gateway (fe80::1) is on the link by definition; a global one outside every network
+        # of the interface must be said to be.
+        on_link = not gateway.is_link_local and not any(gateway in item.network for item in interfaces)
+        routes.append(Route("0.0.0.0/0" if family == 4 else "::/0", str(gateway), on_link))
+    for item in assigned:
+        for server in item.nameservers:
+            if server not in nameservers:
+                nameservers.append(server)
     return StaticNetwork(
         mac=mac,
-        address=address,
-        prefix=ipaddress.IPv4Network(cidr).prefixlen,
-        gateway=gateway,
+        addresses=[str(interface) for interface in interfaces],
+        routes=routes,
         nameservers=nameservers,
     )

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import libvirt
 from django.conf import settings
 
-from . import connection, secrets
+from . import connection, network_filter, secrets
 from .connection import HypervisorError
 from .models import Host
+from .network_filter import FilterSpec
 from .power_state import PowerState, from_libvirt
 from .xml.domain import (
     Disk,
     Domain,
+    FilterRef,
     Graphics,
     KernelBoot,
     NetworkInterface,
@@ -56,6 +58,10 @@ class DomainRequest:
     kernel_boot: KernelBoot | None = None
     # An installer ISO (its base volume on the host) in a read-only CD-ROM drive, booted before the disk.
     iso_path: str = ""
+    # The server's own network filter (anti-spoofing for both families and its firewall): the interface
+    # references it, and defining the domain defines it first where it is missing. None: the interface
+    # references libvirt's clean-traffic with `ipv4`, as domains did before servers had filters of their own.
+    network_filter: FilterSpec | None = None
 
     @property
     def volume_name(self) -> str:
@@ -232,6 +238,20 @@ def resize_disk(host: Host, request: DomainRequest) -> None:
     connection.run(host, work)
 
 
+def _interface_filter(request: DomainRequest) -> FilterRef:
+    if request.network_filter is None:
+        return clean_traffic(request.ipv4)
+    return network_filter.interface_filterref(request.network_filter)
+
+
+def _ensure_filters(conn: libvirt.virConnect, host: Host, request: DomainRequest) -> None:
+    """Define the server's network filters where the host lacks them, before a domain that references them
+    is defined. Filters that exist are left as they are: the panel's worker keeps them up to date
+    (network_filter.apply), and what this request says may be older than what it applied meanwhile."""
+    if request.network_filter is not None and host.transport != "test":  # no filters on a simulated host
+        network_filter.define(conn, request.network_filter, only_missing=True)
+
+
 def domain_xml(
     host: Host, request: DomainRequest, disk_path: str, seed_path: str = "", machine: str = ""
 ) -> str:
@@ -260,7 +280,7 @@ def domain_xml(
                 network=host.network,
                 bridge=host.bridge,
                 mac=request.mac or None,
-                filterref=clean_traffic(request.ipv4),
+                filterref=_interface_filter(request),
             )
         ],
         kernel_boot=request.kernel_boot,
@@ -285,6 +305,7 @@ def define_domain(
             return
         if not host.bridge:
             ensure_network(conn, host.network)
+        _ensure_filters(conn, host, request)
         machine = ""
         if request.iso_path:
             # The ISO's drive goes on a bus the machine type has, and libvirt chooses the machine type of a
@@ -466,7 +487,7 @@ def drop_snapshots(host: Host, uuid: uuid_module.UUID) -> None:
 
 
 def destroy(host: Host, request: DomainRequest) -> None:
-    """Remove the domain and its disk, whatever of them exists."""
+    """Remove the domain, its network filters and its disk, whatever of them exists."""
 
     def work(conn: libvirt.virConnect) -> None:
         domain = _find_domain(conn, request.uuid)
@@ -484,6 +505,8 @@ def destroy(host: Host, request: DomainRequest) -> None:
                 if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
                     raise
                 domain.undefineFlags(flags & ~libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        if host.transport != "test":  # no filters on a simulated host
+            network_filter.undefine(conn, request.uuid)
         try:
             pool = conn.storagePoolLookupByName(host.storage_pool)
         except libvirt.libvirtError as exc:
@@ -584,6 +607,7 @@ def define_rescue(host: Host, request: DomainRequest, rescue_disk_path: str, see
             raise HypervisorError("the server's disk is missing on its host")
         if not host.bridge:
             ensure_network(conn, host.network)
+        _ensure_filters(conn, host, request)
         conn.defineXML(rescue_domain_xml(host, request, rescue_disk_path, disk.path(), seed_path))
 
     connection.run(host, work)

@@ -1,3 +1,4 @@
+import ipaddress
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
@@ -295,6 +296,11 @@ class IPAddress(models.Model):
     @property
     def family(self) -> int:
         return 6 if ":" in self.address else 4
+
+    @property
+    def assigned_network(self) -> str:
+        """What the consumer may use as its source: its routed /64, or its one address (/32, /128)."""
+        return str(ipaddress.ip_network(f"{self.address}/{self.prefix_length}", strict=False))
 
 
 class BaseVolume(models.Model):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import libvirt
 
-from . import connection
+from . import connection, network_filter
 from .driver import ensure_network, ensure_pool
 from .models import Host
 from .xml.capabilities import Capabilities
@@ -80,19 +80,26 @@ def probe(host: Host) -> ProbeResult:
 
 
 def require_anti_spoofing_filter(conn: libvirt.virConnect) -> None:
-    """Every server's interface is bound to libvirt's clean-traffic filter: a host without it would fail
-    every create, or worse, so it takes no servers. libvirt's simulated driver has no filters at all."""
+    """Every server's interface is bound to a network filter of its own made of libvirt's stock filters
+    (hypervisor.network_filter: clean-traffic's parts, IPv6 and its firewall), and domains defined before
+    reference clean-traffic itself: a host without them would fail every create, or worse, so it takes no
+    servers. libvirt's simulated driver has no filters at all."""
     try:
-        conn.nwfilterLookupByName(ANTI_SPOOFING_FILTER)
+        missing = network_filter.missing_stock_filters(conn)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT and conn.getType().upper() == "TEST":
             return
-        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_NWFILTER, libvirt.VIR_ERR_NO_SUPPORT):
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
             raise
+        missing, cause = list(network_filter.STOCK_FILTERS), exc
+    else:
+        cause = None
+    if missing:
         raise connection.HypervisorError(
-            f"the host has no {ANTI_SPOOFING_FILTER} network filter, which every server's interface uses "
-            "against address spoofing (on Debian: install libvirt-daemon-config-nwfilter and iptables)"
-        ) from exc
+            f"the host lacks the network filters {', '.join(missing)}, of which every server's interface "
+            f"filter against address spoofing is made (the {ANTI_SPOOFING_FILTER} family; on Debian: install "
+            "libvirt-daemon-config-nwfilter and iptables)"
+        ) from cause
 
 
 def take_inventory(conn: libvirt.virConnect) -> dict:

@@ -156,6 +156,7 @@ DEFAULT_QUOTA = {
     "memory_mib": _limit("DEFAULT_QUOTA_MEMORY_MIB", "65536"),
     "disk_gib": _limit("DEFAULT_QUOTA_DISK_GIB", "1000"),
     "snapshots": _limit("DEFAULT_QUOTA_SNAPSHOTS", "20"),
+    "extra_ipv4": _limit("DEFAULT_QUOTA_EXTRA_IPV4", "4"),
 }
 # Accounts made by browser sign-up are held to at most these limits (the smaller of this and their own
 # quota) until their payments reach NEW_ACCOUNT_LIFT_AMOUNT, or until staff lift them; empty: no extra limit.
@@ -165,6 +166,7 @@ NEW_ACCOUNT_QUOTA = {
     "memory_mib": _limit("NEW_ACCOUNT_QUOTA_MEMORY_MIB", "2048"),
     "disk_gib": _limit("NEW_ACCOUNT_QUOTA_DISK_GIB", "50"),
     "snapshots": _limit("NEW_ACCOUNT_QUOTA_SNAPSHOTS", "1"),
+    "extra_ipv4": _limit("NEW_ACCOUNT_QUOTA_EXTRA_IPV4", "0"),
 }
 
 
@@ -345,6 +347,14 @@ HOST_CHECK_TIMEOUT = float(os.environ.get("HOST_CHECK_TIMEOUT", "5"))
 HOST_DOWN_AFTER_FAILURES = int(os.environ.get("HOST_DOWN_AFTER_FAILURES", "2"))
 PLACEMENT_WEIGHER = os.environ.get("PLACEMENT_WEIGHER", "spread")  # spread (most free memory) or pack
 IPV4_COOLDOWN_MINUTES = int(os.environ.get("IPV4_COOLDOWN_MINUTES", "60"))
+# Reverse DNS: PTR records are published to a PowerDNS authoritative server through its HTTP API
+# (hypervisor/powerdns.py) when POWERDNS_API_URL is set (e.g. http://127.0.0.1:8081); empty: the panel keeps
+# the names but publishes nothing. The reverse zones (in-addr.arpa, ip6.arpa) must exist on that server.
+POWERDNS_API_URL = os.environ.get("POWERDNS_API_URL", "").rstrip("/")
+POWERDNS_API_KEY = os.environ.get("POWERDNS_API_KEY", "")
+POWERDNS_SERVER_ID = os.environ.get("POWERDNS_SERVER_ID", "localhost")
+POWERDNS_TTL = int(os.environ.get("POWERDNS_TTL", "3600"))  # seconds, of each PTR record
+POWERDNS_TIMEOUT = float(os.environ.get("POWERDNS_TIMEOUT", "10"))  # seconds, per API request
 
 
 # --- Servers and operations ------------------------------------------------------------------------------
@@ -503,6 +513,8 @@ CELERY_BEAT_SCHEDULE = {
     "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
     "billing-run": {"task": "billing.tasks.billing_run", "schedule": 3600.0},
     "poll-checkouts": {"task": "billing.tasks.poll_checkouts", "schedule": CHECKOUT_POLL_INTERVAL},
+    "sync-reverse-dns": {"task": "panel.tasks.sync_reverse_dns", "schedule": 60.0},
+    "apply-pending-network-filters": {"task": "panel.tasks.apply_pending_network_filters", "schedule": 20.0},
 }
 
 

@@ -14,7 +14,7 @@ from hypervisor.models import Host
 from panel.infrastructure import allocation_audit as audit
 from panel.mail import delivery_connection, from_data
 from panel.models import Server
-from panel.servers import leases, operations, reconcile
+from panel.servers import firewall, leases, operations, reconcile, reverse_dns
 from panel.usage import metering
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,30 @@ def enforce_transfer(server_id: str) -> None:
     server = Server.objects.filter(pk=server_id).select_related("plan", "host").first()
     if server is not None and server.status != Server.Status.DELETED:
         metering.enforce(server)
+
+
+@shared_task(acks_late=True)
+def push_reverse_dns(address_id: int) -> None:
+    """Publish (or withdraw) one address's PTR record at PowerDNS."""
+    reverse_dns.push(address_id)
+
+
+@shared_task
+def sync_reverse_dns() -> int:
+    """Push the PTR records still pending, and the failed ones again after a few minutes."""
+    return reverse_dns.sync()
+
+
+@shared_task(acks_late=True)
+def apply_network_filter(server_id: str) -> bool:
+    """Apply a server's network filter (anti-spoofing and firewall) on its host as it stands now."""
+    return firewall.apply_pending(server_id)
+
+
+@shared_task
+def apply_pending_network_filters() -> int:
+    """Send again the network filters still behind their last change (a lost message, a failed host)."""
+    return firewall.resend_pending()
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)

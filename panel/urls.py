@@ -10,6 +10,8 @@ from panel.activity import views as audit
 from panel.console import staff_views as console_staff
 from panel.console import views as console
 from panel.infrastructure import host_views, image_views, ip_pool_views
+from panel.servers import address_views as server_addresses
+from panel.servers import firewall_views as firewall
 from panel.servers import staff_views as server_staff
 from panel.servers import views as servers
 from panel.usage import views as usage
@@ -58,6 +60,16 @@ urlpatterns = [
     path("servers/<uuid:pk>/status/", servers.server_status, name="server-status"),
     path("servers/<uuid:pk>/action/", servers.server_action, name="server-action"),
     path("servers/<uuid:pk>/ptr/", servers.server_ptr, name="server-ptr"),
+    path("servers/<uuid:pk>/addresses/add/", server_addresses.server_address_add, name="server-address-add"),
+    path(
+        "servers/<uuid:pk>/addresses/remove/",
+        server_addresses.server_address_remove,
+        name="server-address-remove",
+    ),
+    path(
+        "servers/<uuid:pk>/addresses/move/", server_addresses.server_address_move, name="server-address-move"
+    ),
+    path("servers/<uuid:pk>/firewall/", firewall.server_firewall, name="server-firewall"),
     path("servers/<uuid:pk>/usage/", usage.server_usage, name="server-usage"),
     path("servers/<uuid:pk>/console/", console.server_console, name="server-console"),
     path(
@@ -75,6 +87,11 @@ urlpatterns = [
     path("staff/servers/", server_staff.staff_servers, name="staff-servers"),
     path("staff/servers/<uuid:pk>/", server_staff.staff_server, name="staff-server"),
     path("staff/servers/<uuid:pk>/action/", server_staff.staff_server_action, name="staff-server-action"),
+    path(
+        "staff/servers/<uuid:pk>/firewall/reset/",
+        firewall.staff_firewall_reset,
+        name="staff-server-firewall-reset",
+    ),
     path("staff/servers/<uuid:pk>/console/", console_staff.staff_server_console, name="staff-server-console"),
     path(
         "staff/servers/<uuid:pk>/console/<str:console_type>/token/",

@@ -149,6 +149,9 @@ class FilterRef:
         )
 
 
+# libvirt's stock anti-spoofing filter. Servers' interfaces reference a filter of their own
+# (hypervisor.network_filter, `vps-<uuid>`, made of the same parts plus IPv6 and the firewall); domains
+# defined before that reference this one until the panel binds them to their own.
 ANTI_SPOOFING_FILTER = "clean-traffic"
 
 
@@ -160,6 +163,31 @@ def clean_traffic(addresses: Iterable[str] = ()) -> FilterRef:
     guest cannot claim the gateway's or a neighbour's address."""
     parameters = [("IP", str(ipaddress.IPv4Address(address))) for address in addresses]
     return FilterRef(ANTI_SPOOFING_FILTER, parameters or [("CTRL_IP_LEARNING", "dhcp")])
+
+
+def _same_filter(one: FilterRef, other: FilterRef) -> bool:
+    return one.filter == other.filter and sorted(one.parameters) == sorted(other.parameters)
+
+
+def refiltered_interfaces(xml: str, filterref: FilterRef) -> list[str]:
+    """The domain's interfaces that are not bound to `filterref` (with its parameters), each written as
+    libvirt's update of a device takes it: the interface element as libvirt wrote it in `xml` (the live or
+    the persistent definition), with `filterref` in place of the filter it has."""
+    changed = []
+    for interface in _root(xml).findall("devices/interface"):
+        current = interface.find("filterref")
+        if current is not None and _same_filter(FilterRef.from_element(current), filterref):
+            continue
+        position = len(interface) if current is None else interface.index(current)
+        if current is not None:
+            interface.remove(current)
+        element = filterref.to_element(interface)
+        interface.remove(element)
+        interface.insert(position, element)
+        element.tail = current.tail if current is not None else None
+        interface.tail = None
+        changed.append(etree.tostring(interface, encoding="unicode"))
+    return changed
 
 
 @dataclass

@@ -187,3 +187,6 @@ class QuotaForm(forms.Form):
     memory_mib = forms.IntegerField(label=_("Memory (MiB)"), min_value=0, max_value=QUOTA_MAX, required=False)
     disk_gib = forms.IntegerField(label=_("Disk (GiB)"), min_value=0, max_value=QUOTA_MAX, required=False)
     snapshots = forms.IntegerField(label=_("Snapshots"), min_value=0, max_value=QUOTA_MAX, required=False)
+    extra_ipv4 = forms.IntegerField(
+        label=_("Additional IPv4 addresses"), min_value=0, max_value=QUOTA_MAX, required=False
+    )

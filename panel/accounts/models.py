@@ -195,7 +195,7 @@ class SSHKey(models.Model):
 class Quota(models.Model):
     """What a customer may hold at most; an empty limit means no limit."""
 
-    RESOURCES = ("servers", "vcpus", "memory_mib", "disk_gib", "snapshots")
+    RESOURCES = ("servers", "vcpus", "memory_mib", "disk_gib", "snapshots", "extra_ipv4")
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
     servers = models.PositiveIntegerField(_("servers"), null=True, blank=True)

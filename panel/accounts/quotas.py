@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy, gettext_noop
 
 from billing import ledger, prices
 from billing.money import currency, quantize
+from hypervisor.models import IPAddress
 from panel.accounts.models import Quota
 from panel.activity import log as activity
 from panel.models import ActivityEvent, Operation, Server, Snapshot, User
@@ -28,6 +29,7 @@ LABELS = {
     "memory_mib": gettext_lazy("MiB of memory"),
     "disk_gib": gettext_lazy("GiB of disk"),
     "snapshots": gettext_lazy("snapshots"),
+    "extra_ipv4": gettext_lazy("additional IPv4 addresses"),
 }
 
 
@@ -47,7 +49,7 @@ def usage(user: User, resources: tuple[str, ...] = Quota.RESOURCES) -> dict[str,
     """What the customer holds now (servers not deleted, their resources, their snapshots): the resources
     asked for, in one query for the servers and one for the snapshots."""
     totals: dict[str, int] = {}
-    server_fields = [name for name in resources if name != "snapshots"]
+    server_fields = [name for name in resources if name not in ("snapshots", "extra_ipv4")]
     if server_fields:
         live = Server.objects.filter(owner=user).exclude(status=Server.Status.DELETED)
         aggregates = {
@@ -66,6 +68,11 @@ def usage(user: User, resources: tuple[str, ...] = Quota.RESOURCES) -> dict[str,
             status__in=operation_states.OPEN,
         )
         totals["snapshots"] = taken.count() + being_taken.count()
+    if "extra_ipv4" in resources:
+        live = Server.objects.filter(owner=user).exclude(status=Server.Status.DELETED).values("id")
+        totals["extra_ipv4"] = IPAddress.objects.filter(
+            consumer_uuid__in=live, role=IPAddress.Role.ADDITIONAL
+        ).count()
     return totals
 
 
@@ -199,7 +206,7 @@ def set_limits(user: User, limits: dict[str, int | None], by: User | None = None
             ActivityEvent.Type.QUOTA_CHANGED,
             summary=gettext_noop(
                 "Quota set: %(servers)s servers, %(vcpus)s vCPUs, %(memory_mib)s MiB of memory, "
-                "%(disk_gib)s GiB of disk, %(snapshots)s snapshots."
+                "%(disk_gib)s GiB of disk, %(snapshots)s snapshots, %(extra_ipv4)s additional IPv4 addresses."
             ),
             data={name: "-" if value is None else value for name, value in quota.limits().items()},
             account=user,
@@ -284,6 +291,7 @@ NAMES = {
     "memory_mib": gettext_lazy("Memory (MiB)"),
     "disk_gib": gettext_lazy("Disk (GiB)"),
     "snapshots": gettext_lazy("Snapshots"),
+    "extra_ipv4": gettext_lazy("Additional IPv4 addresses"),
 }
 
 

@@ -118,6 +118,8 @@ class ServerSerializer(serializers.ModelSerializer):
     image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     region = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     ipv4 = serializers.SerializerMethodField()
+    ipv6 = serializers.SerializerMethodField()
+    ipv6_networks = serializers.SerializerMethodField()
     status_reason = serializers.SerializerMethodField()
 
     class Meta:
@@ -134,12 +136,22 @@ class ServerSerializer(serializers.ModelSerializer):
             "memory_mib",
             "disk_gib",
             "ipv4",
+            "ipv6",
+            "ipv6_networks",
+            "mac",
             "created_at",
             "status_reason",
         ]
 
     def get_ipv4(self, server: Server) -> list[str]:
         return server.ipv4
+
+    def get_ipv6(self, server: Server) -> list[str]:
+        return server.ipv6
+
+    def get_ipv6_networks(self, server: Server) -> list[str]:
+        """The IPv6 networks the server may use: its routed /64, or its one address as a /128."""
+        return [row.assigned_network for row in server.ipv6_addresses]
 
     def get_status_reason(self, server: Server) -> str | None:
         """Stored in the source language, answered in the request's."""
@@ -382,7 +394,7 @@ def _limit_field(**extra) -> serializers.IntegerField:
 
 
 class QuotaSerializer(serializers.Serializer):
-    """Limits; null means no limit. `snapshots` may be left out (it keeps its value).
+    """Limits; null means no limit. `snapshots` and `extra_ipv4` may be left out (they keep their value).
     `new_account_limits`: false lifts the new-account limits, true puts them in force again."""
 
     servers = _limit_field()
@@ -390,6 +402,7 @@ class QuotaSerializer(serializers.Serializer):
     memory_mib = _limit_field()
     disk_gib = _limit_field()
     snapshots = _limit_field(required=False)
+    extra_ipv4 = _limit_field(required=False)
     new_account_limits = serializers.BooleanField(required=False)
 
 

@@ -1,7 +1,17 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from panel.api import account_views, console_views, invoice_views, top_up_views, views
+from panel.api import (
+    account_views,
+    address_views,
+    console_views,
+    firewall_views,
+    invoice_views,
+    ip_pool_views,
+    rdns_views,
+    top_up_views,
+    views,
+)
 from panel.api.errors import not_found_view
 
 urlpatterns = [
@@ -29,6 +39,22 @@ urlpatterns = [
     path("servers/<uuid:pk>/snapshots/", views.ServerSnapshotList.as_view(), name="api-server-snapshots"),
     path("servers/<uuid:pk>/usage/", views.ServerUsage.as_view(), name="api-server-usage"),
     path("servers/<uuid:pk>/console/", console_views.ServerConsole.as_view(), name="api-server-console"),
+    path("servers/<uuid:pk>/rdns/", rdns_views.ServerReverseDns.as_view(), name="api-server-rdns"),
+    path("servers/<uuid:pk>/firewall/", firewall_views.ServerFirewall.as_view(), name="api-server-firewall"),
+    # -- addresses (additional IPv4 addresses are added, moved and removed here)
+    path(
+        "servers/<uuid:pk>/addresses/", address_views.ServerAddressList.as_view(), name="api-server-addresses"
+    ),
+    path(
+        "servers/<uuid:pk>/addresses/<str:ip>/",
+        address_views.ServerAddressDetail.as_view(),
+        name="api-server-address",
+    ),
+    path(
+        "servers/<uuid:pk>/addresses/<str:ip>/move/",
+        address_views.ServerAddressMove.as_view(),
+        name="api-server-address-move",
+    ),
     path(
         "servers/<uuid:pk>/actions/<uuid:action_id>/",
         views.ServerActionDetail.as_view(),
@@ -44,6 +70,8 @@ urlpatterns = [
     path("account/top-ups/<int:pk>/", top_up_views.TopUpDetail.as_view(), name="api-top-up"),
     path("admin/hosts/", views.AdminHostList.as_view(), name="api-admin-hosts"),
     path("admin/hosts/<int:pk>/", views.AdminHostDetail.as_view(), name="api-admin-host"),
+    path("admin/ip-pools/", ip_pool_views.AdminIPPoolList.as_view(), name="api-admin-ip-pools"),
+    path("admin/ip-pools/<int:pk>/", ip_pool_views.AdminIPPoolDetail.as_view(), name="api-admin-ip-pool"),
     path("admin/servers/", views.AdminServerList.as_view(), name="api-admin-servers"),
     path("admin/customers/", views.AdminCustomerList.as_view(), name="api-admin-customers"),
     path(

@@ -12,7 +12,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from hypervisor import hosts
-from hypervisor.models import Host, Image, Region
+from hypervisor.models import Host, Image, IPPool, Region
 
 MAX_PEM_BYTES = 64 * 1024
 
@@ -219,8 +219,51 @@ class HostSettingsForm(_HostPlacementFields):
         return [name for name in self.PROBED_FIELDS if self.cleaned_data[name] != getattr(host, name)]
 
 
+def _split_excluded(text: str) -> list[str]:
+    # Ranges may be written with spaces around the dash ("a - b"): join those before splitting.
+    return _split_list(re.sub(r"\s*-\s*", "-", text or ""), r"[\s,;]+")
+
+
+def _nameservers_field() -> forms.CharField:
+    return forms.CharField(
+        label=_("Nameservers"),
+        max_length=500,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "1.1.1.1, 2606:4700:4700::1111", "spellcheck": "false"}),
+        help_text=_("Separated by commas or spaces."),
+    )
+
+
+def _excluded_field() -> forms.CharField:
+    return forms.CharField(
+        label=_("Excluded addresses"),
+        max_length=20000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "203.0.113.2\n203.0.113.250-203.0.113.254"}),
+        help_text=_(
+            "Never handed out. One per line or separated by commas: addresses, ranges like a.b.c.d-a.b.c.e "
+            "or networks; in a pool of routed /64s, each /64 an entry touches."
+        ),
+    )
+
+
+# Which form field a hypervisor.ipam ValidationError code belongs to.
+POOL_ERROR_FIELDS = {
+    "invalid_cidr": "cidr",
+    "too_large": "cidr",
+    "overlap": "cidr",
+    "invalid_assignment": "assignment",
+    "invalid_gateway": "gateway",
+    "invalid_nameserver": "nameservers",
+    "invalid_excluded": "excluded",
+    "excluded_in_use": "excluded",
+    "no_usable_address": "excluded",
+    "invalid_name": "name",
+}
+
+
 class IPPoolForm(forms.Form):
-    """An admin adds an IPv4 pool; hypervisor.ipam.create_pool validates the network itself."""
+    """An admin adds an IPv4 or IPv6 pool; hypervisor.ipam.create_pool validates the network itself."""
 
     region = forms.ModelChoiceField(label=_("Region"), queryset=Region.objects.all(), empty_label=None)
     name = forms.CharField(
@@ -234,44 +277,35 @@ class IPPoolForm(forms.Form):
         label=_("Network (CIDR)"),
         max_length=43,
         widget=forms.TextInput(attrs={"placeholder": "203.0.113.0/24", "spellcheck": "false"}),
+        help_text=_("An IPv4 network (at most a /16) or an IPv6 prefix such as 2001:db8:100::/48."),
     )
     gateway = forms.CharField(
         label=_("Gateway"),
-        max_length=15,
+        max_length=45,
         widget=forms.TextInput(attrs={"placeholder": "203.0.113.1", "spellcheck": "false"}),
+        help_text=_(
+            "IPv4: inside the network. IPv6: fe80::1 (link-local, usual for routed /64s) or inside it."
+        ),
     )
-    nameservers = forms.CharField(
-        label=_("Nameservers"),
-        max_length=500,
+    assignment = forms.ChoiceField(
+        label=_("IPv6 assignment"),
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "1.1.1.1, 8.8.8.8", "spellcheck": "false"}),
-        help_text=_("Separated by commas or spaces."),
+        choices=[("", _("Automatic")), *IPPool.Assignment.choices],
+        help_text=_(
+            "IPv6 only. A routed /64 per server takes a /44 to /63 (automatic for prefixes shorter than "
+            "/64); one address per server takes a /64 or longer."
+        ),
     )
-    excluded = forms.CharField(
-        label=_("Excluded addresses"),
-        max_length=20000,
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "203.0.113.2\n203.0.113.250-203.0.113.254"}),
-        help_text=_("Never handed out. One per line or separated by commas; ranges like a.b.c.d-a.b.c.e."),
-    )
+    nameservers = _nameservers_field()
+    excluded = _excluded_field()
 
-    SERVICE_ERROR_FIELDS = {
-        "invalid_cidr": "cidr",
-        "too_large": "cidr",
-        "overlap": "cidr",
-        "invalid_gateway": "gateway",
-        "invalid_nameserver": "nameservers",
-        "invalid_excluded": "excluded",
-        "no_usable_address": "excluded",
-    }
+    SERVICE_ERROR_FIELDS = POOL_ERROR_FIELDS
 
     def clean_nameservers(self) -> list[str]:
         return _split_list(self.cleaned_data["nameservers"], r"[\s,;]+")
 
     def clean_excluded(self) -> list[str]:
-        # Ranges may be written with spaces around the dash ("a - b"): join those before splitting.
-        text = re.sub(r"\s*-\s*", "-", self.cleaned_data["excluded"] or "")
-        return _split_list(text, r"[\s,;]+")
+        return _split_excluded(self.cleaned_data["excluded"])
 
     def create_kwargs(self) -> dict:
         """The arguments of hypervisor.ipam.create_pool."""
@@ -283,7 +317,52 @@ class IPPoolForm(forms.Form):
             "gateway": data["gateway"],
             "nameservers": data["nameservers"],
             "excluded": data["excluded"],
+            "assignment": data["assignment"] or None,
         }
+
+
+class IPPoolEditForm(forms.Form):
+    """What an admin may change of a pool (hypervisor.ipam.update_pool); its network and gateway stay."""
+
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+    nameservers = _nameservers_field()
+    excluded = _excluded_field()
+    is_active = forms.BooleanField(
+        label=_("In use"),
+        required=False,
+        help_text=_("New servers get addresses only from pools in use; servers keep the ones they have."),
+    )
+
+    SERVICE_ERROR_FIELDS = POOL_ERROR_FIELDS | {"too_large": "excluded"}
+
+    @classmethod
+    def for_pool(cls, pool: IPPool, data=None) -> IPPoolEditForm:
+        initial = {
+            "name": pool.name,
+            "nameservers": ", ".join(pool.nameservers or []),
+            "excluded": "\n".join(pool.excluded or []),
+            "is_active": pool.is_active,
+        }
+        form = cls(data, initial=initial)
+        if pool.family == IPPool.Family.IPV6:
+            routed = pool.assignment == IPPool.Assignment.PREFIX64
+            example = "2001:db8:0:5::/64" if routed else "2001:db8::5\n2001:db8::10-2001:db8::20"
+            form.fields["excluded"].widget.attrs["placeholder"] = example
+        return form
+
+    def clean_nameservers(self) -> list[str]:
+        return _split_list(self.cleaned_data["nameservers"], r"[\s,;]+")
+
+    def clean_excluded(self) -> list[str]:
+        return _split_excluded(self.cleaned_data["excluded"])
+
+    def update_kwargs(self) -> dict:
+        """The keyword arguments of hypervisor.ipam.update_pool."""
+        return {name: self.cleaned_data[name] for name in ("name", "nameservers", "excluded", "is_active")}
+
+    def changes(self, pool: IPPool) -> dict:
+        """What differs from the pool as it is, for the audit log."""
+        return {name: value for name, value in self.update_kwargs().items() if getattr(pool, name) != value}
 
 
 class ImageForm(forms.Form):

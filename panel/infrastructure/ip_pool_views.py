@@ -1,4 +1,5 @@
-"""IPv4 pools: admins create them, staff may look. State changes go through hypervisor.ipam."""
+"""IP pools (IPv4 networks, IPv6 prefixes): admins create and change them, staff may look. State changes go
+through hypervisor.ipam."""
 
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from django.utils.translation import gettext_noop
 from hypervisor import ipam
 from hypervisor.models import IPPool
 from panel.activity import log as activity
-from panel.infrastructure.forms import IPPoolForm, add_service_error
+from panel.infrastructure.forms import IPPoolEditForm, IPPoolForm, add_service_error
 from panel.models import ActivityEvent, Server
 from panel.roles import staff_required
 
@@ -44,11 +45,12 @@ def pool_list(request):
             except ValidationError as exc:
                 add_service_error(form, exc, IPPoolForm.SERVICE_ERROR_FIELDS)
             else:
-                messages.success(
-                    request,
-                    _("The pool %(name)s was created with %(count)s addresses.")
-                    % {"name": pool.name, "count": pool.addresses.count()},
-                )
+                count = pool.addresses.count()
+                if pool.assignment == IPPool.Assignment.PREFIX64:
+                    text = _("The pool %(name)s was created with %(count)s routed /64s.")
+                else:
+                    text = _("The pool %(name)s was created with %(count)s addresses.")
+                messages.success(request, text % {"name": pool.name, "count": count})
                 return redirect("ip-pool-detail", pk=pool.pk)
     pools = ipam.pools_with_usage().order_by("region__name", "name")
     return render(request, "panel/ip_pools/list.html", {"pools": pools, "form": form})
@@ -61,7 +63,13 @@ def _describe(addresses, now) -> list[dict]:
     servers = {s.id: s for s in Server.objects.filter(id__in=consumers).only("id", "name", "status")}
     rows = []
     for address in addresses:
-        row = {"address": address, "state": "free", "server": None, "until": None}
+        row = {
+            "address": address,
+            "network": ipam.address_network(address) if address.prefix_length == 64 else "",
+            "state": "free",
+            "server": None,
+            "until": None,
+        }
         if address.consumer_uuid:
             row["state"] = "used"
             row["server"] = servers.get(address.consumer_uuid)
@@ -76,16 +84,60 @@ def _describe(addresses, now) -> list[dict]:
 
 @staff_required
 def pool_detail(request, pk: int):
+    """A pool and its addresses (or routed /64s); admins change its name, nameservers, excluded list and
+    whether it is in use with the form on the page (POST here), staff only look."""
     pool = get_object_or_404(IPPool.objects.select_related("region"), pk=pk)
-    page = Paginator(pool.addresses.order_by("value"), ADDRESSES_PER_PAGE).get_page(request.GET.get("page"))
+    form = None
+    if request.user.is_panel_admin:
+        form = IPPoolEditForm.for_pool(pool, request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied
+        if form.is_valid():
+            changes = form.changes(pool)
+            try:
+                with transaction.atomic():
+                    ipam.update_pool(pool, **form.update_kwargs())
+                    if changes:
+                        activity.record(
+                            ActivityEvent.Type.IP_POOL_CHANGED,
+                            summary=gettext_noop("IP pool %(name)s changed: %(changes)s."),
+                            data={"name": pool.name, "changes": _describe_changes(changes)},
+                            actor=request.user,
+                            target=f"ip_pool:{pool.pk}",
+                            staff_action=True,
+                        )
+            except ValidationError as exc:
+                add_service_error(form, exc, IPPoolEditForm.SERVICE_ERROR_FIELDS)
+            else:
+                messages.success(
+                    request,
+                    _("The pool %(name)s was saved.") % {"name": form.cleaned_data["name"] or pool.cidr},
+                )
+                return redirect("ip-pool-detail", pk=pool.pk)
+    page = Paginator(pool.addresses.order_by("value", "id"), ADDRESSES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     return render(
         request,
         "panel/ip_pools/detail.html",
         {
             "pool": pool,
+            "routed": pool.assignment == IPPool.Assignment.PREFIX64,
             "usage": ipam.pool_usage(pool),
             "page": page,
             "rows": _describe(list(page.object_list), timezone.now()),
             "cooldown_minutes": settings.IPV4_COOLDOWN_MINUTES,
+            "form": form,
         },
     )
+
+
+def _describe_changes(changes: dict) -> str:
+    """name=…, excluded=[…]: what an admin changed, for the audit log."""
+    parts = []
+    for name, value in sorted(changes.items()):
+        if isinstance(value, list):
+            value = "[" + ", ".join(str(item) for item in value) + "]"
+        parts.append(f"{name}={value}")
+    return ", ".join(parts)[:500] or "-"

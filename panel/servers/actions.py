@@ -193,10 +193,9 @@ def order_server(
         except NoCapacity as exc:
             raise OutOfCapacity(str(exc)) from exc
         try:
-            address = locks.address(region, server.id)
+            server.__dict__["ip_addresses"] = locks.addresses(region, server.id)  # what the answer shows
         except ipam.NoAddress as exc:
             raise OutOfAddresses(str(exc)) from exc
-        server.__dict__["ip_addresses"] = [address] if address else []  # what the answer shows
         _insert_with_unique_mac(server)
         operation = Operation.objects.create(server=server, type=Task.CREATE, requested_by=user)
         locks.open_subscription(user, plan, str(server.id), server.name)
@@ -450,15 +449,20 @@ def _claim_again(server: Server, locks: LockOrder) -> dict:
         server.host = host
         claimed["capacity"] = True
     server.forget_addresses()  # read anew, not as the caller last saw them
-    if not server.ipv4_addresses:
+    if not server.ipv4_addresses or not server.ipv6_addresses:
+        # A failed create gave its addresses back, or the region has had IPv6 since the server was made:
+        # the rebuilt server gets what an order gets now.
         try:
-            address = locks.address(region, server.id)
+            if not server.ipv4_addresses:
+                taken = locks.addresses(region, server.id)
+            else:
+                taken = [address for address in [locks.ipv6_address(region, server.id)] if address]
         except ipam.NoAddress as exc:
             raise OutOfAddresses(
                 _("The server cannot be rebuilt now: %(reason)s") % {"reason": str(exc)}
             ) from exc
         server.forget_addresses()
-        if address is not None:
+        if taken:
             claimed["address"] = True
     if subscriptions.active_subscription(str(server.id)) is None:
         if settings.BILLING_ORDER_POLICY == "prepaid":

@@ -6,6 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import Plan
+from hypervisor import reverse_dns
 from hypervisor.models import Region
 from panel.models import SSHKey, User
 from panel.servers import catalog
@@ -92,11 +93,11 @@ class OrderForm(forms.Form):
 
 
 class PtrForm(forms.Form):
-    """A customer sets (or clears, when empty) the reverse DNS name of one of their addresses."""
+    """A customer sets (or clears, when empty) the reverse DNS name of one of their addresses, IPv4 or
+    IPv6 (panel.servers.reverse_dns checks that the server has it)."""
 
-    address = forms.GenericIPAddressField(protocol="IPv4")
+    address = forms.GenericIPAddressField(protocol="both")
     ptr = forms.CharField(label=_("Reverse DNS name"), max_length=253, required=False)
 
     def clean_ptr(self) -> str:
-        value = self.cleaned_data["ptr"].strip()
-        return validate_hostname(value) if value else ""
+        return reverse_dns.validate_name(self.cleaned_data["ptr"])

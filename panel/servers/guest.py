@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 
-from hypervisor.cloudinit import GuestConfig, build_seed_iso, hash_password, static_network
+from hypervisor.cloudinit import (
+    AssignedAddress,
+    GuestConfig,
+    build_seed_iso,
+    hash_password,
+    static_network,
+)
 from hypervisor.driver import DomainRequest
 from hypervisor.images import ensure_base_volumes
 from hypervisor.models import Host, Image
 from hypervisor.xml.domain import KernelBoot
 from panel.models import Server
+from panel.servers import firewall
+
+
+def assigned_addresses(server: Server) -> list[AssignedAddress]:
+    """The server's addresses as the guest configures them: IPv4 (primary first), then IPv6."""
+    return [
+        AssignedAddress(
+            address=row.address,
+            network=row.pool.cidr,
+            prefix_length=row.prefix_length,
+            gateway=row.pool.gateway,
+            nameservers=tuple(row.pool.nameservers),
+        )
+        for row in [*server.ipv4_addresses, *server.ipv6_addresses]
+    ]
 
 
 def guest_config(server: Server, instance_id: str | None = None) -> GuestConfig:
-    network = None
-    addresses = server.ipv4_addresses
-    if addresses:
-        address = addresses[0]
-        pool = address.pool
-        network = static_network(server.mac, address.address, pool.cidr, pool.gateway, pool.nameservers)
+    network = static_network(server.mac, assigned_addresses(server))
     return GuestConfig(
         instance_id=instance_id or str(server.id),
         hostname=server.name,
@@ -45,6 +61,8 @@ def domain_request(server: Server, boot: KernelBoot | None = None, iso_path: str
         ipv4=tuple(server.ipv4),
         kernel_boot=boot,
         iso_path=iso_path,
+        # The interface is bound to the server's own filter (anti-spoofing for both families, firewall).
+        network_filter=firewall.filter_spec(server),
     )
 
 

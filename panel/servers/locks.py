@@ -4,11 +4,15 @@ A transaction that locks more than one kind of row takes them in this order, and
 
 1. the customer: their user row, FOR NO KEY UPDATE (quotas, credit, billing terms; billing's ledger locks
    the same row),
-2. the server: its row, by the compare-and-swap that starts an action,
+2. the server: its row, by the compare-and-swap that starts an action (moving an additional address
+   between two of a customer's servers locks both rows, in id order: `panel.servers.addresses`),
 3. the host: its row, by a claim (`hypervisor.claims`), one host at a time,
-4. the address: a free IPv4 address, taken without waiting (SKIP LOCKED, `hypervisor.ipam`),
+4. the address: a free address, taken without waiting (SKIP LOCKED, `hypervisor.ipam`),
 5. the invoice numbering: billing's sequence row for the year, the one lock every order shares, taken
-   last, a few statements before the commit.
+   a few statements before the commit,
+6. the servers' firewall rows, in server order, when their addresses changed
+   (`panel.servers.firewall.addresses_changed`): nothing else is locked after them, and a firewall change
+   on its own locks only its row.
 
 Two transactions that both follow it can wait for each other only in one direction, so they never
 deadlock; and the contended locks (a host, the numbering) are held for the shortest time. Taking a lock
@@ -28,7 +32,7 @@ from enum import IntEnum
 
 from django.db import transaction
 
-from billing import subscriptions
+from billing import addons, subscriptions
 from billing.models import Plan
 from hypervisor import claims, ipam
 from hypervisor.models import Allocation, Host, IPAddress, Region
@@ -99,10 +103,39 @@ class LockOrder:
         self._take(Lock.HOST)
         return claims.resize_claim(consumer_uuid, need)
 
-    def address(self, region: Region, consumer_uuid: uuid.UUID) -> IPAddress | None:
-        """Take a free address from the region's pool, if it has one (never waits for another's)."""
+    def addresses(self, region: Region, consumer_uuid: uuid.UUID) -> list[IPAddress]:
+        """Take the consumer's primary addresses from the region's pools: an IPv4 address where the region
+        has IPv4 pools and an IPv6 address or /64 where it has IPv6 pools (never waits for another's).
+        Raises ipam.NoAddress when a family the region offers has none free."""
         self._take(Lock.ADDRESS)
-        return ipam.allocate_if_pooled(region, consumer_uuid)
+        taken = [
+            ipam.allocate_if_pooled(region, consumer_uuid),
+            ipam.allocate_ipv6_if_pooled(region, consumer_uuid),
+        ]
+        return [address for address in taken if address is not None]
+
+    def ipv6_address(self, region: Region, consumer_uuid: uuid.UUID) -> IPAddress | None:
+        """Take an IPv6 address or /64 where the region has IPv6 pools (a server made before they existed)."""
+        self._take(Lock.ADDRESS)
+        return ipam.allocate_ipv6_if_pooled(region, consumer_uuid)
+
+    def additional_address(self, region: Region, consumer_uuid: uuid.UUID) -> IPAddress:
+        """Take one more IPv4 address of the region for the consumer (ipam.NoAddress when none is free)."""
+        self._take(Lock.ADDRESS)
+        return ipam.allocate_additional(region, consumer_uuid)
+
+    def start_addon(self, reference: str, kind: str, key: str, label: str) -> None:
+        """Bill an add-on of the server's subscription from now (its first charge takes an invoice number)."""
+        self._take(Lock.INVOICE_NUMBER)
+        addons.start_addon(reference, kind, key, label)
+
+    def end_addon(self, reference: str, key: str) -> None:
+        self._take(Lock.INVOICE_NUMBER)
+        addons.end_addon(reference, key)
+
+    def move_addon(self, from_reference: str, to_reference: str, key: str, label: str) -> None:
+        self._take(Lock.INVOICE_NUMBER)
+        addons.move_addon(from_reference, to_reference, key, label)
 
     def open_subscription(self, account: User, plan: Plan, reference: str, label: str) -> None:
         """Start the subscription of a new server (its first invoice takes a number)."""

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,12 +21,12 @@ from django_htmx.http import HttpResponseClientRedirect
 from billing import prices, subscriptions
 from billing.models import Plan, Subscription
 from billing.money import currency
-from hypervisor import ipam
-from hypervisor.models import Image, IPAddress
+from hypervisor.models import Image
 from panel import confirmation
 from panel.accounts import quotas
 from panel.models import Operation, Server, Snapshot
-from panel.servers import actions, catalog, failures, passwords, resize_quotes, states
+from panel.servers import actions, catalog, failures, passwords, resize_quotes, reverse_dns, states
+from panel.servers.address_views import network_context
 from panel.servers.descriptions import describe_all, recent_operations
 from panel.servers.forms import OrderForm, PtrForm
 from panel.servers.operation_states import OPEN
@@ -291,6 +292,7 @@ def _detail_context(request, server: Server) -> dict:
 def server_detail(request, pk):
     server = get_object_or_404(own_servers(request), pk=pk)
     context = _detail_context(request, server)
+    context.update(network_context(server, request.user))
     # The one-time root password of a rescue or password reset just asked for without JavaScript.
     context["one_time_password"] = passwords.take_for_page(request, server.pk)
     return render(request, "panel/servers/detail.html", context)
@@ -395,11 +397,20 @@ def server_ptr(request, pk):
             for error in errors:
                 messages.error(request, error)
         return redirect("server-detail", pk=server.pk)
-    address, ptr = form.cleaned_data["address"], form.cleaned_data["ptr"]
     try:
-        ipam.set_ptr(server.id, address, ptr)
-    except IPAddress.DoesNotExist:
-        raise Http404(_("This server has no such address.")) from None
+        row = reverse_dns.set_reverse_dns(
+            server, form.cleaned_data["address"], form.cleaned_data["ptr"], request.user
+        )
+    except ValidationError as exc:
+        if "ip" in exc.message_dict:  # not the form's own address: a request made by hand
+            raise Http404(_("This server has no such address.")) from None
+        for error in exc.messages:
+            messages.error(request, error)
+        return redirect("server-detail", pk=server.pk)
+    except actions.ActionError as exc:
+        messages.error(request, exc.message)
+        return redirect("server-detail", pk=server.pk)
+    address, ptr = row.address, row.ptr
     if ptr:
         messages.success(
             request,

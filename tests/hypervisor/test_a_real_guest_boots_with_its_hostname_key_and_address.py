@@ -1,6 +1,7 @@
 """The whole create path on a real libvirtd with a real guest: the image is copied to the host, the
 server boots it (direct kernel boot, QEMU emulation as on this machine) with the cloud-init seed the
-panel built, and the guest comes up with the ordered hostname, SSH key and static address."""
+panel built, and the guest comes up with the ordered hostname, SSH key and static addresses: its IPv4
+address and its routed IPv6 /64 (cloud-init's network table on the console lists both on eth0)."""
 
 import base64
 import hashlib
@@ -51,6 +52,7 @@ def test_an_ordered_server_boots_with_its_hostname_key_and_address(guest_image, 
         region, "test", "192.168.122.0/24", "192.168.122.1",
         nameservers=["192.168.122.1"], excluded=["192.168.122.2-192.168.122.199"],
     )  # fmt: skip
+    ipam.create_pool(region, "test-v6", "fd00:5eed::/56", "fe80::1")  # a /64 routed to each server
     image = images.register_image(
         "debian-test", str(guest_image.disk), name="Debian test", os_family="debian",
         kernel=str(guest_image.kernel), initrd=str(guest_image.initrd), cmdline=guest_image.cmdline,
@@ -68,6 +70,8 @@ def test_an_ordered_server_boots_with_its_hostname_key_and_address(guest_image, 
         assert server.status == "running", server.status_reason
         address = server.ipv4[0]
         assert address.startswith("192.168.122.") and pool.addresses.filter(address=address).exists()
+        (ipv6,) = server.ipv6
+        assert ipv6.startswith("fd00:5eed:") and ipv6.endswith("::1")
 
         console = Path(f"/var/log/libvirt/qemu/{server.domain_name}-console.log")
         text = wait_for_console(
@@ -77,6 +81,8 @@ def test_an_ordered_server_boots_with_its_hostname_key_and_address(guest_image, 
                 re.compile(r"Cloud-init v\. \S+ finished at .*DataSourceNoCloud"),
                 re.compile(re.escape(sha256_fingerprint_hex(key.public_key))),
                 re.compile(re.escape(address)),
+                # cloud-init's "Net device info" table: eth0 with the server's IPv6 address as a /64
+                re.compile(r"eth0\s*\|\s*True\s*\|\s*" + re.escape(ipv6) + r"/64"),
             ],
             BOOT_TIMEOUT,
         )

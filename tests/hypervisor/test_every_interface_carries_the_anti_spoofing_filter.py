@@ -1,14 +1,18 @@
-"""Every server's interface is bound to libvirt's clean-traffic filter with the server's own IPv4 address
-(and its MAC is the one the panel allocated), whichever path defined the domain: create, rebuild, resize.
-On libvirt's simulated host, which keeps the XML it was given."""
+"""Every server's interface is bound to the server's own network filter, `vps-<uuid>` (anti-spoofing for
+IPv4 and IPv6 and its firewall, hypervisor.network_filter), whichever path defined the domain: create,
+rebuild, resize; its MAC is the one the panel allocated. The filter lets the guest send from the server's own
+IPv4 addresses only. On libvirt's simulated host, which keeps the XML it was given (it has no filter driver:
+the filters themselves are checked on a real libvirtd, test_a_real_host_binds_the_anti_spoofing_filter.py)."""
 
 from __future__ import annotations
 
 import pytest
 from lxml import etree
 
-from hypervisor.xml.domain import NetworkInterface, clean_traffic
+from hypervisor import network_filter
+from hypervisor.xml.domain import FilterRef, NetworkInterface, clean_traffic
 from panel.models import Operation, Server
+from panel.servers import firewall
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -21,13 +25,22 @@ def interface_of(conn, server: Server, flags: int = 0) -> etree._Element:
     return interfaces[0]
 
 
+def parameters(interface: etree._Element) -> list[tuple[str, str]]:
+    return [(p.get("name"), p.get("value")) for p in interface.findall("filterref/parameter")]
+
+
 def assert_filtered(interface: etree._Element, server: Server) -> None:
     filterref = interface.find("filterref")
     assert filterref is not None, etree.tostring(interface, encoding="unicode")
-    assert filterref.get("filter") == "clean-traffic"
-    parameters = [(p.get("name"), p.get("value")) for p in filterref.findall("parameter")]
-    assert parameters == [("IP", address) for address in server.ipv4]
+    assert filterref.get("filter") == f"vps-{server.id}"
+    assert parameters(interface) == []  # the addresses are in the server's filter itself
     assert interface.find("mac").get("address") == server.mac
+    # The filter it references lets the guest send from its own addresses, and answer ARP for them only.
+    root = network_filter.root_filter(firewall.filter_spec(server))
+    refs = {entry.filter: entry.parameters for entry in root.entries if isinstance(entry, FilterRef)}
+    assert refs["no-ip-spoofing"] == [("IP", address) for address in server.ipv4]
+    assert refs["no-arp-spoofing"] == [("IP", address) for address in server.ipv4]
+    assert {"no-mac-spoofing", "no-other-l2-traffic", "allow-incoming-ipv4"} <= set(refs)
 
 
 @pytest.fixture
@@ -78,12 +91,15 @@ def test_a_server_without_a_managed_address_still_gets_the_filter(customer, cata
     )
     assert server.ipv4 == []
     interface = interface_of(conn, server)
-    assert interface.find("filterref").get("filter") == "clean-traffic"
-    parameters = [(p.get("name"), p.get("value")) for p in interface.findall("filterref/parameter")]
-    assert parameters == [("CTRL_IP_LEARNING", "dhcp")]
+    assert interface.find("filterref").get("filter") == f"vps-{server.id}"
+    assert parameters(interface) == [("CTRL_IP_LEARNING", "dhcp")]
+    root = network_filter.root_filter(firewall.filter_spec(server))
+    refs = {entry.filter: entry.parameters for entry in root.entries if isinstance(entry, FilterRef)}
+    assert refs["no-ip-spoofing"] == [] and refs["no-arp-spoofing"] == []  # $IP: learnt by DHCP snooping
 
 
-def test_the_filter_takes_one_ip_parameter_per_address_and_only_ipv4():
+def test_the_stock_filter_takes_one_ip_parameter_per_address_and_only_ipv4():
+    """Domains defined before servers had filters of their own reference clean-traffic this way."""
     parent = etree.Element("devices")
     interface = NetworkInterface(mac="52:54:00:00:00:01", filterref=clean_traffic(["192.0.2.5", "192.0.2.6"]))
     element = interface.to_element(parent)

@@ -16,12 +16,13 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 # The order's transaction (a savepoint here, inside the test's transaction): customer and quota FOR UPDATE,
-# usage; candidates, savepoint, host lock, host usage, allocation, release; address; savepoint, server
+# usage; candidates, savepoint, host lock, host usage, allocation, release; IPv4 address; IPv6 address (or
+# the answer that the region has no IPv6 pool, in the same statement); savepoint, server
 # (its random MAC under a unique constraint), release; operation;
 # billing profile, subscription, account lock, invoice number, the invoice's parties (the seller's profile
 # and the customer's billing details, one query), invoice, line, charge, open invoices, balance; the
 # activity log's line; and its end.
-ORDER_QUERIES = 26
+ORDER_QUERIES = 27
 
 
 def _order(customer, catalog, name: str):
