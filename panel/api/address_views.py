@@ -41,7 +41,7 @@ class MoveSerializer(serializers.Serializer):
 
 
 class ServerAddressList(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="servers_addresses_list", responses={200: dict})
     def get(self, request, pk: uuid.UUID):
         server = get_object_or_404(customer_servers(request.user), pk=pk)
         return Response(_list(server))

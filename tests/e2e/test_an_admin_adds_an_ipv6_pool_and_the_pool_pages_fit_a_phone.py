@@ -1,12 +1,11 @@
 """An admin adds an IPv6 pool of routed /64s in the browser (without any script doing the work: a plain
 form post), lands on its page with its /64s listed and excludes one of them there; the pool list and the
 pool page fit a 1366x900 desktop and a 390x844 phone without scrolling sideways and without a card, chip or
-table spilling out of its box. Screenshots go to /tmp/shots/ (ip-pool-*.png)."""
+table spilling out of its box. Screenshots go to tests/.artifacts/ (ip-pool-*.png)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -20,7 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "kopi tubruk 2026!"
 SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
-SHOTS = Path("/tmp/shots")
 BOXES = ", ".join(
     [".card__header", ".card__body", ".chip", ".alert", ".facts", ".page-header", ".topbar", ".table-wrap"]
 )
@@ -36,8 +34,7 @@ def _fits(page, where: str) -> None:
 
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])
-def test_an_admin_adds_an_ipv6_pool_and_the_pool_pages_fit(browser, live_server, size):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_an_admin_adds_an_ipv6_pool_and_the_pool_pages_fit(browser, live_server, screenshot_dir, size):
     region = factories.make_region()
     ipam.create_pool(
         region, "jkt-public-1", "203.0.113.0/24", "203.0.113.1", nameservers=["1.1.1.1", "8.8.8.8"]
@@ -68,7 +65,7 @@ def test_an_admin_adds_an_ipv6_pool_and_the_pool_pages_fit(browser, live_server,
         expect(page.locator(".alert")).to_contain_text("created with 256 routed /64s")
         expect(page.locator("table")).to_contain_text("2001:db8:4400:ff01::/64")
         _fits(page, "pool page")
-        page.screenshot(path=str(SHOTS / f"ip-pool-v6-{size}.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir / f"ip-pool-v6-{size}.png"), full_page=True)
 
         page.fill("textarea[name=excluded]", "2001:db8:4400:ff00::/64")
         page.get_by_role("button", name="Save pool").click()
@@ -79,6 +76,6 @@ def test_an_admin_adds_an_ipv6_pool_and_the_pool_pages_fit(browser, live_server,
         page.goto(f"{live_server.url}/staff/ip-pools/")
         expect(page.locator("table")).to_contain_text("2001:db8:4400:ff00::/56")
         _fits(page, "pool list")
-        page.screenshot(path=str(SHOTS / f"ip-pool-list-{size}.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir / f"ip-pool-list-{size}.png"), full_page=True)
     finally:
         context.close()
