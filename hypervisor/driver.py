@@ -247,9 +247,36 @@ def _interface_filter(request: DomainRequest) -> FilterRef:
 def _ensure_filters(conn: libvirt.virConnect, host: Host, request: DomainRequest) -> None:
     """Define the server's network filters where the host lacks them, before a domain that references them
     is defined. Filters that exist are left as they are: the panel's worker keeps them up to date
-    (network_filter.apply), and what this request says may be older than what it applied meanwhile."""
+    (apply_network_filter), and what this request says may be older than what it applied meanwhile."""
     if request.network_filter is not None and host.transport != "test":  # no filters on a simulated host
         network_filter.define(conn, request.network_filter, only_missing=True)
+
+
+def apply_network_filter(host: Host, spec: FilterSpec) -> None:
+    """Make the host's filters of the server say what the spec says and bind its domain to them, live and in
+    its definition; idempotent (a filter that says it already is not rewritten). A server without a domain
+    on the host yet (or stopped) gets its filters defined all the same, for the domain that will use them.
+    Raises HypervisorError."""
+    if host.transport == "test":
+        # libvirt's simulated driver has no network filter driver and cannot update a device: it keeps the
+        # domain XML it was given, which references the server's filter already (domain_xml).
+        return
+
+    def work(conn: libvirt.virConnect) -> None:
+        network_filter.define(conn, spec)
+        domain = _find_domain(conn, spec.uuid)
+        if domain is not None:
+            network_filter.bind(domain, spec)
+
+    connection.run(host, work)
+
+
+def remove_network_filters(host: Host, uuid: uuid_module.UUID) -> None:
+    """Undefine the server's filters (after its domain is gone from the host, which `destroy` does with
+    them); idempotent."""
+    if host.transport == "test":
+        return  # no network filter driver on the simulated host (see apply_network_filter)
+    connection.run(host, lambda conn: network_filter.undefine(conn, uuid))
 
 
 def domain_xml(

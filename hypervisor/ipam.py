@@ -31,7 +31,8 @@ from .models import IPAddress, IPPool, Region
 MAX_POOL_ADDRESSES = 65536
 # A pool of routed /64s takes a prefix from /44 to /63.
 SHORTEST_ROUTED_PREFIX = 44
-# The first key of the advisory lock that serialises creating pools (the overlap check and the insert).
+# The first key of the advisory lock that serialises creating pools (the overlap check and the insert). The
+# other classes: 7301 a host's turn (panel.servers.operations), 7303 the firewall, 7304 reverse DNS pushes.
 POOL_CHANGE_LOCK = 7302
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -605,10 +606,6 @@ def region_has_pools(region: Region, family: int = 4) -> bool:
     return IPPool.objects.filter(region=region, is_active=True, family=family).exists()
 
 
-def region_has_ipv6(region: Region) -> bool:
-    return region_has_pools(region, family=6)
-
-
 def _take_statement(
     region: Region, consumer_uuid: uuid_module.UUID, family: int, role: str
 ) -> tuple[str, list]:
@@ -810,14 +807,6 @@ def address_network(address: IPAddress) -> str:
     """What the row gives its server as a network: "2001:db8:0:5::/64" for a routed /64,
     "2001:db8::5/128" or "192.0.2.5/32" for a single address."""
     return str(ipaddress.ip_interface(f"{address.address}/{address.prefix_length}").network)
-
-
-def set_ptr(consumer_uuid: uuid_module.UUID, address: str, ptr: str) -> IPAddress:
-    """Set the reverse DNS name of one of the consumer's addresses (validated by the caller)."""
-    updated = IPAddress.objects.filter(consumer_uuid=consumer_uuid, address=address).update(ptr=ptr)
-    if not updated:
-        raise IPAddress.DoesNotExist
-    return IPAddress.objects.get(address=address)
 
 
 def pool_usage(pool: IPPool) -> dict[str, int]:

@@ -5,12 +5,13 @@ Every server has its own root filter, `vps-<uuid>`, composed like libvirt's `cle
 filters (the guest sends only from its own MAC and IPv4 addresses, answers ARP only for them, sends no
 other layer-2 protocol) plus, where it has IPv6 networks, a filter of its own, `vps-<uuid>-ipv6`, that
 lets it send IPv6 only from them, from link-local addresses and from `::` (duplicate address detection),
-and lets IPv6 in. The addresses are written into the filters as literal values (parameters of the stock
-filters' references, or rules), not passed by the interface, so that a change of the server's addresses
-or rules is one redefinition of its filters: libvirt instantiates a redefined filter again on every
-running interface bound to it, without restarting anything. A server without IPv4 addresses of its own
-(a region with no pool) lets libvirt learn its address from the DHCP server's answer only
-(CTRL_IP_LEARNING=dhcp on the interface), as before.
+never as a router or a DHCPv6 server, and lets IPv6 in. A server without IPv6 networks sends no IPv6 at
+all. The addresses are written into the filters as literal values (parameters of the stock filters'
+references, or rules), not passed by the interface, so that a change of the server's addresses or rules is
+one redefinition of its filters: libvirt instantiates a redefined filter again on every running interface
+bound to it, without restarting anything. A server without IPv4 addresses of its own (a region with no
+pool) lets libvirt learn its address from the DHCP server's answer only (CTRL_IP_LEARNING=dhcp on the
+interface), as before.
 
 The firewall is at libvirt's iptables layer, on traffic to the guest only: with the default `accept`
 there is nothing to add; with `drop`, replies to the guest's own connections (ESTABLISHED, RELATED), DHCP
@@ -21,6 +22,9 @@ Rules carry an explicit `state`: libvirt then writes a rule for traffic to the g
 libvirt adds rules for the opposite direction too, and a drop rule would drop the guest's own outbound
 traffic). `NONE` means no connection-state match: neighbour discovery is not tracked by the kernel's
 connection tracking (it is "untracked", which no state but none matches).
+
+This module writes the filters and works on an open connection (`define`, `bind`, `undefine`);
+hypervisor.driver applies them on a host (`apply_network_filter`, `remove_network_filters`).
 """
 
 from __future__ import annotations
@@ -33,8 +37,6 @@ from dataclasses import dataclass
 
 import libvirt
 
-from . import connection
-from .models import Host
 from .xml import domain as domain_xml
 from .xml.domain import FilterRef
 from .xml.nwfilter import Match, NetworkFilter, Rule
@@ -67,13 +69,17 @@ DHCP_PRIORITY = 110
 NEIGHBOUR_DISCOVERY_PRIORITY = 120
 ALLOW_PRIORITY = 200
 DROP_PRIORITY = 900
-NEIGHBOUR_DISCOVERY_TYPES = (
-    133,
-    134,
-    135,
-    136,
-    137,
-)  # router and neighbour solicitation, advertisement, redirect
+# router and neighbour solicitation, advertisement, redirect
+NEIGHBOUR_DISCOVERY_TYPES = (133, 134, 135, 136, 137)
+
+# IPv6 a guest never sends (it is neither the link's router nor its DHCPv6 server): router advertisements,
+# redirects, DHCPv6 answers (and relayed messages, from the same port). Dropped first in its IPv6 filter.
+ROUTER_ONLY_PRIORITY = 10
+ROUTER_ONLY = (
+    {"protocol": "icmpv6", "type": "134"},
+    {"protocol": "icmpv6", "type": "137"},
+    {"protocol": "udp", "srcportstart": "547"},
+)
 
 
 @dataclass(frozen=True)
@@ -168,8 +174,19 @@ def _source(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> dict[str,
 
 def ipv6_filter(spec: FilterSpec) -> NetworkFilter:
     """IPv6 anti-spoofing: from the guest only link-local sources (neighbour discovery, DHCPv6), `::`
-    (duplicate address detection) and the server's own networks; everything else it sends is dropped."""
+    (duplicate address detection) and the server's own networks; everything else it sends is dropped.
+
+    What only a router or a DHCPv6 server sends is dropped first, whatever its source (link-local too):
+    router advertisements and redirects (ICMPv6 134, 137) and DHCPv6 answers (from udp port 547). A guest
+    that sent them could make the other guests on the bridge route through it, or give them addresses.
+
+    Left open (a known risk): a neighbour advertisement (ICMPv6 136) names the address it answers for in its
+    body, which ebtables cannot match. A guest can therefore claim in one another address of its link and
+    poison its neighbours' caches: another server's address where servers share an on-link network (a pool
+    of `address` assignment), or the gateway's, to the other guests. A routed /64 (a `prefix64` pool) is
+    not on the shared link, so only the gateway's address can be claimed there."""
     rules = [
+        *[Rule("drop", "out", ROUTER_ONLY_PRIORITY, Match("ipv6", dict(match))) for match in ROUTER_ONLY],
         Rule("return", "out", 100, Match("ipv6", {"srcipaddr": "fe80::", "srcipmask": "10"})),
         Rule("return", "out", 110, Match("ipv6", {"srcipaddr": "::", "srcipmask": "128"})),
     ]
@@ -298,15 +315,6 @@ def undefine(conn: libvirt.virConnect, uuid) -> None:
         _undefine(conn, name)
 
 
-def _find_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain | None:
-    try:
-        return conn.lookupByUUIDString(str(uuid))
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
-
-
 def bind(domain: libvirt.virDomain, spec: FilterSpec) -> None:
     """Bind the domain's interfaces to the server's filter, in the running domain (without a restart) and in
     its persistent definition, unless they are already. A domain defined before it had a filter of its own
@@ -324,31 +332,6 @@ def bind(domain: libvirt.virDomain, spec: FilterSpec) -> None:
         inactive = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         for interface in domain_xml.refiltered_interfaces(inactive, wanted):
             domain.updateDeviceFlags(interface, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-
-
-def apply(host: Host, spec: FilterSpec) -> None:
-    """Make the host's filters say what the spec says and bind the server's domain to them, live and in
-    its definition; idempotent. A server without a domain on the host yet (or stopped) gets its filters
-    defined all the same, for the domain that will use them. Raises HypervisorError."""
-    if host.transport == "test":
-        # libvirt's simulated driver has no network filter driver and cannot update a device: it keeps the
-        # domain XML it was given, which references the server's filter already (driver.domain_xml).
-        return
-
-    def work(conn: libvirt.virConnect) -> None:
-        define(conn, spec)
-        domain = _find_domain(conn, spec.uuid)
-        if domain is not None:
-            bind(domain, spec)
-
-    connection.run(host, work)
-
-
-def remove(host: Host, uuid) -> None:
-    """Undefine the server's filters (after its domain is gone from the host); idempotent."""
-    if host.transport == "test":
-        return  # no network filter driver on the simulated host (see apply)
-    connection.run(host, lambda conn: undefine(conn, uuid))
 
 
 def missing_stock_filters(conn: libvirt.virConnect) -> list[str]:

@@ -5,7 +5,8 @@ with a new `ptr_changed_at`; a worker's `push` then publishes the name (or withd
 name is empty or the address is no longer held) and records `pushed` or `failed` only if `ptr_changed_at`
 is still the one it read: a push that raced a newer change never marks it done, and the newer change's
 own push (or the periodic sync's, `pending`) publishes it. Pushes of one address take turns (a Postgres
-advisory lock), so an older push can never land at PowerDNS after a newer one. Releasing an address
+session-level advisory lock, held across the HTTP calls without a transaction open; only the recording is
+a short transaction), so an older push can never land at PowerDNS after a newer one. Releasing an address
 (`hypervisor.ipam`) clears its name and marks it pending when it had one, so the sync withdraws the record.
 """
 
@@ -15,10 +16,12 @@ import ipaddress
 import logging
 import re
 import uuid as uuid_module
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -32,8 +35,9 @@ LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # A failed push is tried again by the periodic sync once its change is this old (not at once: the push sent
 # after the change has just failed).
 FAILED_RETRY_AFTER = timedelta(minutes=5)
-# Pushes of one address take turns under this advisory lock (with the address's id).
-ADVISORY_LOCK_CLASS = 7302
+# Pushes of one address take turns under this advisory lock (with the address's id). Other classes: 7301 a
+# host's turn, 7302 creating IP pools (hypervisor.ipam), 7303 the firewall.
+ADVISORY_LOCK_CLASS = 7304
 
 State = IPAddress.PtrState
 
@@ -104,23 +108,39 @@ def _needs_push(row: dict) -> bool:
     return row["ptr_state"] == State.NONE and bool(row["ptr"]) and row["consumer_uuid"] is not None
 
 
-def _take_turn(address_id: int) -> None:
-    """Wait for any other push of this address to finish (until this transaction ends)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [ADVISORY_LOCK_CLASS, int(address_id) % 2**31]
+@contextmanager
+def _turn(address_id: int) -> Iterator[None]:
+    """Wait for any other push of this address to finish, and hold the turn until the block ends: a
+    session-level advisory lock, so that no transaction stays open while PowerDNS is asked (up to two HTTP
+    calls). Released in any case; when releasing fails the connection is closed, which releases it too (a
+    worker's connection outlives its task). SQLite (the demo) has no advisory locks: no turns there."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = [ADVISORY_LOCK_CLASS, int(address_id) % 2**31]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", key)
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        except DatabaseError:
+            log.exception(
+                "could not release the reverse DNS turn of address %s; closing the connection", key[1]
             )
+            connection.close()
 
 
 def push(address_id: int) -> str | None:
     """Publish the address's PTR name to PowerDNS, or withdraw its record when it has no name or no holder;
     record `pushed`, or `failed` with the reason in ptr_error, unless the row changed meanwhile. Answers the
-    state recorded (None: nothing to do, or PowerDNS is not configured)."""
+    state recorded (None: nothing to do, or PowerDNS is not configured). Call it outside a transaction (as a
+    worker does): only the recording is one."""
     if not powerdns.is_configured():
         return None
-    with transaction.atomic():
-        _take_turn(address_id)
+    with _turn(address_id):
         row = (
             IPAddress.objects.filter(pk=address_id)
             .values("address", "ptr", "ptr_state", "ptr_changed_at", "consumer_uuid")
@@ -138,9 +158,11 @@ def push(address_id: int) -> str | None:
             log.warning("reverse DNS of %s not pushed: %s", row["address"], exc)
         else:
             state, error = State.PUSHED, ""
-        recorded = IPAddress.objects.filter(pk=address_id, ptr_changed_at=row["ptr_changed_at"]).update(
-            ptr_state=state, ptr_error=error
-        )
+        # Compare and swap: recorded only if no newer change came while PowerDNS was asked.
+        with transaction.atomic():
+            recorded = IPAddress.objects.filter(pk=address_id, ptr_changed_at=row["ptr_changed_at"]).update(
+                ptr_state=state, ptr_error=error
+            )
         return state if recorded else None
 
 

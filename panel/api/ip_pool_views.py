@@ -1,24 +1,21 @@
 """API v1 admin/ip-pools/: staff list and read IP pools, admins create and change them. Thin: the pools are
-made and changed by hypervisor.ipam, which validates the networks."""
+made and changed by panel.infrastructure.pools (hypervisor.ipam validates the networks)."""
 
 from __future__ import annotations
 
 import ipaddress
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
 from hypervisor import ipam
 from hypervisor.models import IPPool, Region
-from panel.activity import log as activity
 from panel.api.errors import error_response
 from panel.api.permissions import IsAdminOrReadOnlyStaff
-from panel.models import ActivityEvent
+from panel.infrastructure import pools
 
 MAX_NAMESERVERS = 16
 MAX_EXCLUDED = 1000
@@ -140,23 +137,9 @@ def _same(pool: IPPool, name: str, value) -> bool:
     return value == current
 
 
-# Which field a hypervisor.ipam ValidationError code belongs to.
-FIELDS_BY_CODE = {
-    "invalid_cidr": "cidr",
-    "too_large": "cidr",
-    "overlap": "cidr",
-    "invalid_assignment": "assignment",
-    "invalid_gateway": "gateway",
-    "invalid_nameserver": "nameservers",
-    "invalid_excluded": "excluded",
-    "excluded_in_use": "excluded",
-    "no_usable_address": "excluded",
-    "invalid_name": "name",
-}
-
-
-def service_error(error: DjangoValidationError, fields_by_code: dict[str, str] = FIELDS_BY_CODE) -> Response:
-    """ipam's error as the API's: 400 with the field it concerns; an overlap with another pool is a 409."""
+def service_error(error: DjangoValidationError, fields_by_code: dict[str, str]) -> Response:
+    """ipam's error as the API's: 400 with the field it concerns (`fields_by_code`, from
+    panel.infrastructure.pools); an overlap with another pool is a 409."""
     fields: dict[str, list[str]] = {}
     codes = set()
     for item in error.error_list if hasattr(error, "error_list") else [error]:
@@ -188,20 +171,10 @@ class AdminIPPoolList(generics.ListAPIView):
     def post(self, request):
         data = IPPoolCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        arguments = dict(data.validated_data)
         try:
-            with transaction.atomic():
-                pool = ipam.create_pool(**arguments)
-                activity.record(
-                    ActivityEvent.Type.IP_POOL_CHANGED,
-                    summary=gettext_noop("IP pool %(name)s created (%(cidr)s, region %(region)s)."),
-                    data={"name": pool.name, "cidr": str(pool.cidr), "region": pool.region.name},
-                    actor=request.user,
-                    target=f"ip_pool:{pool.pk}",
-                    staff_action=True,
-                )
+            pool = pools.create_pool(request.user, **data.validated_data)
         except DjangoValidationError as exc:
-            return service_error(exc)
+            return service_error(exc, pools.ERROR_FIELDS)
         return _answer(pool.pk, status.HTTP_201_CREATED)
 
 
@@ -217,29 +190,8 @@ class AdminIPPoolDetail(generics.RetrieveAPIView):
         pool = self.get_object()
         data = IPPoolUpdateSerializer(pool, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        changes = dict(data.validated_data)
         try:
-            with transaction.atomic():
-                ipam.update_pool(pool, **changes)
-                if changes:
-                    activity.record(
-                        ActivityEvent.Type.IP_POOL_CHANGED,
-                        summary=gettext_noop("IP pool %(name)s changed: %(changes)s."),
-                        data={"name": pool.name, "changes": describe_changes(changes)},
-                        actor=request.user,
-                        target=f"ip_pool:{pool.pk}",
-                        staff_action=True,
-                    )
+            pools.update_pool(pool, request.user, **data.validated_data)
         except DjangoValidationError as exc:
-            return service_error(exc, {**FIELDS_BY_CODE, "too_large": "excluded"})
+            return service_error(exc, pools.UPDATE_ERROR_FIELDS)
         return _answer(pool.pk)
-
-
-def describe_changes(changes: dict) -> str:
-    """name=…, excluded=[…]: what an admin changed, for the audit log."""
-    parts = []
-    for name, value in sorted(changes.items()):
-        if isinstance(value, list):
-            value = "[" + ", ".join(str(item) for item in value) + "]"
-        parts.append(f"{name}={value}")
-    return ", ".join(parts)[:500] or "-"

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from hypervisor import hosts
 from hypervisor.models import Host, Image, IPPool, Region
+from panel.infrastructure import pools
 
 MAX_PEM_BYTES = 64 * 1024
 
@@ -247,21 +248,6 @@ def _excluded_field() -> forms.CharField:
     )
 
 
-# Which form field a hypervisor.ipam ValidationError code belongs to.
-POOL_ERROR_FIELDS = {
-    "invalid_cidr": "cidr",
-    "too_large": "cidr",
-    "overlap": "cidr",
-    "invalid_assignment": "assignment",
-    "invalid_gateway": "gateway",
-    "invalid_nameserver": "nameservers",
-    "invalid_excluded": "excluded",
-    "excluded_in_use": "excluded",
-    "no_usable_address": "excluded",
-    "invalid_name": "name",
-}
-
-
 class IPPoolForm(forms.Form):
     """An admin adds an IPv4 or IPv6 pool; hypervisor.ipam.create_pool validates the network itself."""
 
@@ -299,7 +285,7 @@ class IPPoolForm(forms.Form):
     nameservers = _nameservers_field()
     excluded = _excluded_field()
 
-    SERVICE_ERROR_FIELDS = POOL_ERROR_FIELDS
+    SERVICE_ERROR_FIELDS = pools.ERROR_FIELDS
 
     def clean_nameservers(self) -> list[str]:
         return _split_list(self.cleaned_data["nameservers"], r"[\s,;]+")
@@ -308,7 +294,7 @@ class IPPoolForm(forms.Form):
         return _split_excluded(self.cleaned_data["excluded"])
 
     def create_kwargs(self) -> dict:
-        """The arguments of hypervisor.ipam.create_pool."""
+        """The keyword arguments of panel.infrastructure.pools.create_pool (hypervisor.ipam.create_pool's)."""
         data = self.cleaned_data
         return {
             "region": data["region"],
@@ -333,7 +319,7 @@ class IPPoolEditForm(forms.Form):
         help_text=_("New servers get addresses only from pools in use; servers keep the ones they have."),
     )
 
-    SERVICE_ERROR_FIELDS = POOL_ERROR_FIELDS | {"too_large": "excluded"}
+    SERVICE_ERROR_FIELDS = pools.UPDATE_ERROR_FIELDS
 
     @classmethod
     def for_pool(cls, pool: IPPool, data=None) -> IPPoolEditForm:
@@ -357,12 +343,8 @@ class IPPoolEditForm(forms.Form):
         return _split_excluded(self.cleaned_data["excluded"])
 
     def update_kwargs(self) -> dict:
-        """The keyword arguments of hypervisor.ipam.update_pool."""
-        return {name: self.cleaned_data[name] for name in ("name", "nameservers", "excluded", "is_active")}
-
-    def changes(self, pool: IPPool) -> dict:
-        """What differs from the pool as it is, for the audit log."""
-        return {name: value for name, value in self.update_kwargs().items() if getattr(pool, name) != value}
+        """The keyword arguments of panel.infrastructure.pools.update_pool."""
+        return {name: self.cleaned_data[name] for name in pools.CHANGEABLE}
 
 
 class ImageForm(forms.Form):

@@ -1,5 +1,5 @@
 """IP pools (IPv4 networks, IPv6 prefixes): admins create and change them, staff may look. State changes go
-through hypervisor.ipam."""
+through panel.infrastructure.pools."""
 
 from datetime import timedelta
 
@@ -7,17 +7,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
 
 from hypervisor import ipam
 from hypervisor.models import IPPool
-from panel.activity import log as activity
+from panel.infrastructure import pools
 from panel.infrastructure.forms import IPPoolEditForm, IPPoolForm, add_service_error
-from panel.models import ActivityEvent, Server
+from panel.models import Server
 from panel.roles import staff_required
 
 ADDRESSES_PER_PAGE = 256
@@ -32,16 +30,7 @@ def pool_list(request):
             raise PermissionDenied
         if form.is_valid():
             try:
-                with transaction.atomic():
-                    pool = ipam.create_pool(**form.create_kwargs())
-                    activity.record(
-                        ActivityEvent.Type.IP_POOL_CHANGED,
-                        summary=gettext_noop("IP pool %(name)s created (%(cidr)s, region %(region)s)."),
-                        data={"name": pool.name, "cidr": str(pool.cidr), "region": pool.region.name},
-                        actor=request.user,
-                        target=f"ip_pool:{pool.pk}",
-                        staff_action=True,
-                    )
+                pool = pools.create_pool(request.user, **form.create_kwargs())
             except ValidationError as exc:
                 add_service_error(form, exc, IPPoolForm.SERVICE_ERROR_FIELDS)
             else:
@@ -52,8 +41,8 @@ def pool_list(request):
                     text = _("The pool %(name)s was created with %(count)s addresses.")
                 messages.success(request, text % {"name": pool.name, "count": count})
                 return redirect("ip-pool-detail", pk=pool.pk)
-    pools = ipam.pools_with_usage().order_by("region__name", "name")
-    return render(request, "panel/ip_pools/list.html", {"pools": pools, "form": form})
+    listed = ipam.pools_with_usage().order_by("region__name", "name")
+    return render(request, "panel/ip_pools/list.html", {"pools": listed, "form": form})
 
 
 def _describe(addresses, now) -> list[dict]:
@@ -94,26 +83,12 @@ def pool_detail(request, pk: int):
         if form is None:
             raise PermissionDenied
         if form.is_valid():
-            changes = form.changes(pool)
             try:
-                with transaction.atomic():
-                    ipam.update_pool(pool, **form.update_kwargs())
-                    if changes:
-                        activity.record(
-                            ActivityEvent.Type.IP_POOL_CHANGED,
-                            summary=gettext_noop("IP pool %(name)s changed: %(changes)s."),
-                            data={"name": pool.name, "changes": _describe_changes(changes)},
-                            actor=request.user,
-                            target=f"ip_pool:{pool.pk}",
-                            staff_action=True,
-                        )
+                saved = pools.update_pool(pool, request.user, **form.update_kwargs())
             except ValidationError as exc:
                 add_service_error(form, exc, IPPoolEditForm.SERVICE_ERROR_FIELDS)
             else:
-                messages.success(
-                    request,
-                    _("The pool %(name)s was saved.") % {"name": form.cleaned_data["name"] or pool.cidr},
-                )
+                messages.success(request, _("The pool %(name)s was saved.") % {"name": saved.name})
                 return redirect("ip-pool-detail", pk=pool.pk)
     page = Paginator(pool.addresses.order_by("value", "id"), ADDRESSES_PER_PAGE).get_page(
         request.GET.get("page")
@@ -131,13 +106,3 @@ def pool_detail(request, pk: int):
             "form": form,
         },
     )
-
-
-def _describe_changes(changes: dict) -> str:
-    """name=…, excluded=[…]: what an admin changed, for the audit log."""
-    parts = []
-    for name, value in sorted(changes.items()):
-        if isinstance(value, list):
-            value = "[" + ", ".join(str(item) for item in value) + "]"
-        parts.append(f"{name}={value}")
-    return ", ".join(parts)[:500] or "-"

@@ -430,10 +430,12 @@ def rebuild_server(server: Server, image: Image, user: User | None) -> Operation
 
 
 def _claim_again(server: Server, locks: LockOrder) -> dict:
-    """What a failed create gave back (capacity on a schedulable host, an IPv4 address, the subscription),
+    """What a failed create gave back (capacity on a schedulable host, its addresses, the subscription),
     claimed again in the caller's transaction, in the one lock order: customer, host, address, invoice
-    numbering. Raises OutOfCapacity / OutOfAddresses / InsufficientCredit (the caller rolls back).
-    Returns what was claimed, for a failed rebuild to give it back."""
+    numbering, firewall row (new addresses raise the version of the server's network filter: defining the
+    domain defines only the filters its host lacks, so the worker redefines them). Raises OutOfCapacity /
+    OutOfAddresses / InsufficientCredit (the caller rolls back). Returns what was claimed, for a failed
+    rebuild to give it back."""
     claimed: dict = {}
     owner = locks.customer(server.owner_id)
     region, plan = server.region, server.plan
@@ -472,6 +474,8 @@ def _claim_again(server: Server, locks: LockOrder) -> dict:
                 raise InsufficientCredit(exc.message) from exc
         locks.open_subscription(owner, plan, str(server.id), server.name)
         claimed["subscription"] = True
+    if claimed.get("address"):
+        locks.firewalls([server.id])
     return {"reclaimed": claimed} if claimed else {}
 
 

@@ -3,9 +3,10 @@ from the region's pools, billed per month as an add-on of the server's subscript
 it to another of their servers in the same region (a floating address).
 
 Each change is one transaction in the lock order of panel.servers.locks (customer, server rows, address,
-invoice numbering), and raises the version of the servers' network filters (panel.servers.firewall), so
-that a worker lets the guest send from the address on its new server and no longer on its old one. The
-guest configures the address itself (`guest_instructions`); a rebuild writes it into cloud-init.
+invoice numbering, firewall rows), and raises the version of the servers' network filters
+(`LockOrder.firewalls`), so that a worker lets the guest send from the address on its new server and no
+longer on its old one. The guest configures the address itself (`guest_instructions`); a rebuild writes it
+into cloud-init.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hypervisor.models import IPAddress
 from panel.accounts import quotas
 from panel.activity import log as activity
 from panel.models import ActivityEvent, Server, User
-from panel.servers import firewall
+from panel.servers import reverse_dns
 from panel.servers.actions import Conflict, InsufficientCredit, OutOfAddresses, OverQuota, Unprocessable
 from panel.servers.locks import LockOrder
 from panel.servers.states import Status, Task
@@ -102,7 +103,7 @@ def add_address(server: Server, actor: User | None) -> IPAddress:
         locks.start_addon(
             str(current.id), ADDON_KIND, address.address, addon_label(address.address, current.name)
         )
-        firewall.addresses_changed([current.id])
+        locks.firewalls([current.id])
         _log(
             current,
             actor,
@@ -136,11 +137,12 @@ def remove_address(server: Server, address: str, actor: User | None) -> None:
         current = _lock_servers(locks, server.pk)[server.pk]
         row = _held(current, address)
         try:
-            ipam.release_one(current.id, row.address)
+            released = ipam.release_one(current.id, row.address)
         except IPAddress.DoesNotExist:
             raise NotHeld(_("The server has no address %(address)s.") % {"address": row.address}) from None
+        reverse_dns.push_after_commit([released.pk])  # its PTR record, if any, is withdrawn at once
         locks.end_addon(str(current.id), row.address)
-        firewall.addresses_changed([current.id])
+        locks.firewalls([current.id])
         _log(
             current,
             actor,
@@ -173,7 +175,7 @@ def move_address(server: Server, address: str, target: Server, actor: User | Non
         except IPAddress.DoesNotExist:
             raise NotHeld(_("The server has no address %(address)s.") % {"address": row.address}) from None
         locks.move_addon(str(current.id), str(other.id), row.address, addon_label(row.address, other.name))
-        firewall.addresses_changed([current.id, other.id])
+        locks.firewalls([current.id, other.id])
         _log(
             current,
             actor,

@@ -8,11 +8,8 @@ discovery always come in; outbound traffic is never filtered, except spoofed tra
 
 Every change the filter on the host must follow (the rules, the default, the server's addresses) raises the
 `Firewall.version` in the transaction that makes it, and sends `panel.tasks.apply_network_filter` after
-the commit. A worker (`apply_pending`) reads the version and what the filter must say, applies it on the
-host, and records the version as applied (a compare-and-swap that never lowers it) only when nothing
-changed meanwhile: had something changed, what it wrote may be older than what another worker wrote, so it
-applies again. The periodic job (`resend_pending`) sends again what is behind: a lost message, a worker
-that died, a host that failed.
+the commit; panel.servers.filter_sync applies it (workers take turns per server), records it, and sends
+again what is behind. Its reading and worker functions are re-exported here.
 
 A server has no firewall row until something changes (servers made before firewalls existed, and new ones):
 it then reads as no rules, accept.
@@ -21,8 +18,6 @@ it then reads as no rules, accept.
 from __future__ import annotations
 
 import ipaddress
-import logging
-from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -31,18 +26,18 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from hypervisor import network_filter, routing
-from hypervisor.connection import HypervisorError
-from hypervisor.models import Host
-from hypervisor.network_filter import FilterSpec, FirewallRule
-from panel import dispatch
+from hypervisor import network_filter
 from panel.activity import log as activity
-from panel.faults import pause_point
 from panel.models import ActivityEvent, Firewall, Server, User
 from panel.servers.actions import Conflict
+from panel.servers.filter_sync import GONE as GONE
+from panel.servers.filter_sync import addresses_changed as addresses_changed
+from panel.servers.filter_sync import apply_pending as apply_pending
+from panel.servers.filter_sync import filter_spec as filter_spec
+from panel.servers.filter_sync import firewall_of as firewall_of
+from panel.servers.filter_sync import resend_pending as resend_pending
+from panel.servers.filter_sync import send_apply
 from panel.servers.states import Status, Task
-
-log = logging.getLogger(__name__)
 
 PROTOCOLS = network_filter.PROTOCOLS  # tcp, udp, icmp, any
 PORT_PROTOCOLS = ("tcp", "udp")
@@ -50,15 +45,6 @@ POLICIES = tuple(Firewall.Policy.values)  # accept, drop
 MAX_RULES = 50
 MAX_SOURCES = 20
 ANYWHERE = ("0.0.0.0/0", "::/0")
-
-# The periodic job sends again, at most RESEND_BATCH at a time, the filters still behind RESEND_AFTER after
-# their last change (earlier, the message sent with the change is most likely being worked on).
-RESEND_BATCH = 200
-RESEND_AFTER = timedelta(seconds=10)
-# A worker applies again while the firewall keeps changing under it, at most this many times; then it
-# leaves it to the next message.
-APPLY_ROUNDS = 5
-GONE = (Status.DELETING, Status.DELETED)
 
 
 # -- Validation: the same rules for the API and the pages, with a message per field.
@@ -192,48 +178,7 @@ def clean_firewall(inbound, default_inbound) -> tuple[list[dict], str]:
     return rules, policy
 
 
-# -- Reading
-
-
-def firewall_of(server: Server) -> Firewall:
-    """The server's firewall; an unsaved one (no rules, accept, nothing pending) when it has no row."""
-    return Firewall.objects.filter(server_id=server.pk).first() or Firewall(
-        server_id=server.pk, version=0, applied_version=0
-    )
-
-
-def filter_spec(server: Server, firewall: Firewall | None = None) -> FilterSpec:
-    """What the server's network filter says: its MAC, the addresses it may send from, its firewall."""
-    firewall = firewall if firewall is not None else firewall_of(server)
-    return FilterSpec(
-        uuid=server.id,
-        mac=server.mac or "",
-        ipv4=tuple(server.ipv4),
-        ipv6_networks=tuple(row.assigned_network for row in server.ipv6_addresses),
-        inbound=tuple(
-            FirewallRule(rule["protocol"], rule.get("ports"), tuple(rule["sources"]))
-            for rule in firewall.inbound
-        ),
-        default_inbound=firewall.default_inbound,
-    )
-
-
 # -- Changes
-
-
-def _send_apply(server_id, region_id: int | None) -> None:
-    """Send the apply task after the commit, to the queue of the server's region. A broker that fails is
-    logged, not raised: the firewall is behind, and the periodic job sends it again within a minute."""
-
-    def send() -> None:
-        try:
-            dispatch.send(
-                dispatch.APPLY_NETWORK_FILTER, [str(server_id)], queue=routing.queue_for_region(region_id)
-            )
-        except Exception:
-            log.exception("could not send the network filter of server %s; the periodic job will", server_id)
-
-    transaction.on_commit(send)
 
 
 def _live(server: Server) -> Server:
@@ -253,7 +198,7 @@ def _change(server: Server, inbound: list[dict], policy: str, actor: User | None
         row = Firewall.objects.select_for_update().get(pk=server.pk)
         if row.inbound == inbound and row.default_inbound == policy:
             if row.pending:
-                _send_apply(server.pk, current.region_id)
+                send_apply(server.pk, current.region_id)
             return row
         Firewall.objects.filter(pk=server.pk).update(
             inbound=inbound,
@@ -271,7 +216,7 @@ def _change(server: Server, inbound: list[dict], policy: str, actor: User | None
             target=f"server:{server.pk}",
             staff_action=bool(actor is not None and actor.is_panel_staff and actor.pk != current.owner_id),
         )
-        _send_apply(server.pk, current.region_id)
+        send_apply(server.pk, current.region_id)
         row.refresh_from_db()
     return row
 
@@ -303,115 +248,3 @@ def reset_firewall(server: Server, actor: User | None) -> Firewall:
         actor,
         gettext_noop("Reset the firewall of server %(name)s: no rules, everything accepted."),
     )
-
-
-def addresses_changed(server_ids) -> None:
-    """In the caller's transaction: the servers' addresses changed, so their filters must change too (raise
-    their versions; the apply tasks are sent after the commit). Firewall rows are locked last, in server
-    order, after whatever the caller holds."""
-    ids = sorted({str(server_id) for server_id in server_ids})
-    if not ids:
-        return
-    with transaction.atomic():
-        Firewall.objects.bulk_create([Firewall(server_id=pk) for pk in ids], ignore_conflicts=True)
-        locked = list(
-            Firewall.objects.select_for_update()
-            .filter(pk__in=ids)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        Firewall.objects.filter(pk__in=locked).update(version=F("version") + 1, updated_at=timezone.now())
-        for pk, region_id in Server.objects.filter(pk__in=locked).values_list("pk", "region_id"):
-            _send_apply(pk, region_id)
-
-
-# -- The worker's side
-
-
-def _record_applied(server_id, version: int) -> None:
-    Firewall.objects.filter(pk=server_id, applied_version__lt=version).update(
-        applied_version=version, applied_at=timezone.now(), apply_error=""
-    )
-
-
-def _record_failure(server_id, version: int, message: str) -> None:
-    Firewall.objects.filter(pk=server_id, applied_version__lt=version).update(apply_error=message[:2000])
-
-
-def _gone(server: Server) -> bool:
-    return server.status in GONE or server.task == Task.DELETE
-
-
-def apply_pending(server_id) -> bool:
-    """Apply the server's network filter on its host as it stands now and record its version as applied.
-    True when it is applied (or there is nothing on a host to apply it to); False when the host failed (the
-    error is kept for staff, the periodic job sends it again) or it kept changing meanwhile.
-
-    Applying a version that is applied already rewrites nothing on the host (network_filter.apply compares),
-    so a message delivered twice, or again after its worker died half-way, does no harm and puts right what
-    that worker left half-done."""
-    for _round in range(APPLY_ROUNDS):
-        firewall = Firewall.objects.filter(pk=server_id).first()
-        server = Server.objects.select_related("host").filter(pk=server_id).first()
-        if firewall is None or server is None:
-            return True
-        version = firewall.version
-        if server.host is None or _gone(server):
-            # No domain to bind yet (its definition reads the firewall as it is then), or none any more (the
-            # delete removes the filters with the domain).
-            _record_applied(server_id, version)
-            return True
-        if server.host.state == Host.State.DOWN:
-            _record_failure(server_id, version, "the host is down")
-            return False
-        spec = filter_spec(server, firewall)
-        try:
-            network_filter.apply(server.host, spec)
-        except HypervisorError as exc:
-            log.warning("network filter of server %s on %s: %s", server_id, server.host, exc.message)
-            _record_failure(server_id, version, exc.message)
-            return False
-        pause_point("firewall:applied")  # crash and race tests hold a worker here
-        now = Server.objects.filter(pk=server_id).values_list("status", flat=True).first()
-        if now is None or now in GONE:
-            # Being deleted while this applied: the delete may have removed the filters before this defined
-            # them again. Remove them (a domain still bound to them keeps them: its delete removes them).
-            try:
-                network_filter.remove(server.host, server_id)
-            except HypervisorError as exc:
-                log.info(
-                    "filters of server %s stay until its delete removes them: %s", server_id, exc.message
-                )
-            _record_applied(server_id, version)
-            return True
-        if Firewall.objects.filter(pk=server_id, version=version).exists():
-            _record_applied(server_id, version)
-            return True
-        # Changed meanwhile: what this wrote may be older than what another worker wrote; write it anew.
-    log.info("network filter of server %s kept changing; left to the next message", server_id)
-    return False
-
-
-def resend_pending(limit: int = RESEND_BATCH) -> int:
-    """Send the apply task again for firewalls still behind their version (oldest change first), except on
-    hosts that are down (they are sent again when the host is back). Returns how many were sent."""
-    rows = (
-        Firewall.objects.filter(
-            applied_version__lt=F("version"), updated_at__lte=timezone.now() - RESEND_AFTER
-        )
-        .exclude(server__status=Status.DELETED)
-        .exclude(server__host__state=Host.State.DOWN)
-        .order_by("updated_at")
-        .values_list("server_id", "server__region_id")[:limit]
-    )
-    sent = 0
-    for server_id, region_id in rows:
-        try:
-            dispatch.send(
-                dispatch.APPLY_NETWORK_FILTER, [str(server_id)], queue=routing.queue_for_region(region_id)
-            )
-        except Exception:
-            log.exception("could not send the network filter of server %s", server_id)
-            break
-        sent += 1
-    return sent

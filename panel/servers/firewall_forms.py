@@ -58,6 +58,9 @@ class RuleForm(forms.Form):
 class BaseRuleFormSet(forms.BaseFormSet):
     def clean(self):
         super().clean()
+        if self.is_bound and (self.management_form.cleaned_data.get("TOTAL_FORMS") or 0) < 0:
+            # Django reads a negative count as no rows, which would save "no rules".
+            raise ValidationError(_("The rows could not be read; please reload the page and try again."))
         if any(self.errors):
             return
         if len(self.rules()) > firewalls.MAX_RULES:
@@ -111,11 +114,16 @@ def initial_rows(firewall: Firewall) -> list[dict]:
 
 
 def with_more_rows(data, count: int = MORE_ROWS):
-    """The posted form with `count` more empty rows (for "More rows": nothing is saved)."""
+    """The posted form with `count` more empty rows (for "More rows": nothing is saved). The row counts are
+    read through the formset's management form: counts posted wrong (not numbers, below zero, too many)
+    read as none, or as the most a form may have."""
     data = data.copy()
-    total = int(data.get(f"{PREFIX}-TOTAL_FORMS") or 0)
+    counts = RuleFormSet(data, prefix=PREFIX).management_form.cleaned_data
+    total = max(0, min(counts.get("TOTAL_FORMS") or 0, ABSOLUTE_MAX_ROWS))
+    initial = max(0, min(counts.get("INITIAL_FORMS") or 0, total))
     more = max(0, min(count, ABSOLUTE_MAX_ROWS - total))
     for index in range(total, total + more):
         data[f"{PREFIX}-{index}-protocol"] = "tcp"  # the initial value: an untouched empty row
     data[f"{PREFIX}-TOTAL_FORMS"] = str(total + more)
+    data[f"{PREFIX}-INITIAL_FORMS"] = str(initial)
     return data

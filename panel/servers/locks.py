@@ -10,9 +10,9 @@ A transaction that locks more than one kind of row takes them in this order, and
 4. the address: a free address, taken without waiting (SKIP LOCKED, `hypervisor.ipam`),
 5. the invoice numbering: billing's sequence row for the year, the one lock every order shares, taken
    a few statements before the commit,
-6. the servers' firewall rows, in server order, when their addresses changed
-   (`panel.servers.firewall.addresses_changed`): nothing else is locked after them, and a firewall change
-   on its own locks only its row.
+6. the servers' firewall rows, in server order, when their addresses changed (`LockOrder.firewalls`,
+   which raises the versions of their network filters: `panel.servers.filter_sync.addresses_changed`):
+   nothing else is locked after them, and a firewall change on its own locks only its row.
 
 Two transactions that both follow it can wait for each other only in one direction, so they never
 deadlock; and the contended locks (a host, the numbering) are held for the shortest time. Taking a lock
@@ -27,6 +27,7 @@ order stays true as the code changes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import IntEnum
 
@@ -38,6 +39,7 @@ from hypervisor import claims, ipam
 from hypervisor.models import Allocation, Host, IPAddress, Region
 from hypervisor.placement import Resources
 from panel.accounts.models import User
+from panel.servers import filter_sync
 
 
 class Lock(IntEnum):
@@ -46,6 +48,7 @@ class Lock(IntEnum):
     HOST = 3
     ADDRESS = 4
     INVOICE_NUMBER = 5
+    FIREWALL = 6
 
 
 class LockOrderError(RuntimeError):
@@ -147,3 +150,9 @@ class LockOrder:
         `quoted` amount the customer was shown when given."""
         self._take(Lock.INVOICE_NUMBER)
         return subscriptions.change_plan(reference, plan, quoted=quoted)
+
+    def firewalls(self, server_ids: Iterable) -> None:
+        """The servers' addresses changed: lock their firewall rows (in server order) and raise the versions
+        of their network filters; the apply tasks are sent after the commit."""
+        self._take(Lock.FIREWALL)
+        filter_sync.addresses_changed(server_ids)

@@ -95,8 +95,9 @@ class Server(models.Model):
 
     @cached_property
     def ip_addresses(self) -> list:
-        """The server's address rows of both families, primary first (hypervisor IPAM knows the server by
-        its UUID). Pages and the API fill it for many servers at once (panel.servers.queries)."""
+        """The server's address rows, IPv4 first and the primary one of each family first (hypervisor IPAM
+        knows the server by its UUID). Pages and the API fill it for many servers at once
+        (panel.servers.queries)."""
         rows = IPAddress.objects.filter(consumer_uuid=self.id).select_related("pool")
         return sorted(rows, key=address_order)
 
@@ -122,8 +123,10 @@ class Server(models.Model):
 
 
 def address_order(address: IPAddress) -> tuple:
-    """Primary addresses first, then the additional ones in the order they were taken."""
-    return (address.role != IPAddress.Role.PRIMARY, address.allocated_at is None, address.allocated_at or 0)
+    """IPv4 before IPv6; in each family the primary address first, then the additional ones in the order
+    they were taken."""
+    taken = address.allocated_at.timestamp() if address.allocated_at else 0.0
+    return (address.family, address.role != IPAddress.Role.PRIMARY, taken)
 
 
 def default_deadline():

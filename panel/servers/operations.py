@@ -27,7 +27,7 @@ from hypervisor.xml.domain import KernelBoot
 from hypervisor.xml.storage import GIB
 from panel.faults import pause_point
 from panel.models import Operation, Server, Snapshot
-from panel.servers import guest, leases, operation_states, operation_steps, passwords
+from panel.servers import guest, leases, operation_states, operation_steps, passwords, reverse_dns
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.locks import LockOrder
 from panel.servers.states import PowerState, Status, SuspendedBy, Task
@@ -649,6 +649,8 @@ def delete(operation: Operation) -> None:
     with transaction.atomic():
         _end_billing(server)  # first: the one lock order is customer, host, address
         claims.release(server.id)
+        # Named addresses' PTR records are withdrawn as soon as this commits (the sync would, later).
+        reverse_dns.push_after_commit(row.pk for row in server.ip_addresses if row.ptr)
         ipam.release(server.id)
         Snapshot.objects.filter(server=server).delete()
         closed = finish(

@@ -2,14 +2,17 @@
 API), and workers publish it to PowerDNS when one is configured (hypervisor.reverse_dns, hypervisor.powerdns).
 
 `set_reverse_dns` records the name in one transaction with its activity-log line and sends the push task
-after the commit; the periodic `sync` pushes what is still pending (a lost task, a released address whose
-record must go) and tries failed pushes again after a few minutes.
+after the commit; `push_after_commit` does the same for addresses a service released (their records are
+withdrawn at once rather than by the next sync); the periodic `sync` pushes what is still pending (a lost
+task, a released address whose record must go) and tries failed pushes again after a few minutes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -85,6 +88,31 @@ def _send_push(address_id: int) -> None:
         dispatch.send(dispatch.PUSH_REVERSE_DNS, [address_id])
     except Exception:
         log.exception("could not send the reverse DNS push of address %s; the sync will push it", address_id)
+
+
+def push_after_commit(address_ids: Iterable[int]) -> None:
+    """In the caller's transaction (anywhere in it): once it commits, send the push task for each of these
+    addresses whose PTR record is then pending, such as the named ones `hypervisor.ipam.release` or
+    `release_one` just released, so that their records are withdrawn now rather than by the next sync.
+    Nothing when PowerDNS is not configured; outside a transaction, at once. A failure to send is logged:
+    the rows stay pending and the sync pushes them."""
+    ids = sorted({int(address_id) for address_id in address_ids})
+    if ids and powerdns.is_configured():
+        transaction.on_commit(partial(_push_pending, ids))
+
+
+def _push_pending(address_ids: list[int]) -> None:
+    try:
+        due = list(
+            IPAddress.objects.filter(pk__in=address_ids, ptr_state=IPAddress.PtrState.PENDING).values_list(
+                "pk", flat=True
+            )
+        )
+    except Exception:
+        log.exception("could not read which reverse DNS records to push; the sync will push them")
+        return
+    for address_id in due:
+        _send_push(address_id)
 
 
 def dns_status(address: IPAddress) -> str:

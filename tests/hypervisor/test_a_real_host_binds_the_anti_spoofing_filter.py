@@ -1,7 +1,8 @@
 """On a real libvirtd the server's interface is bound to its own network filter, `vps-<uuid>`: the live domain
 XML references it, `virsh nwfilter-binding-list` lists the binding for the domain's interface, and the host's
 bridge firewall (ebtables) drops frames from any other MAC, IPv4 source, or IPv6 source outside the
-server's routed /64 (link-local and `::` aside), while letting IPv6 in. A firewall set through the API reaches
+server's routed /64 (link-local and `::` aside), and router advertisements, redirects and DHCPv6 answers
+from any source, while letting IPv6 in. A firewall set through the API reaches
 the running domain's host rules (iptables, ip6tables) through a real worker, without a restart: tcp 22 from
 203.0.113.0/24 accepted, replies and neighbour discovery let in, the rest dropped, and the guest's own
 traffic never dropped. A domain defined before servers had filters of their own (bound to clean-traffic) is
@@ -18,7 +19,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from hypervisor import driver, ipam, network_filter
+from hypervisor import driver, ipam
 from panel.models import Firewall, Operation, Server
 from panel.servers import actions, operations
 from tests import factories
@@ -94,8 +95,12 @@ def assert_bound(conn: libvirt.virConnect, server: Server, network: str) -> str:
     assert f"-p IPv4 --ip-src {address} -j RETURN" in chains[f"I-{dev}-ipv4-ip"]
     assert chains[f"I-{dev}-ipv4-ip"][-1] == "-j DROP"
     assert f"-p ARP --arp-ip-src {address} -j RETURN" in chains[f"I-{dev}-arp-ip"]
-    # IPv6 from the guest: link-local, `::` and its own /64 only; IPv6 to it: accepted.
+    # IPv6 from the guest: never a router advertisement, a redirect or a DHCPv6 answer; then link-local,
+    # `::` and its own /64 only; IPv6 to it: accepted.
     assert chains[f"I-{dev}-ipv6-ip"] == [
+        "-p IPv6 --ip6-proto ipv6-icmp --ip6-icmp-type router-advertisement -j DROP",
+        "-p IPv6 --ip6-proto ipv6-icmp --ip6-icmp-type redirect -j DROP",
+        "-p IPv6 --ip6-proto udp --ip6-sport 547 -j DROP",
         "-p IPv6 --ip6-src fe80::/10 -j RETURN",
         "-p IPv6 --ip6-src :: -j RETURN",
         f"-p IPv6 --ip6-src {network} -j RETURN",
@@ -149,7 +154,7 @@ def test_the_running_domain_is_bound_to_its_own_filter_and_takes_firewall_change
         request = dataclasses.replace(operations.domain_request(server), network_filter=None)
         disk = driver.disk_path(host, request)
         driver.define_domain(host, request, disk, replace=True)
-        network_filter.remove(host, server.id)
+        driver.remove_network_filters(host, server.id)
         server = run(actions.request_action(server, Operation.Type.START, customer))
         dev = interface_element(conn, server).find("target").get("dev")
         assert listed_bindings().get(dev) == "clean-traffic"

@@ -16,7 +16,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from hypervisor import ipam
+from hypervisor import ipam, reverse_dns
 from hypervisor.ipam import NoAddress
 from hypervisor.models import IPAddress, IPPool
 from tests import factories
@@ -121,7 +121,7 @@ def test_a_cooling_row_that_is_excluded_stays_out_and_keeps_its_dns_withdrawal(s
     pool = ipam.create_pool(region, "p", "192.0.2.0/29", "192.0.2.1")
     server = uuid.uuid4()
     ipam.allocate(region, server)
-    ipam.set_ptr(server, "192.0.2.2", "web.example.com")
+    reverse_dns.set_ptr(server, "192.0.2.2", "web.example.com")
     ipam.release(server)
     ipam.update_pool(pool, excluded=["192.0.2.2"])
     cooled = IPAddress.objects.get(address="192.0.2.2")

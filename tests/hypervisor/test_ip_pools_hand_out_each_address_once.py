@@ -15,7 +15,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from hypervisor import ipam
+from hypervisor import ipam, reverse_dns
 from hypervisor.ipam import NoAddress
 from hypervisor.models import IPAddress, IPPool
 from tests import factories
@@ -153,7 +153,7 @@ def test_a_released_address_cools_down_before_it_is_handed_out_again(settings):
     pool = factories.make_pool(region, "192.0.2.0/29")  # .2 - .6 usable
     first = uuid.uuid4()
     assert ipam.allocate(region, first).address == "192.0.2.2"
-    ipam.set_ptr(first, "192.0.2.2", "web1.example.com")
+    reverse_dns.set_ptr(first, "192.0.2.2", "web1.example.com")
 
     assert ipam.release(first) == 1
     released = IPAddress.objects.get(address="192.0.2.2")

@@ -238,9 +238,9 @@ def test_ipv6_pools_never_overlap_each_other_but_are_never_compared_with_ipv4_on
 def test_each_server_gets_the_lowest_free_64_as_its_primary_ipv6():
     region = factories.make_region()
     assert ipam.allocate_ipv6_if_pooled(region, uuid.uuid4()) is None  # no IPv6 pool: no IPv6
-    assert not ipam.region_has_ipv6(region)
+    assert not ipam.region_has_pools(region, family=6)
     pool = ipam.create_pool(region, "v6", "2001:db8::/63", "fe80::1")
-    assert ipam.region_has_ipv6(region)
+    assert ipam.region_has_pools(region, family=6)
     first, second = uuid.uuid4(), uuid.uuid4()
     got = ipam.allocate_ipv6_if_pooled(region, first)
     assert (got.address, got.prefix_length, got.consumer_uuid, got.role, got.pool) == (
@@ -292,7 +292,7 @@ def test_inactive_ipv6_pools_count_as_none():
     region = factories.make_region()
     pool = ipam.create_pool(region, "v6", "2001:db8::/63", "fe80::1")
     ipam.update_pool(pool, is_active=False)
-    assert not ipam.region_has_ipv6(region)
+    assert not ipam.region_has_pools(region, family=6)
     assert ipam.allocate_ipv6_if_pooled(region, uuid.uuid4()) is None
 
 

@@ -130,10 +130,14 @@ def test_the_root_filter_is_clean_traffic_with_the_servers_addresses():
     assert learnt == FilterRef(f"vps-{SERVER}", [("CTRL_IP_LEARNING", "dhcp")])
 
 
-def test_ipv6_is_let_in_and_sent_only_from_the_servers_networks():
+def test_ipv6_is_let_in_and_sent_only_from_the_servers_networks_and_never_as_a_router():
     ipv6, root = network_filter.filters(spec(ipv6_networks=("2001:db8:1::1/64", "2001:db8:2::5")))
     assert (ipv6.name, ipv6.chain, ipv6.priority) == (f"vps-{SERVER}-ipv6", "ipv6-ip", -610)
     assert matches(ipv6.entries[:-1]) == [
+        # Router advertisements, redirects and DHCPv6 answers, from any source (link-local too): dropped.
+        ("drop", "out", 10, "ipv6", {"protocol": "icmpv6", "type": "134"}),
+        ("drop", "out", 10, "ipv6", {"protocol": "icmpv6", "type": "137"}),
+        ("drop", "out", 10, "ipv6", {"protocol": "udp", "srcportstart": "547"}),
         ("return", "out", 100, "ipv6", {"srcipaddr": "fe80::", "srcipmask": "10"}),
         ("return", "out", 110, "ipv6", {"srcipaddr": "::", "srcipmask": "128"}),
         ("return", "out", 500, "ipv6", {"srcipaddr": "2001:db8:1::", "srcipmask": "64"}),

@@ -6,6 +6,8 @@ configured."""
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 import uuid
@@ -19,9 +21,10 @@ from django.utils import timezone
 from hypervisor import ipam, reverse_dns
 from hypervisor.models import IPAddress
 from tests import factories
-from tests.powerdns_server import powerdns_fixture, random_ipv4_network  # noqa: F401
+from tests.powerdns_server import API_URL, powerdns_fixture, random_ipv4_network  # noqa: F401
 
 State = IPAddress.PtrState
+POWERDNS_PORT = int(API_URL.rsplit(":", 1)[1])
 
 
 def held_address(catalog, consumer: uuid.UUID, network) -> IPAddress:
@@ -174,3 +177,136 @@ def test_an_older_push_never_marks_a_newer_change_published(transactional_db, ca
     assert reverse_dns.pending() == [row.pk]
     assert reverse_dns.push(row.pk) == State.PUSHED
     assert powerdns.resolve_ptr(row.address) == ["new.example.com."]
+
+
+class HeldPowerDNS:
+    """A TCP relay in front of the real PowerDNS that holds every connection until `go` is set: a PowerDNS
+    that is slow to answer. `asked` is set when the first connection arrives."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.asked = threading.Event()
+        self.go = threading.Event()
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closing:
+            try:
+                client, _address = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        self.asked.set()
+        self.go.wait(30)
+        with client, socket.create_connection(("127.0.0.1", POWERDNS_PORT)) as upstream:
+            ends = {client: upstream, upstream: client}
+            while True:
+                readable, _w, _x = select.select(list(ends), [], [], 30)
+                if not readable:
+                    return
+                for end in readable:
+                    data = end.recv(65536)
+                    if not data:
+                        return
+                    ends[end].sendall(data)
+
+    def close(self) -> None:
+        self.closing = True
+        self.go.set()
+        self.listener.close()
+
+
+def advisory_turns(address_id: int) -> list[tuple[str, object]]:
+    """The sessions holding the reverse DNS turn of the address: their state and transaction start."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT a.state, a.xact_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s
+            """,
+            [reverse_dns.ADVISORY_LOCK_CLASS, address_id],
+        )
+        return cursor.fetchall()
+
+
+def my_advisory_locks() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def push_in_thread(address_id: int) -> tuple[threading.Thread, list]:
+    results: list = []
+
+    def pushing() -> None:
+        try:
+            results.append(reverse_dns.push(address_id))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=pushing)
+    thread.start()
+    return thread, results
+
+
+def test_no_transaction_is_open_while_powerdns_is_asked(transactional_db, catalog, powerdns, settings):
+    network = random_ipv4_network()
+    powerdns.add_reverse_zone(network)
+    consumer = uuid.uuid4()
+    row = held_address(catalog, consumer, network)
+    reverse_dns.set_ptr(consumer, row.address, "mail.example.com")
+
+    slow = HeldPowerDNS()
+    settings.POWERDNS_API_URL = slow.url
+    try:
+        thread, results = push_in_thread(row.pk)
+        assert slow.asked.wait(10)
+        # The push holds the address's turn on its session, and no transaction, while PowerDNS is asked.
+        assert advisory_turns(row.pk) == [("idle", None)]
+        slow.go.set()
+        thread.join(15)
+    finally:
+        slow.close()
+    assert results == [State.PUSHED]
+    assert advisory_turns(row.pk) == []
+    assert powerdns.resolve_ptr(row.address) == ["mail.example.com."]
+
+
+def test_pushes_of_one_address_take_turns_and_always_give_theirs_back(transactional_db, catalog, powerdns):
+    network = random_ipv4_network()
+    powerdns.add_reverse_zone(network)
+    consumer = uuid.uuid4()
+    row = held_address(catalog, consumer, network)
+    reverse_dns.set_ptr(consumer, row.address, "mail.example.com")
+
+    # Another push of this address has its turn: this one waits for it, and has asked PowerDNS nothing.
+    key = [reverse_dns.ADVISORY_LOCK_CLASS, row.pk]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", key)
+    try:
+        thread, results = push_in_thread(row.pk)
+        time.sleep(1)
+        assert thread.is_alive() and results == []
+        assert powerdns.ptr_records(row.address) == []
+        assert IPAddress.objects.get(pk=row.pk).ptr_state == State.PENDING
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+    thread.join(15)
+    assert results == [State.PUSHED]
+    assert powerdns.resolve_ptr(row.address) == ["mail.example.com."]
+
+    # A push gives its turn back whatever happens: published, failed, or nothing to do.
+    assert my_advisory_locks() == 0
+    reverse_dns.set_ptr(consumer, row.address, "smtp.example.com")
+    assert reverse_dns.push(row.pk) == State.PUSHED
+    assert reverse_dns.push(row.pk) is None
+    assert my_advisory_locks() == 0
+    powerdns.delete_zone(powerdns.zones[0])
+    reverse_dns.set_ptr(consumer, row.address, "imap.example.com")
+    assert reverse_dns.push(row.pk) == State.FAILED
+    assert my_advisory_locks() == 0

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from panel.models import Firewall, Server
-from panel.servers import firewall
+from panel.servers import firewall, firewall_forms
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +89,27 @@ def test_more_rows_adds_empty_rows_and_saves_nothing(client, customer, server):
     assert 'name="rules-TOTAL_FORMS" value="6"' in page
     assert 'name="rules-0-ports" value="22"' in page  # what was typed is kept
     assert "field__error" not in page  # empty rows are not errors
+    assert not Firewall.objects.filter(pk=server.pk).exists()
+
+
+@pytest.mark.parametrize("total", ["abc", "-4", "", "99999999999999999999"])
+def test_row_counts_posted_wrong_are_refused_without_an_error_page(client, customer, server, total):
+    client.force_login(customer)
+    path = f"/servers/{server.pk}/firewall/"
+    rows = [{"protocol": "tcp", "ports": "22", "sources": "0.0.0.0/0"}]
+    data = {**form(rows), "rules-TOTAL_FORMS": total}
+
+    # "More rows": counts read as none (or as the most a form may have), and the form comes back.
+    more = client.post(path, {**data, "more_rows": "1"})
+    assert more.status_code == 200
+    counted = re.search(r'name="rules-TOTAL_FORMS" value="(\d+)"', more.content.decode())
+    assert counted and 0 < int(counted.group(1)) <= firewall_forms.ABSOLUTE_MAX_ROWS
+
+    saved = client.post(path, data)  # the form comes back with a message; nothing is saved
+    assert saved.status_code == 200
+    assert 'role="alert"' in saved.content.decode()
+    if total == "-4":  # Django itself would read it as no rows, and save "no rules"
+        assert "The rows could not be read" in saved.content.decode()
     assert not Firewall.objects.filter(pk=server.pk).exists()
 
 

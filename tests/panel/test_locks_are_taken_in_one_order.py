@@ -1,5 +1,5 @@
 """Paths that take several locks take them in one order (customer, server, host, address, invoice
-numbering) through panel.servers.locks.LockOrder, which refuses to go back."""
+numbering, firewall rows) through panel.servers.locks.LockOrder, which refuses to go back."""
 
 from __future__ import annotations
 
@@ -17,8 +17,15 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
-def test_the_order_is_customer_server_host_address_invoice_number():
-    assert [lock.name for lock in sorted(Lock)] == ["CUSTOMER", "SERVER", "HOST", "ADDRESS", "INVOICE_NUMBER"]
+def test_the_order_is_customer_server_host_address_invoice_number_firewall():
+    assert [lock.name for lock in sorted(Lock)] == [
+        "CUSTOMER",
+        "SERVER",
+        "HOST",
+        "ADDRESS",
+        "INVOICE_NUMBER",
+        "FIREWALL",
+    ]
 
 
 def test_a_lock_is_never_taken_after_a_later_one(customer, catalog):

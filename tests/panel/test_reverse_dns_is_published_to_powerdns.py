@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import transaction
 from django.utils import timezone
 
 from hypervisor import ipam
 from hypervisor.models import IPAddress, IPPool
 from panel import tasks
 from panel.models import ActivityEvent, Server
+from panel.servers import reverse_dns
 from tests import factories
 from tests.conftest import wait_for
 from tests.powerdns_server import powerdns_fixture, random_ipv4_network, random_ipv6_network  # noqa: F401
@@ -153,6 +156,52 @@ def test_releasing_a_named_address_withdraws_its_record_through_the_sync_job(
     assert powerdns.resolve_ptr(ipv4.address) == []
     released = IPAddress.objects.get(pk=ipv4.pk)
     assert (released.consumer_uuid, released.ptr, released.ptr_state) == (None, "", IPAddress.PtrState.PUSHED)
+
+
+def test_a_release_followed_by_push_after_commit_withdraws_the_record_without_the_sync_job(
+    celery_worker, api, customer, server, ipv4, catalog, powerdns
+):
+    unnamed = ipv4_of(server, catalog, random_ipv4_network())
+    api(customer).put(url(server), {"ip": ipv4.address, "name": "mail.example.com"}, format="json")
+    wait_for(lambda: powerdns.resolve_ptr(ipv4.address) == ["mail.example.com."], timeout=15)
+    wait_for(lambda: IPAddress.objects.get(pk=ipv4.pk).ptr_state == IPAddress.PtrState.PUSHED, timeout=15)
+
+    with transaction.atomic():
+        ids = [address.pk for address in server.ip_addresses]
+        ipam.release(server.id)
+        reverse_dns.push_after_commit(ids)
+    # A worker withdraws the record now, not the sync job a minute later; the unnamed address has nothing
+    # to withdraw and is not pushed.
+    wait_for(lambda: powerdns.resolve_ptr(ipv4.address) == [], timeout=15)
+    wait_for(lambda: IPAddress.objects.get(pk=ipv4.pk).ptr_state == IPAddress.PtrState.PUSHED, timeout=15)
+    assert IPAddress.objects.get(pk=unnamed.pk).ptr_state == IPAddress.PtrState.NONE
+
+
+def test_push_after_commit_sends_nothing_when_the_transaction_rolls_back_or_without_powerdns(
+    celery_worker, api, customer, server, ipv4, powerdns, settings
+):
+    api(customer).put(url(server), {"ip": ipv4.address, "name": "mail.example.com"}, format="json")
+    wait_for(lambda: powerdns.resolve_ptr(ipv4.address) == ["mail.example.com."], timeout=15)
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone), transaction.atomic():
+        ipam.release(server.id)
+        reverse_dns.push_after_commit([ipv4.pk])
+        raise Undone
+    assert IPAddress.objects.get(pk=ipv4.pk).consumer_uuid == server.id
+
+    settings.POWERDNS_API_URL = ""
+    with transaction.atomic():
+        ipam.release(server.id)
+        reverse_dns.push_after_commit([ipv4.pk])
+    settings.POWERDNS_API_URL = "http://127.0.0.1:8089"
+    time.sleep(1)  # a push sent would have withdrawn the record by now
+    assert IPAddress.objects.get(pk=ipv4.pk).ptr_state == IPAddress.PtrState.PENDING
+    assert powerdns.resolve_ptr(ipv4.address) == ["mail.example.com."]
+    assert sync() == 1  # the sync job withdraws it
+    assert powerdns.resolve_ptr(ipv4.address) == []
 
 
 def test_an_address_without_a_reverse_zone_fails_with_the_reason(api, customer, server, catalog, powerdns):

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -56,3 +57,50 @@ def test_a_lost_apply_is_sent_again_and_applied_by_a_worker(customer, catalog, p
     row = Firewall.objects.get(pk=server.pk)
     assert row.applied_version == row.version and row.applied_at is not None
     assert Firewall.objects.get(pk=down.pk).pending
+
+
+def test_what_keeps_failing_goes_to_the_back_of_the_line(customer, catalog, purge_queue):
+    """More failing filters than a batch never keep a working one waiting: a failed attempt touches the row,
+    so the next batch starts with what has not been tried."""
+    broken = factories.make_host(name="broken")
+    # A host that is not marked down, whose libvirt cannot be reached (no such socket): every apply fails.
+    Host.objects.filter(pk=broken.pk).update(
+        uri="qemu+unix:///system?socket=/nonexistent/libvirt-sock", state=Host.State.READY
+    )
+    failing = [
+        factories.make_server(customer, catalog, name=f"failing{index}", host=broken) for index in range(3)
+    ]
+    working = factories.make_server(customer, catalog, name="working")
+    for index, server in enumerate([*failing, working]):
+        firewall.set_firewall(server, SSH, "drop", customer)
+        age(server, seconds=100 - 10 * index)  # the failing ones changed first
+    celery_app.control.purge()  # every message is lost
+
+    def close_connections(**kwargs) -> None:
+        connections.close_all()  # the worker's thread keeps no session to the test database
+
+    task_postrun.connect(close_connections, weak=False)
+    try:
+        run_worker_through_two_batches(failing, working)
+    finally:
+        task_postrun.disconnect(close_connections)
+    connections.close_all()
+    for server in failing:
+        row = Firewall.objects.get(pk=server.pk)
+        assert row.pending and row.apply_error
+
+
+def run_worker_through_two_batches(failing, working) -> None:
+    with start_worker(celery_app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
+        assert firewall.resend_pending(limit=2) == 2  # the two oldest, which fail
+        wait_for(
+            lambda: all(Firewall.objects.get(pk=server.pk).apply_error for server in failing[:2]),
+            timeout=30,
+            message="the worker did not try the first two",
+        )
+        assert firewall.resend_pending(limit=2) == 2  # the third failing one, and the working one
+        wait_for(
+            lambda: not Firewall.objects.get(pk=working.pk).pending,
+            timeout=30,
+            message="the working filter waited behind the failing ones",
+        )

@@ -2,13 +2,10 @@ import ipaddress
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from django.utils.translation import gettext_noop
 
 from hypervisor import ipam
 from hypervisor.models import IPPool, Region
-from panel.activity import log as activity
-from panel.models import ActivityEvent
+from panel.infrastructure import pools
 
 
 class Command(BaseCommand):
@@ -58,23 +55,16 @@ class Command(BaseCommand):
             self._describe(existing)
             return
         try:
-            with transaction.atomic():
-                pool = ipam.create_pool(
-                    found,
-                    name,
-                    cidr,
-                    gateway,
-                    nameservers=nameservers,
-                    excluded=excluded,
-                    assignment=assignment,
-                )
-                activity.record(
-                    ActivityEvent.Type.IP_POOL_CHANGED,
-                    summary=gettext_noop("IP pool %(name)s created (%(cidr)s, region %(region)s)."),
-                    data={"name": pool.name, "cidr": pool.cidr, "region": found.name},
-                    target=f"ip_pool:{pool.pk}",
-                    staff_action=True,
-                )
+            pool = pools.create_pool(
+                None,
+                region=found,
+                name=name,
+                cidr=cidr,
+                gateway=gateway,
+                nameservers=nameservers,
+                excluded=excluded,
+                assignment=assignment,
+            )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(f"Pool {pool.name} ({pool.cidr}) created in {found.slug}.")

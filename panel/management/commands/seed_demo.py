@@ -98,6 +98,9 @@ class Command(BaseCommand):
                 region, "demo", "192.168.122.0/24", "192.168.122.1",
                 nameservers=["192.168.122.1"], excluded=["192.168.122.2-192.168.122.99"],
             )  # fmt: skip
+        if not IPPool.objects.filter(region=region, family=IPPool.Family.IPV6).exists():
+            # A unique local prefix cut into routed /64s (fe80::1 is the host side's usual gateway).
+            ipam.create_pool(region, "demo-v6", "fd00:d3:0:100::/56", "fe80::1")
         host = Host.objects.filter(name="demo-host").first()
         if host is None:
             uri = host_uri or ("qemu:///system" if local_libvirtd_answers() else "test:///default")
