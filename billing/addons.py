@@ -327,20 +327,24 @@ def _name_value(addon: SubscriptionAddon):
     return name.data() if isinstance(name, Message) else name
 
 
+def _line_values(
+    addon: SubscriptionAddon, subscription: Subscription, start: datetime, end: datetime
+) -> dict:
+    """What an add-on's invoice line names: the add-on, the server and the period."""
+    return {
+        "addon": _name_value(addon),
+        "server": subscription.label,
+        "start": date_value(start),
+        "end": date_value(end),
+    }
+
+
 def _period_line(
     addon: SubscriptionAddon, subscription: Subscription, start: datetime, end: datetime, amount: Decimal
 ) -> Line:
     return Line(
         kind=InvoiceLine.Kind.ADDON,
-        description=Message(
-            PERIOD_LINE,
-            {
-                "addon": _name_value(addon),
-                "server": subscription.label,
-                "start": date_value(start),
-                "end": date_value(end),
-            },
-        ),
+        description=Message(PERIOD_LINE, _line_values(addon, subscription, start, end)),
         unit_price=amount,
         subscription=subscription,
         period_start=start,
@@ -411,14 +415,7 @@ def hourly_lines(
             Line(
                 kind=InvoiceLine.Kind.HOURLY,
                 description=Message(
-                    HOURS_LINE,
-                    {
-                        "addon": _name_value(addon),
-                        "server": subscription.label,
-                        "start": date_value(begin),
-                        "end": date_value(finish),
-                        "hours": hours,
-                    },
+                    HOURS_LINE, {**_line_values(addon, subscription, begin, finish), "hours": hours}
                 ),
                 unit_price=unit,
                 quantity=Decimal(quantity),
