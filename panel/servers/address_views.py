@@ -41,7 +41,7 @@ def network_context(server: Server, user) -> dict:
     return {
         "move_targets": targets,
         "extra_ipv4_price": format_money(price) if price else "",
-        "addresses_changeable": server.status in addresses.CHANGEABLE and server.task != "delete",
+        "addresses_changeable": addresses.can_change(server),
     }
 
 

@@ -37,6 +37,11 @@ ADDON_KIND = "ipv4"
 CHANGEABLE = (Status.PENDING, Status.PROVISIONING, Status.RUNNING, Status.STOPPED, Status.ERROR)
 
 
+def can_change(server: Server) -> bool:
+    """Whether the server may take, give up or receive an address now."""
+    return server.status in CHANGEABLE and server.task != Task.DELETE
+
+
 class NotHeld(Unprocessable):
     code = "unknown_address"
 
@@ -58,7 +63,7 @@ def _lock_servers(locks: LockOrder, *server_ids) -> dict:
         .order_by("pk")
     }
     for row in rows.values():
-        if row.status not in CHANGEABLE or row.task == Task.DELETE:
+        if not can_change(row):
             raise Conflict(
                 _("The addresses of a server that is %(status)s cannot change.")
                 % {"status": row.get_status_display().lower()}

@@ -18,24 +18,17 @@ from hypervisor.models import IPAddress
 from panel.models import Firewall, User
 from panel.servers import firewall
 from tests import factories
+from tests.e2e import screens
+from tests.e2e.screens import DESKTOP
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "kopi tubruk 2026!"
-DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
-OVERFLOWING = """() => [...document.querySelectorAll(
-    '.card__header, .card__body, .address-block, .alert, .facts, .page-header')]
-  .filter((el) => el.scrollWidth > el.clientWidth + 1)
-  .map((el) => el.className + ': ' + el.textContent.trim().slice(0, 60))"""
+BOXES = ".card__header, .card__body, .address-block, .alert, .facts, .page-header"
 
 
 def shoot(page, directory, name: str) -> None:
-    for label, size in (("1280", DESKTOP), ("390", PHONE)):
-        page.set_viewport_size(size)
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (name, label)
-        assert page.evaluate(OVERFLOWING) == [], (name, label)
-        page.screenshot(path=str(directory / f"{name}-{label}.png"), full_page=True)
-    page.set_viewport_size(DESKTOP)
+    screens.shoot(page, directory, name, BOXES)
 
 
 @pytest.mark.parametrize("language", ["en", "id"])

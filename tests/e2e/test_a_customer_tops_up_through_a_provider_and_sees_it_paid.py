@@ -19,26 +19,18 @@ from billing import ledger, subscriptions
 from billing.models import Checkout, Invoice, Subscription
 from tests import factories
 from tests.billing.conftest import midtrans, xendit  # noqa: F401
+from tests.e2e import screens
+from tests.e2e.screens import DESKTOP
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "kopi tubruk 2026!"
-DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 # Boxes whose content must stay inside them (as tests/e2e/test_every_customer_page_fits_... checks).
-OVERFLOWING = """() => [...document.querySelectorAll(
-    '.card__header, .card__body, .option-card, .chip, .alert, .facts, .page-header, .table-wrap')]
-  .filter((el) => el.scrollWidth > el.clientWidth + 1)
-  .map((el) => el.className + ': ' + el.textContent.trim().slice(0, 60))"""
+BOXES = ".card__header, .card__body, .option-card, .chip, .alert, .facts, .page-header, .table-wrap"
 
 
 def shoot(page, directory, name: str) -> None:
-    """Full-page screenshots at desktop and phone width; neither scrolls sideways nor overflows a box."""
-    for label, size in (("1280", DESKTOP), ("390", PHONE)):
-        page.set_viewport_size(size)
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (name, label)
-        assert page.evaluate(OVERFLOWING) == [], (name, label)
-        page.screenshot(path=str(directory / f"{name}-{label}.png"), full_page=True)
-    page.set_viewport_size(DESKTOP)
+    screens.shoot(page, directory, name, BOXES)
 
 
 @pytest.mark.parametrize("language, provider", [("en", "midtrans"), ("id", "xendit")])
