@@ -1,12 +1,15 @@
 """Subscription add-ons: what a server is billed for besides its plan, through its subscription (billing
-knows the server only as the subscription's `reference`). An additional IPv4 address is one; backups will
-be another kind.
+knows the server only as the subscription's `reference`). An additional IPv4 address is one; backups are
+another.
 
 Prices. Admins set each kind's monthly price on the billing settings page (`set_addon_price`). A kind
 without a price is free (`addon_price` answers 0): nothing is invoiced for it, and the prepaid check asks
 for nothing. An add-on keeps the price it started at while it runs, as a subscription keeps its plan's; a
 new price applies to add-ons started from then on. Customer discounts and custom prices are for plans and
-do not apply to add-ons.
+do not apply to add-ons. Backups are priced as a share of the server's plan's monthly list price instead
+(`set_backup_share`, `backup_price`): the caller passes the price it computed to `start_addon` and
+`require_addon_credit`, and when the server's plan changes `reprice_addon` moves the running add-on to
+the new plan's price (the difference for the rest of the period invoiced, as a plan change is).
 
 Billing follows the subscription's cycle:
 
@@ -79,7 +82,16 @@ ENDED_CREDIT = gettext_noop("%(addon)s removed from %(server)s: the unused part 
 
 
 # What a kind is called inside a sentence ("... costs Rp11,000 ..."), for the prepaid check's message.
-KIND_IN_A_SENTENCE = {AddonKind.IPV4: gettext_noop("an additional IPv4 address")}
+KIND_IN_A_SENTENCE = {
+    AddonKind.IPV4: gettext_noop("an additional IPv4 address"),
+    AddonKind.BACKUP: gettext_noop("the backup service"),
+}
+REPRICED_LINE = gettext_noop(
+    "%(addon)s for %(server)s at its new price: %(start)s to %(end)s, less the part already paid"
+)
+REPRICED_CREDIT = gettext_noop("%(addon)s for %(server)s at its new price: the unused part of the old one")
+# The most a share may be, in percent of the plan's price.
+SHARE_MAX = Decimal("100")
 
 
 def _check_kind(kind: str) -> None:
@@ -134,16 +146,60 @@ def set_addon_price(kind: str, price: Decimal, actor: AbstractBaseUser | None) -
     return row
 
 
+def backup_share() -> Decimal | None:
+    """The percent of a plan's monthly list price that backups cost a month (None: admins set none, and
+    backups are free)."""
+    return AddonPrice.objects.filter(kind=AddonKind.BACKUP).values_list("share_percent", flat=True).first()
+
+
+def set_backup_share(percent: Decimal | None, actor: AbstractBaseUser | None) -> AddonPrice:
+    """An admin sets the share of the plan's monthly price that backups cost (None or 0: free). As with
+    prices, it applies to backup add-ons started from now on; running ones keep their price until the
+    server's plan changes. BillingError for a share below 0, above SHARE_MAX or with more than two
+    decimals."""
+    if percent is not None:
+        percent = Decimal(percent)
+        if not 0 <= percent <= SHARE_MAX:
+            raise BillingError(
+                _("Give a percent from 0 to %(max)s.") % {"max": format(SHARE_MAX.normalize(), "f")}
+            )
+        if percent.quantize(Decimal("0.01")) != percent:
+            raise BillingError(_("Give at most %(places)s decimals.") % {"places": 2})
+    with transaction.atomic():
+        row, _created = AddonPrice.objects.select_for_update().get_or_create(
+            kind=AddonKind.BACKUP, defaults={"price": ZERO}
+        )
+        if row.share_percent == percent:
+            return row
+        row.share_percent, row.updated_by, row.updated_at = percent, actor, timezone.now()
+        row.save(update_fields=["share_percent", "updated_by", "updated_at"])
+    return row
+
+
+def backup_price(plan_price: Decimal, share: Decimal | None = None) -> Decimal:
+    """What backups of a server whose plan lists `plan_price` a month cost a month: the backup share of it,
+    rounded to the currency (0 without a share). Pass `share` when pricing many, to read it once."""
+    share = backup_share() if share is None else share
+    if not share:
+        return quantize(ZERO)
+    return quantize(Decimal(plan_price) * share / Decimal(100))
+
+
 def require_addon_credit(
-    account: AbstractBaseUser, kind: str, reference: str | None = None, at: datetime | None = None
+    account: AbstractBaseUser,
+    kind: str,
+    reference: str | None = None,
+    at: datetime | None = None,
+    price: Decimal | None = None,
 ) -> None:
     """BILLING_ORDER_POLICY "prepaid": the balance must cover what starting an add-on of `kind` charges now
     (call with the account's row locked, as for subscriptions.require_credit). With the server's
     `reference`, on a monthly subscription: the rest of its paid period pro rata; otherwise (an hourly
     subscription, no reference) a month of it, as an hourly order asks for a month of its plan. A free
-    add-on asks for nothing. Raises InsufficientCredit."""
+    add-on asks for nothing. `price`: the monthly price it will start at when it is not the kind's
+    (backups, priced from the server's plan). Raises InsufficientCredit."""
     at = at or timezone.now()
-    price = addon_price(kind, account)
+    price = addon_price(kind, account) if price is None else quantize(price)
     subscription = (
         Subscription.objects.filter(reference=reference).exclude(status=Subscription.Status.ENDED).first()
         if reference is not None
@@ -176,9 +232,15 @@ def require_addon_credit(
 
 
 def start_addon(
-    reference: str, kind: str, key: str, label: str, at: datetime | None = None
+    reference: str,
+    kind: str,
+    key: str,
+    label: str,
+    at: datetime | None = None,
+    price: Decimal | None = None,
 ) -> SubscriptionAddon | None:
-    """Start billing an add-on on the server's subscription from `at` (now) at the kind's price. A monthly
+    """Start billing an add-on on the server's subscription from `at` (now) at the kind's price, or at
+    `price` when given (backups: a share of the server's plan's price, `backup_price`). A monthly
     subscription is invoiced the rest of its paid period pro rata at once (paid from credit if any); an
     hourly one bills its hours at the month's end. Idempotent: an active add-on with this `key` on the
     subscription is returned as it is, nothing charged again. None when the server has no live
@@ -192,7 +254,9 @@ def start_addon(
         running = SubscriptionAddon.objects.filter(subscription=subscription, key=key).active().first()
         if running is not None:
             return running
-        return _start(subscription, kind, key, label, addon_price(kind, subscription.account), at)
+        if price is None:
+            price = addon_price(kind, subscription.account)
+        return _start(subscription, kind, key, label, quantize(price), at)
 
 
 def _start(
@@ -314,6 +378,58 @@ def move_addon(
         elif paid > owed:
             post(target.account, LedgerEntry.Kind.CREDIT, paid - owed, Message(MOVED_CREDIT, values), at=at)
             settle(target.account, at)
+        return new
+
+
+def reprice_addon(
+    reference: str, key: str, price: Decimal, at: datetime | None = None
+) -> SubscriptionAddon | None:
+    """The server's running add-on `key` goes on at another monthly `price` from `at` (now): backups follow
+    the price of the server's new plan. It ends and starts again at the same moment. On a monthly
+    subscription the difference for the rest of the paid period is invoiced (a higher price) or, when
+    PRORATE_DOWNGRADE_CREDIT is on, credited (a lower one), as a plan change is; on an hourly one each part
+    bills its own hours. Idempotent: at the price it runs at, nothing changes. Returns the running add-on
+    (None when none runs with this key)."""
+    at = at or timezone.now()
+    price = quantize(price)
+    with transaction.atomic():
+        subscription = lock_subscription(reference)
+        if subscription is None:
+            return None
+        old = SubscriptionAddon.objects.filter(subscription=subscription, key=key).active().first()
+        if old is None or quantize(old.price) == price:
+            return old
+        if not _end(old, at):
+            return None
+        new = SubscriptionAddon.objects.create(
+            subscription=subscription, kind=old.kind, key=key, label=old.label, price=price,
+            started_at=old.ended_at,
+        )  # fmt: skip
+        difference = rest_of_period(subscription, price - old.price, new.started_at)
+        values = {"addon": _name_value(new), "server": subscription.label}
+        if difference > 0:
+            line = Line(
+                kind=InvoiceLine.Kind.ADDON,
+                description=Message(
+                    REPRICED_LINE,
+                    {
+                        **values,
+                        "start": date_value(new.started_at),
+                        "end": date_value(subscription.paid_through),
+                    },
+                ),
+                unit_price=difference,
+                subscription=subscription,
+                period_start=new.started_at,
+                period_end=subscription.paid_through,
+            )
+            issue_invoice(subscription.account, [line], at)
+        elif difference < 0 and settings.PRORATE_DOWNGRADE_CREDIT:
+            post(
+                subscription.account, LedgerEntry.Kind.CREDIT, -difference, Message(REPRICED_CREDIT, values),
+                at=at,
+            )  # fmt: skip
+            settle(subscription.account, at)
         return new
 
 

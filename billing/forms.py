@@ -356,19 +356,37 @@ class SellerProfileForm(forms.ModelForm):
 
 
 class AddonPricesForm(forms.Form):
-    """The monthly price of each add-on kind (admins, billing settings page): 0 gives it away free."""
+    """The monthly price of each add-on kind (admins, billing settings page): 0 gives it away free. Backups
+    are priced as a percent of the server's plan's monthly price instead (`backup_share`; empty or 0:
+    free)."""
 
-    LABELS = {AddonKind.IPV4: _("Additional IPv4 address, per month")}
+    # Kinds with a price of their own (backups have a share of the plan's price instead).
+    PRICED = tuple(kind for kind in AddonKind.values if kind != AddonKind.BACKUP)
+    SHARE_FIELD = "backup_share"
+    LABELS = {
+        AddonKind.IPV4: _("Additional IPv4 address, per month"),
+        AddonKind.BACKUP: _("Backups: percent of the plan's monthly price"),
+    }
     HELP = {
         AddonKind.IPV4: _(
             "Billed with the server's subscription: the rest of the month pro rata when it is added, then "
             "with each renewal; by the hour on servers billed by the hour."
-        )
+        ),
+        AddonKind.BACKUP: _(
+            "Servers with backups turned on pay this share of their plan's monthly list price each month, "
+            "billed with their subscription; empty or 0: backups are free."
+        ),
     }
 
-    def __init__(self, *args, prices: dict[str, Decimal] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        prices: dict[str, Decimal] | None = None,
+        share: Decimal | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
-        for kind in AddonKind.values:
+        for kind in self.PRICED:
             field = _money_field(
                 self.LABELS.get(kind, AddonKind(kind).label),
                 min_value=Decimal("0"),
@@ -379,10 +397,29 @@ class AddonPricesForm(forms.Form):
             self.fields[kind] = field
             if prices is not None and kind in prices:
                 self.initial.setdefault(kind, prices[kind])
+        field = forms.DecimalField(
+            label=self.LABELS[AddonKind.BACKUP],
+            min_value=Decimal("0"),
+            max_value=Decimal("100"),
+            max_digits=5,
+            decimal_places=2,
+            required=False,
+            help_text=self.HELP[AddonKind.BACKUP],
+        )
+        field.widget.attrs.update({"step": "0.01", "min": "0", "max": "100", "inputmode": "decimal"})
+        self.fields[self.SHARE_FIELD] = field
+        if share is not None:  # 10.00 shows as 10
+            self.initial.setdefault(
+                self.SHARE_FIELD, share.quantize(Decimal(1)) if share == share.to_integral() else share
+            )
+
+    def price_fields(self) -> list:
+        """The bound fields of the kinds with a price (the page shows them with the currency)."""
+        return [self[kind] for kind in self.PRICED]
 
     def clean(self):
         cleaned = super().clean()
-        for kind in AddonKind.values:
+        for kind in self.PRICED:
             if cleaned.get(kind) is not None:
                 try:
                     cleaned[kind] = _check_precision(cleaned[kind])
@@ -391,4 +428,8 @@ class AddonPricesForm(forms.Form):
         return cleaned
 
     def prices(self) -> dict[str, Decimal]:
-        return {kind: quantize(self.cleaned_data[kind]) for kind in AddonKind.values}
+        return {kind: quantize(self.cleaned_data[kind]) for kind in self.PRICED}
+
+    def share(self) -> Decimal | None:
+        """The backup share in percent (None: none set, backups are free)."""
+        return self.cleaned_data.get(self.SHARE_FIELD)

@@ -186,6 +186,7 @@ class AddonKind(models.TextChoices):
     (`AddonPrice`) and a name invoices show (`ADDON_NAMES`)."""
 
     IPV4 = "ipv4", _("Additional IPv4 address")
+    BACKUP = "backup", _("Backups")
 
 
 # The name of one add-on on invoice lines and the billing page, shown in the reader's language: the kind's
@@ -193,6 +194,7 @@ class AddonKind(models.TextChoices):
 ADDON_NAMES: dict[str, str] = {
     # Translators: %(key)s is the IPv4 address, e.g. 192.0.2.10.
     AddonKind.IPV4: gettext_noop("Additional IPv4 address %(key)s"),
+    AddonKind.BACKUP: gettext_noop("Backups"),
 }
 
 
@@ -261,6 +263,8 @@ class AddonPrice(models.Model):
 
     kind = models.CharField(max_length=20, choices=AddonKind.choices, unique=True)
     price = models.DecimalField(max_digits=14, decimal_places=4, help_text="per month")
+    # A kind priced as a share of the server's plan's monthly price (backups): the percent, and `price` 0.
+    share_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -390,9 +390,10 @@ def _render_settings(request: HttpRequest, profile, *, seller_form=None, addon_f
         for provider in providers.available()
     ]
     rows = addons.addon_prices()
+    share = addons.backup_share()
     if addon_form is None and can_edit:
         addon_form = AddonPricesForm(
-            prices={kind: quantize(row.price if row else 0) for kind, row in rows.items()}
+            prices={kind: quantize(row.price if row else 0) for kind, row in rows.items()}, share=share
         )
     return render(
         request,
@@ -408,8 +409,10 @@ def _render_settings(request: HttpRequest, profile, *, seller_form=None, addon_f
             "can_edit": can_edit,
             "addon_form": addon_form,
             "addon_prices": [
-                (AddonPricesForm.LABELS.get(kind, AddonKind(kind).label), row) for kind, row in rows.items()
+                (AddonPricesForm.LABELS.get(kind, AddonKind(kind).label), rows[kind])
+                for kind in AddonPricesForm.PRICED
             ],
+            "backup_share": share,
             "currency": currency(),
         },
     )
@@ -426,13 +429,14 @@ def billing_addon_prices(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             with transaction.atomic():
-                before = {kind: addons.addon_price(kind) for kind in form.prices()}
+                before = ({kind: addons.addon_price(kind) for kind in form.prices()}, addons.backup_share())
                 for kind, price in form.prices().items():
                     addons.set_addon_price(kind, price, request.user)
+                addons.set_backup_share(form.share(), request.user)
         except errors.BillingError as exc:
             form.add_error(None, exc.message)
         else:
-            if before != form.prices():
+            if before != (form.prices(), form.share()):
                 messages.success(
                     request, _("The add-on prices were saved. They apply to add-ons added from now on.")
                 )

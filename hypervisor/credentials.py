@@ -62,6 +62,11 @@ def ssh_target(uri: str) -> tuple[str, int, str]:
 def scan_host_keys(uri: str, timeout: int = 5) -> str:
     """The host's SSH public keys in known_hosts format (ssh-keyscan), recorded at onboarding."""
     host, port, _user = ssh_target(uri)
+    return scan_ssh_host_keys(host, port, timeout)
+
+
+def scan_ssh_host_keys(host: str, port: int = 22, timeout: int = 5) -> str:
+    """The SSH server's public keys in known_hosts format (ssh-keyscan); empty when none answer."""
     if not host or host.startswith("-"):
         raise ValueError(f"not a host name: {host!r}")  # validate_uri refuses these; never an option
     result = subprocess.run(
@@ -89,7 +94,12 @@ def host_key_fingerprints(known_hosts: str) -> list[str]:
 
 
 def _private_dir(host: Host) -> Path:
-    path = Path(settings.DATA_DIR) / "run" / "hosts" / str(host.pk)
+    return private_dir("hosts", str(host.pk))
+
+
+def private_dir(*parts: str) -> Path:
+    """A private directory (mode 0700) under PANEL_DATA_DIR/run for files libvirt or ssh read."""
+    path = Path(settings.DATA_DIR) / "run" / Path(*parts)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
@@ -116,11 +126,16 @@ def _with_params(uri: str, **params: str) -> str:
 def _ssh_files(host: Host) -> tuple[Path, list[str]]:
     """The panel's private key file for the host and the ssh options that pin its recorded host keys (the
     files are written, private, when missing or changed)."""
-    directory = _private_dir(host)
+    return ssh_key_files(_private_dir(host), host.ssh_host_keys)
+
+
+def ssh_key_files(directory: Path, known_hosts_text: str) -> tuple[Path, list[str]]:
+    """The panel's private key file in `directory` and the ssh options that accept only the host keys in
+    `known_hosts_text` (known_hosts lines); the files are written, private, when missing or changed."""
     key_file = directory / "id_ed25519"
     known_hosts = directory / "known_hosts"
     _write(key_file, secrets.decrypt(panel_key_pair().private_key))
-    _write(known_hosts, host.ssh_host_keys)
+    _write(known_hosts, known_hosts_text)
     options = [
         "-o", f"UserKnownHostsFile={known_hosts}",
         "-o", "StrictHostKeyChecking=yes",

@@ -18,10 +18,49 @@ def ratio_field(verbose_name, default: str):
     )
 
 
+class BackupTarget(models.Model):
+    """Where a region's backups are kept, never on the host they protect (hypervisor.backup_targets): a
+    storage pool on another registered host (reached through libvirt like any host), or a directory on a
+    backup server reached over SSH with the panel's key."""
+
+    class Kind(models.TextChoices):
+        HOST_POOL = "host_pool", _("Storage pool on a host")
+        SSH = "ssh", _("Directory over SSH")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    # host_pool: the registered host and its storage pool (a dir pool at `pool_path` is made when missing).
+    host = models.ForeignKey(
+        "Host", on_delete=models.PROTECT, null=True, blank=True, related_name="backup_targets",
+        verbose_name=_("host"),
+    )  # fmt: skip
+    pool = models.CharField(_("storage pool"), max_length=100, blank=True, default="vpspanel-backups")
+    pool_path = models.CharField(_("storage pool path"), max_length=500, blank=True)
+    # ssh: user@address, port and the directory; the server's host keys are recorded when it is added.
+    ssh_address = models.CharField(_("SSH address"), max_length=255, blank=True, help_text="user@host")
+    ssh_port = models.PositiveIntegerField(_("SSH port"), default=22)
+    directory = models.CharField(_("directory"), max_length=500, blank=True)
+    ssh_host_keys = models.TextField(_("recorded SSH host keys"), blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("backup target")
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Region(models.Model):
     slug = models.SlugField(_("slug"), unique=True)
     name = models.CharField(_("name"), max_length=100)
     is_active = models.BooleanField(_("open for orders"), default=True)
+    # Where the backups of the region's servers go (none: backups cannot be enabled in the region).
+    backup_target = models.ForeignKey(
+        BackupTarget, on_delete=models.SET_NULL, null=True, blank=True, related_name="regions",
+        verbose_name=_("backup target"),
+    )  # fmt: skip
 
     # Defaults copied onto each host registered in the region.
     default_cpu_allocation_ratio = ratio_field(_("default vCPU allocation ratio"), "4.0")

@@ -30,10 +30,16 @@ PUSH_REVERSE_DNS = "panel.tasks.push_reverse_dns"
 
 
 def send(
-    task_name: str, args: Sequence[Any] = (), task_id: str | None = None, queue: str | None = None
+    task_name: str,
+    args: Sequence[Any] = (),
+    task_id: str | None = None,
+    queue: str | None = None,
+    time_limit: int | None = None,
 ) -> None:
-    """Send one task now (to `queue`, or the default queue); raises what the broker raises."""
-    app.send_task(task_name, args=list(args), task_id=task_id, queue=queue)
+    """Send one task now (to `queue`, or the default queue; with `time_limit`, its soft time limit in
+    seconds instead of the workers' default); raises what the broker raises."""
+    limits = {"soft_time_limit": time_limit, "time_limit": time_limit + 60} if time_limit else {}
+    app.send_task(task_name, args=list(args), task_id=task_id, queue=queue, **limits)
 
 
 def after_commit(task_name: str, *args: Any, queue: str | None = None) -> None:
@@ -43,15 +49,17 @@ def after_commit(task_name: str, *args: Any, queue: str | None = None) -> None:
     transaction.on_commit(partial(send, task_name, args, queue=queue))
 
 
-def operation(operation_id, queue: str | None = None) -> None:
+def operation(operation_id, queue: str | None = None, time_limit: int | None = None) -> None:
     """Send the operation to a worker now; its Celery task id is the operation's id. A failure to send is
     logged, not raised: the reaper sends again operations that no worker has begun."""
     try:
-        send(RUN_OPERATION, [str(operation_id)], task_id=str(operation_id), queue=queue)
+        send(
+            RUN_OPERATION, [str(operation_id)], task_id=str(operation_id), queue=queue, time_limit=time_limit
+        )
     except Exception:
         log.exception("could not send operation %s to the broker; the reaper will retry", operation_id)
 
 
-def operation_after_commit(operation_id, queue: str | None = None) -> None:
+def operation_after_commit(operation_id, queue: str | None = None, time_limit: int | None = None) -> None:
     """Send the operation when the transaction that recorded it commits."""
-    transaction.on_commit(lambda: operation(operation_id, queue))
+    transaction.on_commit(lambda: operation(operation_id, queue, time_limit))

@@ -3,6 +3,7 @@ from here, and code may import them from here or from their sub-package."""
 
 from panel.accounts.models import ApiToken, Quota, SSHKey, User
 from panel.activity.models import ActivityEvent
+from panel.backups.models import Backup, BackupPolicy
 from panel.console.models import ConsoleSession
 from panel.infrastructure.models import Notice
 from panel.servers.models import Firewall, Operation, Server, Snapshot
@@ -11,6 +12,8 @@ from panel.usage.models import MeterState, TransferPeriod, UsageSample
 __all__ = [
     "ActivityEvent",
     "ApiToken",
+    "Backup",
+    "BackupPolicy",
     "ConsoleSession",
     "MeterState",
     "Notice",

@@ -157,6 +157,7 @@ DEFAULT_QUOTA = {
     "disk_gib": _limit("DEFAULT_QUOTA_DISK_GIB", "1000"),
     "snapshots": _limit("DEFAULT_QUOTA_SNAPSHOTS", "20"),
     "extra_ipv4": _limit("DEFAULT_QUOTA_EXTRA_IPV4", "4"),
+    "backups": _limit("DEFAULT_QUOTA_BACKUPS", "70"),
 }
 # Accounts made by browser sign-up are held to at most these limits (the smaller of this and their own
 # quota) until their payments reach NEW_ACCOUNT_LIFT_AMOUNT, or until staff lift them; empty: no extra limit.
@@ -167,6 +168,7 @@ NEW_ACCOUNT_QUOTA = {
     "disk_gib": _limit("NEW_ACCOUNT_QUOTA_DISK_GIB", "50"),
     "snapshots": _limit("NEW_ACCOUNT_QUOTA_SNAPSHOTS", "1"),
     "extra_ipv4": _limit("NEW_ACCOUNT_QUOTA_EXTRA_IPV4", "0"),
+    "backups": _limit("NEW_ACCOUNT_QUOTA_BACKUPS", "7"),
 }
 
 
@@ -385,6 +387,23 @@ if HOST_HEAVY_OPERATIONS < 1:
 IMAGE_DIR = Path(os.environ.get("IMAGE_DIR", DATA_DIR / "images"))
 IMAGE_UPLOAD_TIMEOUT = float(os.environ.get("IMAGE_UPLOAD_TIMEOUT", "3600"))
 SNAPSHOT_LIMIT = int(os.environ.get("SNAPSHOT_LIMIT", "3"))
+
+# Backups (panel.backups, README "Backups"): the most backups a policy may keep and the retention a new
+# policy starts with; the hour (in TIME_ZONE) over which scheduled backups are spread, one minute per
+# server; how many days a deleted server's backups are kept (0: removed with it); at most how many
+# incremental backups follow a full one; where a worker keeps the files it compresses or assembles.
+BACKUP_RETENTION_MAX = int(os.environ.get("BACKUP_RETENTION_MAX", "14"))
+BACKUP_RETENTION_DEFAULT = int(os.environ.get("BACKUP_RETENTION_DEFAULT", "7"))
+BACKUP_HOUR = int(os.environ.get("BACKUP_HOUR", "2"))
+BACKUP_DELETE_GRACE_DAYS = int(os.environ.get("BACKUP_DELETE_GRACE_DAYS", "7"))
+BACKUP_CHAIN_MAX = int(os.environ.get("BACKUP_CHAIN_MAX", "6"))
+# The Celery time limit of a backup, a restore or an order made from a backup (they copy whole disks).
+BACKUP_TASK_TIME_LIMIT = int(os.environ.get("BACKUP_TASK_TIME_LIMIT", str(6 * 3600)))
+BACKUP_SPOOL_DIR = Path(os.environ.get("BACKUP_SPOOL_DIR", DATA_DIR / "backup-spool"))
+if not 1 <= BACKUP_RETENTION_DEFAULT <= BACKUP_RETENTION_MAX:
+    raise ImproperlyConfigured("BACKUP_RETENTION_DEFAULT must be between 1 and BACKUP_RETENTION_MAX.")
+if not 0 <= BACKUP_HOUR <= 23:
+    raise ImproperlyConfigured("BACKUP_HOUR must be an hour of the day (0-23).")
 REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
 
 # Fault injection for crash tests: the worker pauses at the named step (see panel/faults.py).
@@ -515,6 +534,8 @@ CELERY_BEAT_SCHEDULE = {
     "poll-checkouts": {"task": "billing.tasks.poll_checkouts", "schedule": CHECKOUT_POLL_INTERVAL},
     "sync-reverse-dns": {"task": "panel.tasks.sync_reverse_dns", "schedule": 60.0},
     "apply-pending-network-filters": {"task": "panel.tasks.apply_pending_network_filters", "schedule": 20.0},
+    "run-due-backups": {"task": "panel.tasks.run_due_backups", "schedule": 60.0},
+    "prune-backups": {"task": "panel.tasks.prune_backups", "schedule": 300.0},
 }
 
 

@@ -11,6 +11,7 @@ from django.db import connection
 
 from hypervisor import routing
 from hypervisor.models import Host
+from panel.backups import pruning, schedule
 from panel.infrastructure import allocation_audit as audit
 from panel.mail import delivery_connection, from_data
 from panel.models import Server
@@ -126,6 +127,20 @@ def apply_network_filter(server_id: str) -> bool:
 def apply_pending_network_filters() -> int:
     """Send again the network filters still behind their last change (a lost message, a failed host)."""
     return firewall.resend_pending()
+
+
+@shared_task
+def run_due_backups() -> int:
+    """Start the scheduled backups whose slot has come (panel.backups.schedule)."""
+    return schedule.run_due_backups()
+
+
+@shared_task
+def prune_backups() -> int:
+    """Mark the backups past their retention (or of deleted servers) to go, then remove those due from their
+    targets (panel.backups.pruning)."""
+    pruning.prune_all()
+    return pruning.delete_due()
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)

@@ -7,9 +7,10 @@ from panel.accounts import login_views, ssh_key_views, two_factor_views
 from panel.accounts import staff_views as customer_staff
 from panel.accounts import views as accounts
 from panel.activity import views as audit
+from panel.backups import views as backups
 from panel.console import staff_views as console_staff
 from panel.console import views as console
-from panel.infrastructure import host_views, image_views, ip_pool_views
+from panel.infrastructure import backup_target_views, host_views, image_views, ip_pool_views
 from panel.servers import address_views as server_addresses
 from panel.servers import firewall_views as firewall
 from panel.servers import staff_views as server_staff
@@ -70,6 +71,14 @@ urlpatterns = [
         "servers/<uuid:pk>/addresses/move/", server_addresses.server_address_move, name="server-address-move"
     ),
     path("servers/<uuid:pk>/firewall/", firewall.server_firewall, name="server-firewall"),
+    path("servers/<uuid:pk>/backups/", backups.server_backups, name="server-backups"),
+    path("servers/<uuid:pk>/backups/list/", backups.server_backup_list, name="server-backup-list"),
+    path("servers/<uuid:pk>/backups/now/", backups.server_backup_now, name="server-backup-now"),
+    path(
+        "servers/<uuid:pk>/backups/<int:backup_id>/restore/",
+        backups.server_backup_restore,
+        name="server-backup-restore",
+    ),
     path("servers/<uuid:pk>/usage/", usage.server_usage, name="server-usage"),
     path("servers/<uuid:pk>/console/", console.server_console, name="server-console"),
     path(
@@ -113,6 +122,12 @@ urlpatterns = [
     path("staff/hosts/<int:pk>/usage/", usage.host_usage, name="host-usage"),
     path("staff/ip-pools/", ip_pool_views.pool_list, name="ip-pool-list"),
     path("staff/ip-pools/<int:pk>/", ip_pool_views.pool_detail, name="ip-pool-detail"),
+    path("staff/backup-targets/", backup_target_views.target_list, name="backup-target-list"),
+    path("staff/backup-targets/regions/", backup_target_views.region_target, name="backup-target-region"),
+    path("staff/backup-targets/<int:pk>/", backup_target_views.target_detail, name="backup-target-detail"),
+    path(
+        "staff/backup-targets/<int:pk>/check/", backup_target_views.target_check, name="backup-target-check"
+    ),
     path("staff/images/", image_views.image_list, name="image-list"),
     path("staff/audit/", audit.audit_log, name="staff-audit"),
     path("staff/images/<int:pk>/toggle/", image_views.image_toggle, name="image-toggle"),

@@ -273,6 +273,7 @@ def remove_leftovers(conn: libvirt.virConnect, server_id: str) -> None:
             libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
             | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
         )
     for volume in volumes_of(conn, server_id).values():
         volume.delete(0)

@@ -190,3 +190,10 @@ class QuotaForm(forms.Form):
     extra_ipv4 = forms.IntegerField(
         label=_("Additional IPv4 addresses"), min_value=0, max_value=QUOTA_MAX, required=False
     )
+    backups = forms.IntegerField(
+        label=_("Backups kept"),
+        min_value=0,
+        max_value=QUOTA_MAX,
+        required=False,
+        help_text=_("The backups kept by all of the customer's servers with backups turned on, added up."),
+    )

@@ -195,7 +195,7 @@ class SSHKey(models.Model):
 class Quota(models.Model):
     """What a customer may hold at most; an empty limit means no limit."""
 
-    RESOURCES = ("servers", "vcpus", "memory_mib", "disk_gib", "snapshots", "extra_ipv4")
+    RESOURCES = ("servers", "vcpus", "memory_mib", "disk_gib", "snapshots", "extra_ipv4", "backups")
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
     servers = models.PositiveIntegerField(_("servers"), null=True, blank=True)
@@ -204,6 +204,8 @@ class Quota(models.Model):
     disk_gib = models.PositiveIntegerField(_("disk (GiB)"), null=True, blank=True)
     snapshots = models.PositiveIntegerField(_("snapshots"), null=True, blank=True)
     extra_ipv4 = models.PositiveIntegerField(_("additional IPv4 addresses"), null=True, blank=True)
+    # Backups kept: the retentions of the customer's enabled backup policies added up (panel.backups).
+    backups = models.PositiveIntegerField(_("backups kept"), null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

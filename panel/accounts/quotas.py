@@ -17,7 +17,7 @@ from billing.money import currency, quantize
 from hypervisor.models import IPAddress
 from panel.accounts.models import Quota
 from panel.activity import log as activity
-from panel.models import ActivityEvent, Operation, Server, Snapshot, User
+from panel.models import ActivityEvent, BackupPolicy, Operation, Server, Snapshot, User
 from panel.servers import operation_states
 
 # The column's maximum (PositiveIntegerField): a larger limit is refused as invalid input.
@@ -30,6 +30,7 @@ LABELS = {
     "disk_gib": gettext_lazy("GiB of disk"),
     "snapshots": gettext_lazy("snapshots"),
     "extra_ipv4": gettext_lazy("additional IPv4 addresses"),
+    "backups": gettext_lazy("backups kept"),
 }
 
 
@@ -46,10 +47,11 @@ def quota_for(user: User) -> Quota:
 
 
 def usage(user: User, resources: tuple[str, ...] = Quota.RESOURCES) -> dict[str, int]:
-    """What the customer holds now (servers not deleted, their resources, their snapshots): the resources
-    asked for, in one query for the servers and one for the snapshots."""
+    """What the customer holds now (servers not deleted, their resources, their snapshots, their additional
+    addresses, the backups their enabled backup policies keep): the resources asked for, in one query for
+    the servers and one for each of the others."""
     totals: dict[str, int] = {}
-    server_fields = [name for name in resources if name not in ("snapshots", "extra_ipv4")]
+    server_fields = [name for name in resources if name not in ("snapshots", "extra_ipv4", "backups")]
     if server_fields:
         live = Server.objects.filter(owner=user).exclude(status=Server.Status.DELETED)
         aggregates = {
@@ -73,6 +75,13 @@ def usage(user: User, resources: tuple[str, ...] = Quota.RESOURCES) -> dict[str,
         totals["extra_ipv4"] = IPAddress.objects.filter(
             consumer_uuid__in=live, role=IPAddress.Role.ADDITIONAL
         ).count()
+    if "backups" in resources:
+        # The backups a policy keeps count from when it is enabled (before any is taken).
+        totals["backups"] = (
+            BackupPolicy.objects.filter(server__owner=user, enabled=True)
+            .exclude(server__status=Server.Status.DELETED)
+            .aggregate(kept=Coalesce(Sum("retention"), 0))["kept"]
+        )
     return totals
 
 
@@ -292,6 +301,7 @@ NAMES = {
     "disk_gib": gettext_lazy("Disk (GiB)"),
     "snapshots": gettext_lazy("Snapshots"),
     "extra_ipv4": gettext_lazy("Additional IPv4 addresses"),
+    "backups": gettext_lazy("Backups kept"),
 }
 
 

@@ -46,6 +46,7 @@ class ActivityEvent(models.Model):
         TRAFFIC_BLOCK = "traffic_block", _("Traffic block added")
         HOST_CHANGED = "host_changed", _("Host changed")
         IP_POOL_CHANGED = "ip_pool_changed", _("IP pool changed")
+        BACKUP_TARGET_CHANGED = "backup_target_changed", _("Backup target changed")
         IMAGE_CHANGED = "image_changed", _("Image changed")
         FIREWALL_CHANGED = "firewall_changed", _("Firewall changed")
         REVERSE_DNS = "reverse_dns", _("Reverse DNS changed")

@@ -14,7 +14,7 @@ from hypervisor import credentials, hosts, placement
 from hypervisor.models import Host, Image, Region
 from panel.accounts import quotas
 from panel.accounts.openssh import parse_public_key
-from panel.models import Operation, Server, Snapshot, SSHKey, User
+from panel.models import Backup, Operation, Server, Snapshot, SSHKey, User
 from panel.servers import catalog, passwords
 from panel.servers.actions import CUSTOMER_ACTIONS
 from panel.servers.validators import validate_hostname
@@ -169,7 +169,12 @@ class AdminServerSerializer(ServerSerializer):
 class ServerCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=253)
     plan = serializers.SlugRelatedField(slug_field="slug", queryset=Plan.objects.filter(is_active=True))
-    image = serializers.SlugRelatedField(slug_field="slug", queryset=catalog.active_images())
+    image = serializers.SlugRelatedField(
+        slug_field="slug", queryset=catalog.active_images(), required=False, allow_null=True
+    )
+    backup = serializers.IntegerField(
+        required=False, allow_null=True, help_text="instead of `image`: make the server from this backup"
+    )
     region = serializers.SlugRelatedField(
         slug_field="slug", queryset=Region.objects.filter(is_active=True), required=False, allow_null=True
     )
@@ -196,7 +201,26 @@ class ServerCreateSerializer(serializers.Serializer):
             )
         return keys
 
+    def validate_backup(self, value: int | None) -> Backup | None:
+        if value is None:
+            return None
+        owner = self.context["request"].user
+        backup = (
+            Backup.objects.select_related("server", "server__image", "server__region")
+            .filter(pk=value, server__owner=owner, status=Backup.Status.SUCCEEDED, delete_after__isnull=True)
+            .first()
+        )
+        if backup is None:
+            raise serializers.ValidationError(_("Unknown backup %(id)s.") % {"id": value})
+        return backup
+
     def validate(self, attrs):
+        if bool(attrs.get("image")) == bool(attrs.get("backup")):
+            raise serializers.ValidationError(
+                {"image": [_("Give either an image or a backup to make the server from.")]}
+            )
+        if not attrs.get("region") and attrs.get("backup"):
+            attrs["region"] = attrs["backup"].server.region  # where the backed-up server was
         if not attrs.get("region"):
             plan = attrs["plan"]
             fitting = placement.regions_that_fit(
@@ -219,7 +243,7 @@ def _is_staff(context) -> bool:
 
 # The parameters a customer gave an action, and all a customer sees of them: staff's suspension reasons,
 # billing's undo data and facts a worker kept are the panel's own.
-CUSTOMER_PARAMS = ("plan", "image", "name", "snapshot", "iso")
+CUSTOMER_PARAMS = ("plan", "image", "name", "snapshot", "iso", "backup")
 
 
 class ActionSerializer(serializers.ModelSerializer):
@@ -229,7 +253,9 @@ class ActionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Operation
-        fields = ["id", "type", "status", "error", "created_at", "finished_at", "params", "detail"]
+        fields = [
+            "id", "type", "status", "error", "created_at", "finished_at", "params", "detail", "progress",
+        ]  # fmt: skip
 
     def get_params(self, operation: Operation) -> dict:
         params = operation.params or {}
@@ -252,6 +278,7 @@ class ActionCreateSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, max_length=64, help_text="snapshot: its name")
     snapshot = serializers.IntegerField(required=False, help_text="restore, delete_snapshot: the snapshot id")
     iso = serializers.CharField(required=False, help_text="attach_iso: the ISO image's slug (GET isos/)")
+    backup = serializers.IntegerField(required=False, help_text="restore_backup: the backup id")
     password = serializers.CharField(
         required=False, allow_blank=True, write_only=True, trim_whitespace=False,
         min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH,
@@ -261,7 +288,7 @@ class ActionCreateSerializer(serializers.Serializer):
     )  # fmt: skip
 
     REQUIRED = {"resize": "plan", "rebuild": "image", "snapshot": "name", "restore": "snapshot",
-                "delete_snapshot": "snapshot", "attach_iso": "iso"}  # fmt: skip
+                "delete_snapshot": "snapshot", "attach_iso": "iso", "restore_backup": "backup"}  # fmt: skip
 
     def validate(self, attrs):
         needed = self.REQUIRED.get(attrs["type"])
@@ -394,8 +421,8 @@ def _limit_field(**extra) -> serializers.IntegerField:
 
 
 class QuotaSerializer(serializers.Serializer):
-    """Limits; null means no limit. `snapshots` and `extra_ipv4` may be left out (they keep their value).
-    `new_account_limits`: false lifts the new-account limits, true puts them in force again."""
+    """Limits; null means no limit. `snapshots`, `extra_ipv4` and `backups` may be left out (they keep their
+    value). `new_account_limits`: false lifts the new-account limits, true puts them in force again."""
 
     servers = _limit_field()
     vcpus = _limit_field()
@@ -403,6 +430,9 @@ class QuotaSerializer(serializers.Serializer):
     disk_gib = _limit_field()
     snapshots = _limit_field(required=False)
     extra_ipv4 = _limit_field(required=False)
+    backups = _limit_field(
+        required=False, help_text="backups kept: the retentions of enabled policies added up"
+    )
     new_account_limits = serializers.BooleanField(required=False)
 
 

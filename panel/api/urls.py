@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from panel.api import (
     account_views,
     address_views,
+    backup_views,
     console_views,
     firewall_views,
     invoice_views,
@@ -55,6 +56,13 @@ urlpatterns = [
         address_views.ServerAddressMove.as_view(),
         name="api-server-address-move",
     ),
+    # -- backups (taken and restored through the actions)
+    path(
+        "servers/<uuid:pk>/backup-policy/",
+        backup_views.ServerBackupPolicy.as_view(),
+        name="api-server-backup-policy",
+    ),
+    path("servers/<uuid:pk>/backups/", backup_views.ServerBackupList.as_view(), name="api-server-backups"),
     path(
         "servers/<uuid:pk>/actions/<uuid:action_id>/",
         views.ServerActionDetail.as_view(),

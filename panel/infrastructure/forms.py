@@ -1,4 +1,4 @@
-"""Admin forms for the infrastructure: hosts, IP pools and images."""
+"""Admin forms for the infrastructure: hosts, IP pools, images and backup targets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from hypervisor import hosts
-from hypervisor.models import Host, Image, IPPool, Region
+from hypervisor.models import BackupTarget, Host, Image, IPPool, Region
 from panel.infrastructure import pools
 
 MAX_PEM_BYTES = 64 * 1024
@@ -377,3 +377,121 @@ class ImageForm(forms.Form):
 
     def clean_purpose(self) -> str:
         return self.cleaned_data["purpose"] or Image.Purpose.OS
+
+
+def _ssh_port_field() -> forms.IntegerField:
+    return forms.IntegerField(label=_("SSH port"), min_value=1, max_value=65535, initial=22, required=False)
+
+
+class BackupTargetForm(forms.Form):
+    """An admin adds a backup target: a storage pool on a registered host, or a directory on a backup
+    server over SSH (panel.infrastructure.backup_targets validates the rest and reads its host keys)."""
+
+    name = forms.CharField(
+        label=_("Name"), max_length=100, widget=forms.TextInput(attrs={"placeholder": "jkt-backup-1"})
+    )
+    kind = forms.ChoiceField(
+        label=_("Kind"),
+        choices=BackupTarget.Kind.choices,
+        initial=BackupTarget.Kind.HOST_POOL,
+        widget=forms.RadioSelect,
+    )
+    host = forms.ModelChoiceField(
+        label=_("Host"),
+        queryset=Host.objects.order_by("name"),
+        required=False,
+        help_text=_("Storage pool: a registered host other than the ones whose servers it protects."),
+    )
+    pool = forms.CharField(
+        label=_("Storage pool"),
+        max_length=100,
+        required=False,
+        initial="vpspanel-backups",
+        validators=[LIBVIRT_NAME],
+    )
+    pool_path = forms.CharField(
+        label=_("Storage pool path"),
+        max_length=500,
+        required=False,
+        validators=[_absolute_path],
+        widget=forms.TextInput(attrs={"placeholder": "/var/lib/vpspanel/backups"}),
+        help_text=_("Optional: a directory pool is made here if the pool does not exist."),
+    )
+    ssh_address = forms.CharField(
+        label=_("SSH address"),
+        max_length=255,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "backup@192.0.2.20", "spellcheck": "false"}),
+        help_text=_("SSH: user@host. The panel's SSH key must be in that user's authorized_keys."),
+    )
+    ssh_port = _ssh_port_field()
+    directory = forms.CharField(
+        label=_("Directory"),
+        max_length=500,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "/srv/backups", "spellcheck": "false"}),
+    )
+
+    def clean_ssh_port(self) -> int:
+        return self.cleaned_data["ssh_port"] or 22
+
+    def create_kwargs(self) -> dict:
+        """The keyword arguments of panel.infrastructure.backup_targets.create_target."""
+        data = self.cleaned_data
+        return {name: data[name] for name in (
+            "name", "kind", "host", "pool", "pool_path", "ssh_address", "ssh_port", "directory"
+        )}  # fmt: skip
+
+
+class BackupTargetEditForm(forms.Form):
+    """What an admin may change of a backup target: its kind stays, so only that kind's fields are on it."""
+
+    name = forms.CharField(label=_("Name"), max_length=100)
+    host = BackupTargetForm.base_fields["host"]
+    pool = BackupTargetForm.base_fields["pool"]
+    pool_path = BackupTargetForm.base_fields["pool_path"]
+    ssh_address = BackupTargetForm.base_fields["ssh_address"]
+    ssh_port = _ssh_port_field()
+    directory = BackupTargetForm.base_fields["directory"]
+    is_active = forms.BooleanField(
+        label=_("In use"),
+        required=False,
+        help_text=_("Regions can choose only targets in use; the backups kept on it stay restorable."),
+    )
+
+    FIELDS_OF_KIND = {
+        BackupTarget.Kind.HOST_POOL: ("name", "host", "pool", "pool_path", "is_active"),
+        BackupTarget.Kind.SSH: ("name", "ssh_address", "ssh_port", "directory", "is_active"),
+    }
+
+    @classmethod
+    def for_target(cls, target: BackupTarget, data=None) -> BackupTargetEditForm:
+        fields = cls.FIELDS_OF_KIND[target.kind]
+        form = cls(data, initial={name: getattr(target, name) for name in fields})
+        for name in list(form.fields):
+            if name not in fields:
+                del form.fields[name]
+        if target.kind == BackupTarget.Kind.HOST_POOL:
+            form.fields["host"].required = True
+        else:
+            form.fields["ssh_address"].required = form.fields["directory"].required = True
+        return form
+
+    def clean_ssh_port(self) -> int:
+        return self.cleaned_data["ssh_port"] or 22
+
+    def update_kwargs(self) -> dict:
+        """The keyword arguments of panel.infrastructure.backup_targets.update_target."""
+        return dict(self.cleaned_data)
+
+
+class RegionBackupTargetForm(forms.Form):
+    """An admin chooses where a region's backups go (none: backups cannot be enabled there)."""
+
+    region = forms.ModelChoiceField(label=_("Region"), queryset=Region.objects.all())
+    target = forms.ModelChoiceField(
+        label=_("Backup target"),
+        queryset=BackupTarget.objects.filter(is_active=True),
+        required=False,
+        empty_label=_("None: no backups in this region"),
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -20,13 +21,14 @@ from billing import subscriptions
 from billing.models import Plan
 from hypervisor import images, ipam, macs, routing
 from hypervisor.cloudinit import hash_password
-from hypervisor.models import Allocation, Host, Image, Region
+from hypervisor.models import Allocation, BackupTarget, Host, Image, Region
 from hypervisor.placement import NoCapacity, Resources
 from panel import dispatch
 from panel.accounts import quotas
 from panel.activity import log as activity
-from panel.models import ActivityEvent, Operation, Server, Snapshot, SSHKey, User
-from panel.servers import catalog, passwords, resize_quotes, states
+from panel.backups import pricing as backup_pricing
+from panel.models import ActivityEvent, Backup, BackupPolicy, Operation, Server, Snapshot, SSHKey, User
+from panel.servers import catalog, operation_states, passwords, resize_quotes, states
 from panel.servers.locks import LockOrder
 from panel.servers.states import Status, SuspendedBy, Task
 from panel.servers.validators import validate_hostname
@@ -110,6 +112,8 @@ CUSTOMER_ACTIONS = (
     Task.RESCUE,
     Task.UNRESCUE,
     Task.RESET_PASSWORD,
+    Task.BACKUP,
+    Task.RESTORE_BACKUP,
 )
 # Actions whose answer carries a one-time root password, shown once (panel.servers.passwords).
 PASSWORD_ACTIONS = (Task.RESCUE, Task.RESET_PASSWORD)
@@ -127,13 +131,16 @@ def order_server(
     *,
     name: str,
     plan: Plan,
-    image: Image,
+    image: Image | None = None,
     region: Region,
     ssh_keys: Iterable[SSHKey] = (),
     user_data: str = "",
     password: str = "",
+    backup: Backup | None = None,
 ) -> Server:
     """Create a server and its create operation in one transaction, placing and claiming capacity at once.
+    With a `backup` (one of the customer's, instead of an image) the new server's disk is that backup's:
+    the server gets the backed-up server's image for its records, and the plan's disk must hold the backup.
 
     Raises OutOfCapacity (nothing is created) when no host in the region can take the plan.
     """
@@ -147,14 +154,19 @@ def order_server(
     name = validate_hostname(name)
     if not plan.is_active:
         raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
-    if not image.is_active or image.purpose != Image.Purpose.OS:
+    if backup is not None:
+        image = _image_of_backup(user, backup, plan)
+    elif image is None:
+        raise Unprocessable(_("Choose an image or a backup to make the server from."))
+    elif not image.is_active or image.purpose != Image.Purpose.OS:
         raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
     if not region.is_active:
         raise Unprocessable(_("The region %(region)s is not open for orders.") % {"region": region.name})
     keys = list(ssh_keys)
     if any(key.owner_id != user.pk for key in keys):
         raise Unprocessable(_("Unknown SSH key."))
-    _check_image_fits(image, plan.disk_gib)
+    if backup is None:
+        _check_image_fits(image, plan.disk_gib)
     with transaction.atomic():
         locks = LockOrder()
         # The customer's row lock serialises their orders: quotas (and credit) are counted one by one.
@@ -197,7 +209,12 @@ def order_server(
         except ipam.NoAddress as exc:
             raise OutOfAddresses(str(exc)) from exc
         _insert_with_unique_mac(server)
-        operation = Operation.objects.create(server=server, type=Task.CREATE, requested_by=user)
+        operation = Operation.objects.create(
+            server=server,
+            type=Task.CREATE,
+            requested_by=user,
+            params={"backup": backup.pk} if backup is not None else {},
+        )
         locks.open_subscription(user, plan, str(server.id), server.name)
         activity.record(
             ActivityEvent.Type.SERVER_ORDERED,
@@ -207,17 +224,38 @@ def order_server(
             actor=user,
             target=f"server:{server.id}",
         )
-        dispatch.operation_after_commit(operation.id, routing.queue_for_region(region.pk))
+        dispatch.operation_after_commit(
+            operation.id,
+            routing.queue_for_region(region.pk),
+            operation_states.time_limit(Task.CREATE, operation.params),
+        )
     return server
 
 
-# What an order asks for: the order form's and the API serializer's field names.
-ORDER_FIELDS = ("name", "plan", "image", "region", "ssh_keys", "user_data", "password")
+# What an order asks for: the order form's and the API serializer's field names (`image` or `backup`).
+ORDER_FIELDS = ("name", "plan", "image", "region", "ssh_keys", "user_data", "password", "backup")
 
 
 def order_from(user: User, data: Mapping) -> Server:
     """Order a server from a valid order form's or API serializer's data (both use ORDER_FIELDS)."""
-    return order_server(user, **{field: data[field] for field in ORDER_FIELDS})
+    return order_server(user, **{field: data.get(field) for field in ORDER_FIELDS if field in data})
+
+
+def _image_of_backup(user: User, backup: Backup, plan: Plan) -> Image:
+    """The image a server made from `backup` records (the backed-up server's), once the backup is one the
+    customer may make a server from and the plan's disk holds it."""
+    if backup.server.owner_id != user.pk:
+        raise Unprocessable(_("Unknown backup %(id)s.") % {"id": backup.pk})
+    if backup.status != Backup.Status.SUCCEEDED or backup.delete_after is not None:
+        raise Unprocessable(
+            _("The backup %(id)s cannot be restored: it is not complete.") % {"id": backup.pk}
+        )
+    if plan.disk_gib < backup.disk_gib:
+        raise Unprocessable(
+            _("The backup needs a disk of at least %(size)s GiB; the plan %(plan)s has %(disk)s GiB.")
+            % {"size": backup.disk_gib, "plan": plan.name, "disk": plan.disk_gib}
+        )
+    return backup.server.image
 
 
 def _insert_with_unique_mac(server: Server, attempts: int = 5) -> None:
@@ -282,7 +320,11 @@ def request_action(
             server=server, type=action, params=params or {}, requested_by=user
         )
         _record_action(server, action, user)
-        dispatch.operation_after_commit(operation.id, routing.queue_for_region(server.region_id))
+        dispatch.operation_after_commit(
+            operation.id,
+            routing.queue_for_region(server.region_id),
+            operation_states.time_limit(action, operation.params),
+        )
     server.refresh_from_db()
     return operation
 
@@ -305,6 +347,8 @@ ACTION_SUMMARIES = {
     Task.RESCUE: gettext_noop("Started rescue mode of server %(name)s."),
     Task.UNRESCUE: gettext_noop("Left rescue mode of server %(name)s."),
     Task.RESET_PASSWORD: gettext_noop("Reset the root password of server %(name)s."),
+    Task.BACKUP: gettext_noop("Backed up server %(name)s."),
+    Task.RESTORE_BACKUP: gettext_noop("Restored a backup of server %(name)s."),
     Task.DELETE: gettext_noop("Deleted server %(name)s."),
 }
 
@@ -370,6 +414,7 @@ def resize_server(server: Server, plan: Plan, user: User | None, quote: str = ""
         quoted = _quoted_amount(current, plan, quote) if quote else None
         # The subscription follows at once (an upgrade is invoiced pro rata); a failed resize undoes it.
         params["billing_undo"] = locks.change_plan(str(current.id), plan, quoted)
+        backup_pricing.reprice(current, plan, locks)  # backups cost a share of the plan's price
 
     params = {
         "plan": plan.slug,
@@ -516,6 +561,73 @@ def delete_snapshot(server: Server, snapshot_id, user: User | None) -> Operation
     )
 
 
+NO_BACKUP_TARGET = gettext_lazy("Backups are not available in this server's region.")
+BACKUP_DEADLINE = timedelta(hours=6)
+
+
+def backup_target_of(server: Server) -> BackupTarget:
+    """The region's backup target for the server, refused (422) when the region has none, or when it is a
+    storage pool on the server's own host: a backup never stays on the host it protects."""
+    target = server.region.backup_target
+    if target is None or not target.is_active:
+        raise Unprocessable(str(NO_BACKUP_TARGET))
+    if target.kind == BackupTarget.Kind.HOST_POOL and target.host_id == server.host_id:
+        raise Unprocessable(
+            _(
+                "This server cannot be backed up now: its region keeps backups on the server's own host. "
+                "Please contact support."
+            )
+        )
+    return target
+
+
+def backup_server(server: Server, user: User | None, trigger: str = Backup.Trigger.MANUAL) -> Operation:
+    """Back the server up now (running or stopped; a running one keeps running): a Backup row, pending,
+    and the operation that takes it (panel.backups.runs). A manual backup needs the server's backups
+    enabled (they are paid for through its subscription) and counts within their retention: the oldest
+    go when it has succeeded (panel.backups.pruning)."""
+    target = backup_target_of(server)
+    policy = BackupPolicy.objects.filter(server=server).first()
+    if policy is None or not policy.enabled:
+        raise Unprocessable(_("Enable backups for this server first."))
+    with transaction.atomic():
+        operation = request_action(server, Task.BACKUP, user, {"trigger": trigger})
+        Operation.objects.filter(pk=operation.pk).update(deadline=timezone.now() + BACKUP_DEADLINE)
+        backup = Backup.objects.create(
+            server=server,
+            operation=operation,
+            trigger=trigger,
+            target=target,
+            source_host_id=server.host_id,
+            disk_gib=server.disk_gib,
+        )
+        Operation.objects.filter(pk=operation.pk).update(params={"trigger": trigger, "backup": backup.pk})
+        operation.params = {"trigger": trigger, "backup": backup.pk}
+    return operation
+
+
+def restorable_backup(server: Server, backup_id) -> Backup:
+    """One of the server's complete backups (422 otherwise), for restoring onto it."""
+    backup = None
+    if str(backup_id).isdigit():
+        backup = Backup.objects.filter(
+            server=server, pk=backup_id, status=Backup.Status.SUCCEEDED, delete_after__isnull=True
+        ).first()
+    if backup is None:
+        raise Unprocessable(_("This server has no complete backup %(id)s.") % {"id": backup_id})
+    return backup
+
+
+def restore_backup(server: Server, backup_id, user: User | None) -> Operation:
+    """Replace the server's disk with a backup of it; its addresses and seed stay (the guest keeps its
+    identity), and a running server is started again."""
+    backup = restorable_backup(server, backup_id)
+    with transaction.atomic():
+        operation = request_action(server, Task.RESTORE_BACKUP, user, {"backup": backup.pk})
+        Operation.objects.filter(pk=operation.pk).update(deadline=timezone.now() + BACKUP_DEADLINE)
+    return operation
+
+
 def _check_image_fits(image: Image, disk_gib: int) -> None:
     if image.virtual_size_bytes > disk_gib * 1024**3:
         raise Unprocessable(
@@ -542,6 +654,10 @@ def perform(server: Server, action: str, user: User | None, params: dict) -> Ope
         return restore_snapshot(server, params.get("snapshot"), user)
     if action == Task.DELETE_SNAPSHOT:
         return delete_snapshot(server, params.get("snapshot"), user)
+    if action == Task.BACKUP:
+        return backup_server(server, user)
+    if action == Task.RESTORE_BACKUP:
+        return restore_backup(server, params.get("backup"), user)
     if action == Task.ATTACH_ISO:
         return attach_iso(server, str(params.get("iso") or ""), user)
     if action == Task.DETACH_ISO:

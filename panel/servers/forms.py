@@ -1,4 +1,4 @@
-"""Server forms: the order form and reverse DNS."""
+"""Server forms: the order form (from an image, or from a backup) and reverse DNS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from billing.models import Plan
 from hypervisor import reverse_dns
 from hypervisor.models import Region
-from panel.models import SSHKey, User
+from panel.models import Backup, SSHKey, User
 from panel.servers import catalog
 from panel.servers.validators import validate_hostname
 
@@ -63,8 +63,14 @@ class OrderForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "#cloud-config"}),
     )
 
-    def __init__(self, *args, user: User, **kwargs):
+    def __init__(self, *args, user: User, backup: Backup | None = None, **kwargs):
+        """`backup`: a new server from that backup (one of the user's, succeeded): no image is chosen, and
+        only plans whose disk holds the backup are offered."""
         super().__init__(*args, **kwargs)
+        self.backup = backup
+        if backup is not None:
+            del self.fields["image"]
+            self.fields["plan"].queryset = self.fields["plan"].queryset.filter(disk_gib__gte=backup.disk_gib)
         keys = SSHKey.objects.filter(owner=user)
         self.fields["ssh_keys"].queryset = keys
         if not self.is_bound:
@@ -74,6 +80,8 @@ class OrderForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
+        if self.backup is not None:
+            data["image"], data["backup"] = None, self.backup
         if not data.get("ssh_keys") and not data.get("password") and "password" not in self.errors:
             # Shown in the Access step, under the keys.
             self.add_error(

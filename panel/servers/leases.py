@@ -195,9 +195,10 @@ def heartbeat(operation: Operation) -> Iterator[None]:
 
 
 def _resend(operations: Iterator[tuple], now: datetime) -> int:
-    """Release each (id, owner, expiry) as read, by compare-and-swap, and send it to a worker again."""
+    """Release each (id, owner, expiry, region, type, params) as read, by compare-and-swap, and send it to a
+    worker again."""
     sent = 0
-    for pk, lease_owner, expires, region_id in operations:
+    for pk, lease_owner, expires, region_id, operation_type, params in operations:
         released = Operation.objects.filter(
             pk=pk, status__in=operation_states.OPEN, lease_owner=lease_owner, lease_expires_at=expires
         ).update(
@@ -205,7 +206,8 @@ def _resend(operations: Iterator[tuple], now: datetime) -> int:
         )
         if released:
             log.info("sending operation %s again (lease of %r ran out or its owner is gone)", pk, lease_owner)
-            dispatch.operation(pk, routing.queue_for_region(region_id))
+            limit = operation_states.time_limit(operation_type, params or {})
+            dispatch.operation(pk, routing.queue_for_region(region_id), limit)
             sent += 1
     return sent
 
@@ -215,7 +217,7 @@ def resume_expired() -> int:
     now = db_now()
     expired = Operation.objects.filter(
         status__in=operation_states.OPEN, lease_expires_at__lt=now, deadline__gte=now
-    ).values_list("pk", "lease_owner", "lease_expires_at", "server__region_id")
+    ).values_list("pk", "lease_owner", "lease_expires_at", "server__region_id", "type", "params")
     return _resend(iter(expired), now)
 
 
@@ -230,7 +232,7 @@ def resume_orphans(node: str, settle: float | None = None) -> int:
     candidates = list(
         Operation.objects.filter(status__in=operation_states.OPEN, lease_owner__startswith=mine)
         .exclude(lease_owner__startswith=current)
-        .values_list("pk", "lease_owner", "lease_expires_at", "server__region_id")
+        .values_list("pk", "lease_owner", "lease_expires_at", "server__region_id", "type", "params")
     )
     if not candidates:
         return 0

@@ -127,10 +127,19 @@ class LockOrder:
         self._take(Lock.ADDRESS)
         return ipam.allocate_additional(region, consumer_uuid)
 
-    def start_addon(self, reference: str, kind: str, key: str, label: str) -> None:
-        """Bill an add-on of the server's subscription from now (its first charge takes an invoice number)."""
+    def start_addon(
+        self, reference: str, kind: str, key: str, label: str, price: Decimal | None = None
+    ) -> None:
+        """Bill an add-on of the server's subscription from now (its first charge takes an invoice number),
+        at the kind's price or at `price` when given (backups: a share of the plan's price)."""
         self._take(Lock.INVOICE_NUMBER)
-        addons.start_addon(reference, kind, key, label)
+        addons.start_addon(reference, kind, key, label, price=price)
+
+    def reprice_addon(self, reference: str, key: str, price: Decimal) -> None:
+        """The server's add-on goes on at another price from now (backups after a plan change); a higher
+        one invoices the difference, which takes an invoice number."""
+        self._take(Lock.INVOICE_NUMBER)
+        addons.reprice_addon(reference, key, price)
 
     def end_addon(self, reference: str, key: str) -> None:
         self._take(Lock.INVOICE_NUMBER)

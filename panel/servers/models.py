@@ -164,6 +164,8 @@ class Operation(models.Model):
     # when.
     step = models.CharField(max_length=30, blank=True, default="")
     step_at = models.DateTimeField(null=True, blank=True)
+    # How far a long copy is (a backup, a restore): {"percent": 0-100, "bytes_done": n, "bytes_total": n}.
+    progress = models.JSONField(default=dict, blank=True)
     # The lease (panel/servers/leases.py): the worker running the operation ("node/boot/pid") and until when
     # it holds it. No owner with an expiry: the operation waits for a worker (its message is in the queue,
     # or it waits for its turn on the host) and is sent again if none takes it by then.

@@ -4,6 +4,7 @@ failed; the reaper fails operations stuck past their deadline."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -24,6 +25,18 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SUCCEEDED: frozenset(),
     Status.FAILED: frozenset(),
 }
+
+
+# Operations that copy whole disks to or from backup storage run longer than the workers' default time limit.
+LONG_COPIES = ("backup", "restore_backup")
+
+
+def time_limit(operation_type: str, params: dict) -> int | None:
+    """The Celery time limit (seconds) of the operation's task when it is longer than the workers' default:
+    a backup, a restore, an order made from a backup."""
+    if operation_type in LONG_COPIES or (operation_type == "create" and params.get("backup")):
+        return settings.BACKUP_TASK_TIME_LIMIT
+    return None
 
 
 def may_move(old: str, new: str) -> bool:

@@ -18,6 +18,10 @@ POWER_OFF = "power_off"
 COPY_ISO = "copy_iso"
 PREPARE_RESCUE = "prepare_rescue"
 GUEST_AGENT = "guest_agent"
+BACKUP_DISK = "backup_disk"
+BACKUP_COPY = "backup_copy"
+FETCH_BACKUP = "fetch_backup"
+WRITE_DISK = "write_disk"
 
 _LABELS = {
     GROW_DISK: gettext_lazy("Growing the disk"),
@@ -27,6 +31,10 @@ _LABELS = {
     POWER_OFF: gettext_lazy("Powering the server off"),
     COPY_ISO: gettext_lazy("Copying the ISO image to the server's host"),
     PREPARE_RESCUE: gettext_lazy("Preparing the rescue system"),
+    BACKUP_DISK: gettext_lazy("Backing up the disk while the server runs"),
+    BACKUP_COPY: gettext_lazy("Compressing the backup and copying it to backup storage"),
+    FETCH_BACKUP: gettext_lazy("Fetching the backup from backup storage"),
+    WRITE_DISK: gettext_lazy("Writing the restored disk"),
 }
 
 

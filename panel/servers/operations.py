@@ -20,16 +20,23 @@ from django.utils.translation import gettext_lazy, gettext_noop
 
 from billing import subscriptions
 from billing.models import Plan
-from hypervisor import claims, driver, ipam
+from hypervisor import claims, disk_backup, driver, ipam
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Allocation, BaseVolume, Host, Image
 from hypervisor.xml.domain import KernelBoot
 from hypervisor.xml.storage import GIB
-from panel.faults import pause_point
+from panel.backups import pruning, runs
 from panel.models import Operation, Server, Snapshot
 from panel.servers import guest, leases, operation_states, operation_steps, passwords, reverse_dns
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.locks import LockOrder
+from panel.servers.operation_records import announce, fail, finish
+from panel.servers.operation_records import finished_or_stop as _finished_or_stop
+from panel.servers.operation_records import host_of as _host
+from panel.servers.operation_records import remember as _remember
+from panel.servers.operation_records import remember_defining as _remember_defining
+from panel.servers.operation_records import step as _step
+from panel.servers.operation_records import was_running as _was_running
 from panel.servers.states import PowerState, Status, SuspendedBy, Task
 from panel.usage import metering
 
@@ -105,7 +112,9 @@ def _iso_path(server: Server) -> str:
 
 
 # Operations that copy disks and images: at most HOST_HEAVY_OPERATIONS of them run at once on one host.
-HEAVY = (Task.CREATE, Task.REBUILD, Task.RESIZE, Task.RESCUE, Task.ATTACH_ISO)
+HEAVY = (
+    Task.CREATE, Task.REBUILD, Task.RESIZE, Task.RESCUE, Task.ATTACH_ISO, Task.BACKUP, Task.RESTORE_BACKUP,
+)  # fmt: skip
 HOST_TURN_LOCK = 7301  # the first key of the advisory lock that orders heavy operations per host
 HOST_TURN_POLL = 2  # seconds between looks at whether a waiting heavy operation's turn has come
 
@@ -171,79 +180,15 @@ def _turn_on_host(operation: Operation, now: datetime) -> bool:
     return ahead < settings.HOST_HEAVY_OPERATIONS
 
 
-def _close(
-    operation: Operation, status: str, error: str, server_changes: dict, detail: str = "", only_from=OPEN
-) -> bool:
-    """Close a still-open operation (in one of the statuses `only_from`, under the lease as the caller read
-    or took it) and clear its server's task in one transaction. An operation that was closed meanwhile (by
-    the reaper, or by another delivery of the same task), or whose lease passed to another worker, is left
-    as it is."""
-    now = timezone.now()
-    # A one-time password the operation carried (encrypted) goes when it closes, whatever the outcome.
-    cleared = passwords.without_secret(operation.params)
-    params = {} if cleared is None else {"params": cleared}
-    with transaction.atomic():
-        closed = Operation.objects.filter(
-            pk=operation.pk, status__in=only_from, lease_owner=operation.lease_owner
-        ).update(
-            status=status, finished_at=now, error=error, detail=detail, lease_owner="", lease_expires_at=None,
-            **params,
-        )  # fmt: skip
-        if closed:
-            if "status_reason" in server_changes and server_changes["status_reason"] is None:
-                server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
-            Server.objects.filter(pk=operation.server_id, task=operation.type).update(
-                task=None, updated_at=now, **server_changes
-            )
-    return bool(closed)
-
-
-def finish(operation: Operation, **server_changes) -> bool:
-    """Record success and clear the server's task."""
-    return _close(operation, Operation.Status.SUCCEEDED, "", server_changes)
-
-
-def fail(operation: Operation, message: str, detail: str = "", only_from=OPEN, **server_changes) -> bool:
-    """Record failure (`message` for the customer, `detail` for staff) and clear the server's task."""
-    return _close(operation, Operation.Status.FAILED, message, server_changes, detail, only_from)
-
-
-def _step(operation: Operation, name: str) -> None:
-    """Between two steps: a crash test's pause point, then stop if the lease passed to another worker."""
-    pause_point(name)
-    leases.check(operation)
-
-
-def announce(operation: Operation, step: str) -> None:
-    """Record the step a long action enters (operation_steps: the server page shows it with its time budget),
-    under this worker's lease; a worker that lost it records nothing and stops at its next _step."""
-    Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
-        step=step, step_at=timezone.now()
-    )
-
-
-def _finished_or_stop(closed: bool, operation: Operation) -> None:
-    """Inside a handler's last transaction: when the operation could not be closed (the reaper closed it, or
-    its lease passed on), roll back what the transaction did with it."""
-    if not closed:
-        raise leases.LeaseLost(f"operation {operation.pk} was closed or taken over meanwhile")
-
-
-def _host(server: Server) -> Host:
-    """The server's host; fails fast (no libvirt call that would hang) when the host is down."""
-    if server.host is None:
-        raise HypervisorError(_("the server has no host"))
-    if server.host.state == Host.State.DOWN:
-        raise HypervisorError(str(HOST_DOWN_MESSAGE))
-    return server.host
-
-
 def create(operation: Operation) -> None:
     server = operation.server
     host = _host(server)
     base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
-    disk_path = driver.create_disk(host, request, base_path)
+    if operation.params.get("backup"):  # a server made from a backup: its disk is the backup's
+        disk_path = runs.disk_for_new_server(operation, host, request)
+    else:
+        disk_path = driver.create_disk(host, request, base_path)
     _step(operation, "create:disk")
     # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload.
     defined = driver.power_state(host, server.id) is not None
@@ -284,36 +229,6 @@ def reboot(operation: Operation) -> None:
     graceful = driver.reboot(_host(operation.server), operation.server.id, settings.REBOOT_TIMEOUT)
     reason = None if graceful else _("The guest did not reboot in time and was reset.")
     finish(operation, status=Status.RUNNING, power_state=PowerState.RUNNING, status_reason=reason)
-
-
-def _remember(operation: Operation, **values) -> None:
-    """Keep facts a retried attempt needs (e.g. whether the server was running before it began), under this
-    worker's lease."""
-    leases.check(operation)
-    operation.params = {**operation.params, **values}
-    kept = Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
-        params=operation.params
-    )
-    if not kept:
-        raise leases.LeaseLost(f"operation {operation.pk} was taken over meanwhile")
-
-
-def _remember_defining(operation: Operation) -> None:
-    """Recorded before the domain is defined: until then a failure provably left no guest on the host
-    (a disk without a domain runs nothing), so what the server holds can go back even when the cleanup
-    cannot reach the host."""
-    if not operation.params.get("defining"):
-        _remember(operation, defining=True)
-
-
-def _was_running(operation: Operation) -> bool:
-    if "was_running" not in operation.params:
-        _remember(
-            operation,
-            was_running=driver.power_state(_host(operation.server), operation.server.id)
-            == PowerState.RUNNING,
-        )
-    return operation.params["was_running"]
 
 
 def resize(operation: Operation) -> None:
@@ -365,6 +280,7 @@ def rebuild(operation: Operation) -> None:
         announce(operation, operation_steps.POWER_OFF)
         driver.power_off(host, server.id)
         driver.drop_snapshots(host, server.id)
+        disk_backup.drop_checkpoints(host, server.id, metadata_only=True)  # the next backup is a full one
     _step(operation, "rebuild:stopped")
     announce(operation, operation_steps.PREPARE_DISK)
     base_path, boot = guest.image_files(server, owner=str(operation.id))
@@ -395,6 +311,15 @@ def rebuild(operation: Operation) -> None:
         _finished_or_stop(closed, operation)
 
 
+def _drop_checkpoints(operation: Operation) -> None:
+    """Backup checkpoints (their dirty bitmaps in the disk) cannot coexist with reverting an internal
+    snapshot, nor with taking one of a stopped server (QEMU refuses): they go first, and the server's next
+    backup is a full one."""
+    server = operation.server
+    if disk_backup.checkpoints(_host(server), server.id):
+        disk_backup.drop_checkpoints(_host(server), server.id)
+
+
 def snapshot_name(operation: Operation) -> str:
     return f"snap-{operation.id.hex[:12]}"
 
@@ -402,6 +327,7 @@ def snapshot_name(operation: Operation) -> str:
 def snapshot(operation: Operation) -> None:
     server = operation.server
     name = snapshot_name(operation)
+    _drop_checkpoints(operation)
     driver.create_snapshot(_host(server), server.id, name, operation.params["name"])
     _step(operation, "snapshot:taken")
     with transaction.atomic():
@@ -415,6 +341,7 @@ def restore(operation: Operation) -> None:
     server = operation.server
     snap = Snapshot.objects.get(pk=operation.params["snapshot"], server=server)
     if not operation.params.get("reverted"):  # a retry after the revert does not revert (restart) again
+        _drop_checkpoints(operation)
         driver.revert_to_snapshot(_host(server), server.id, snap.libvirt_name)
         _remember(operation, reverted=True)
     # Reverting brings back the definition the snapshot saved: the CD-ROM drive follows Server.iso again.
@@ -653,6 +580,7 @@ def delete(operation: Operation) -> None:
         reverse_dns.push_after_commit(row.pk for row in server.ip_addresses if row.ptr)
         ipam.release(server.id)
         Snapshot.objects.filter(server=server).delete()
+        pruning.on_server_deleted(server)  # its backups go now, or after the grace period
         closed = finish(
             operation, status=Status.DELETED, power_state=PowerState.NONE, deleted_at=timezone.now(), iso=None
         )
@@ -678,6 +606,8 @@ HANDLERS: dict[str, Callable[[Operation], None]] = {
     Task.UNRESCUE: unrescue,
     Task.RESET_PASSWORD: reset_password,
     Task.DELETE: delete,
+    Task.BACKUP: runs.backup,
+    Task.RESTORE_BACKUP: runs.restore_backup,
 }
 
 
@@ -769,6 +699,11 @@ def on_failure(operation: Operation, message: str) -> None:
         fail(operation, _public_message(message), message)
     elif operation.type == Task.RESCUE:
         fail(operation, _public_message(message), message, **_undo_rescue(operation))
+    elif operation.type == Task.BACKUP:
+        runs.backup_failed(operation, message)
+        fail(operation, _public_message(message), message)
+    elif operation.type == Task.RESTORE_BACKUP:
+        fail(operation, _public_message(message), message, **runs.restore_failed_changes(operation))
     else:
         fail(operation, _public_message(message), message)
 
@@ -851,6 +786,8 @@ def _reap_stuck_operations() -> int:
             }
             if _never_usable(operation) and not nothing_on_host:
                 changes["status_detail"] = _pending_cleanup_detail(message)
+        if operation.type == Task.RESTORE_BACKUP:
+            changes = runs.restore_failed_changes(operation)
         if operation.type == Task.RESCUE and not unstarted:
             # Its worker may have left the domain defined for rescue: leaving rescue mode puts it right.
             changes = {
@@ -863,6 +800,8 @@ def _reap_stuck_operations() -> int:
             closed = fail(operation, message, message, only_from=(operation.status,), **changes)
             if closed and nothing_on_host:
                 _give_back_unused(operation.server)
+            if closed and operation.type == Task.BACKUP:
+                runs.mark_backup_failed(operation, message)  # its leftovers go with pruning
             if closed and operation.type == Task.RESIZE:
                 _give_back_resize(operation)
                 subscriptions.undo_plan_change(

@@ -17,10 +17,11 @@ from django.views.decorators.http import require_POST
 
 from hypervisor import images
 from panel import confirmation
-from panel.models import Server, Snapshot
+from panel.models import Backup, BackupPolicy, Server, Snapshot
 from panel.roles import staff_required
 from panel.servers import actions, failures, passwords
 from panel.servers.descriptions import recent_operations
+from panel.servers.operation_states import OPEN
 from panel.servers.queries import attach_addresses
 from panel.servers.states import ACTIONS, POWER_OFF_QUESTION, RESCUE_QUESTION, UNRESCUE_QUESTION, Task
 
@@ -94,6 +95,15 @@ def _server_context(request: HttpRequest, server: Server) -> dict:
     snapshots = list(Snapshot.objects.filter(server=server))
     operations = recent_operations(server, STAFF_OPERATIONS_SHOWN)
     return {
+        # The operation running the server's task, for its progress (a backup's, a restore's copy).
+        "current_operation": next((op for op in operations if op.status in OPEN), None)
+        if server.task
+        else None,
+        # Every backup row of the server, those on their way out too (staff see the whole picture).
+        "backups": list(
+            Backup.objects.filter(server=server).select_related("target").order_by("-created_at", "-pk")
+        ),
+        "backup_policy": BackupPolicy.objects.filter(server=server).first(),
         "server": server,
         "allowed": allowed,
         # The staff actions card's (rescue mode and the password reset have the recovery card).

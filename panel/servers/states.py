@@ -70,6 +70,8 @@ class Task(models.TextChoices):
     ATTACH_ISO = "attach_iso", _("Attach ISO")
     DETACH_ISO = "detach_iso", _("Detach ISO")
     DELETE = "delete", _("Delete")
+    BACKUP = "backup", _("Back up")
+    RESTORE_BACKUP = "restore_backup", _("Restore backup")
 
 
 class SuspendedBy(models.TextChoices):
@@ -110,6 +112,9 @@ ACTIONS: dict[Task, Action] = {
     Task.DELETE: Action(
         _LIVE | {Status.ERROR, Status.SUSPENDED, Status.RESCUE}, _("delete"), Status.DELETING
     ),
+    # A running server is backed up while it runs (panel.backups.runs).
+    Task.BACKUP: Action(_LIVE, _("back up")),
+    Task.RESTORE_BACKUP: Action(_LIVE, _("restore a backup of")),
 }
 
 # Every status change: an operation's outcome (success, failure), reconcile (a guest that shut itself
@@ -152,6 +157,8 @@ TASK_PROGRESS: dict[Task, str] = {
     Task.ATTACH_ISO: _("Attaching the ISO…"),
     Task.DETACH_ISO: _("Detaching the ISO…"),
     Task.DELETE: _("Deleting…"),
+    Task.BACKUP: _("Backing up…"),
+    Task.RESTORE_BACKUP: _("Restoring a backup…"),
 }
 
 STATUS_HINTS: dict[Status, str] = {

@@ -24,7 +24,7 @@ from billing.money import currency
 from hypervisor.models import Image
 from panel import confirmation
 from panel.accounts import quotas
-from panel.models import Operation, Server, Snapshot
+from panel.models import Backup, Operation, Server, Snapshot
 from panel.servers import actions, catalog, failures, passwords, resize_quotes, reverse_dns, states
 from panel.servers.address_views import network_context
 from panel.servers.descriptions import describe_all, recent_operations
@@ -47,9 +47,28 @@ def server_list(request):
     return render(request, template, {"servers": servers, "had_servers": had_servers})
 
 
+def _backup_to_order_from(request) -> Backup | None:
+    """The backup a new server is made from (?backup=<id>): a succeeded backup, still kept, of one of the
+    customer's servers; 404 for anything else."""
+    wanted = request.GET.get("backup")
+    if wanted is None:
+        return None
+    if not wanted.isdigit():
+        raise Http404(_("No such backup."))
+    return get_object_or_404(
+        Backup.objects.select_related("server__region", "server__image"),
+        pk=int(wanted),
+        server__owner=request.user,
+        status=Backup.Status.SUCCEEDED,
+        delete_after__isnull=True,
+    )
+
+
 @login_required
 def server_order(request):
-    form = OrderForm(request.POST or None, user=request.user, initial={"region": request.GET.get("region")})
+    backup = _backup_to_order_from(request)
+    region = request.GET.get("region") or (backup.server.region_id if backup else None)
+    form = OrderForm(request.POST or None, user=request.user, backup=backup, initial={"region": region})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -74,6 +93,7 @@ def server_order(request):
             "plan_availability": availability,
             "currency": currency(),
             "plans": form.fields["plan"].queryset,
+            "backup": backup,
         },
     )
 

@@ -37,7 +37,7 @@ class Link:
 
 
 CUSTOMER_TABS = (
-    Entry(_("Servers"), "server-list", ("server-order", "server-detail", "server-console")),
+    Entry(_("Servers"), "server-list", ("server-order", "server-detail", "server-console", "server-backups")),
     Entry(_("SSH keys"), "ssh-keys"),
     Entry(_("Billing"), "billing", ("billing-top-up", "invoice", "billing-checkout", "billing-details")),
     Entry(
@@ -61,6 +61,7 @@ STAFF_ENTRIES = (
     Entry(_("Tax invoices"), "staff-tax-export"),
     Entry(_("Hosts"), "host-list", ("host-detail", "host-settings")),
     Entry(_("IP pools"), "ip-pool-list", ("ip-pool-detail",)),
+    Entry(_("Backup targets"), "backup-target-list", ("backup-target-detail",)),
     Entry(_("Images"), "image-list"),
     # Staff read the seller and payment details there; admins change them.
     Entry(_("Billing settings"), "billing-settings"),

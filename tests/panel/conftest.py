@@ -12,7 +12,7 @@ import libvirt
 import pytest
 
 from hypervisor import connection, credentials, hosts
-from hypervisor.models import Host
+from hypervisor.models import BackupTarget, Host
 from tests import factories, real_workers
 from tests.sshd import SSHD, Sshd
 
@@ -78,3 +78,25 @@ def conn(catalog) -> Iterator[libvirt.virConnect]:
             domain.undefine()
     for name in set(pool.listVolumes()) - volumes_before:
         pool.storageVolLookupByName(name).delete(0)
+
+
+@pytest.fixture
+def ssh_backup_target(tmp_path, settings) -> Iterator[tuple[BackupTarget, Path]]:
+    """A backup server: a private sshd on 127.0.0.1 that accepts the panel's key, and a directory on it as a
+    backup target (not yet any region's). Yields the target and the directory."""
+    from hypervisor import backup_targets
+
+    settings.DATA_DIR = Path(tempfile.mkdtemp(prefix="vps", dir="/tmp"))  # short paths for ssh's files
+    settings.BACKUP_SPOOL_DIR = tmp_path / "spool"
+    sshd = Sshd(tmp_path / "backup-sshd")
+    sshd.start()
+    sshd.authorize(credentials.authorized_keys_line())
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    target = BackupTarget.objects.create(
+        name="backup-server", kind=BackupTarget.Kind.SSH, ssh_address="root@127.0.0.1", ssh_port=sshd.port,
+        directory=str(directory), ssh_host_keys=backup_targets.scan_host_keys("127.0.0.1", sshd.port),
+    )  # fmt: skip
+    yield target, directory
+    sshd.stop()
+    shutil.rmtree(settings.DATA_DIR, ignore_errors=True)

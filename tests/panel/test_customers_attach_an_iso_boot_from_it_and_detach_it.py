@@ -17,7 +17,7 @@ from hypervisor.connection import HypervisorError
 from hypervisor.models import BaseVolume, Image
 from hypervisor.xml.domain import parse
 from panel.models import Operation, Server, Snapshot
-from panel.servers import actions, guest, operations
+from panel.servers import actions, guest, operation_records, operations
 from panel.servers.forms import OrderForm
 from tests import factories
 
@@ -290,7 +290,7 @@ def test_a_worker_stopped_between_any_two_steps_is_finished_by_the_next_attempt(
         if name == step:
             raise WorkerKilled(name)
 
-    monkeypatch.setattr(operations, "pause_point", killed_at)
+    monkeypatch.setattr(operation_records, "pause_point", killed_at)
     with pytest.raises(WorkerKilled):
         operations.execute(str(operation.pk))
     monkeypatch.undo()

@@ -1,0 +1,146 @@
+"""What an operation's handler records as it runs (panel.servers.operations, panel.backups.runs): its
+outcome (finish, fail: the operation closed and the server's task cleared in one transaction), the step
+it enters, how far a long copy is, and facts a retried attempt needs, each under the worker's lease."""
+
+from __future__ import annotations
+
+import time
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from hypervisor import driver
+from hypervisor.connection import HypervisorError
+from hypervisor.models import Host
+from panel.faults import pause_point
+from panel.models import Operation, Server
+from panel.servers import leases, operation_states, passwords
+from panel.servers.actions import HOST_DOWN_MESSAGE
+from panel.servers.states import PowerState
+
+OPEN = operation_states.OPEN
+
+
+def _close(
+    operation: Operation, status: str, error: str, server_changes: dict, detail: str = "", only_from=OPEN
+) -> bool:
+    """Close a still-open operation (in one of the statuses `only_from`, under the lease as the caller read
+    or took it) and clear its server's task in one transaction. An operation that was closed meanwhile (by
+    the reaper, or by another delivery of the same task), or whose lease passed to another worker, is left
+    as it is."""
+    now = timezone.now()
+    # A one-time password the operation carried (encrypted) goes when it closes, whatever the outcome.
+    cleared = passwords.without_secret(operation.params)
+    params = {} if cleared is None else {"params": cleared}
+    with transaction.atomic():
+        closed = Operation.objects.filter(
+            pk=operation.pk, status__in=only_from, lease_owner=operation.lease_owner
+        ).update(
+            status=status, finished_at=now, error=error, detail=detail, lease_owner="", lease_expires_at=None,
+            **params,
+        )  # fmt: skip
+        if closed:
+            if "status_reason" in server_changes and server_changes["status_reason"] is None:
+                server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
+            Server.objects.filter(pk=operation.server_id, task=operation.type).update(
+                task=None, updated_at=now, **server_changes
+            )
+    return bool(closed)
+
+
+def finish(operation: Operation, **server_changes) -> bool:
+    """Record success and clear the server's task."""
+    return _close(operation, Operation.Status.SUCCEEDED, "", server_changes)
+
+
+def fail(operation: Operation, message: str, detail: str = "", only_from=OPEN, **server_changes) -> bool:
+    """Record failure (`message` for the customer, `detail` for staff) and clear the server's task."""
+    return _close(operation, Operation.Status.FAILED, message, server_changes, detail, only_from)
+
+
+def step(operation: Operation, name: str) -> None:
+    """Between two steps: a crash test's pause point, then stop if the lease passed to another worker."""
+    pause_point(name)
+    leases.check(operation)
+
+
+def announce(operation: Operation, step: str) -> None:
+    """Record the step a long action enters (operation_steps: the server page shows it with its time budget),
+    under this worker's lease; a worker that lost it records nothing and stops at its next _step."""
+    Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
+        step=step, step_at=timezone.now()
+    )
+
+
+def finished_or_stop(closed: bool, operation: Operation) -> None:
+    """Inside a handler's last transaction: when the operation could not be closed (the reaper closed it, or
+    its lease passed on), roll back what the transaction did with it."""
+    if not closed:
+        raise leases.LeaseLost(f"operation {operation.pk} was closed or taken over meanwhile")
+
+
+def host_of(server: Server) -> Host:
+    """The server's host; fails fast (no libvirt call that would hang) when the host is down."""
+    if server.host is None:
+        raise HypervisorError(_("the server has no host"))
+    if server.host.state == Host.State.DOWN:
+        raise HypervisorError(str(HOST_DOWN_MESSAGE))
+    return server.host
+
+
+def remember(operation: Operation, **values) -> None:
+    """Keep facts a retried attempt needs (e.g. whether the server was running before it began), under this
+    worker's lease."""
+    leases.check(operation)
+    operation.params = {**operation.params, **values}
+    kept = Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
+        params=operation.params
+    )
+    if not kept:
+        raise leases.LeaseLost(f"operation {operation.pk} was taken over meanwhile")
+
+
+def remember_defining(operation: Operation) -> None:
+    """Recorded before the domain is defined: until then a failure provably left no guest on the host
+    (a disk without a domain runs nothing), so what the server holds can go back even when the cleanup
+    cannot reach the host."""
+    if not operation.params.get("defining"):
+        remember(operation, defining=True)
+
+
+def was_running(operation: Operation) -> bool:
+    if "was_running" not in operation.params:
+        remember(
+            operation,
+            was_running=driver.power_state(host_of(operation.server), operation.server.id)
+            == PowerState.RUNNING,
+        )
+    return operation.params["was_running"]
+
+
+class Progress:
+    """Records how far a long copy is in Operation.progress (percent, bytes done and in all), at most once a
+    second and on every whole percent it passes, under the worker's lease; a worker that lost it stops."""
+
+    def __init__(self, operation: Operation, total: int = 0, interval: float = 1.0):
+        self.operation = operation
+        self.total = total
+        self.interval = interval
+        self._last_at = 0.0
+        self._last_percent = -1
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = total
+        percent = min(100, done * 100 // self.total) if self.total else 0
+        now = time.monotonic()
+        if percent == self._last_percent and now - self._last_at < self.interval:
+            return
+        self._last_at, self._last_percent = now, percent
+        progress = {"percent": percent, "bytes_done": done, "bytes_total": self.total}
+        kept = Operation.objects.filter(pk=self.operation.pk, lease_owner=self.operation.lease_owner).update(
+            progress=progress
+        )
+        if not kept:
+            raise leases.LeaseLost(f"operation {self.operation.pk} was taken over meanwhile")
