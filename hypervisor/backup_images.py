@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .connection import HypervisorError
@@ -15,6 +15,21 @@ from .connection import HypervisorError
 COMPRESS_LEVEL = 1  # gzip's fastest: disk images are large, the worker's CPU is the bottleneck
 QEMU_IMG_TIMEOUT = 6 * 3600.0  # seconds for one qemu-img convert of a large disk
 QEMU_IMG_QUICK = 120.0  # seconds for qemu-img info and rebase -u (metadata only)
+
+
+def tap(
+    chunks: Iterable[bytes], digest=None, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
+    """The chunks as they are, each also fed to `digest` (a hashlib object) and counted: `on_bytes` is told
+    the bytes passed so far."""
+    done = 0
+    for chunk in chunks:
+        if digest is not None:
+            digest.update(chunk)
+        done += len(chunk)
+        if on_bytes is not None:
+            on_bytes(done)
+        yield chunk
 
 
 def compress(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -15,7 +15,9 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from . import credentials, disk_backup
+from django.utils import timezone
+
+from . import backup_images, credentials, disk_backup
 from .connection import READABLE, HypervisorError
 from .models import BackupTarget
 
@@ -238,13 +240,7 @@ def store(target: BackupTarget, name: str, chunks: Iterable[bytes]) -> StoredFil
         return _ssh_store(target, name, chunks)
     host, pool, pool_path = _pool_args(target)
     digest = hashlib.sha256()
-
-    def hashed() -> Iterator[bytes]:
-        for chunk in chunks:
-            digest.update(chunk)
-            yield chunk
-
-    size = disk_backup.upload(host, pool, pool_path, name, hashed())
+    size = disk_backup.upload(host, pool, pool_path, name, backup_images.tap(chunks, digest))
     stored = StoredFile(name=name, size=size, sha256=digest.hexdigest())
     try:
         verify(target, stored)
@@ -337,6 +333,17 @@ def check(target: BackupTarget) -> CheckResult:
     except HypervisorError as exc:
         return CheckResult(ok=False, reason=exc.message)
     return CheckResult(ok=True)
+
+
+def record_check(target_id: int) -> CheckResult | None:
+    """Check the target (a worker does: it talks to libvirt or SSH) and record when and the outcome on it;
+    None when there is no such target."""
+    target = BackupTarget.objects.select_related("host").filter(pk=target_id).first()
+    if target is None:
+        return None
+    result = check(target)
+    BackupTarget.objects.filter(pk=target_id).update(checked_at=timezone.now(), check_error=result.reason)
+    return result
 
 
 def scan_host_keys(address: str, port: int = 22, timeout: int = 5) -> str:

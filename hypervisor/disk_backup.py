@@ -32,7 +32,7 @@ from lxml import etree
 
 from . import connection
 from .connection import HypervisorError
-from .driver import ensure_pool
+from .driver import ensure_pool, find_domain, require_domain
 from .models import Host
 from .xml.backup import DomainCheckpoint, vda_only
 from .xml.domain import parse
@@ -55,22 +55,6 @@ class BackupStart:
     incremental: bool
     frozen: bool
     offline: bool
-
-
-def _find_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID | str) -> libvirt.virDomain | None:
-    try:
-        return conn.lookupByUUIDString(str(uuid))
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
-
-
-def _require_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID | str) -> libvirt.virDomain:
-    domain = _find_domain(conn, uuid)
-    if domain is None:
-        raise HypervisorError("the virtual machine does not exist on its host")
-    return domain
 
 
 def _pool(conn: libvirt.virConnect, host: Host) -> libvirt.virStoragePool:
@@ -219,7 +203,7 @@ def begin(
     _check_name(scratch_name)
 
     def test_work(conn: libvirt.virConnect) -> BackupStart:
-        _require_domain(conn, uuid)
+        require_domain(conn, uuid)
         pool = _pool(conn, host)
         _delete_volume(pool, scratch_name)
         pool.createXML(Volume(scratch_name, 0, format="raw").to_xml(), 0)
@@ -229,7 +213,7 @@ def begin(
         return connection.run(host, test_work)
 
     def live_work(conn: libvirt.virConnect) -> BackupStart | None:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         if not domain.isActive():
             return None
         _abort_running(domain)
@@ -254,7 +238,7 @@ def begin(
         return started
 
     def offline_work(conn: libvirt.virConnect) -> BackupStart:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         if domain.isActive():
             raise HypervisorError("the server started while its offline backup was being prepared", True)
         source = conn.storageVolLookupByPath(_disk_source(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
@@ -274,7 +258,7 @@ def progress(host: Host, uuid: uuid_module.UUID | str) -> tuple[int, int] | None
         return None
 
     def work(conn: libvirt.virConnect) -> tuple[int, int] | None:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         stats = None if domain is None else _backup_running(domain)
         if stats is None:
             return None
@@ -285,7 +269,7 @@ def progress(host: Host, uuid: uuid_module.UUID | str) -> tuple[int, int] | None
 
 def _outcome(host: Host, uuid: uuid_module.UUID | str) -> dict:
     def work(conn: libvirt.virConnect) -> dict:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         if domain is None:
             return {"success": False, "errmsg": "the virtual machine disappeared from its host"}
         return _job(domain, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
@@ -326,25 +310,42 @@ def wait(
     on_progress(int(outcome.get("disk_processed", total) or total), total)
 
 
+THAW_WAIT = 5  # seconds a thaw after a lost worker waits for the guest agent
+
+
+def _thaw(domain: libvirt.virDomain) -> None:
+    """Thaw the guest's filesystems in case a worker that froze them died before it thawed them (a thaw of
+    filesystems that are not frozen changes nothing; a guest without an agent answers at once)."""
+    with contextlib.suppress(libvirt.libvirtError):
+        domain.agentSetResponseTimeout(THAW_WAIT, 0)
+        try:
+            domain.fsThaw(None, 0)
+        finally:
+            domain.agentSetResponseTimeout(libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0)
+
+
 def abort(host: Host, uuid: uuid_module.UUID | str) -> None:
     """Abort the domain's running backup job, if any, and wait until it ended (libvirt then removes its
-    target file); idempotent."""
+    target file), and thaw the guest's filesystems (a killed worker may have left them frozen);
+    idempotent."""
     if host.transport == "test":
         return
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         if domain is not None:
             _abort_running(domain)
+            if domain.isActive():
+                _thaw(domain)
 
-    connection.run(host, work, timeout=ABORT_WAIT + settings.LIBVIRT_TIMEOUT)
+    connection.run(host, work, timeout=ABORT_WAIT + THAW_WAIT + settings.LIBVIRT_TIMEOUT)
 
 
 def checkpoints(host: Host, uuid: uuid_module.UUID | str) -> list[str]:
     """The domain's checkpoint names, oldest first (none when the domain is missing)."""
 
     def work(conn: libvirt.virConnect) -> list[str]:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         return [] if domain is None else _checkpoint_names(domain)
 
     return connection.run(host, work)
@@ -355,7 +356,7 @@ def delete_checkpoint(host: Host, uuid: uuid_module.UUID | str, name: str) -> No
     off, which libvirt 9.0 allows no more); idempotent. Later checkpoints keep what they track."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         if domain is not None:
             _delete_checkpoint(domain, name, metadata_only=not domain.isActive())
 
@@ -372,7 +373,7 @@ def drop_checkpoints(host: Host, uuid: uuid_module.UUID | str, metadata_only: bo
     internal snapshots from being reverted to: "Device has active dirty bitmaps")."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         if domain is None or not domain.listAllCheckpoints(0):
             return
         started = False

@@ -85,7 +85,8 @@ class DomainRequest:
         return f"/var/log/libvirt/qemu/{self.name}-console.log"
 
 
-def _find_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain | None:
+def find_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID | str) -> libvirt.virDomain | None:
+    """The domain with this UUID on the connection, or None."""
     try:
         return conn.lookupByUUIDString(str(uuid))
     except libvirt.libvirtError as exc:
@@ -221,7 +222,7 @@ def resize_disk(host: Host, request: DomainRequest) -> None:
             return
         if host.transport == "test":
             return  # libvirt's simulated host cannot resize volumes (it holds no data)
-        domain = _find_domain(conn, request.uuid)
+        domain = find_domain(conn, request.uuid)
         try:
             if domain is not None and domain.isActive():
                 # The running guest sees the new size at once.
@@ -264,7 +265,7 @@ def apply_network_filter(host: Host, spec: FilterSpec) -> None:
 
     def work(conn: libvirt.virConnect) -> None:
         network_filter.define(conn, spec)
-        domain = _find_domain(conn, spec.uuid)
+        domain = find_domain(conn, spec.uuid)
         if domain is not None:
             network_filter.bind(domain, spec)
 
@@ -327,7 +328,7 @@ def define_domain(
     updates the persistent configuration of an existing domain: resize, rebuild)."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _find_domain(conn, request.uuid)
+        domain = find_domain(conn, request.uuid)
         if not replace and domain is not None:
             return
         if not host.bridge:
@@ -353,7 +354,7 @@ def set_iso(host: Host, uuid: uuid_module.UUID, iso_path: str) -> None:
     nothing when it says so already."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
         if not has_iso(xml, iso_path):
             conn.defineXML(with_iso(xml, iso_path))
@@ -365,7 +366,7 @@ def running_iso(host: Host, uuid: uuid_module.UUID) -> str | None:
     """The installer ISO in the running domain's CD-ROM drive ("" for none); None when it is not running."""
 
     def work(conn: libvirt.virConnect) -> str | None:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         return parse(domain.XMLDesc(0)).iso_path if domain.isActive() else None
 
     return connection.run(host, work)
@@ -375,7 +376,7 @@ def start(host: Host, uuid: uuid_module.UUID) -> PowerState:
     """Start the domain unless it runs; return its power state."""
 
     def work(conn: libvirt.virConnect) -> PowerState:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         if not domain.isActive():
             domain.create()
         return from_libvirt(domain.state()[0])
@@ -385,7 +386,7 @@ def start(host: Host, uuid: uuid_module.UUID) -> PowerState:
 
 def power_off(host: Host, uuid: uuid_module.UUID) -> PowerState:
     def work(conn: libvirt.virConnect) -> PowerState:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         if domain.isActive():
             domain.destroy()
         return from_libvirt(domain.state()[0])
@@ -397,7 +398,7 @@ def shutdown(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
     """Ask the guest to shut down (ACPI); power it off after `timeout` seconds. True if it was graceful."""
 
     def request(conn: libvirt.virConnect) -> bool:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         if not domain.isActive():
             return False
         domain.shutdown()
@@ -407,7 +408,7 @@ def shutdown(host: Host, uuid: uuid_module.UUID, timeout: float) -> bool:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not connection.run(host, lambda conn: _require_domain(conn, uuid).isActive()):
+        if not connection.run(host, lambda conn: require_domain(conn, uuid).isActive()):
             return True
         time.sleep(1)
     power_off(host, uuid)
@@ -449,7 +450,7 @@ def set_resources(host: Host, uuid: uuid_module.UUID, vcpus: int, memory_mib: in
     """Change the persistent vCPU and memory sizes; they apply at the next start of the domain."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
         conn.defineXML(with_resources(xml, vcpus, memory_mib))
 
@@ -460,7 +461,7 @@ def current_resources(host: Host, uuid: uuid_module.UUID) -> tuple[int, int]:
     """(vCPUs, memory MiB) the running domain has now."""
 
     def work(conn: libvirt.virConnect) -> tuple[int, int]:
-        _state, _max_memory, memory_kib, vcpus, _cpu_time = _require_domain(conn, uuid).info()
+        _state, _max_memory, memory_kib, vcpus, _cpu_time = require_domain(conn, uuid).info()
         return vcpus, memory_kib // 1024
 
     return connection.run(host, work)
@@ -470,7 +471,7 @@ def create_snapshot(host: Host, uuid: uuid_module.UUID, name: str, description: 
     """An internal snapshot (disk, and memory when running) unless one of that name exists."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         if name in domain.snapshotListNames(0):
             return
         domain.snapshotCreateXML(Snapshot(name, description).to_xml(), 0)
@@ -480,7 +481,7 @@ def create_snapshot(host: Host, uuid: uuid_module.UUID, name: str, description: 
 
 def revert_to_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> PowerState:
     def work(conn: libvirt.virConnect) -> PowerState:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         domain.revertToSnapshot(domain.snapshotLookupByName(name, 0), 0)
         return from_libvirt(domain.state()[0])
 
@@ -489,7 +490,7 @@ def revert_to_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> PowerSt
 
 def delete_snapshot(host: Host, uuid: uuid_module.UUID, name: str) -> None:
     def work(conn: libvirt.virConnect) -> None:
-        domain = _require_domain(conn, uuid)
+        domain = require_domain(conn, uuid)
         if name in domain.snapshotListNames(0):
             domain.snapshotLookupByName(name, 0).delete(0)
 
@@ -500,7 +501,7 @@ def drop_snapshots(host: Host, uuid: uuid_module.UUID) -> None:
     """Delete every snapshot of the domain (before its disk is replaced by a rebuild)."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         if domain is None:
             return
         for name in domain.snapshotListNames(0):
@@ -517,7 +518,7 @@ def destroy(host: Host, request: DomainRequest) -> None:
     """Remove the domain, its network filters and its disk, whatever of them exists."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _find_domain(conn, request.uuid)
+        domain = find_domain(conn, request.uuid)
         if domain is not None:
             if domain.isActive():
                 domain.destroy()
@@ -576,7 +577,7 @@ def defined_for_rescue(host: Host, request: DomainRequest) -> bool:
     """Whether the domain's persistent definition boots the rescue system (False without a domain)."""
 
     def work(conn: libvirt.virConnect) -> bool:
-        domain = _find_domain(conn, request.uuid)
+        domain = find_domain(conn, request.uuid)
         if domain is None:
             return False
         return _boots_rescue(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), request)
@@ -652,7 +653,7 @@ def stop_rescue(host: Host, request: DomainRequest) -> None:
     alone, so that leaving rescue mode a second time does not cut the power of the booted server."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = _find_domain(conn, request.uuid)
+        domain = find_domain(conn, request.uuid)
         if domain is not None and domain.isActive() and _boots_rescue(domain.XMLDesc(0), request):
             domain.destroy()
 
@@ -716,7 +717,7 @@ def power_state(host: Host, uuid: uuid_module.UUID) -> PowerState | None:
     """The domain's power state, or None when no such domain exists."""
 
     def work(conn: libvirt.virConnect) -> PowerState | None:
-        domain = _find_domain(conn, uuid)
+        domain = find_domain(conn, uuid)
         return None if domain is None else from_libvirt(domain.state()[0])
 
     return connection.run(host, work)
@@ -736,14 +737,15 @@ def domain_states(host: Host) -> dict[str, PowerState]:
 
 
 def _require_running(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain:
-    domain = _require_domain(conn, uuid)
+    domain = require_domain(conn, uuid)
     if not domain.isActive():
         raise HypervisorError("the server is not running")
     return domain
 
 
-def _require_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID) -> libvirt.virDomain:
-    domain = _find_domain(conn, uuid)
+def require_domain(conn: libvirt.virConnect, uuid: uuid_module.UUID | str) -> libvirt.virDomain:
+    """The domain with this UUID; HypervisorError when there is none."""
+    domain = find_domain(conn, uuid)
     if domain is None:
         raise HypervisorError("the virtual machine does not exist on its host")
     return domain

@@ -43,6 +43,10 @@ class BackupTarget(models.Model):
     ssh_host_keys = models.TextField(_("recorded SSH host keys"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The last check that the panel can write there (a worker's, hypervisor.backup_targets.record_check):
+    # when, and why it failed ("" when it passed).
+    checked_at = models.DateTimeField(null=True, blank=True)
+    check_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["name"]

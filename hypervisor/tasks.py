@@ -2,13 +2,18 @@
 
 from celery import shared_task
 
-from . import host_states, hosts, routing
+from . import backup_targets, host_states, hosts, routing
 from .models import Host
 
 
 @shared_task(acks_late=True)
 def probe_host(host_id: int) -> None:
     hosts.probe_host(host_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def check_backup_target(target_id: int) -> None:
+    backup_targets.record_check(target_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)

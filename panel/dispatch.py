@@ -25,6 +25,7 @@ RUN_OPERATION = "panel.tasks.run_operation"
 DELIVER_MAIL = "panel.tasks.deliver_mail"
 ENFORCE_TRANSFER = "panel.tasks.enforce_transfer"
 PROBE_HOST = "hypervisor.tasks.probe_host"
+CHECK_BACKUP_TARGET = "hypervisor.tasks.check_backup_target"
 APPLY_NETWORK_FILTER = "panel.tasks.apply_network_filter"
 PUSH_REVERSE_DNS = "panel.tasks.push_reverse_dns"
 

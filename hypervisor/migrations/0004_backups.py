@@ -25,6 +25,8 @@ class Migration(migrations.Migration):
                 ('ssh_host_keys', models.TextField(blank=True, verbose_name='recorded SSH host keys')),
                 ('is_active', models.BooleanField(default=True, verbose_name='active')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('checked_at', models.DateTimeField(blank=True, null=True)),
+                ('check_error', models.TextField(blank=True)),
                 ('host', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='backup_targets', to='hypervisor.host', verbose_name='host')),
             ],
             options={

@@ -206,8 +206,9 @@ class ServerCreateSerializer(serializers.Serializer):
             return None
         owner = self.context["request"].user
         backup = (
-            Backup.objects.select_related("server", "server__image", "server__region")
-            .filter(pk=value, server__owner=owner, status=Backup.Status.SUCCEEDED, delete_after__isnull=True)
+            Backup.objects.usable()
+            .select_related("server", "server__image", "server__region")
+            .filter(pk=value, server__owner=owner)
             .first()
         )
         if backup is None:

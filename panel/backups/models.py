@@ -4,7 +4,11 @@ was copied to the target and its checksum verified there (panel.backups.runs).""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from panel.servers.models import Operation, Server
@@ -38,6 +42,16 @@ class BackupPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"backup policy of {self.server_id}"
+
+
+class BackupQuerySet(models.QuerySet):
+    def usable(self, now: datetime | None = None) -> BackupQuerySet:
+        """Complete backups that may be restored or made into a new server: not going, or going later (a
+        deleted server's backups during the grace period)."""
+        now = now or timezone.now()
+        return self.filter(status=Backup.Status.SUCCEEDED).filter(
+            Q(delete_after__isnull=True) | Q(delete_after__gt=now)
+        )
 
 
 class Backup(models.Model):
@@ -92,6 +106,8 @@ class Backup(models.Model):
     # removed from the target, then the row. Such a backup is no longer listed.
     delete_after = models.DateTimeField(null=True, blank=True)
 
+    objects = BackupQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name = _("backup")
@@ -104,5 +120,11 @@ class Backup(models.Model):
         return f"backup {self.pk} of {self.server_id} ({self.status})"
 
     @property
-    def owner_id(self) -> int:
-        return self.server.owner_id
+    def file_name(self) -> str:
+        """The backup's file on its target."""
+        return f"{self.server_id}-{self.pk}.qcow2.gz"
+
+    @property
+    def scratch_name(self) -> str:
+        """The backup job's scratch volume in its host's own pool (deleted once copied off the host)."""
+        return f"{self.server_id}-backup-{self.pk}.qcow2"

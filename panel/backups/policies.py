@@ -25,8 +25,9 @@ from billing import addons
 from billing import errors as billing_errors
 from panel.accounts import quotas
 from panel.activity import log as activity
+from panel.backups import pruning
 from panel.backups.pricing import ADDON_KEY, ADDON_KIND, price_monthly
-from panel.models import ActivityEvent, BackupPolicy, Server, User
+from panel.models import ActivityEvent, Backup, BackupPolicy, Server, User
 from panel.servers.actions import Conflict, InsufficientCredit, OverQuota, Unprocessable
 from panel.servers.locks import LockOrder
 from panel.servers.states import Status, Task
@@ -43,9 +44,12 @@ class BackupsUnavailable(Unprocessable):
 
 
 def available(server: Server) -> bool:
-    """Whether backups can be turned on for the server: its region has an active backup target."""
+    """Whether backups can be turned on for the server: its region has an active backup target, which is
+    not a storage pool on the server's own host (a backup never stays on the host it protects)."""
     target = server.region.backup_target if server.region_id else None
-    return bool(target is not None and target.is_active)
+    if target is None or not target.is_active:
+        return False
+    return not (target.kind == target.Kind.HOST_POOL and target.host_id == server.host_id)
 
 
 def spread(server_id) -> tuple[int, int]:
@@ -55,20 +59,22 @@ def spread(server_id) -> tuple[int, int]:
     return number % 60, (number // 60) % 7
 
 
-def policy_of(server: Server) -> BackupPolicy:
-    """The server's policy; made (disabled, keeping BACKUP_RETENTION_DEFAULT, in its own minute and
-    weekday) when it has none yet."""
+def default_policy(server: Server) -> BackupPolicy:
+    """The policy a server without one has (unsaved): disabled, keeping BACKUP_RETENTION_DEFAULT, in its own
+    minute and weekday."""
     minute, weekday = spread(server.pk)
-    policy, _created = BackupPolicy.objects.get_or_create(
+    return BackupPolicy(
         server=server,
-        defaults={
-            "enabled": False,
-            "retention": settings.BACKUP_RETENTION_DEFAULT,
-            "minute": minute,
-            "weekday": weekday,
-        },
+        enabled=False,
+        retention=settings.BACKUP_RETENTION_DEFAULT,
+        minute=minute,
+        weekday=weekday,
     )
-    return policy
+
+
+def policy_of(server: Server) -> BackupPolicy:
+    """The server's policy, or the default one (unsaved) when it has none yet: reading it writes nothing."""
+    return BackupPolicy.objects.filter(server=server).first() or default_policy(server)
 
 
 def next_slot(policy: BackupPolicy, after: datetime) -> datetime:
@@ -161,7 +167,8 @@ def update_policy(
         locks = LockOrder()
         customer = locks.customer(server.owner_id)
         current = _live_server(locks, server)
-        policy_of(current)
+        if not BackupPolicy.objects.filter(pk=current.pk).exists():
+            default_policy(current).save(force_insert=True)  # under the customer's lock: one insert
         policy = BackupPolicy.objects.select_for_update().get(pk=current.pk)
         was_enabled = policy.enabled
         if (policy.enabled, policy.schedule, policy.retention) == (enabled, schedule, retention):
@@ -183,8 +190,12 @@ def update_policy(
                 except billing_errors.InsufficientCredit as exc:
                     raise InsufficientCredit(exc.message) from exc
             locks.start_addon(reference, ADDON_KIND, ADDON_KEY, addon_label(current.name), price=price)
+            # Backups kept from before, turned off less than the grace period ago, are kept again.
+            Backup.objects.filter(server=current, delete_after__gt=now).update(delete_after=None)
         elif was_enabled and not enabled:
             locks.end_addon(reference, ADDON_KEY)
+            # No longer paid for: the backups kept go after the grace period, as a deleted server's do.
+            pruning.mark_going(current, now)
         if not enabled:
             policy.next_run_at = None
         elif not was_enabled or policy.schedule != schedule or policy.next_run_at is None:

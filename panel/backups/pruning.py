@@ -23,9 +23,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hypervisor import backup_targets
+from hypervisor import backup_targets, disk_backup
+from hypervisor.models import Host
 from panel.models import Backup, BackupPolicy, Operation, Server
 from panel.servers import operation_states
+from panel.servers.states import Task
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +89,20 @@ def prune(server: Server, now: datetime | None = None) -> int:
     return Backup.objects.filter(pk__in=[*going, *failed], delete_after__isnull=True).update(delete_after=now)
 
 
+def mark_going(server: Server, now: datetime) -> int:
+    """Every backup of the server goes after BACKUP_DELETE_GRACE_DAYS (0: now); the number marked."""
+    return Backup.objects.filter(server=server, delete_after__isnull=True).update(
+        delete_after=now + timedelta(days=settings.BACKUP_DELETE_GRACE_DAYS)
+    )
+
+
 def on_server_deleted(server: Server, now: datetime | None = None) -> int:
     """The server is deleted: its backups go after BACKUP_DELETE_GRACE_DAYS (0: now), and its policy is
     turned off (its subscription, and with it the add-on, ended with the server). The number marked."""
     now = now or timezone.now()
     with transaction.atomic():
         BackupPolicy.objects.filter(pk=server.pk).update(enabled=False, next_run_at=None)
-        return Backup.objects.filter(server=server, delete_after__isnull=True).update(
-            delete_after=now + timedelta(days=settings.BACKUP_DELETE_GRACE_DAYS)
-        )
+        return mark_going(server, now)
 
 
 def prune_all(now: datetime | None = None) -> int:
@@ -139,16 +146,35 @@ def delete_due(now: datetime | None = None, limit: int = 100) -> int:
     return removed
 
 
+def _remove_scratch(backup: Backup) -> None:
+    """Remove a failed backup's scratch volume from the host it was taken on (when that host answers), and
+    abort its job unless another backup of the server runs now (its own job would be the one aborted)."""
+    host = backup.source_host
+    if host is None or host.state == Host.State.DOWN:
+        return
+    busy = Operation.objects.filter(
+        server=backup.server_id, type=Task.BACKUP, status__in=operation_states.OPEN
+    ).exists()
+    if not busy:
+        disk_backup.abort(host, backup.server_id)
+    disk_backup.delete_volume(host, backup.scratch_name)
+
+
 def _remove(backup_id: int, now: datetime) -> int:
     """Remove one backup's file, then its row. No transaction is open while the target is asked (its delete
     is idempotent: two runs removing the same file both succeed); the row goes only if it is still due
     and nothing was built on it meanwhile."""
-    due = Backup.objects.select_related("target", "target__host").filter(pk=backup_id, delete_after__lte=now)
+    due = Backup.objects.select_related("target", "target__host", "source_host").filter(
+        pk=backup_id, delete_after__lte=now
+    )
     backup = due.first()
     if backup is None or Backup.objects.filter(parent_id=backup.pk).exists():
         return 0
-    if backup.location:
-        backup_targets.delete(backup.target, backup.location)
+    # A backup that never succeeded has no location, but may have left its file (a worker killed after the
+    # copy, then reaped) and, on its host, its scratch volume.
+    backup_targets.delete(backup.target, backup.location or backup.file_name)
+    if backup.status != Backup.Status.SUCCEEDED:
+        _remove_scratch(backup)
     with transaction.atomic():
         if Backup.objects.filter(parent_id=backup.pk).exists():
             return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -32,8 +32,9 @@ from hypervisor import backup_images, backup_targets, disk_backup, driver
 from hypervisor.connection import HypervisorError
 from hypervisor.models import BackupTarget, Host
 from hypervisor.xml.storage import GIB
-from panel.models import Backup, Operation, Server, Snapshot
-from panel.servers import guest, operation_steps
+from panel.models import Backup, BackupPolicy, Operation, Server, Snapshot
+from panel.servers import guest, operation_states, operation_steps
+from panel.servers.leases import LeaseLost
 from panel.servers.operation_records import (
     Progress,
     announce,
@@ -57,33 +58,16 @@ RESTORE_LEFT_DISK = gettext_noop(
 )
 
 
-def scratch_name(backup: Backup) -> str:
-    """The backup job's scratch volume in the host's own pool (deleted once copied off the host)."""
-    return f"{backup.server_id}-backup-{backup.pk}.qcow2"
-
-
-def file_name(backup: Backup) -> str:
-    """The backup's file on its target."""
-    return f"{backup.server_id}-{backup.pk}.qcow2.gz"
-
-
 def checkpoint_name(backup: Backup) -> str:
     return f"vpspanel-backup-{backup.pk}"
 
 
-def _counted(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
-    done = 0
-    for chunk in chunks:
-        done += len(chunk)
-        progress(done)
-        yield chunk
-
-
 def _incremental_base(server: Server, host: Host, target: BackupTarget, retry: bool) -> Backup | None:
     """The backup the next one may be incremental on: the server's latest complete backup, when it ended at
-    a checkpoint the domain still has, on the same target, and its chain is shorter than BACKUP_CHAIN_MAX
-    incrementals. None (a full backup) after a retry, a restore, a rebuild, an offline backup or a
-    failed chain."""
+    a checkpoint the domain still has, on the same target, and the chain with the new backup holds at most
+    BACKUP_CHAIN_MAX incrementals and no more backups than the policy keeps (so that pruning keeps at most
+    one chain besides those kept). None (a full backup) after a retry, a restore, a rebuild, a snapshot
+    revert, an offline backup or a failed chain."""
     if retry:
         return None
     latest = (
@@ -97,23 +81,26 @@ def _incremental_base(server: Server, host: Host, target: BackupTarget, retry: b
         chain = chain_of(latest)
     except HypervisorError:
         return None
-    if len(chain) - 1 >= settings.BACKUP_CHAIN_MAX:
+    retention = BackupPolicy.objects.filter(pk=server.pk).values_list("retention", flat=True).first() or 1
+    if len(chain) >= min(settings.BACKUP_CHAIN_MAX + 1, retention):
         return None
     if latest.checkpoint not in disk_backup.checkpoints(host, server.id):
         return None
     return latest
 
 
-def chain_of(backup: Backup) -> list[Backup]:
+def chain_of(backup: Backup, going_ok: bool = False) -> list[Backup]:
     """The backups a restore of `backup` reads, the full one first; HypervisorError when one of them is
-    missing, incomplete or going."""
+    missing, incomplete or going (`going_ok`: an operation that was accepted reads backups marked to go
+    since; pruning removes none of them while it is open)."""
     chain = [backup]
     while chain[-1].parent_id is not None:
         parent = Backup.objects.select_related("target", "target__host").get(pk=chain[-1].parent_id)
         chain.append(parent)
     chain.reverse()
     for member in chain:
-        if member.status != Backup.Status.SUCCEEDED or member.delete_after is not None:
+        going = member.delete_after is not None and not going_ok
+        if member.status != Backup.Status.SUCCEEDED or going:
             raise HypervisorError(f"backup {member.pk} of the chain is not complete")
     if chain[0].kind != Backup.Kind.FULL:
         raise HypervisorError(f"the chain of backup {backup.pk} does not start with a full backup")
@@ -125,8 +112,8 @@ def _discard_leftovers(host: Host, server: Server, backup: Backup) -> None:
     a full backup), its scratch volume and its file on the target."""
     disk_backup.abort(host, server.id)
     disk_backup.drop_checkpoints(host, server.id)
-    disk_backup.delete_volume(host, scratch_name(backup))
-    backup_targets.delete(backup.target, file_name(backup))
+    disk_backup.delete_volume(host, backup.scratch_name)
+    backup_targets.delete(backup.target, backup.file_name)
 
 
 def backup(operation: Operation) -> None:
@@ -136,15 +123,17 @@ def backup(operation: Operation) -> None:
     target = row.target
     if target.kind == BackupTarget.Kind.HOST_POOL and target.host_id == server.host_id:
         raise HypervisorError(ON_OWN_HOST)
-    Backup.objects.filter(pk=row.pk, status__in=(Backup.Status.PENDING, Backup.Status.RUNNING)).update(
-        status=Backup.Status.RUNNING, error="", source_host=host
-    )
+    taking = Backup.objects.filter(pk=row.pk, status__in=(Backup.Status.PENDING, Backup.Status.RUNNING))
+    if not taking.update(status=Backup.Status.RUNNING, error="", source_host=host):
+        # The row was failed meanwhile (a failure recorded by a worker that died before it closed the
+        # operation): the operation is left for the reaper, and nothing is taken.
+        raise LeaseLost(f"backup {row.pk} was closed meanwhile")
     retry = operation.attempts > 1
     if retry:
         _discard_leftovers(host, server, row)
     parent = _incremental_base(server, host, target, retry)
     checkpoint = checkpoint_name(row)
-    scratch = scratch_name(row)
+    scratch = row.scratch_name
     announce(operation, operation_steps.BACKUP_DISK)
     started = disk_backup.begin(
         host, server.id, scratch, checkpoint, since=parent.checkpoint if parent else "",
@@ -158,13 +147,13 @@ def backup(operation: Operation) -> None:
     copied = disk_backup.volume_size(host, scratch)
     announce(operation, operation_steps.BACKUP_COPY)
     progress(0, copied)
-    chunks = _counted(disk_backup.read_volume(host, scratch), progress)
-    stored = backup_targets.store(target, file_name(row), backup_images.compress(chunks))
+    chunks = backup_images.tap(disk_backup.read_volume(host, scratch), on_bytes=progress)
+    stored = backup_targets.store(target, row.file_name, backup_images.compress(chunks))
     step(operation, "backup:stored")
     disk_backup.delete_volume(host, scratch)
     incremental = started.incremental and parent is not None
     with transaction.atomic():
-        Backup.objects.filter(pk=row.pk, status=Backup.Status.RUNNING).update(
+        succeeded = Backup.objects.filter(pk=row.pk, status=Backup.Status.RUNNING).update(
             status=Backup.Status.SUCCEEDED,
             kind=Backup.Kind.INCREMENTAL if incremental else Backup.Kind.FULL,
             parent=parent if incremental else None,
@@ -176,6 +165,8 @@ def backup(operation: Operation) -> None:
             disk_bytes=server.disk_gib * GIB,
             completed_at=timezone.now(),
         )
+        if not succeeded:
+            raise LeaseLost(f"backup {row.pk} was closed meanwhile")  # rolls back; pruning removes the file
         finished_or_stop(finish(operation), operation)
     if not started.offline:
         _keep_only_checkpoint(host, server, checkpoint)
@@ -202,8 +193,8 @@ def backup_failed(operation: Operation, message: str) -> None:
     try:
         if host is not None and host.state != Host.State.DOWN:
             disk_backup.abort(host, row.server_id)
-            disk_backup.delete_volume(host, scratch_name(row))
-        backup_targets.delete(row.target, file_name(row))
+            disk_backup.delete_volume(host, row.scratch_name)
+        backup_targets.delete(row.target, row.file_name)
     except HypervisorError as exc:
         log.warning("cleaning up after the failed backup %s: %s", row.pk, exc.message)
 
@@ -220,10 +211,38 @@ def _keep_only_checkpoint(host: Host, server: Server, checkpoint: str) -> None:
 
 
 def _spool(operation: Operation) -> Path:
-    path = Path(settings.BACKUP_SPOOL_DIR) / str(operation.pk)
-    shutil.rmtree(path, ignore_errors=True)  # what an earlier attempt left
+    """The operation's own directory in this worker's spool, empty (what an earlier attempt left goes), after
+    removing what operations that have closed meanwhile left there (a worker killed while it assembled)."""
+    root = Path(settings.BACKUP_SPOOL_DIR)
+    _sweep(root)
+    path = root / str(operation.pk)
+    shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, mode=0o700)
     return path
+
+
+def _sweep(root: Path) -> None:
+    if not root.is_dir():
+        return
+    names = {entry.name: entry for entry in root.iterdir() if entry.is_dir()}
+    ids = [name for name in names if _is_uuid(name)]
+    open_ids = {
+        str(pk)
+        for pk in Operation.objects.filter(pk__in=ids, status__in=operation_states.OPEN).values_list(
+            "pk", flat=True
+        )
+    }
+    for name in ids:
+        if name not in open_ids:
+            shutil.rmtree(names[name], ignore_errors=True)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _assemble(operation: Operation, chain: list[Backup], spool: Path) -> Path:
@@ -232,20 +251,17 @@ def _assemble(operation: Operation, chain: list[Backup], spool: Path) -> Path:
     progress = Progress(operation, total=sum(member.size_bytes or 0 for member in chain))
     announce(operation, operation_steps.FETCH_BACKUP)
     files = []
-    done = 0
+    before = 0  # the bytes of the chain's earlier files
     for member in chain:
         digest = hashlib.sha256()
-
-        def verified(chunks: Iterable[bytes], digest=digest) -> Iterator[bytes]:
-            nonlocal done
-            for chunk in chunks:
-                digest.update(chunk)
-                done += len(chunk)
-                progress(done)
-                yield chunk
-
+        fetched = backup_images.tap(
+            backup_targets.fetch(member.target, member.location),
+            digest,
+            lambda done, before=before: progress(before + done),
+        )
         path = spool / f"{member.pk}.qcow2"
-        backup_images.decompress_to(verified(backup_targets.fetch(member.target, member.location)), path)
+        backup_images.decompress_to(fetched, path)
+        before += member.size_bytes or 0
         if digest.hexdigest() != member.sha256:
             raise HypervisorError(f"backup {member.pk} is damaged on its target: its checksum differs")
         files.append(path)
@@ -262,25 +278,15 @@ def _simulated(host: Host, chain: list[Backup]) -> bool:
     )
 
 
-def write_disk_from(operation: Operation, host: Host, volume_name: str, backup: Backup, disk_gib: int) -> str:
-    """Replace the volume `volume_name` on the host with the disk `backup` holds (grown to `disk_gib`);
-    returns its path."""
-    chain = chain_of(backup)
-    capacity = disk_gib * GIB
-    spool = _spool(operation)
-    try:
-        if _simulated(host, chain):
-            if host.transport != "test":
-                raise HypervisorError("the backup was kept on a simulated host: it holds no data")
-            image = spool / "empty.qcow2"
-            image.touch()
-        else:
-            image = _assemble(operation, chain, spool)
-        step(operation, f"{operation.type}:assembled")
-        announce(operation, operation_steps.WRITE_DISK)
-        return disk_backup.write_disk(host, volume_name, image, capacity)
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
+def _disk_image(operation: Operation, host: Host, chain: list[Backup], spool: Path) -> Path:
+    """The disk the chain holds, assembled in the spool directory (an empty file for a simulated host)."""
+    if _simulated(host, chain):
+        if host.transport != "test":
+            raise HypervisorError("the backup was kept on a simulated host: it holds no data")
+        image = spool / "empty.qcow2"
+        image.touch()
+        return image
+    return _assemble(operation, chain, spool)
 
 
 def disk_for_new_server(operation: Operation, host: Host, request: driver.DomainRequest) -> str:
@@ -289,7 +295,15 @@ def disk_for_new_server(operation: Operation, host: Host, request: driver.Domain
     if operation.params.get("disk_written"):
         return driver.disk_path(host, request)
     backup_row = Backup.objects.select_related("target", "target__host").get(pk=operation.params["backup"])
-    path = write_disk_from(operation, host, request.volume_name, backup_row, request.disk_gib)
+    chain = chain_of(backup_row, going_ok=True)
+    spool = _spool(operation)
+    try:
+        image = _disk_image(operation, host, chain, spool)
+        step(operation, "create:assembled")
+        announce(operation, operation_steps.WRITE_DISK)
+        path = disk_backup.write_disk(host, request.volume_name, image, request.disk_gib * GIB)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
     remember(operation, disk_written=True)
     return path
 
@@ -297,24 +311,34 @@ def disk_for_new_server(operation: Operation, host: Host, request: driver.Domain
 def restore_backup(operation: Operation) -> None:
     """Replace the server's disk with the backup's: the domain, its seed (the same instance id, so the guest
     keeps its identity and addresses) and its definition stay; snapshots and checkpoints of the old disk
-    go. A server that ran is started again."""
+    go. The backup is fetched, checked and assembled while the server still runs (a damaged or unreachable
+    backup changes nothing); then the server is powered off, its disk written, and started again if it
+    ran."""
     server = operation.server
     host = host_of(server)
     row = Backup.objects.select_related("target", "target__host").get(
         pk=operation.params["backup"], server=server
     )
+    chain = chain_of(row, going_ok=True)
     running = was_running(operation)
-    chain_of(row)  # refused before anything changes when the chain is incomplete
-    announce(operation, operation_steps.POWER_OFF)
-    if running:
-        metering.meter_server(server)
-    driver.power_off(host, server.id)
-    driver.drop_snapshots(host, server.id)
-    disk_backup.drop_checkpoints(host, server.id, metadata_only=True)  # the disk they live in is replaced
-    remember(operation, disk_replacing=True)
-    step(operation, "restore_backup:stopped")
-    volume_name = guest.domain_request(server, None).volume_name
-    write_disk_from(operation, host, volume_name, row, server.disk_gib)
+    spool = _spool(operation)
+    try:
+        image = _disk_image(operation, host, chain, spool)
+        step(operation, "restore_backup:assembled")
+        announce(operation, operation_steps.POWER_OFF)
+        if running:
+            metering.meter_server(server)
+        driver.power_off(host, server.id)
+        remember(operation, disk_replacing=True)
+        driver.drop_snapshots(host, server.id)
+        disk_backup.drop_checkpoints(host, server.id, metadata_only=True)  # the disk they live in goes
+        step(operation, "restore_backup:stopped")
+        announce(operation, operation_steps.WRITE_DISK)
+        disk_backup.write_disk(
+            host, guest.domain_request(server, None).volume_name, image, server.disk_gib * GIB
+        )
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
     step(operation, "restore_backup:written")
     state = PowerState.SHUTOFF
     if running:

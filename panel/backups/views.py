@@ -43,14 +43,6 @@ def listed_backups(server: Server) -> list[Backup]:
     )
 
 
-def _policy_of(server: Server) -> BackupPolicy:
-    """The server's policy, or the one a first save would make (off, daily, the default retention)."""
-    policy = BackupPolicy.objects.filter(server=server).first()
-    if policy is None:
-        policy = BackupPolicy(server=server, retention=settings.BACKUP_RETENTION_DEFAULT)
-    return policy
-
-
 def _list_context(server: Server) -> dict:
     backups = listed_backups(server)
     for backup in backups:
@@ -75,7 +67,7 @@ def _list_context(server: Server) -> dict:
 
 
 def _page(request: HttpRequest, server: Server, form: BackupPolicyForm | None = None, status: int = 200):
-    policy = _policy_of(server)
+    policy = policies.policy_of(server)
     context = _list_context(server)
     context.update(
         {

@@ -11,7 +11,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from hypervisor import backup_targets as targets_driver
 from hypervisor import credentials
 from hypervisor.models import BackupTarget, Region
 from panel.infrastructure import backup_targets
@@ -102,16 +101,14 @@ def target_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @admin_required
 @require_POST
 def target_check(request: HttpRequest, pk: int) -> HttpResponse:
-    """Check now that the panel reaches the target and may write there; the answer is a message."""
-    target = get_object_or_404(BackupTarget.objects.select_related("host"), pk=pk)
-    result = targets_driver.check(target)
-    if result.ok:
-        messages.success(request, _("%(name)s answers and can take backups.") % {"name": target.name})
-    else:
-        messages.error(
-            request,
-            _("%(name)s cannot take backups: %(reason)s") % {"name": target.name, "reason": result.reason},
-        )
+    """Have a worker check that the panel reaches the target and may write there (a web request never talks
+    to libvirt or SSH); the target's page shows the outcome when it is recorded."""
+    target = get_object_or_404(BackupTarget, pk=pk)
+    backup_targets.check_later(target)
+    messages.info(
+        request,
+        _("Checking %(name)s: reload this page in a few seconds to see the outcome.") % {"name": target.name},
+    )
     return redirect("backup-target-detail", pk=target.pk)
 
 

@@ -21,7 +21,8 @@ from django.utils.translation import gettext_noop
 
 from hypervisor import backup_targets as targets_driver
 from hypervisor.hosts import HOST_NAME, USER_NAME
-from hypervisor.models import BackupTarget, Host, Region
+from hypervisor.models import Allocation, BackupTarget, Host, Region
+from panel import dispatch
 from panel.activity import log as activity
 from panel.models import ActivityEvent, User
 
@@ -38,7 +39,12 @@ ERROR_FIELDS = {
     "invalid_port": "ssh_port",
     "invalid_directory": "directory",
     "in_use": "is_active",
+    "holds_backups": "directory",
+    "own_host": "host",
 }
+# Where a target keeps its files: it cannot move while it holds backups (their files would be left behind,
+# unreadable and never removed). A new SSH address or port is the same storage reached another way.
+LOCATION = ("host", "pool", "pool_path", "directory")
 # What of a target may change (its kind stays), as recorded on the audit log.
 CHANGEABLE = ("name", "host", "pool", "pool_path", "ssh_address", "ssh_port", "directory", "is_active")
 # The audit log's type for backup target changes (infrastructure changes, as hosts are).
@@ -195,6 +201,7 @@ def create_target(
             gettext_noop("Backup target %(name)s added (%(where)s)."),
             {"name": target.name, "where": where(target)},
         )
+        check_later(target)  # its page shows whether the panel can write there
     return target
 
 
@@ -218,6 +225,15 @@ def update_target(target: BackupTarget, actor: User | None, **changes: Any) -> B
         if not cleaned["is_active"] and before.is_active:
             _check_unused(before)
         changed = {name: cleaned[name] for name in CHANGEABLE if cleaned[name] != getattr(before, name)}
+        if set(changed) & set(LOCATION) and before.backups.exists():
+            raise ValidationError(
+                _(
+                    "%(name)s holds backups: where it keeps them cannot change. Add a new target for the new "
+                    "place and choose it for the regions; the backups kept here stay restorable."
+                )
+                % {"name": before.name},
+                code="holds_backups",
+            )
         for name, value in changed.items():
             setattr(before, name, value)
         if keys is not None:
@@ -253,6 +269,12 @@ def _describe(changes: dict) -> str:
     return ", ".join(parts)[:500]
 
 
+def check_later(target: BackupTarget) -> None:
+    """Have a worker check the target (hypervisor.backup_targets.record_check) once the caller's transaction
+    commits; its page shows the outcome."""
+    dispatch.after_commit(dispatch.CHECK_BACKUP_TARGET, target.pk)
+
+
 def set_region_target(actor: User | None, region: Region, target: BackupTarget | None) -> Region:
     """Make `target` the region's backup target (None: backups become unavailable in the region for new
     backups; the backups kept stay where they are) and record it when it changed. A target that is not in
@@ -261,6 +283,16 @@ def set_region_target(actor: User | None, region: Region, target: BackupTarget |
         raise ValidationError(
             _("The backup target %(name)s is not in use; turn it on first.") % {"name": target.name},
             code="inactive",
+        )
+    if target is not None and target.host_id and Allocation.objects.filter(host=target.host_id).exists():
+        # Its own servers could never be backed up: a backup never stays on the host it protects.
+        raise ValidationError(
+            _(
+                "%(name)s keeps backups on %(host)s, which runs servers: their backups would stay on their "
+                "own host. Choose a target on a host without servers, or a directory over SSH."
+            )
+            % {"name": target.name, "host": target.host.name},
+            code="own_host",
         )
     with transaction.atomic():
         locked = Region.objects.select_for_update().get(pk=region.pk)

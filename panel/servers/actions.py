@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -26,7 +25,6 @@ from hypervisor.placement import NoCapacity, Resources
 from panel import dispatch
 from panel.accounts import quotas
 from panel.activity import log as activity
-from panel.backups import pricing as backup_pricing
 from panel.models import ActivityEvent, Backup, BackupPolicy, Operation, Server, Snapshot, SSHKey, User
 from panel.servers import catalog, operation_states, passwords, resize_quotes, states
 from panel.servers.locks import LockOrder
@@ -209,11 +207,13 @@ def order_server(
         except ipam.NoAddress as exc:
             raise OutOfAddresses(str(exc)) from exc
         _insert_with_unique_mac(server)
+        params = {"backup": backup.pk} if backup is not None else {}
         operation = Operation.objects.create(
             server=server,
             type=Task.CREATE,
             requested_by=user,
-            params={"backup": backup.pk} if backup is not None else {},
+            params=params,
+            deadline=timezone.now() + operation_states.deadline(Task.CREATE, params),
         )
         locks.open_subscription(user, plan, str(server.id), server.name)
         activity.record(
@@ -246,7 +246,7 @@ def _image_of_backup(user: User, backup: Backup, plan: Plan) -> Image:
     customer may make a server from and the plan's disk holds it."""
     if backup.server.owner_id != user.pk:
         raise Unprocessable(_("Unknown backup %(id)s.") % {"id": backup.pk})
-    if backup.status != Backup.Status.SUCCEEDED or backup.delete_after is not None:
+    if not Backup.objects.usable().filter(pk=backup.pk).exists():
         raise Unprocessable(
             _("The backup %(id)s cannot be restored: it is not complete.") % {"id": backup.pk}
         )
@@ -317,7 +317,11 @@ def request_action(
         if prepare is not None:
             prepare(server, locks)
         operation = Operation.objects.create(
-            server=server, type=action, params=params or {}, requested_by=user
+            server=server,
+            type=action,
+            params=params or {},
+            requested_by=user,
+            deadline=timezone.now() + operation_states.deadline(action, params or {}),
         )
         _record_action(server, action, user)
         dispatch.operation_after_commit(
@@ -414,7 +418,6 @@ def resize_server(server: Server, plan: Plan, user: User | None, quote: str = ""
         quoted = _quoted_amount(current, plan, quote) if quote else None
         # The subscription follows at once (an upgrade is invoiced pro rata); a failed resize undoes it.
         params["billing_undo"] = locks.change_plan(str(current.id), plan, quoted)
-        backup_pricing.reprice(current, plan, locks)  # backups cost a share of the plan's price
 
     params = {
         "plan": plan.slug,
@@ -562,7 +565,6 @@ def delete_snapshot(server: Server, snapshot_id, user: User | None) -> Operation
 
 
 NO_BACKUP_TARGET = gettext_lazy("Backups are not available in this server's region.")
-BACKUP_DEADLINE = timedelta(hours=6)
 
 
 def backup_target_of(server: Server) -> BackupTarget:
@@ -592,7 +594,6 @@ def backup_server(server: Server, user: User | None, trigger: str = Backup.Trigg
         raise Unprocessable(_("Enable backups for this server first."))
     with transaction.atomic():
         operation = request_action(server, Task.BACKUP, user, {"trigger": trigger})
-        Operation.objects.filter(pk=operation.pk).update(deadline=timezone.now() + BACKUP_DEADLINE)
         backup = Backup.objects.create(
             server=server,
             operation=operation,
@@ -610,9 +611,7 @@ def restorable_backup(server: Server, backup_id) -> Backup:
     """One of the server's complete backups (422 otherwise), for restoring onto it."""
     backup = None
     if str(backup_id).isdigit():
-        backup = Backup.objects.filter(
-            server=server, pk=backup_id, status=Backup.Status.SUCCEEDED, delete_after__isnull=True
-        ).first()
+        backup = Backup.objects.usable().filter(server=server, pk=backup_id).first()
     if backup is None:
         raise Unprocessable(_("This server has no complete backup %(id)s.") % {"id": backup_id})
     return backup
@@ -622,10 +621,7 @@ def restore_backup(server: Server, backup_id, user: User | None) -> Operation:
     """Replace the server's disk with a backup of it; its addresses and seed stay (the guest keeps its
     identity), and a running server is started again."""
     backup = restorable_backup(server, backup_id)
-    with transaction.atomic():
-        operation = request_action(server, Task.RESTORE_BACKUP, user, {"backup": backup.pk})
-        Operation.objects.filter(pk=operation.pk).update(deadline=timezone.now() + BACKUP_DEADLINE)
-    return operation
+    return request_action(server, Task.RESTORE_BACKUP, user, {"backup": backup.pk})
 
 
 def _check_image_fits(image: Image, disk_gib: int) -> None:

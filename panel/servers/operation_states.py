@@ -4,6 +4,8 @@ failed; the reaper fails operations stuck past their deadline."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -37,6 +39,13 @@ def time_limit(operation_type: str, params: dict) -> int | None:
     if operation_type in LONG_COPIES or (operation_type == "create" and params.get("backup")):
         return settings.BACKUP_TASK_TIME_LIMIT
     return None
+
+
+def deadline(operation_type: str, params: dict) -> timedelta:
+    """How long after it is recorded the reaper gives the operation up: OPERATION_DEADLINE, or its long time
+    limit and ten minutes more."""
+    limit = time_limit(operation_type, params)
+    return timedelta(seconds=limit + 600 if limit else settings.OPERATION_DEADLINE)
 
 
 def may_move(old: str, new: str) -> bool:

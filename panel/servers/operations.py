@@ -25,6 +25,7 @@ from hypervisor.connection import HypervisorError
 from hypervisor.models import Allocation, BaseVolume, Host, Image
 from hypervisor.xml.domain import KernelBoot
 from hypervisor.xml.storage import GIB
+from panel.backups import pricing as backup_pricing
 from panel.backups import pruning, runs
 from panel.models import Operation, Server, Snapshot
 from panel.servers import guest, leases, operation_states, operation_steps, passwords, reverse_dns
@@ -258,16 +259,23 @@ def resize(operation: Operation) -> None:
     server.plan = plan
     if was_running:
         metering.apply_port_speed(server, metering.desired_speed(server))
-    finish(
-        operation,
-        plan=plan,
-        vcpus=plan.vcpus,
-        memory_mib=plan.memory_mib,
-        disk_gib=plan.disk_gib,
-        status=Status.RUNNING if was_running else Status.STOPPED,
-        power_state=state,
-        status_reason=None,
-    )
+    with transaction.atomic():
+        locks = LockOrder()
+        locks.customer(server.owner_id)
+        locks.server()
+        closed = finish(
+            operation,
+            plan=plan,
+            vcpus=plan.vcpus,
+            memory_mib=plan.memory_mib,
+            disk_gib=plan.disk_gib,
+            status=Status.RUNNING if was_running else Status.STOPPED,
+            power_state=state,
+            status_reason=None,
+        )
+        _finished_or_stop(closed, operation)
+        # Backups cost a share of the plan's price: once the resize has succeeded, they follow it.
+        backup_pricing.reprice(server, plan, locks)
 
 
 def rebuild(operation: Operation) -> None:

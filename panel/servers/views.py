@@ -56,11 +56,9 @@ def _backup_to_order_from(request) -> Backup | None:
     if not wanted.isdigit():
         raise Http404(_("No such backup."))
     return get_object_or_404(
-        Backup.objects.select_related("server__region", "server__image"),
+        Backup.objects.usable().select_related("server__region", "server__image"),
         pk=int(wanted),
         server__owner=request.user,
-        status=Backup.Status.SUCCEEDED,
-        delete_after__isnull=True,
     )
 
 

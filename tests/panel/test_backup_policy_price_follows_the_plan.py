@@ -12,7 +12,6 @@ from django.db import transaction
 from billing import addons
 from billing.models import SubscriptionAddon
 from panel.backups import policies, pricing
-from panel.models import Server
 from panel.servers import actions
 from panel.servers.locks import LockOrder
 from tests import factories
@@ -55,16 +54,19 @@ def test_the_backup_price_follows_the_plan(customer, catalog, admin_user):
     assert SubscriptionAddon.objects.count() == 2
 
 
-def test_a_resize_moves_the_backup_price_to_the_new_plan(customer, catalog, admin_user):
+def test_a_resize_moves_the_backup_price_to_the_new_plan_once_it_succeeded(customer, catalog, admin_user):
     give_backup_target(catalog["region"])
     addons.set_backup_share(Decimal("10"), admin_user)
-    server = actions.order_server(
-        customer, name="web1", plan=catalog["plan"], image=catalog["image"], region=catalog["region"]
-    )
-    policies.update_policy(server, customer, enabled=True, schedule="weekly", retention=2)
-    bigger = factories.make_plan("large", price_monthly=Decimal("120000"), disk_gib=catalog["plan"].disk_gib)
-    Server.objects.filter(pk=server.pk).update(task=None, status="running")
-    server.refresh_from_db()
-    actions.resize_server(server, bigger, customer)
-    running = SubscriptionAddon.objects.filter(key=pricing.ADDON_KEY).active().get()
-    assert running.price == Decimal("12000")  # 10% of the new plan's 120,000
+    with factories.TidySimulatedHost(catalog["host"].uri):
+        server = factories.make_real_server(
+            customer, plan=catalog["plan"], image=catalog["image"], region=catalog["region"]
+        )
+        policies.update_policy(server, customer, enabled=True, schedule="weekly", retention=2)
+        disk = catalog["plan"].disk_gib
+        bigger = factories.make_plan("large", price_monthly=Decimal("120000"), disk_gib=disk)
+        resize = actions.resize_server(server, bigger, customer)
+        running = SubscriptionAddon.objects.filter(key=pricing.ADDON_KEY).active().get()
+        assert running.price == Decimal("5000")  # until the resize has succeeded
+        assert factories.run_operation(resize).status == "succeeded"
+        running = SubscriptionAddon.objects.filter(key=pricing.ADDON_KEY).active().get()
+        assert running.price == Decimal("12000")  # 10% of the new plan's 120,000
