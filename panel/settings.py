@@ -335,6 +335,8 @@ SPECTACULAR_SETTINGS = {
         "ActionTypeEnum": "panel.servers.states.Task",
         "ActivityEventTypeEnum": "panel.models.ActivityEvent.Type",
         "ConsoleTypeEnum": "panel.console.models.ConsoleSession.Type",
+        # An action's and a backup's status have the same four values.
+        "OperationStatusEnum": "panel.servers.operation_states.Status",
     },
 }
 

@@ -84,7 +84,7 @@ def money(request, settings) -> Money:
 def dispatched(monkeypatch) -> list:
     """Operations sent to the workers (recorded, not sent: the test runs them itself)."""
     sent: list = []
-    monkeypatch.setattr(dispatch, "operation", lambda operation_id, queue=None: sent.append(operation_id))
+    monkeypatch.setattr(dispatch, "operation", lambda operation_id, *_where: sent.append(operation_id))
     return sent
 
 

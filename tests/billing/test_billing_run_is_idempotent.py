@@ -32,7 +32,7 @@ def jakarta(settings):
 @pytest.fixture
 def dispatched(monkeypatch) -> list:
     sent: list = []
-    monkeypatch.setattr(dispatch, "operation", lambda operation_id, queue=None: sent.append(operation_id))
+    monkeypatch.setattr(dispatch, "operation", lambda operation_id, *_where: sent.append(operation_id))
     return sent
 
 
