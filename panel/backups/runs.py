@@ -32,6 +32,7 @@ from hypervisor import backup_images, backup_targets, disk_backup, driver
 from hypervisor.connection import HypervisorError
 from hypervisor.models import BackupTarget, Host
 from hypervisor.xml.storage import GIB
+from panel.backups import pruning
 from panel.models import Backup, BackupPolicy, Operation, Server, Snapshot
 from panel.servers import guest, operation_states, operation_steps
 from panel.servers.leases import LeaseLost
@@ -168,6 +169,9 @@ def backup(operation: Operation) -> None:
         if not succeeded:
             raise LeaseLost(f"backup {row.pk} was closed meanwhile")  # rolls back; pruning removes the file
         finished_or_stop(finish(operation), operation)
+    # The oldest backups beyond the retention are marked to go now (the beat's prune-backups removes their
+    # files); a crash before this leaves them to the beat's own pruning.
+    pruning.prune(server)
     if not started.offline:
         _keep_only_checkpoint(host, server, checkpoint)
 

@@ -132,3 +132,18 @@ def test_a_lost_hosts_server_is_made_again_from_its_backup_on_another_host(api, 
         assert (
             factories.run_operation(Operation.objects.get(server=again, type="create")).status == "succeeded"
         )
+
+
+def test_a_backup_beyond_the_retention_lets_the_oldest_go_at_once(api, customer, server):
+    response = api(customer).put(
+        f"/api/v1/servers/{server.id}/backup-policy/", {"retention": 1}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    run(act(api, customer, server, type="backup"))
+    first = Backup.objects.get(server=server)
+    run(act(api, customer, server, type="backup"))
+    listed = api(customer).get(f"/api/v1/servers/{server.id}/backups/").json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert [row["id"] for row in rows] == [Backup.objects.exclude(pk=first.pk).get(server=server).pk]
+    first.refresh_from_db()
+    assert first.delete_after is not None
