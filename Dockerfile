@@ -29,4 +29,6 @@ RUN DEMO=1 PANEL_DATA_DIR=/tmp/build python manage.py collectstatic --no-input -
     && mv /tmp/build/static /app/static-collected
 ENV STATIC_ROOT=/app/static-collected PANEL_DATA_DIR=/var/lib/panel
 EXPOSE 8000
-CMD ["gunicorn", "panel.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4"]
+# Web processes and threads sized from the container's CPU count (panel/gunicorn_conf.py; WEB_WORKERS and
+# WEB_THREADS override).
+CMD ["gunicorn", "-c", "python:panel.gunicorn_conf", "panel.wsgi"]

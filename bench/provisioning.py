@@ -1,4 +1,4 @@
-"""Scenarios 1 and 2: orders through the REST API (gunicorn), carried out by two real Celery worker processes,
+"""Scenarios 1 and 2: orders through the REST API (gunicorn), carried out by a real Celery worker (prefork),
 on simulated hosts (libvirt's test driver) and on the local real libvirtd, each against a baseline of the
 same libvirt work made directly with libvirt-python."""
 
@@ -48,18 +48,28 @@ def _free_port() -> int:
 
 
 class Cluster:
-    """The web server (gunicorn) and two Celery worker processes, started for the benchmark and stopped
-    after it. Simulated hosts live inside each worker process: each worker has its own."""
+    """The web server and a Celery worker as the project ships them (the Dockerfile's and docker-compose.yml's
+    commands: gunicorn with panel/gunicorn_conf.py, sized from the CPU count, and a prefork worker with one
+    process per CPU), started for the benchmark and stopped after it. Simulated hosts live inside each worker
+    process: each has its own."""
 
     def __init__(self, env: dict[str, str], workdir: Path):
-        self.env, self.workdir = env, workdir
+        from panel.gunicorn_conf import sized_workers
+
         self.port = _free_port()
+        # BENCH_WEB_WORKERS, BENCH_WEB_THREADS and BENCH_WORKERS try other sizes; unset, the shipped ones.
+        self.env = {
+            **env,
+            "BIND": f"127.0.0.1:{self.port}",
+            "WEB_WORKERS": os.environ.get("BENCH_WEB_WORKERS", ""),
+            "WEB_THREADS": os.environ.get("BENCH_WEB_THREADS", ""),
+            "INVOICE_MAIL_QUEUE": "bench-mail",  # the low-priority invoice-mail worker, as in docker-compose
+        }
+        self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
-        # On the 2-core machine, 3 gunicorn processes of 2 threads each did a little better than 2 x 4 and
-        # 4 x 1 (fewer threads contending for one interpreter lock); the differences were within the noise.
-        self.web_workers = env_int("BENCH_WEB_WORKERS", 3)
+        self.web_workers = env_int("BENCH_WEB_WORKERS", sized_workers())
         self.web_threads = env_int("BENCH_WEB_THREADS", 2)
-        self.workers = env_int("BENCH_WORKERS", 2)
+        self.workers = env_int("BENCH_WORKERS", os.cpu_count() or 1)  # the worker's processes
 
     def _start(self, name: str, command: list[str]) -> None:
         out = open(LOGS / f"{name}.log", "w")  # closed in __exit__, with the process
@@ -84,42 +94,50 @@ class Cluster:
             "gunicorn",
             [
                 str(bin_dir / "gunicorn"),
-                "panel.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.web_workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                str(self.web_threads),
-                "--log-level",
-                "warning",
+                "-c",
+                "python:panel.gunicorn_conf",
+                "panel.wsgi",
             ],
         )
-        for number in range(1, self.workers + 1):
-            self._start(
-                f"worker{number}",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "panel",
-                    "worker",
-                    "--pool",
-                    "prefork",
-                    "--concurrency",
-                    "1",
-                    "--hostname",
-                    f"bench{number}@%h",
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-            )
+        self._start(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "panel",
+                "worker",
+                "--concurrency",
+                str(self.workers),
+                "--hostname",
+                "bench@%h",
+                "--loglevel",
+                "WARNING",
+            ],
+        )
+        self._start(
+            "worker-mail",
+            [
+                "nice",
+                "-n",
+                "19",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "panel",
+                "worker",
+                "--concurrency",
+                "1",
+                "--hostname",
+                "bench-mail@%h",
+                "--loglevel",
+                "WARNING",
+                "-Q",
+                "bench-mail",
+            ],
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -133,15 +151,25 @@ class Cluster:
         else:
             raise RuntimeError("gunicorn did not answer within 60 s (see var/bench/logs/gunicorn.log)")
         while time.monotonic() < deadline:
-            if len(app.control.ping(timeout=0.5)) >= self.workers:
+            if len(app.control.ping(timeout=0.5)) >= 2:
                 break
             self._check_alive()
         else:
             raise RuntimeError("the Celery workers did not answer within 60 s (see var/bench/logs/)")
         log(
             f"web server on port {self.port} ({self.web_workers} gthread workers x {self.web_threads} "
-            f"threads) and {self.workers} Celery worker processes are up"
+            f"threads, panel/gunicorn_conf.py) and a Celery worker of {self.workers} processes are up"
         )
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system, this machine's /proc) used so far by the web server's processes, the
+        worker's processes and every Postgres process (the server must run on this machine)."""
+        return {
+            "web": _tree_cpu(self.processes[0].pid),
+            "worker": _tree_cpu(self.processes[1].pid),
+            "mail": _tree_cpu(self.processes[2].pid),
+            "postgres": _postgres_cpu(),
+        }
 
     def _check_alive(self) -> None:
         for process in self.processes:
@@ -181,6 +209,41 @@ class Cluster:
             return response.status, json.loads(data or b"null")
         except ValueError:
             return response.status, None
+
+
+def _proc_stats() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command name, utime + stime in seconds) of every process."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        stats[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / ticks)
+    return stats
+
+
+def _tree_cpu(root: int) -> float:
+    """CPU seconds of a process and its descendants alive now."""
+    stats = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _name, _cpu) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, "", 0.0))[2]
+        todo += children.get(pid, [])
+    return total
+
+
+def _postgres_cpu() -> float:
+    return sum(cpu for _parent, name, cpu in _proc_stats().values() if name == "postgres")
 
 
 # Catalogue rows shared by both scenarios.
@@ -300,6 +363,28 @@ def _wait_for_operations(server_ids: list[str], timeout: float) -> bool:
     return False
 
 
+def _poll_until_running(cluster: Cluster, server_id: str, token: str, timeout: float) -> float | None:
+    """time.time() when GET /api/v1/servers/{id}/ first says running, polled every BENCH_POLL_MS (20 ms)
+    on a keep-alive connection of its own, as a client of the API sees it; None when it says error (or
+    never running within `timeout` seconds)."""
+    interval = env_int("BENCH_POLL_MS", 20) / 1000
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=60)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            status, data = cluster.request("GET", f"/api/v1/servers/{server_id}/", token=token, conn=conn)
+            seen = time.time()
+            state = data.get("status") if status == 200 and isinstance(data, dict) else None
+            if state == "running":
+                return seen
+            if state == "error":
+                return None
+            time.sleep(interval)
+    finally:
+        conn.close()
+    return None
+
+
 def _outcomes(server_ids: list[str]) -> list[dict]:
     """Per server: its creation time, its create operation's times and status."""
     from panel.models import Operation
@@ -323,7 +408,7 @@ def _seconds(later, earlier) -> float | None:
 
 def _jobs(servers, seeds: bool) -> list[Job]:
     """The baseline's work for these servers: the XML documents the panel's own code makes."""
-    from hypervisor import driver
+    from hypervisor import driver, network_filter
     from hypervisor.xml.storage import GIB, Volume
     from panel.servers import guest
 
@@ -344,6 +429,10 @@ def _jobs(servers, seeds: bool) -> list[Job]:
                 seed_xml=Volume(request.seed_volume_name, len(seed), format="raw").to_xml(),
                 domain_xml=driver.domain_xml(host, request, disk_path, seed_path),
                 seed=seed if seeds else b"",
+                # The panel defines the server's filters before its domain on a real host; so does the twin.
+                filters=tuple(item.to_xml() for item in network_filter.filters(request.network_filter))
+                if request.network_filter is not None and host.transport != "test"
+                else (),
             )
         )
     return jobs
@@ -402,11 +491,17 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     _wait_for_operations([o.server_id for o in solo if o.server_id], timeout=120)
     solo_ms = summary([(o.answered - o.sent) * 1000 for o in solo[3:] if o.server_id])  # after 3 warm-ups
 
+    cpu_before = cluster.cpu_seconds()
     orders = _place_orders(cluster, customers, count, clients, region.slug, plan.slug, "sim")
     accepted = [o for o in orders if o.server_id]
     refused = [o for o in orders if not o.server_id]
     ids = [o.server_id for o in accepted]
     done = _wait_for_operations(ids, timeout=max(300.0, count * 1.0))
+    cpu_after = cluster.cpu_seconds()
+    cpu_ms = {
+        role: (cpu_after[role] - cpu_before[role]) * 1000 / max(len(accepted), 1) for role in cpu_before
+    }
+    mail_ms = cpu_ms.pop("mail")
     outcomes = _outcomes(ids)
     running = [
         r for r in outcomes if r["status"] == "succeeded" and r["server__status"] == Server.Status.RUNNING
@@ -445,6 +540,17 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
 
     lat = summary(latency)
     section.add("orders accepted per second (API, 202)", fmt_rate(accepted_rate))
+    cpu_total = sum(cpu_ms.values())
+    section.add(
+        "CPU per order: web + worker + Postgres (from /proc over the run)",
+        f"{cpu_ms['web']:.1f} + {cpu_ms['worker']:.1f} + {cpu_ms['postgres']:.1f} = {cpu_total:.1f} ms",
+        target="≤ 20 ms",
+        met=cpu_total <= 20,
+    )
+    section.add(
+        "  besides: the low-priority invoice-mail worker (PDFs) meanwhile",
+        f"{mail_ms:.1f} ms an order",
+    )
     a = summary(api_ms)
     section.add(
         f"order request latency (API, {clients} clients)",
@@ -518,6 +624,8 @@ def simulated(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
         "running": len(running),
         "failed": len(failed),
         "accepted_per_s": accepted_rate,
+        "cpu_ms_per_order": cpu_ms,
+        "invoice_mail_cpu_ms_per_order": mail_ms,
         "accept_wall_s": accept_wall,
         "api_latency_ms": a,
         "running_per_s": running_rate,
@@ -547,7 +655,7 @@ def _profile_orders(region, plan, image) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    import panel.servers.actions as actions_module
+    from panel import dispatch
     from panel.models import Operation
     from panel.servers import actions, operations
 
@@ -555,8 +663,8 @@ def _profile_orders(region, plan, image) -> dict:
 
     count = env_int("BENCH_PROFILE_ORDERS", 30)
     customers = _customers(math.ceil(count / 5), "prof")
-    original = actions_module.dispatch
-    actions_module.dispatch = lambda operation_id: None
+    original = dispatch.operation_after_commit
+    dispatch.operation_after_commit = lambda *args, **kwargs: None
     try:
         order_profile = cProfile.Profile()
         with CaptureQueriesContext(connection) as order_queries:
@@ -584,7 +692,7 @@ def _profile_orders(region, plan, image) -> dict:
             create_profile.disable()
             create_s = time.perf_counter() - start
     finally:
-        actions_module.dispatch = original
+        dispatch.operation_after_commit = original
     order_text, order_top = _profile_text(order_profile)
     create_text, create_top = _profile_text(create_profile)
     per_order, per_create = len(order_queries) // count, len(create_queries) // max(len(creates), 1)
@@ -648,9 +756,11 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     made: list[str] = []
     raw_jobs: list[Job] = []
     rows, raw = [], []
+    api_latency: list[float] = []  # ms from the order's request to the API first saying running
     conn = libvirt.open(uri)
     try:
         for i in range(count):
+            sent = time.time()
             status, data = cluster.request(
                 "POST",
                 "/api/v1/servers/",
@@ -661,6 +771,9 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
                 section.note(f"order {i} refused: HTTP {status} {json.dumps(data)[:200]}")
                 continue
             made.append(data["id"])
+            running_at = _poll_until_running(cluster, data["id"], token, timeout=180)
+            if running_at is not None:
+                api_latency.append((running_at - sent) * 1000)
             _wait_for_operations([data["id"]], timeout=180)
             rows += _outcomes([data["id"]])
             _clean_kvm(conn, [data["id"]], [], host)
@@ -684,10 +797,19 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     raw_ms = [t.total * 1000 for t in raw]
     raw_ds_ms = [t.define_start * 1000 for t in raw]
     lat, exe, r, d = summary(latency), summary(execution), summary(raw_ms), summary(raw_ds_ms)
-    ratio = lat["p50"] / r["p50"] if lat["p50"] and r["p50"] else None
-    ratio_ds = lat["p50"] / d["p50"] if lat["p50"] and d["p50"] else None
+    api = summary(api_latency)
+    ratio = api["p50"] / r["p50"] if api["p50"] and r["p50"] else None
+    ratio_db = lat["p50"] / r["p50"] if lat["p50"] and r["p50"] else None
+    ratio_ds = api["p50"] / d["p50"] if api["p50"] and d["p50"] else None
+    poll_ms = env_int("BENCH_POLL_MS", 20)
     section.add(
-        "order-to-running (API order → running)",
+        f"order-to-running (API request → API says running, polled every {poll_ms} ms)",
+        f"{len(api_latency)}/{count} ok",
+        fmt_ms(api["p50"]),
+        fmt_ms(api["p95"]),
+    )
+    section.add(
+        "order-to-running in the database (server created → create finished)",
         f"{len(ok)}/{count} ok",
         fmt_ms(lat["p50"]),
         fmt_ms(lat["p95"]),
@@ -701,12 +823,13 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
     )
     section.add("raw libvirt: define + start alone", "", fmt_ms(d["p50"]), fmt_ms(d["p95"]))
     section.add(
-        "overhead: order-to-running ÷ raw (p50)",
+        "overhead: order-to-running (API) ÷ raw (p50)",
         _ratio(ratio),
-        target="≤ 1.2x",
-        met=ratio is not None and ratio <= 1.2,
+        target="≤ 1.1x",
+        met=ratio is not None and ratio <= 1.1,
     )
-    section.add("overhead: order-to-running ÷ raw define+start (p50)", _ratio(ratio_ds))
+    section.add("overhead: order-to-running (database) ÷ raw (p50)", _ratio(ratio_db))
+    section.add("overhead: order-to-running (API) ÷ raw define+start (p50)", _ratio(ratio_ds))
     failed = [r for r in rows if r["status"] != "succeeded"]
     if failed:
         section.note(f"{len(failed)} creates failed, first: {failed[0]['error'][:200]}")
@@ -716,11 +839,14 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
         "uri": uri,
         "domain_type": host.domain_type,
         "ok": len(ok),
-        "order_to_running_ms": lat,
+        "order_to_running_ms": api,
+        "order_to_running_db_ms": lat,
+        "poll_ms": poll_ms,
         "worker_create_ms": exe,
         "raw_ms": r,
         "raw_define_start_ms": d,
         "overhead": ratio,
+        "overhead_db": ratio_db,
         "overhead_vs_define_start": ratio_ds,
         "first_failure": failed[0]["error"] if failed else "",
     }
@@ -728,14 +854,18 @@ def kvm(cluster: Cluster, workdir: Path) -> tuple[Section, dict]:
 
 
 def _clean_kvm(conn, server_ids: list[str], raw_jobs: list[Job], host) -> None:
-    """Remove the domains, volumes and logs of these servers and baseline jobs from the real host."""
+    """Remove the domains, volumes, network filters and logs of these servers and baseline jobs from the real
+    host."""
+    from hypervisor import network_filter
+
     from .rawlibvirt import destroy
 
     names = {str(s): f"vps-{s}" for s in server_ids}
     for job in raw_jobs:
         names[job.uuid] = f"vps-{job.uuid}"
     for uuid_text, name in names.items():
-        destroy(conn, uuid_text, host.storage_pool, [f"{uuid_text}.qcow2", f"{uuid_text}-seed.iso"])
+        volumes = [f"{uuid_text}.qcow2", f"{uuid_text}-seed.iso"]
+        destroy(conn, uuid_text, host.storage_pool, volumes, network_filter.filter_names(uuid_text))
         for log_file in (f"/var/log/libvirt/qemu/{name}-console.log", f"/var/log/libvirt/qemu/{name}.log"):
             try:
                 os.remove(log_file)

@@ -20,13 +20,16 @@ class Job:
     seed_xml: str
     domain_xml: str
     seed: bytes = b""  # uploaded into the seed volume (real hosts only; the simulated host stores no data)
+    # The server's network filters, defined before the domain that references them (real hosts only: the
+    # simulated host has no network filter driver).
+    filters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Timing:
     uuid: str
     total: float  # volumes + define + start, seconds
-    define_start: float  # define + start only, seconds
+    define_start: float  # define (with the network filters) + start only, seconds
 
 
 def _silence(_ctx, _err) -> None:
@@ -44,6 +47,8 @@ def create(conn: libvirt.virConnect, job: Job) -> Timing:
         stream.send(job.seed)
         stream.finish()
     defined = time.perf_counter()
+    for filter_xml in job.filters:
+        conn.nwfilterDefineXML(filter_xml)
     domain = conn.defineXML(job.domain_xml)
     domain.create()
     end = time.perf_counter()
@@ -86,8 +91,11 @@ def _run_timed(jobs: list[Job]) -> tuple[list[Timing], float, float]:
     return timings, start, time.time()
 
 
-def destroy(conn: libvirt.virConnect, uuid: str, pool: str, volumes: list[str]) -> None:
-    """Remove a domain and its volumes, whatever of them exists."""
+def destroy(
+    conn: libvirt.virConnect, uuid: str, pool: str, volumes: list[str], filters: tuple[str, ...] = ()
+) -> None:
+    """Remove a domain, its volumes and its network filters (by name, the root filter first), whatever of
+    them exists."""
     try:
         domain = conn.lookupByUUIDString(uuid)
     except libvirt.libvirtError:
@@ -96,6 +104,11 @@ def destroy(conn: libvirt.virConnect, uuid: str, pool: str, volumes: list[str]) 
         if domain.isActive():
             domain.destroy()
         domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    for name in filters:
+        try:
+            conn.nwfilterLookupByName(name).undefine()
+        except libvirt.libvirtError:
+            pass
     storage = conn.storagePoolLookupByName(pool)
     storage.refresh(0)
     for name in volumes:

@@ -3,11 +3,14 @@
     python -m bench.run            (make bench runs this after make setup and the test services)
 
 Scenarios (BENCH_SCENARIOS=1,2,3,4 chooses):
-  1. provisioning throughput on simulated hosts (libvirt test driver) through the API, 2 Celery workers,
+  1. provisioning throughput on simulated hosts (libvirt test driver) through the API, the shipped
+     web server and Celery worker configuration (sized from the CPU count),
      with the same libvirt work made directly with libvirt-python as the baseline;
   2. real KVM orders on qemu:///system against raw define + start;
   3. pages and API lists at scale (latency and SQL queries per request);
-  4. periodic work at scale: reconcile + metering over 10,000 domains, one billing run.
+  4. periodic work at scale: reconcile + metering over 1,000 simulated hosts (about 100,000 domains) done by
+     real Celery worker processes, and one billing run over the 100,000-server world's subscriptions;
+  5. placement: one claim in a region of 10 hosts and 100 servers against one of 1,000 hosts and 100,000.
 
 A separate database (vpspanel_bench) is created for the run and dropped afterwards (BENCH_KEEP_DB=1 keeps
 it); Redis db 3 is the broker. The table is printed and written to bench/results.json.
@@ -39,6 +42,7 @@ def configure_environment() -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "panel.settings",
         "DEBUG": "",
         "DEMO": "",
+        "HTTPS": "0",  # the benchmark's clients speak plain HTTP on loopback (no TLS proxy in front)
         "SECRET_KEY": "bench-only-secret-key-not-for-production",  # noqa: S105 (benchmark database only)
         "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         "REDIS_URL": os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
@@ -124,7 +128,7 @@ def main() -> int:
 
     started = time.monotonic()
     env = configure_environment()
-    scenarios = {s.strip() for s in env_str("BENCH_SCENARIOS", "1,2,3,4").split(",") if s.strip()}
+    scenarios = {s.strip() for s in env_str("BENCH_SCENARIOS", "1,2,3,4,5").split(",") if s.strip()}
     info = machine()
     log(
         f"machine: {info['nproc']} CPUs, {info['memory_gib']} GiB, {info['cpu']}; "
@@ -143,7 +147,7 @@ def main() -> int:
     log("migrated; static files collected")
     quiet_this_process()
 
-    from . import pages, periodic, provisioning
+    from . import pages, periodic, placement, provisioning
 
     sections: list[Section] = []
     results: dict = {"machine": info, "scenarios": {}}
@@ -170,6 +174,10 @@ def main() -> int:
                 section, data = periodic.run(world)
                 sections.append(section)
                 results["scenarios"]["periodic"] = data
+        if "5" in scenarios:
+            section, data = placement.run()
+            sections.append(section)
+            results["scenarios"]["placement"] = data
     finally:
         from django.db import connections
 

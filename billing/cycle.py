@@ -6,11 +6,12 @@ running it twice for the same moment changes nothing the second time."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_noop
@@ -28,10 +29,12 @@ from .texts import Message, date_value
 HOUR = timedelta(hours=1)
 
 
-def run(at: datetime | None = None) -> dict[str, int]:
-    """Every periodic billing step as of `at` (beat and `manage.py billing_run` call this)."""
+def run(at: datetime | None = None, *, renewals: bool = True) -> dict[str, int]:
+    """Every periodic billing step as of `at` (`manage.py billing_run`; beat's task sends the renewals to
+    the workers in batches of accounts instead and calls this with `renewals=False`)."""
     at = at or timezone.now()
-    result = {"renewed": renew(at), "hourly": invoice_hourly(at), "reminded": remind(at)}
+    result = {"renewed": renew(at)} if renewals else {}
+    result.update({"hourly": invoice_hourly(at), "reminded": remind(at)})
     result.update(dun(at))
     return result
 
@@ -45,8 +48,25 @@ def _due_monthly(at: datetime) -> QuerySet[Subscription]:
 def renew(at: datetime) -> int:
     """Invoice each monthly subscription whose paid period has ended, one invoice per period, account by
     account (one transaction each). Returns the number of invoices issued."""
-    accounts = _due_monthly(at).order_by("account_id").values_list("account_id", flat=True).distinct()
-    return sum(_renew_account(account_id, at) for account_id in list(accounts))
+    return renew_accounts(_due_accounts(at), at)
+
+
+def _due_accounts(at: datetime) -> list[int]:
+    return list(_due_monthly(at).order_by("account_id").values_list("account_id", flat=True).distinct())
+
+
+def due_account_batches(at: datetime, size: int) -> Iterator[list[int]]:
+    """The accounts with a monthly period due at `at`, in batches of `size` (beat's task sends a renewal
+    task for each batch)."""
+    accounts = _due_accounts(at)
+    for start in range(0, len(accounts), max(1, size)):
+        yield accounts[start : start + max(1, size)]
+
+
+def renew_accounts(account_ids: Iterable[int], at: datetime) -> int:
+    """Renew what is due at `at` on each of these accounts, each in its own transaction (a second run, or a
+    batch delivered again, finds nothing due on an account renewed already). Returns the invoices issued."""
+    return sum(_renew_account(account_id, at) for account_id in account_ids)
 
 
 def _renew_account(account_id: int, at: datetime) -> int:
@@ -80,10 +100,34 @@ def _renew_account(account_id: int, at: datetime) -> int:
                 )
         if not periods:
             return 0
-        Subscription.objects.bulk_update(subscriptions, ["period_start", "paid_through"])
+        _advance(subscriptions)
         invoices = issue(account, periods, at)
         settle(account, at, locked=True, issued_only=True)
     return len(invoices)
+
+
+_ADVANCE = f"""
+UPDATE "{Subscription._meta.db_table}" s SET period_start = v.period_start, paid_through = v.paid_through
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, period_start, paid_through)
+WHERE s.id = v.id
+"""
+
+
+def _advance(subscriptions: list[Subscription]) -> None:
+    """Write the subscriptions' new periods (they are locked) in one statement (the demo's SQLite: one
+    bulk update)."""
+    if connection.vendor != "postgresql":
+        Subscription.objects.bulk_update(subscriptions, ["period_start", "paid_through"])
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ADVANCE,
+            [
+                [subscription.pk for subscription in subscriptions],
+                [subscription.period_start for subscription in subscriptions],
+                [subscription.paid_through for subscription in subscriptions],
+            ],
+        )
 
 
 def invoice_hourly(at: datetime) -> int:

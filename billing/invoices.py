@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import get_connection
-from django.db import transaction
-from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db import connection, transaction
+from django.db.models import QuerySet, Sum
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, pgettext, pgettext_lazy
@@ -84,33 +84,29 @@ class Parties:
     rule: tax.TaxRule
 
 
+_PARTIES = """
+SELECT u.first_name, u.last_name, u.email, b.company_name AS company, b.billing_address AS address,
+       b.tax_id_kind AS kind, b.tax_id, s.legal_name AS s_name, s.address AS s_address, s.tax_id AS s_tax_id,
+       s.unique_amount_codes AS s_codes
+FROM {users} u
+LEFT JOIN {buyers} b ON b.account_id = u.id
+LEFT JOIN {sellers} s ON s.id = %s
+WHERE u.id = %s
+"""
+
+
 def _parties(account) -> Parties:
-    """The seller's profile and the account's billing details (billing.buyer), in one query."""
-    details = BillingProfile.objects.filter(account=OuterRef("pk"))
-    seller_row = SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK)
-
-    def detail(name: str) -> Subquery:
-        return Subquery(details.values(name)[:1])
-
-    def of_seller(name: str) -> Subquery:
-        return Subquery(seller_row.values(name)[:1])
-
-    row = (
-        get_user_model()
-        .objects.filter(pk=account.pk)
-        .values("first_name", "last_name", "email")
-        .annotate(
-            company=detail("company_name"),
-            address=detail("billing_address"),
-            kind=detail("tax_id_kind"),
-            tax_id=detail("tax_id"),
-            s_name=of_seller("legal_name"),
-            s_address=of_seller("address"),
-            s_tax_id=of_seller("tax_id"),
-            s_codes=of_seller("unique_amount_codes"),
-        )
-        .get()
+    """The seller's profile and the account's billing details (billing.buyer), in one statement (issued
+    for every account of a billing run)."""
+    sql = _PARTIES.format(
+        users=get_user_model()._meta.db_table,
+        buyers=BillingProfile._meta.db_table,
+        sellers=SellerProfile._meta.db_table,
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [SellerProfile.SINGLETON_PK, account.pk])
+        names = [column[0] for column in cursor.description]
+        row = dict(zip(names, cursor.fetchone(), strict=True))
     full_name = f"{row['first_name']} {row['last_name']}".strip()
     return Parties(
         seller_name=row["s_name"] or getattr(settings, "BILLING_COMPANY_NAME", ""),
@@ -189,29 +185,31 @@ def _charge(invoice: Invoice) -> LedgerEntry:
 def issue(account: AbstractBaseUser, lines_of: list[list[Line]], at: datetime) -> list[Invoice]:
     """Issue one invoice per list of lines: numbered together (the year's sequence row is taken here and
     stays locked to the commit, so callers issue last), written in bulk with their lines and their charges
-    on the ledger, mailed after the commit. The caller holds the account's row lock and settles."""
-    numbers = _take_numbers(timezone.localtime(at).year, len(lines_of))
+    on the ledger, mailed after the commit. The caller holds the account's row lock and settles.
+
+    Everything that does not need the numbers (the parties, the invoices' amounts, their lines) is made
+    before they are taken: the sequence row serialises every issuer until its commit, so the less done
+    under it, the more accounts renew side by side."""
     parties = _parties(account)
-    invoices = [
-        _new_invoice(account, lines, number, at, parties)
-        for lines, number in zip(lines_of, numbers, strict=True)
+    invoices = [_new_invoice(account, lines, "", at, parties) for lines in lines_of]
+    invoice_lines = [
+        line
+        for invoice, lines in zip(invoices, lines_of, strict=True)
+        for line in _invoice_lines(invoice, lines)
     ]
+    numbers = _take_numbers(timezone.localtime(at).year, len(lines_of))
+    for invoice, number in zip(invoices, numbers, strict=True):
+        invoice.number = number
     if parties.unique_amount_codes:
         # Under the year's sequence lock, so two issuers never pick the same amount.
         transfer.assign_codes(invoices)
     Invoice.objects.bulk_create(invoices)
-    InvoiceLine.objects.bulk_create(
-        [
-            line
-            for invoice, lines in zip(invoices, lines_of, strict=True)
-            for line in _invoice_lines(invoice, lines)
-        ]
-    )
+    InvoiceLine.objects.bulk_create(invoice_lines)
     LedgerEntry.objects.bulk_create([_charge(invoice) for invoice in invoices])
-    # Each invoice is mailed by a worker, with its PDF attached (billing.tasks.mail_invoices): rendering
-    # PDFs never holds up an order or a billing run.
-    for invoice in invoices:  # one task each: a retry sends again only its own mail
-        queue.after_commit(MAIL_INVOICES, [invoice.pk])
+    # The invoices are mailed by a worker, with their PDFs attached (billing.tasks.mail_invoices): rendering
+    # PDFs never holds up an order or a billing run. One task for the lot (a renewal issues an account's
+    # invoices together): it mails them one by one, and a retry sends again only those not sent yet.
+    queue.after_commit(MAIL_INVOICES, [invoice.pk for invoice in invoices])
     return invoices
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Min
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,7 +25,7 @@ from billing.errors import BillingError
 from billing.forms import BillingDetailsForm, TopUpForm
 from billing.models import Invoice, LedgerEntry, Payment, Subscription, SubscriptionAddon
 from billing.money import CURRENCY_EXPONENTS, currency, quantize
-from billing.page_context import INVOICE_ROWS, method_label
+from billing.page_context import INVOICE_ROWS, method_label, with_labels
 
 
 @dataclass
@@ -93,10 +94,14 @@ def _overview_context(request, *, form: TopUpForm | None = None, details_form=No
     balance = ledger.balance(account)
     costs = _server_costs(account)
     open_invoices = Invoice.objects.filter(account=account, status=Invoice.Status.OPEN)
-    next_due = open_invoices.order_by("due_at").values_list("due_at", flat=True).first()
+    # How many are open and the earliest due date, in one query (Min skips a missing date as the ordered
+    # first() did, which puts NULLs last).
+    open_summary = open_invoices.aggregate(count=Count("id"), next_due=Min("due_at"))
+    next_due = open_summary["next_due"]
     available = providers.available()
     owed = -balance if balance < 0 else Decimal(0)
     monthly_total = sum((c.monthly for c in costs), Decimal(0))
+    with_labels((c.subscription for c in costs), "cycle")
     low, high = checkouts.limits()
     if form is None:
         # A quick amount's link (?amount=) fills the form without JavaScript; else what is owed.
@@ -119,10 +124,11 @@ def _overview_context(request, *, form: TopUpForm | None = None, details_form=No
         "runway": runway.days_left(
             balance, (c.subscription for c in costs), [addon for c in costs for addon in c.addons]
         ),
-        "invoices": Invoice.objects.filter(account=account).exclude(status=Invoice.Status.DRAFT)[
-            :INVOICE_ROWS
-        ],
-        "open_count": open_invoices.count(),
+        "invoices": with_labels(
+            Invoice.objects.filter(account=account).exclude(status=Invoice.Status.DRAFT)[:INVOICE_ROWS],
+            "status",
+        ),
+        "open_count": open_summary["count"],
         "next_due": next_due,
         "overdue": bool(next_due and next_due < timezone.now()),
         "payments": [
@@ -130,10 +136,13 @@ def _overview_context(request, *, form: TopUpForm | None = None, details_form=No
             for payment in Payment.objects.filter(account=account)[:INVOICE_ROWS]
         ],
         # Credits, refunds and adjustments: what changed the balance besides invoices and payments.
-        "activity": LedgerEntry.objects.filter(account=account)
-        .exclude(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.PAYMENT])
-        .order_by("-created_at", "-id")[:INVOICE_ROWS],
-        "checkouts": recent_checkouts(account),
+        "activity": with_labels(
+            LedgerEntry.objects.filter(account=account)
+            .exclude(kind__in=[LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.PAYMENT])
+            .order_by("-created_at", "-id")[:INVOICE_ROWS],
+            "kind",
+        ),
+        "checkouts": with_labels(recent_checkouts(account), "status"),
         "form": form,
         "providers": provider_options(available),
         "quick_amounts": quick_amounts(owed, monthly_total),

@@ -105,18 +105,19 @@ def _find_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageV
 
 
 def _create_volume(pool: libvirt.virStoragePool, spec: Volume) -> libvirt.virStorageVol:
-    """Create the volume, or take the one of that name that exists already: made meanwhile by another
-    delivery of the same task, or a file in the pool's directory that libvirt has not listed yet (then,
-    and only then, the pool is refreshed, waiting while it is busy)."""
+    """Create the volume, or take the one of that name that exists already: made by an earlier attempt or
+    another delivery of the same task (drivers refuse a second one with different codes), or a file in the
+    pool's directory that libvirt has not listed yet (then, and only then, the pool is refreshed, waiting
+    while it is busy). Created first, looked for only when refused: one round trip in the usual case."""
     try:
         return pool.createXML(spec.to_xml(), 0)
     except libvirt.libvirtError as exc:
-        if exc.get_error_code() not in (libvirt.VIR_ERR_STORAGE_VOL_EXIST, libvirt.VIR_ERR_OPERATION_INVALID):
-            raise
         refused = exc
-    if refused.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:  # "volume target path ... exists"
-        connection.when_pool_idle(lambda: pool.refresh(0))
     volume = _find_volume(pool, spec.name)
+    if volume is None and refused.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+        # "volume target path ... exists": a file libvirt has not listed yet
+        connection.when_pool_idle(lambda: pool.refresh(0))
+        volume = _find_volume(pool, spec.name)
     if volume is None:
         raise refused
     return volume
@@ -163,11 +164,9 @@ def create_disk(host: Host, request: DomainRequest, base_path: str = "") -> str:
 
     def work(conn: libvirt.virConnect) -> str:
         pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
-        volume = _find_volume(pool, request.volume_name)
-        if volume is None:
-            spec = Volume(request.volume_name, request.disk_gib * GIB, backing_path=base_path)
-            volume = _create_volume(pool, spec)
-        return volume.path()
+        # Created straight away (one round trip fewer than looking first): an existing disk is taken.
+        spec = Volume(request.volume_name, request.disk_gib * GIB, backing_path=base_path)
+        return _create_volume(pool, spec).path()
 
     return connection.run(host, work, timeout=max(120.0, settings.LIBVIRT_TIMEOUT))
 
@@ -193,12 +192,17 @@ def write_seed(
 
     def work(conn: libvirt.virConnect) -> str:
         pool = ensure_pool(conn, host.storage_pool, host.storage_pool_path)
-        old = _find_volume(pool, name)
-        if old is not None and not replace:
-            return old.path()
-        if old is not None:
+        spec = Volume(name, len(iso), format="raw").to_xml()
+        try:  # created first, looked for only when refused: one round trip in the usual case
+            volume = pool.createXML(spec, 0)
+        except libvirt.libvirtError:
+            old = _find_volume(pool, name)
+            if old is None:
+                raise
+            if not replace:
+                return old.path()
             old.delete(0)
-        volume = pool.createXML(Volume(name, len(iso), format="raw").to_xml(), 0)
+            volume = pool.createXML(spec, 0)
         if host.transport != "test":  # the simulated host stores no data
             stream = conn.newStream(0)
             volume.upload(stream, 0, len(iso), 0)
@@ -325,10 +329,11 @@ def define_domain(
     host: Host, request: DomainRequest, disk_path: str, seed_path: str = "", replace: bool = False
 ) -> None:
     """Define the domain unless a domain with this UUID exists already (`replace`: define it anew, which
-    updates the persistent configuration of an existing domain: resize, rebuild)."""
+    updates the persistent configuration of an existing domain: resize, rebuild; a caller that knows no
+    such domain exists passes it too, saving the look)."""
 
     def work(conn: libvirt.virConnect) -> None:
-        domain = find_domain(conn, request.uuid)
+        domain = find_domain(conn, request.uuid) if not replace or request.iso_path else None
         if not replace and domain is not None:
             return
         if not host.bridge:
@@ -377,8 +382,11 @@ def start(host: Host, uuid: uuid_module.UUID) -> PowerState:
 
     def work(conn: libvirt.virConnect) -> PowerState:
         domain = require_domain(conn, uuid)
-        if not domain.isActive():
+        try:  # started straight away (one round trip fewer than asking first)
             domain.create()
+        except libvirt.libvirtError:
+            if not domain.isActive():  # else it was running already (drivers say so with different codes)
+                raise
         return from_libvirt(domain.state()[0])
 
     return connection.run(host, work, timeout=max(60.0, settings.LIBVIRT_TIMEOUT))

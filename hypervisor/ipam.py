@@ -20,10 +20,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Case, Count, F, Q, QuerySet, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import pool_counts
 from .models import IPAddress, IPPool, Region
 
 # Rows a pool is made with at most: an IPv4 /16, the first 65,536 usable addresses of an IPv6 prefix, or
@@ -611,20 +612,31 @@ def _take_statement(
 ) -> tuple[str, list]:
     """The UPDATE that gives the consumer the lowest free row of the family in the region that no one else
     has locked (SKIP LOCKED, so concurrent orders take different rows without waiting), conditional on the
-    row still being free, and returns it."""
+    row still being free, and returns it.
+
+    In constant time, however many of the pools' rows are taken: per active pool of the region (a LATERAL
+    subquery) the index on (pool, consumer_uuid, value) is walked from the pool's lowest free row (ordering
+    by consumer_uuid, which is NULL for all of them, lets that index give the order without sorting), and
+    the lowest of the pools' first rows is taken (the others stay locked to the commit: concurrent orders
+    take the next ones). Joining every row of the pools and sorting the free ones cost time in proportion to
+    the pools' size."""
     address, pool = IPAddress._meta.db_table, IPPool._meta.db_table
     sql = f"""
         UPDATE {address} SET consumer_uuid = %s, allocated_at = %s, released_at = NULL, ptr = '', role = %s
         WHERE id = (
-            SELECT a.id FROM {address} a JOIN {pool} p ON p.id = a.pool_id
-            WHERE p.region_id = %s AND p.is_active AND p.family = %s AND a.consumer_uuid IS NULL
-              AND NOT a.reserved AND (a.released_at IS NULL OR a.released_at < %s)
-            ORDER BY a.value LIMIT 1
-            FOR UPDATE OF a SKIP LOCKED
+            SELECT free.id FROM {pool} p CROSS JOIN LATERAL (
+                SELECT a.id, a.value FROM {address} a
+                WHERE a.pool_id = p.id AND a.consumer_uuid IS NULL
+                  AND NOT a.reserved AND (a.released_at IS NULL OR a.released_at < %s)
+                ORDER BY a.consumer_uuid, a.value LIMIT 1
+                FOR UPDATE OF a SKIP LOCKED
+            ) AS free
+            WHERE p.region_id = %s AND p.is_active AND p.family = %s
+            ORDER BY free.value LIMIT 1
         ) AND consumer_uuid IS NULL
         RETURNING *
     """  # noqa: S608 (table names from the models; values are parameters)
-    return sql, [consumer_uuid, timezone.now(), role, region.pk, family, _cooled()]
+    return sql, [consumer_uuid, timezone.now(), role, _cooled(), region.pk, family]
 
 
 def _take(
@@ -723,6 +735,34 @@ def allocate_ipv6_if_pooled(region: Region, consumer_uuid: uuid_module.UUID) -> 
     if not pooled:
         return None
     return _allocate(region, consumer_uuid, 6, IPAddress.Role.PRIMARY)
+
+
+def allocate_primaries_if_pooled(region: Region, consumer_uuid: uuid_module.UUID) -> list[IPAddress]:
+    """allocate_if_pooled() and allocate_ipv6_if_pooled() together (IPv4 first), as an order needs them: on
+    Postgres one statement takes a free row of each family and tells which families the region pools;
+    only a family whose free rows were all locked by others (or none is free) goes on to its retries and
+    NoAddress as before."""
+    if connection.vendor != "postgresql":
+        taken = [allocate_if_pooled(region, consumer_uuid), allocate_ipv6_if_pooled(region, consumer_uuid)]
+        return [address for address in taken if address is not None]
+    update4, params4 = _take_statement(region, consumer_uuid, 4, IPAddress.Role.PRIMARY)
+    update6, params6 = _take_statement(region, consumer_uuid, 6, IPAddress.Role.PRIMARY)
+    pool = IPPool._meta.db_table
+    sql = f"""
+        WITH v4 AS ({update4}), v6 AS ({update6})
+        SELECT taken.*,
+            EXISTS (SELECT 1 FROM {pool} WHERE region_id = %s AND is_active AND family = 4) AS pooled4,
+            EXISTS (SELECT 1 FROM {pool} WHERE region_id = %s AND is_active AND family = 6) AS pooled6
+        FROM (SELECT 1) AS one LEFT JOIN (SELECT * FROM v4 UNION ALL SELECT * FROM v6) AS taken ON TRUE
+    """  # noqa: S608 (table names from the models; values are parameters)
+    with transaction.atomic(savepoint=False):
+        rows = list(IPAddress.objects.raw(sql, [*params4, *params6, region.pk, region.pk]))
+    taken = {row.family: row for row in rows if row.pk is not None}
+    if 4 not in taken and rows[0].pooled4:
+        taken[4] = allocate(region, consumer_uuid)
+    if 6 not in taken and rows[0].pooled6:
+        taken[6] = _allocate(region, consumer_uuid, 6, IPAddress.Role.PRIMARY)
+    return [taken[family] for family in (4, 6) if family in taken]
 
 
 def allocate_additional(region: Region, consumer_uuid: uuid_module.UUID) -> IPAddress:
@@ -825,20 +865,6 @@ def pool_usage(pool: IPPool) -> dict[str, int]:
 
 
 def pools_with_usage() -> QuerySet[IPPool]:
-    """Pools annotated with total, used, cooling and reserved row counts (one query)."""
-    cooled = _cooled()
-    return IPPool.objects.select_related("region").annotate(
-        total=Count("addresses"),
-        used=Count("addresses", filter=Q(addresses__consumer_uuid__isnull=False)),
-        cooling=Count(
-            "addresses",
-            filter=Q(
-                addresses__consumer_uuid__isnull=True,
-                addresses__reserved=False,
-                addresses__released_at__gte=cooled,
-            ),
-        ),
-        reserved=Count(
-            "addresses", filter=Q(addresses__consumer_uuid__isnull=True, addresses__reserved=True)
-        ),
-    )
+    """Pools annotated with total, used, cooling and reserved address counts (one query, from the pools'
+    counts kept by the address triggers: hypervisor.pool_counts)."""
+    return pool_counts.with_counts(IPPool.objects.select_related("region"), _cooled())

@@ -3,6 +3,8 @@ from decimal import Decimal
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import ExpressionWrapper, F, Value
+from django.db.models.functions import Cast, Floor, Greatest
 from django.utils.translation import gettext_lazy as _
 
 from . import base_volume_states, host_states
@@ -115,6 +117,21 @@ class Image(models.Model):
         return self.name
 
 
+# The Host columns the allocation trigger keeps (see Host.used_vcpus).
+USAGE_COUNTERS = ("used_vcpus", "used_memory_mib", "used_disk_gib")
+
+
+def _free(total: str, reserved: str, ratio: str, used: str):
+    """What a host has free of one resource, in SQL: Host._capacity (max(0, int((total - reserved) *
+    ratio))) less what its allocations hold."""
+    capacity = Greatest(
+        Cast(Floor((F(total) - F(reserved)) * F(ratio)), models.BigIntegerField()),
+        Value(0),
+        output_field=models.BigIntegerField(),
+    )
+    return ExpressionWrapper(capacity - F(used), output_field=models.BigIntegerField())
+
+
 class Host(models.Model):
     """A KVM hypervisor reached through a libvirt URI."""
 
@@ -179,6 +196,32 @@ class Host(models.Model):
         help_text=_("Why the host cannot limit port speeds (cleared by a probe)."),
     )
 
+    # What the host's allocations hold: kept by a database trigger on hypervisor_allocation (migration 0005),
+    # in the transaction that inserts, changes or deletes an allocation, so that placement reads them in
+    # constant time. Never written by the application.
+    used_vcpus = models.PositiveIntegerField(default=0, editable=False)
+    used_memory_mib = models.PositiveBigIntegerField(default=0, editable=False)
+    used_disk_gib = models.PositiveBigIntegerField(default=0, editable=False)
+    # What it can still take (capacity less usage), computed by Postgres on every write of the row and
+    # indexed, so that placement picks the best host of a region from an index.
+    free_vcpus = models.GeneratedField(
+        expression=_free("vcpus_total", "reserved_vcpus", "cpu_allocation_ratio", "used_vcpus"),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+    free_memory_mib = models.GeneratedField(
+        expression=_free(
+            "memory_mib_total", "reserved_memory_mib", "ram_allocation_ratio", "used_memory_mib"
+        ),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+    free_disk_gib = models.GeneratedField(
+        expression=_free("disk_gib_total", "reserved_disk_gib", "disk_allocation_ratio", "used_disk_gib"),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+
     # Health.
     last_seen_at = models.DateTimeField(null=True, blank=True)
     failed_checks = models.PositiveIntegerField(default=0)
@@ -196,9 +239,35 @@ class Host(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = _("host")
+        indexes = [
+            # Placement: a region's schedulable hosts by free memory (spread walks it forwards, pack
+            # backwards).
+            models.Index(
+                "region",
+                models.F("free_memory_mib").desc(),
+                "id",
+                name="host_placement",
+                condition=models.Q(enabled=True, maintenance=False, state="ready"),
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        """Save the row, never its usage counters (the trigger keeps them; the values this instance read may
+        be stale by now)."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            deferred = self.get_deferred_fields()
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key
+                and not field.generated
+                and field.name not in USAGE_COUNTERS
+                and field.attname not in deferred
+            ]
+        super().save(*args, **kwargs)
 
     @staticmethod
     def _capacity(total: int, reserved: int, ratio: Decimal) -> int:
@@ -290,6 +359,25 @@ class IPPool(models.Model):
         return f"{self.name} ({self.cidr})"
 
 
+class IPPoolCount(models.Model):
+    """Changes of a pool's address counts (rows, taken, reserved), written by statement triggers on
+    hypervisor_ipaddress (migration 0006): every statement that inserts, changes or deletes addresses adds
+    one row per pool it touched, so concurrent orders never wait on a shared counter. A pool's counts are
+    the sums of its rows (hypervisor.pool_counts); the beat folds them into one row per pool every minute.
+    No foreign key: a deleted pool's rows go with the next fold."""
+
+    pool_id = models.BigIntegerField()
+    total = models.IntegerField(default=0)
+    used = models.IntegerField(default=0)
+    reserved = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["pool_id"])]
+
+    def __str__(self) -> str:
+        return f"pool {self.pool_id}: {self.total:+} rows, {self.used:+} taken, {self.reserved:+} reserved"
+
+
 class IPAddress(models.Model):
     """One assignable unit of a pool: an IPv4 address, an IPv6 address (`prefix_length` 128) or a routed
     IPv6 /64 (`prefix_length` 64, `address` is the server's address in it: the /64's ::1). Free, held by a
@@ -331,6 +419,13 @@ class IPAddress(models.Model):
         indexes = [
             models.Index(fields=["consumer_uuid"]),
             models.Index(fields=["pool", "consumer_uuid", "value"]),
+            models.Index(fields=["pool", "value", "id"], name="ipaddress_pool_order"),  # a pool's page
+            # A pool's addresses cooling down after a release (hypervisor.pool_counts).
+            models.Index(
+                fields=["pool", "released_at"],
+                name="ipaddress_cooling",
+                condition=models.Q(consumer_uuid__isnull=True, reserved=False, released_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ import libvirt
 
 from . import connection
 from .models import Host
-from .xml.domain import parse
+from .xml.domain import interface_devices
 
 
 def kib_per_second(mbps: int) -> int:
@@ -32,7 +32,7 @@ def set_port_speed(host: Host, uuid: str, mbps: int | None) -> None:
         }
         if not domain.isActive():
             return
-        for device in parse(domain.XMLDesc(0)).interface_devices:
+        for device in interface_devices(domain.XMLDesc(0)):
             domain.setInterfaceParameters(device, params, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     connection.run(host, work)

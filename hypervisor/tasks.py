@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import backup_targets, host_states, hosts, routing
+from . import backup_targets, host_states, hosts, pool_counts, routing
 from .models import Host
 
 
@@ -30,3 +30,8 @@ def check_hosts() -> None:
         "id", "region_id"
     ):
         check_host.apply_async([host_id], queue=routing.queue_for_region(region_id))
+
+
+@shared_task(ignore_result=True)
+def fold_pool_counts() -> int:
+    return pool_counts.fold()

@@ -433,6 +433,8 @@ BILLING_ORDER_POLICY = os.environ.get("BILLING_ORDER_POLICY", "invoice_first")  
 INVOICE_DUE_DAYS = int(os.environ.get("INVOICE_DUE_DAYS", "7"))
 INVOICE_REMIND_DAYS = int(os.environ.get("INVOICE_REMIND_DAYS", "3"))
 BILLING_GRACE_DAYS = int(os.environ.get("BILLING_GRACE_DAYS", "3"))
+# The hourly billing run sends the monthly renewals to the workers in tasks of this many accounts each.
+BILLING_RENEWAL_BATCH = int(os.environ.get("BILLING_RENEWAL_BATCH", "50"))
 BILLING_TERMINATE_DAYS = int(os.environ.get("BILLING_TERMINATE_DAYS", "14"))
 BILLING_TERMINATION_WARNING_DAYS = int(os.environ.get("BILLING_TERMINATION_WARNING_DAYS", "3"))
 PRORATE_DOWNGRADE_CREDIT = env_bool("PRORATE_DOWNGRADE_CREDIT", True)
@@ -518,6 +520,12 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "panel")
 # "<CELERY_QUEUE>.<region slug>", so that a worker group near each region serves only its hosts
 # (`celery -A panel worker -Q panel.jakarta`); everything else stays on CELERY_QUEUE.
 REGION_QUEUES = os.environ.get("REGION_QUEUES", "") not in ("", "0")
+# With INVOICE_MAIL_QUEUE set, the invoice mails (a PDF rendered for each) go to that queue, served by
+# workers of their own (`celery -A panel worker -Q <it>`), so that a billing run's thousands of mails
+# never wait in line with the renewals, operations and periodic work.
+INVOICE_MAIL_QUEUE = os.environ.get("INVOICE_MAIL_QUEUE", "")
+if INVOICE_MAIL_QUEUE:
+    CELERY_TASK_ROUTES = {"billing.tasks.mail_invoices": {"queue": INVOICE_MAIL_QUEUE}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Every periodic job, in one place: the reaper, reconcile and host checks (state), metering and its
@@ -530,6 +538,7 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-servers": {"task": "panel.tasks.reconcile_all_hosts", "schedule": 60.0},
     "check-hosts": {"task": "hypervisor.tasks.check_hosts", "schedule": HOST_CHECK_INTERVAL},
     "audit-allocations": {"task": "panel.tasks.audit_allocations", "schedule": 3600.0},
+    "fold-pool-counts": {"task": "hypervisor.tasks.fold_pool_counts", "schedule": 60.0},
     "meter-hosts": {"task": "panel.tasks.meter_all_hosts", "schedule": METERING_INTERVAL},
     "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
     "billing-run": {"task": "billing.tasks.billing_run", "schedule": 3600.0},

@@ -68,13 +68,11 @@ def main() -> int:
     commands = {
         "web": [
             str(BIN / "gunicorn"),
+            "-c",
+            "python:panel.gunicorn_conf",  # sized from the CPU count, as in the Dockerfile
             "panel.wsgi",
             "--bind",
             f"{host}:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
             "--access-logfile",
             "-",
         ],

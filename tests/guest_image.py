@@ -6,6 +6,11 @@ out of it, and turns it into an ext4 filesystem (`mkfs.ext4 -d`, nothing is moun
 The filesystem sits directly on the disk, without a partition table, so guests boot it with the kernel and
 initrd given to libvirt and `root=/dev/vda`.
 
+Guests boot it under QEMU emulation (TCG), where every process and every Python import costs some ten times
+what it costs natively: the image keeps its boot short by running only the cloud-init modules the panel's
+seeds use, without ds-identify's probing, with a small initrd and without a few timers and packages a test
+guest never needs (see ROOTFS_FILES, ROOTFS_LINKS and REMOVED_PACKAGES).
+
 The result lives in `${VPSPANEL_CACHE:-/var/cache/vpspanel-test}/guest-<recipe hash>/`. A build goes into a
 temporary directory next to it and is renamed into place once complete (a marker file written last); a
 file lock keeps two concurrent test runs from building the same recipe twice. A cached image is returned
@@ -30,7 +35,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Bump when the build steps below change in a way the recipe data does not show.
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 SUITE = "bookworm"
 PACKAGES = (
     "linux-image-cloud-amd64",
@@ -66,6 +71,16 @@ ROOTFS_FILES = {
     "etc/cloud/cloud.cfg.d/90_dpkg.cfg": "datasource_list: [ NoCloud, None ]\n",
     # Host keys of the fast kinds only: an RSA key takes the emulated guest some 12 seconds at every boot.
     "etc/cloud/cloud.cfg.d/91_vpspanel-test.cfg": "ssh_genkeytypes: [ed25519, ecdsa]\n",
+    # Only the cloud-init modules that what the panel writes in its seeds (and the tests' user data) use:
+    # under emulation every module costs its import and its work (grub-dpkg, apt-configure, locale...).
+    "etc/cloud/cloud.cfg.d/92_vpspanel-test-modules.cfg": (
+        "cloud_init_modules: [migrator, seed_random, bootcmd, write-files, growpart, resizefs, set_hostname,"
+        " update_hostname, update_etc_hosts, users-groups, ssh]\n"
+        "cloud_config_modules: [set-passwords, runcmd]\n"
+        "cloud_final_modules: [write-files-deferred, scripts-per-once, scripts-per-boot,"
+        " scripts-per-instance, scripts-user, ssh-authkey-fingerprints, keys-to-console, final-message,"
+        " power-state-change]\n"
+    ),
     # cloud-init sets en_US.UTF-8 on Debian and fails its locale module unless the locale exists;
     # it is generated below, as in Debian's cloud images.
     "etc/locale.gen": "en_US.UTF-8 UTF-8\n",
@@ -74,7 +89,9 @@ ROOTFS_FILES = {
     # the root filesystem (initramfs-tools cannot probe the type of a root device that does not exist
     # on the build machine, so it is named).
     "etc/initramfs-tools/modules": "".join(f"{module}\n" for module in INITRD_MODULES),
-    "etc/initramfs-tools/conf.d/vpspanel-test.conf": "FSTYPE=ext4\n",
+    "etc/initramfs-tools/conf.d/vpspanel-test.conf": "FSTYPE=ext4\n"
+    # Only the listed drivers (and what they need), not "most": a fifth of the size, unpacked faster.
+    "MODULES=list\n",
     # Each guest makes its own machine id on first boot (and cloud-init its own SSH host keys).
     "etc/machine-id": "",
     # debootstrap copies these from the build machine.
@@ -93,7 +110,25 @@ ROOTFS_LINKS = {
     # locale, time zone and root password on the console and wait there.
     "etc/systemd/system/systemd-firstboot.service": "/dev/null",
     "var/lib/dbus/machine-id": "/etc/machine-id",
+    # cloud-init's systemd generator runs ds-identify (a long shell script probing every datasource) at
+    # every boot unless it is not executable; the datasource list is fixed above (NoCloud), so it is not.
+    "usr/lib/cloud-init/ds-identify": "/dev/null",
+    # Units a test guest never needs at boot.
+    **{
+        f"etc/systemd/system/{unit}": "/dev/null"
+        for unit in (
+            "e2scrub_reap.service",
+            "e2scrub_all.timer",
+            "apt-daily.timer",
+            "apt-daily-upgrade.timer",
+            "dpkg-db-backup.timer",
+            "fstrim.timer",
+        )
+    },
 }
+# Packages removed after debootstrap: cloud-init only validates user data against its schema with them
+# (a warning in its log at most) and importing them costs every cloud-init stage seconds under emulation.
+REMOVED_PACKAGES = ("python3-jsonschema",)
 
 MARKER = "COMPLETE"
 TOOLS = ("debootstrap", "mkfs.ext4", "qemu-img", "chroot")
@@ -118,6 +153,7 @@ def recipe() -> dict:
         "initrd_modules": list(INITRD_MODULES),
         "files": ROOTFS_FILES,
         "links": ROOTFS_LINKS,
+        "removed_packages": list(REMOVED_PACKAGES),
     }
 
 
@@ -199,6 +235,8 @@ def _build(work: Path, tools: dict[str, str]) -> None:
     )
     _configure(rootfs)
     _run([tools["chroot"], str(rootfs), "locale-gen"], work / "locale-gen.out")
+    remove = [tools["chroot"], str(rootfs), "dpkg", "--purge", "--force-depends", *REMOVED_PACKAGES]
+    _run(remove, work / "dpkg-purge.out")
     version = _kernel_version(rootfs)
     _regenerate_initrd(rootfs, version, tools, work)
     shutil.copyfile(rootfs / "boot" / f"vmlinuz-{version}", work / "vmlinuz")

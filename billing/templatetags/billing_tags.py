@@ -8,7 +8,6 @@ hourly prices and unit prices; `{{ currency|currency_symbol }}` is what stands i
 from django import template
 from django.utils import formats, timezone
 
-from billing import page_context
 from billing.invoice_states import Status as InvoiceStatus
 from billing.money import currency_symbol as symbol_of
 from billing.money import decimal_or_none, format_amount, format_money
@@ -38,12 +37,6 @@ def rate(value, code: str = "") -> str:
 def currency_symbol(code: str = "") -> str:
     """{{ currency|currency_symbol }} → "Rp" (IDR) or the code ("USD"): put in front of `|amount`."""
     return symbol_of(code or None)
-
-
-@register.inclusion_tag("billing/_staff_customer.html", takes_context=True)
-def customer_billing(context, customer):
-    """{% customer_billing customer %}: the Billing section of the staff customer page."""
-    return page_context.staff_section_context(context["request"], customer)
 
 
 @register.filter

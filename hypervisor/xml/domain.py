@@ -567,6 +567,12 @@ def parse(xml: str) -> Domain:
     return Domain.from_element(_root(xml))
 
 
+def interface_devices(xml: str) -> list[str]:
+    """The host-side device names of a running domain's interfaces, read straight from its XML (what
+    `parse(xml).interface_devices` says, without building the whole domain)."""
+    return [str(dev) for dev in _root(xml).xpath("devices/interface/target/@dev") if dev]
+
+
 def with_resources(xml: str, vcpus: int, memory_mib: int) -> str:
     """The same domain definition with other vCPU and memory sizes. The definition is libvirt's, so it is
     edited in place: everything else libvirt wrote in it is kept."""

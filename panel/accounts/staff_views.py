@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 
-from billing import ledger
+from billing import ledger, page_context
 from billing.money import currency
 from panel.accounts import quotas
 from panel.accounts.forms import QuotaForm
@@ -69,13 +69,13 @@ def customer_detail(request, pk: int):
         .exclude(status=Server.Status.DELETED)
         .select_related("plan", "host")
     )
-    return render(
-        request,
-        "panel/staff/customer_detail.html",
-        {"customer": customer, "form": form, "quota": quotas.quota_rows(customer), "servers": servers,
-         "balance": ledger.balance(customer), "currency": currency(),
-         "new_account_quota": quotas.new_account_rows(), "lift_amount": quotas.lift_amount()},
+    # The Billing section's context (its balance is the one the header shows too, asked for once).
+    context = page_context.staff_section_context(request, customer)
+    context.update(
+        {"form": form, "quota": quotas.quota_rows(customer), "servers": servers,
+         "new_account_quota": quotas.new_account_rows(), "lift_amount": quotas.lift_amount()}
     )  # fmt: skip
+    return render(request, "panel/staff/customer_detail.html", context)
 
 
 def _lift_new_account_limits(request, customer: User):

@@ -16,6 +16,7 @@ not such an account exists, so a lock-out reveals nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import math
@@ -40,8 +41,25 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
+def _redis_client():
+    """The Redis client behind the default cache, or None when the cache is not Redis (the demo's)."""
+    backend = getattr(cache, "_cache", None)
+    if backend is None or not hasattr(backend, "get_client"):  # django.core.cache.backends.redis
+        return None
+    return backend.get_client(write=True)
+
+
 def _increment(key: str, timeout: int) -> int:
-    """Atomically add one to a counter, creating it with `timeout` when it does not exist."""
+    """Atomically add one to a counter, creating it with `timeout` when it does not exist. On Redis, one round
+    trip: INCR creates a missing counter at 1, and EXPIRE NX gives it its lifetime (never extends one)."""
+    client = _redis_client()
+    if client is not None:
+        full_key = cache.make_and_validate_key(key)
+        pipeline = client.pipeline(transaction=False)
+        pipeline.incr(full_key)
+        pipeline.expire(full_key, timeout, nx=True)
+        count, _expiry_set = pipeline.execute()
+        return count
     cache.add(key, 0, timeout)
     try:
         return cache.incr(key)
@@ -56,6 +74,7 @@ class Rate:
     period: int
 
 
+@functools.lru_cache(maxsize=64)
 def parse_rate(rate: str) -> Rate | None:
     """'5/h', '1200/min', '10/15m' -> Rate; '' or 'none' -> None (no limit)."""
     rate = (rate or "").strip().lower()
@@ -174,9 +193,8 @@ def retry_message(seconds: int) -> str:
 def reset() -> None:
     """Forget every count and lock-out (the test suite between tests; an operator after a false alarm).
     Only this module's keys are removed: the Redis database may hold other data (the Celery broker)."""
-    backend = getattr(cache, "_cache", None)
-    if backend is not None and hasattr(backend, "get_client"):  # django.core.cache.backends.redis
-        client = backend.get_client(write=True)
+    client = _redis_client()
+    if client is not None:
         pattern = cache.make_key(f"{PREFIX}*")
         keys = list(client.scan_iter(match=pattern, count=500))
         if keys:

@@ -75,7 +75,9 @@ class ActivityEvent(models.Model):
         ordering = ["-at", "-id"]
         indexes = [
             models.Index(fields=["account", "-at"]),
-            models.Index(fields=["-at"], name="activity_staff_idx", condition=models.Q(staff_action=True)),
+            models.Index(
+                fields=["-at", "-id"], name="activity_staff_idx", condition=models.Q(staff_action=True)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -88,6 +90,14 @@ class ActivityEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("activity events are append-only")
+
+    def get_type_display(self) -> str:
+        """The type's label in the active language. Replaces Django's generated method, which hashes (and
+        so translates) every one of the type's lazy labels on each call: one lookup of the enum member."""
+        try:
+            return str(self.Type(self.type).label)
+        except ValueError:
+            return self.type
 
     @property
     def text(self) -> str:

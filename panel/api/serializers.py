@@ -1,6 +1,10 @@
+import functools
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Model
+from django.utils.encoding import smart_str
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field, inline_serializer
@@ -15,7 +19,7 @@ from hypervisor.models import Host, Image, Region
 from panel.accounts import quotas
 from panel.accounts.openssh import parse_public_key
 from panel.models import Backup, Operation, Server, Snapshot, SSHKey, User
-from panel.servers import catalog, passwords
+from panel.servers import catalog, order_catalogue, passwords
 from panel.servers.actions import CUSTOMER_ACTIONS
 from panel.servers.validators import validate_hostname
 
@@ -158,6 +162,18 @@ class ServerSerializer(serializers.ModelSerializer):
         return gettext(server.status_reason) if server.status_reason else None
 
 
+@functools.cache
+def _server_representation() -> ServerSerializer:
+    return ServerSerializer()
+
+
+def created_server(server: Server) -> dict:
+    """`ServerSerializer(server).data` for the answer to an order, from one serializer per process whose
+    fields are made once (building a model serializer's fields costs more than representing a server;
+    representing reads the fields only, so threads may share them)."""
+    return _server_representation().to_representation(server)
+
+
 class AdminServerSerializer(ServerSerializer):
     customer = serializers.EmailField(source="owner.email", read_only=True)
     host = serializers.CharField(source="host.name", read_only=True, default=None)
@@ -166,17 +182,43 @@ class AdminServerSerializer(ServerSerializer):
         fields = [*ServerSerializer.Meta.fields, "customer", "host", "power_state", "status_detail"]
 
 
+class CatalogueSlugField(serializers.SlugRelatedField):
+    """A plan, image or region of an order by its slug, found in the process's copy of what is on offer
+    (panel.servers.order_catalogue) instead of asking Postgres; the order checks it again in its
+    transaction. The queryset is what the schema describes."""
+
+    def __init__(self, find: Callable[[str], Model | None], **kwargs):
+        self.find = find
+        super().__init__(slug_field="slug", **kwargs)
+
+    def __deepcopy__(self, memo):
+        # Each serializer copies its declared fields; the queryset is only what the schema describes (DRF
+        # clones it before any use), so the copy shares it instead of copying it.
+        return self.__class__(*self._args, **self._kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, str | int):
+            self.fail("invalid")
+        try:
+            found = self.find(str(data))
+        except (TypeError, ValueError):  # what Postgres cannot hold (a NUL), as SlugRelatedField does
+            self.fail("invalid")
+        if found is None:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=smart_str(data))
+        return found
+
+
 class ServerCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=253)
-    plan = serializers.SlugRelatedField(slug_field="slug", queryset=Plan.objects.filter(is_active=True))
-    image = serializers.SlugRelatedField(
-        slug_field="slug", queryset=catalog.active_images(), required=False, allow_null=True
+    plan = CatalogueSlugField(order_catalogue.plan, queryset=Plan.objects.filter(is_active=True))
+    image = CatalogueSlugField(
+        order_catalogue.image, queryset=catalog.active_images(), required=False, allow_null=True
     )
     backup = serializers.IntegerField(
         required=False, allow_null=True, help_text="instead of `image`: make the server from this backup"
     )
-    region = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Region.objects.filter(is_active=True), required=False, allow_null=True
+    region = CatalogueSlugField(
+        order_catalogue.region, queryset=catalog.open_regions(), required=False, allow_null=True
     )
     ssh_keys = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
     user_data = serializers.CharField(required=False, allow_blank=True, default="", max_length=65536)
@@ -192,6 +234,8 @@ class ServerCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError(exc.messages) from None
 
     def validate_ssh_keys(self, value: list[int]) -> list[SSHKey]:
+        if not value:
+            return []
         owner = self.context["request"].user
         keys = list(SSHKey.objects.filter(owner=owner, pk__in=value))
         missing = sorted(set(value) - {key.pk for key in keys})

@@ -110,7 +110,7 @@ class ServerList(AddressesMixin, generics.ListAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         server = actions.order_from(request.user, values)
-        return Response(api_serializers.ServerSerializer(server).data, status=status.HTTP_202_ACCEPTED)
+        return Response(api_serializers.created_server(server), status=status.HTTP_202_ACCEPTED)
 
 
 class ServerDetail(generics.RetrieveAPIView):
@@ -206,7 +206,7 @@ class AdminHostList(generics.ListAPIView):
     serializer_class = api_serializers.HostSerializer
 
     def get_queryset(self):
-        return placement.with_usage(Host.objects.select_related("region")).order_by("name")
+        return Host.objects.select_related("region").order_by("name")
 
     @extend_schema(
         request=api_serializers.HostCreateSerializer, responses={202: api_serializers.HostSerializer}
@@ -228,7 +228,7 @@ class AdminHostDetail(generics.RetrieveAPIView):
     serializer_class = api_serializers.HostSerializer
 
     def get_queryset(self):
-        return placement.with_usage(Host.objects.select_related("region"))
+        return Host.objects.select_related("region")
 
     @extend_schema(
         request=api_serializers.HostUpdateSerializer, responses={200: api_serializers.HostSerializer}

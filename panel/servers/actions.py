@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
@@ -22,7 +22,7 @@ from hypervisor import images, ipam, macs, routing
 from hypervisor.cloudinit import hash_password
 from hypervisor.models import Allocation, BackupTarget, Host, Image, Region
 from hypervisor.placement import NoCapacity, Resources
-from panel import dispatch
+from panel import dispatch, raw_rows
 from panel.accounts import quotas
 from panel.activity import log as activity
 from panel.models import ActivityEvent, Backup, BackupPolicy, Operation, Server, Snapshot, SSHKey, User
@@ -140,6 +140,10 @@ def order_server(
     With a `backup` (one of the customer's, instead of an image) the new server's disk is that backup's:
     the server gets the backed-up server's image for its records, and the plan's disk must hold the backup.
 
+    The plan, image and region are read again in the transaction (with the customer's lock, in the same
+    statement) and the server is made of them as they are then: `plan`, `image` and `region` name them
+    (the API validates them against a copy that may be seconds old, panel.servers.order_catalogue).
+
     Raises OutOfCapacity (nothing is created) when no host in the region can take the plan.
     """
     if not user.email_verified:
@@ -150,24 +154,25 @@ def order_server(
             )
         )
     name = validate_hostname(name)
-    if not plan.is_active:
-        raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": plan.name})
-    if backup is not None:
-        image = _image_of_backup(user, backup, plan)
-    elif image is None:
+    if backup is None and image is None:
         raise Unprocessable(_("Choose an image or a backup to make the server from."))
-    elif not image.is_active or image.purpose != Image.Purpose.OS:
-        raise Unprocessable(_("The image %(image)s is not available.") % {"image": image.name})
-    if not region.is_active:
-        raise Unprocessable(_("The region %(region)s is not open for orders.") % {"region": region.name})
     keys = list(ssh_keys)
     if any(key.owner_id != user.pk for key in keys):
         raise Unprocessable(_("Unknown SSH key."))
-    if backup is None:
-        _check_image_fits(image, plan.disk_gib)
     with transaction.atomic():
         locks = LockOrder()
         # The customer's row lock serialises their orders: quotas (and credit) are counted one by one.
+        rows = locks.customer_for_order(
+            user.pk, plan.slug, image.slug if backup is None else None, region.slug
+        )
+        plan = _on_sale(rows.plan, plan)
+        if backup is not None:
+            image = _image_of_backup(user, backup, plan)
+        else:
+            image = _orderable_image(rows.image, image)
+        region = _open_region(rows.region, region)
+        if backup is None:
+            _check_image_fits(image, plan.disk_gib)
         _check_quota(
             locks,
             user.pk,
@@ -208,13 +213,14 @@ def order_server(
             raise OutOfAddresses(str(exc)) from exc
         _insert_with_unique_mac(server)
         params = {"backup": backup.pk} if backup is not None else {}
-        operation = Operation.objects.create(
+        operation = Operation(
             server=server,
             type=Task.CREATE,
             requested_by=user,
             params=params,
             deadline=timezone.now() + operation_states.deadline(Task.CREATE, params),
         )
+        raw_rows.insert(operation)
         locks.open_subscription(user, plan, str(server.id), server.name)
         activity.record(
             ActivityEvent.Type.SERVER_ORDERED,
@@ -230,6 +236,27 @@ def order_server(
             operation_states.time_limit(Task.CREATE, operation.params),
         )
     return server
+
+
+def _on_sale(now: Plan | None, asked: Plan) -> Plan:
+    """The plan as it is now (`now`, read in the order's transaction), if it is on sale."""
+    if now is None or not now.is_active:
+        raise Unprocessable(_("The plan %(plan)s is not on sale.") % {"plan": asked.name})
+    return now
+
+
+def _orderable_image(now: Image | None, asked: Image) -> Image:
+    """The image as it is now, if it is an active OS image."""
+    if now is None or not now.is_active or now.purpose != Image.Purpose.OS:
+        raise Unprocessable(_("The image %(image)s is not available.") % {"image": asked.name})
+    return now
+
+
+def _open_region(now: Region | None, asked: Region) -> Region:
+    """The region as it is now, if it is open for orders."""
+    if now is None or not now.is_active:
+        raise Unprocessable(_("The region %(region)s is not open for orders.") % {"region": asked.name})
+    return now
 
 
 # What an order asks for: the order form's and the API serializer's field names (`image` or `backup`).
@@ -259,17 +286,15 @@ def _image_of_backup(user: User, backup: Backup, plan: Plan) -> Image:
 
 
 def _insert_with_unique_mac(server: Server, attempts: int = 5) -> None:
-    """Insert the new server with a random MAC; the unique constraint decides, and a collision (rare: 46
-    random bits) draws again inside a savepoint, so the order's transaction survives it."""
-    for attempt in range(attempts):
+    """Insert the new server with a random MAC; the unique constraint decides: a draw that collides (rare:
+    46 random bits) inserts nothing (ON CONFLICT (mac) DO NOTHING, so the order's transaction goes on
+    without a savepoint) and is drawn again. Any other conflict (the server's id) raises."""
+    mac_column = connection.ops.quote_name(Server._meta.get_field("mac").column)
+    for _attempt in range(attempts):
         server.mac = macs.random_mac()
-        try:
-            with transaction.atomic():
-                server.save(force_insert=True)
+        if raw_rows.insert(server, on_conflict=f"({mac_column}) DO NOTHING"):
             return
-        except IntegrityError:
-            if attempt == attempts - 1 or Server.objects.filter(mac=server.mac).count() == 0:
-                raise
+    raise IntegrityError(f"no free MAC address in {attempts} random draws")
 
 
 def request_action(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Subquery
-
 from billing.models import Plan
 from hypervisor import placement
-from hypervisor.models import Allocation, Host, Image, Region
+from hypervisor.models import Allocation, Image, Region
 
 
 def plan_resources(plan: Plan) -> placement.Resources:
@@ -14,36 +12,23 @@ def plan_resources(plan: Plan) -> placement.Resources:
 
 
 def available_plans(region: Region | None = None) -> set[int]:
-    """Ids of plans on sale that some host (in the region, if given) can take now."""
-    hosts = list(placement.with_usage(placement.schedulable_hosts(region)))
-    return {
-        plan.pk
-        for plan in Plan.objects.filter(is_active=True)
-        if any(placement.fits(host, plan_resources(plan)) for host in hosts)
-    }
+    """Ids of plans on sale that some host (in the region, if given) can take now (one query)."""
+    plans = placement.plans_that_fit(Plan.objects.filter(is_active=True), region)
+    return set(plans.filter(fits=True).values_list("pk", flat=True))
 
 
 def resize_room(consumer_uuid) -> placement.Resources | None:
     """What the server's host could give the server in all: what it has free plus what the server holds
     (None when the server holds nothing on a host), in one query. A resize claims the difference on the same
     host."""
-    own = Allocation.objects.filter(consumer_uuid=consumer_uuid)
-    host = (
-        placement.with_usage(
-            Host.objects.filter(pk=Subquery(own.values("host_id")[:1])).only(*placement.PLACEMENT_FIELDS)
-        )
-        .annotate(
-            own_vcpus=Subquery(own.values("vcpus")[:1]),
-            own_memory_mib=Subquery(own.values("memory_mib")[:1]),
-            own_disk_gib=Subquery(own.values("disk_gib")[:1]),
-        )
-        .first()
-    )
-    if host is None:
+    allocation = Allocation.objects.filter(consumer_uuid=consumer_uuid).select_related("host").first()
+    if allocation is None:
         return None
-    room = placement.free(host)
+    room = placement.free(allocation.host)
     return placement.Resources(
-        room.vcpus + host.own_vcpus, room.memory_mib + host.own_memory_mib, room.disk_gib + host.own_disk_gib
+        room.vcpus + allocation.vcpus,
+        room.memory_mib + allocation.memory_mib,
+        room.disk_gib + allocation.disk_gib,
     )
 
 

@@ -150,12 +150,14 @@ def _renew_once() -> None:
 
 
 def _beat() -> None:
-    """Renew the held leases every third of a lease; end (closing this thread's database connection) once
-    the process holds none."""
+    """Renew the held leases every third of a lease, the first time a third of a lease after the thread
+    started (a lease just taken needs no renewal yet: an operation that ends sooner costs no renewal, and
+    this thread no database connection); end (closing its connection) once the process holds none."""
     interval = max(0.5, settings.OPERATION_LEASE_SECONDS / 3)
     pid = os.getpid()
     try:
         while True:
+            time.sleep(interval)
             with _held_lock:
                 if not _held:
                     del _heartbeat[pid]
@@ -168,7 +170,6 @@ def _beat() -> None:
                 connection.close()
             except Exception:
                 log.exception("lease heartbeat failed")
-            time.sleep(interval)
     finally:
         connection.close()
 

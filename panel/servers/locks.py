@@ -6,7 +6,8 @@ A transaction that locks more than one kind of row takes them in this order, and
    the same row),
 2. the server: its row, by the compare-and-swap that starts an action (moving an additional address
    between two of a customer's servers locks both rows, in id order: `panel.servers.addresses`),
-3. the host: its row, by a claim (`hypervisor.claims`), one host at a time,
+3. the host: its row, by a claim (`hypervisor.claims`), one host at a time, or by a release or a failed
+   resize's give-back (the allocation trigger updates the host's usage counters),
 4. the address: a free address, taken without waiting (SKIP LOCKED, `hypervisor.ipam`),
 5. the invoice numbering: billing's sequence row for the year, the one lock every order shares, taken
    a few statements before the commit,
@@ -26,19 +27,22 @@ order stays true as the code changes.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from billing import addons, subscriptions
 from billing.models import Plan
 from hypervisor import claims, ipam
-from hypervisor.models import Allocation, Host, IPAddress, Region
+from hypervisor.models import Allocation, Host, Image, IPAddress, Region
 from hypervisor.placement import Resources
-from panel.accounts.models import User
+from panel.accounts.models import Quota, User
+from panel.raw_rows import Columns
 from panel.servers import filter_sync
 
 
@@ -53,6 +57,71 @@ class Lock(IntEnum):
 
 class LockOrderError(RuntimeError):
     """A lock was asked for after a lock that comes later in the order."""
+
+
+@dataclass(frozen=True)
+class OrderRows:
+    """The locked customer (with their quota) and an order's catalogue rows as they are now."""
+
+    customer: User
+    plan: Plan | None
+    image: Image | None
+    region: Region | None
+
+
+# The catalogue rows an order names by slug, and their table aliases in the customer's lock statement.
+_CATALOGUE = {"plan": (Plan, "p"), "image": (Image, "i"), "region": (Region, "r")}
+
+
+@functools.cache
+def _columns(model, alias: str) -> Columns:
+    return Columns(model, alias)
+
+
+def _lock_customer(user_id: int, slugs: dict[str, str | None] | None = None) -> tuple[User, dict]:
+    """One statement (hand-written: every order asks it): the customer's row FOR NO KEY UPDATE with their
+    quota row, and the catalogue rows named in `slugs` (kind: slug; a None slug joins nothing).
+
+    FOR NO KEY UPDATE: it serialises with every other customer lock (billing's ledger lock too), but not
+    with the key-share lock that a foreign key check takes when another transaction commits a row that
+    points at this customer (an operation, an activity event) after swapping a server's task. A full FOR
+    UPDATE would make that commit wait for this transaction, which may be waiting for the same server row:
+    a deadlock. Only the customer's row is locked (OF u), not the quota or catalogue rows."""
+    quote = connection.ops.quote_name
+    user, quota = _columns(User, "u"), _columns(Quota, "q")
+    selected, joins, params = [user.sql, quota.sql], [], []
+    wanted = [(kind, slug) for kind, slug in (slugs or {}).items() if slug is not None]
+    for kind, slug in wanted:
+        model, alias = _CATALOGUE[kind]
+        selected.append(_columns(model, alias).sql)
+        slug_column = quote(model._meta.get_field("slug").column)
+        joins.append(f"LEFT JOIN {quote(model._meta.db_table)} {alias} ON {alias}.{slug_column} = %s")
+        params.append(slug)
+    user_pk, quota_user = quote(User._meta.pk.column), quote(Quota._meta.get_field("user").column)
+    features = connection.features  # the embedded demo's SQLite has no row locks (its writers take turns)
+    lock = " FOR NO KEY UPDATE OF u" if features.has_select_for_no_key_update else ""
+    sql = (
+        f"SELECT {', '.join(selected)} FROM {quote(User._meta.db_table)} u "  # noqa: S608 (names from models)
+        f"LEFT JOIN {quote(Quota._meta.db_table)} q ON q.{quota_user} = u.{user_pk} "
+        f"{' '.join(joins)} WHERE u.{user_pk} = %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise User.DoesNotExist(f"no user {user_id}")
+    customer = user.build(row)
+    own_quota = quota.build(row, user.width)
+    User.quota.related.set_cached_value(customer, own_quota)  # None: no quota row (the defaults apply)
+    if own_quota is not None:
+        Quota.user.field.set_cached_value(own_quota, customer)
+    catalogue: dict = dict.fromkeys(slugs or {})
+    start = user.width + quota.width
+    for kind, _slug in wanted:
+        columns = _columns(*_CATALOGUE[kind])
+        catalogue[kind] = columns.build(row, start)
+        start += columns.width
+    return customer, catalogue
 
 
 class LockOrder:
@@ -82,15 +151,20 @@ class LockOrder:
                 raise LockOrderError("one transaction locks one customer")
             return self._customer
         self._take(Lock.CUSTOMER)
-        # FOR NO KEY UPDATE: it serialises with every other customer lock (billing's ledger lock too), but not
-        # with the key-share lock that a foreign key check takes when another transaction commits a row that
-        # points at this customer (an operation, an activity event) after swapping a server's task. A full
-        # FOR UPDATE would make that commit wait for this transaction, which may be waiting for the same
-        # server row: a deadlock.
-        self._customer = (
-            User.objects.select_for_update(no_key=True, of=("self",)).select_related("quota").get(pk=user_id)
-        )
+        self._customer = _lock_customer(user_id)[0]
         return self._customer
+
+    def customer_for_order(self, user_id: int, plan: str, image: str | None, region: str) -> OrderRows:
+        """Lock the customer's row (as `customer`) and read, in the same statement, the plan, image and
+        region an order names by slug as they are now (None where there is no such row; no image asked
+        for when `image` is None). The order checks what it sells against these rows, not against what its
+        request was validated with."""
+        if self._customer is not None:
+            raise LockOrderError("the customer is locked already")
+        self._take(Lock.CUSTOMER)
+        customer, catalogue = _lock_customer(user_id, {"plan": plan, "image": image, "region": region})
+        self._customer = customer
+        return OrderRows(customer, catalogue["plan"], catalogue["image"], catalogue["region"])
 
     def server(self) -> None:
         """Mark the server row as locked: the caller's compare-and-swap UPDATE on it comes next."""
@@ -111,11 +185,7 @@ class LockOrder:
         has IPv4 pools and an IPv6 address or /64 where it has IPv6 pools (never waits for another's).
         Raises ipam.NoAddress when a family the region offers has none free."""
         self._take(Lock.ADDRESS)
-        taken = [
-            ipam.allocate_if_pooled(region, consumer_uuid),
-            ipam.allocate_ipv6_if_pooled(region, consumer_uuid),
-        ]
-        return [address for address in taken if address is not None]
+        return ipam.allocate_primaries_if_pooled(region, consumer_uuid)
 
     def ipv6_address(self, region: Region, consumer_uuid: uuid.UUID) -> IPAddress | None:
         """Take an IPv6 address or /64 where the region has IPv6 pools (a server made before they existed)."""

@@ -15,7 +15,7 @@ from hypervisor.connection import HypervisorError
 from hypervisor.models import Host
 from panel.faults import pause_point
 from panel.models import Operation, Server
-from panel.servers import leases, operation_states, passwords
+from panel.servers import leases, operation_rows, operation_states, passwords
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.states import PowerState
 
@@ -33,18 +33,20 @@ def _close(
     # A one-time password the operation carried (encrypted) goes when it closes, whatever the outcome.
     cleared = passwords.without_secret(operation.params)
     params = {} if cleared is None else {"params": cleared}
+    # Two hand-written updates (operation_rows): every operation ends here.
     with transaction.atomic():
-        closed = Operation.objects.filter(
-            pk=operation.pk, status__in=only_from, lease_owner=operation.lease_owner
-        ).update(
-            status=status, finished_at=now, error=error, detail=detail, lease_owner="", lease_expires_at=None,
-            **params,
+        closed = operation_rows.update_operation(
+            operation.pk,
+            {"status": status, "finished_at": now, "error": error, "detail": detail, "lease_owner": "",
+             "lease_expires_at": None, **params},
+            status=tuple(only_from),
+            lease_owner=operation.lease_owner,
         )  # fmt: skip
         if closed:
             if "status_reason" in server_changes and server_changes["status_reason"] is None:
                 server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
-            Server.objects.filter(pk=operation.server_id, task=operation.type).update(
-                task=None, updated_at=now, **server_changes
+            operation_rows.update_server(
+                operation.server_id, {"task": None, "updated_at": now, **server_changes}, task=operation.type
             )
     return bool(closed)
 
@@ -94,8 +96,8 @@ def remember(operation: Operation, **values) -> None:
     worker's lease."""
     leases.check(operation)
     operation.params = {**operation.params, **values}
-    kept = Operation.objects.filter(pk=operation.pk, lease_owner=operation.lease_owner).update(
-        params=operation.params
+    kept = operation_rows.update_operation(
+        operation.pk, {"params": operation.params}, lease_owner=operation.lease_owner
     )
     if not kept:
         raise leases.LeaseLost(f"operation {operation.pk} was taken over meanwhile")

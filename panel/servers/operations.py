@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
@@ -22,13 +21,22 @@ from billing import subscriptions
 from billing.models import Plan
 from hypervisor import claims, disk_backup, driver, ipam
 from hypervisor.connection import HypervisorError
-from hypervisor.models import Allocation, BaseVolume, Host, Image
+from hypervisor.models import BaseVolume, Host, Image
+from hypervisor.placement import Resources
 from hypervisor.xml.domain import KernelBoot
 from hypervisor.xml.storage import GIB
 from panel.backups import pricing as backup_pricing
 from panel.backups import pruning, runs
 from panel.models import Operation, Server, Snapshot
-from panel.servers import guest, leases, operation_states, operation_steps, passwords, reverse_dns
+from panel.servers import (
+    guest,
+    leases,
+    operation_rows,
+    operation_states,
+    operation_steps,
+    passwords,
+    reverse_dns,
+)
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.locks import LockOrder
 from panel.servers.operation_records import announce, fail, finish
@@ -126,15 +134,12 @@ def begin(operation_id: str) -> Operation | None:
     RetryLater when it is a heavy operation whose host is busy with as many heavy operations as it may
     run: it waits its turn, in order of arrival, without a worker."""
     with transaction.atomic():
-        operation = (
-            Operation.objects.select_for_update(of=("self",))
-            .select_related("server", "server__host", "server__plan", "server__image")
-            .defer("server__host__inventory")
-            .filter(pk=operation_id)
-            .first()
-        )
-        now = leases.db_now()  # after the row lock: the lease is judged as it is now
-        if operation is None or operation.is_finished or leases.held_by_another(operation, now):
+        # The row locked with its server, host, plan and image, and the database's clock: one statement.
+        locked = operation_rows.lock(operation_id)
+        if locked is None:
+            return None
+        operation, now = locked
+        if operation.is_finished or leases.held_by_another(operation, now):
             return None
         if operation.type in HEAVY and operation.server.host_id and not _turn_on_host(operation, now):
             waiting_for_turn = timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
@@ -143,7 +148,9 @@ def begin(operation_id: str) -> Operation | None:
                 return None  # another chain of retries polled within HOST_TURN_POLL: one chain is enough
             operation.lease_owner = ""
             operation.lease_expires_at = now + timedelta(seconds=HOST_TURN_POLL) + waiting_for_turn
-            operation.save(update_fields=["lease_owner", "lease_expires_at"])
+            operation_rows.update_operation(
+                operation.pk, {"lease_owner": "", "lease_expires_at": operation.lease_expires_at}
+            )
             busy = True
         else:
             busy = False
@@ -151,12 +158,11 @@ def begin(operation_id: str) -> Operation | None:
             operation.attempts += 1
             operation.started_at = operation.started_at or now
             leases.take(operation, now)
-            operation.save(
-                update_fields=["status", "attempts", "started_at", "lease_owner", "lease_expires_at"]
-            )
+            fields = ("status", "attempts", "started_at", "lease_owner", "lease_expires_at")
+            operation_rows.update_operation(operation.pk, {name: getattr(operation, name) for name in fields})
             if operation.type == Task.CREATE:
-                Server.objects.filter(pk=operation.server_id, status=Status.PENDING).update(
-                    status=Status.PROVISIONING
+                operation_rows.update_server(
+                    operation.server_id, {"status": Status.PROVISIONING}, status=Status.PENDING
                 )
     if busy:
         raise RetryLater(countdown=HOST_TURN_POLL, reason="waiting for its turn on the host")
@@ -172,18 +178,14 @@ def _turn_on_host(operation: Operation, now: datetime) -> bool:
     if connection.vendor == "postgresql":  # SQLite (the demo) runs one write transaction at a time anyway
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [HOST_TURN_LOCK, host_id])
-    ahead = (
-        Operation.objects.filter(server__host_id=host_id, type__in=HEAVY, status__in=OPEN, deadline__gte=now)
-        .exclude(pk=operation.pk)
-        .filter(Q(lease_owner__gt="", lease_expires_at__gte=now) | Q(created_at__lt=operation.created_at))
-        .count()
-    )
-    return ahead < settings.HOST_HEAVY_OPERATIONS
+    limit = settings.HOST_HEAVY_OPERATIONS
+    return operation_rows.heavy_ahead(operation, host_id, HEAVY, OPEN, now, upto=limit) < limit
 
 
 def create(operation: Operation) -> None:
     server = operation.server
     host = _host(server)
+    operation_rows.read_addresses(server)  # in one statement, for the domain's filter and the seed
     base_path, boot = guest.image_files(server, owner=str(operation.id))
     request = guest.domain_request(server, boot)
     if operation.params.get("backup"):  # a server made from a backup: its disk is the backup's
@@ -191,12 +193,14 @@ def create(operation: Operation) -> None:
     else:
         disk_path = driver.create_disk(host, request, base_path)
     _step(operation, "create:disk")
-    # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload.
-    defined = driver.power_state(host, server.id) is not None
+    # Until the domain is defined the seed is (re)written: an earlier attempt may have died mid-upload. No
+    # domain can exist before an attempt recorded that it was defining it (no need to ask the host then).
+    first_define = not operation.params.get("defining")
+    defined = not first_define and driver.power_state(host, server.id) is not None
     seed_path = driver.write_seed(host, request, guest.seed_iso(server), replace=not defined)
     _step(operation, "create:seeded")
     _remember_defining(operation)
-    driver.define_domain(host, request, disk_path, seed_path)
+    driver.define_domain(host, request, disk_path, seed_path, replace=first_define)
     _step(operation, "create:defined")
     state = driver.start(host, server.id)
     metering.after_start(server, new=True)
@@ -582,11 +586,13 @@ def delete(operation: Operation) -> None:
         driver.destroy(host, domain_request(server))
     _step(operation, "delete:destroyed")
     with transaction.atomic():
-        _end_billing(server)  # first: the one lock order is customer, host, address
+        # The one lock order: the customer, the host (the claim's release), the addresses, then billing.
+        LockOrder().customer(server.owner_id)
         claims.release(server.id)
         # Named addresses' PTR records are withdrawn as soon as this commits (the sync would, later).
         reverse_dns.push_after_commit(row.pk for row in server.ip_addresses if row.ptr)
         ipam.release(server.id)
+        _end_billing(server)
         Snapshot.objects.filter(server=server).delete()
         pruning.on_server_deleted(server)  # its backups go now, or after the grace period
         closed = finish(
@@ -628,12 +634,12 @@ def _never_usable(operation: Operation) -> bool:
 
 
 def _give_back_unused(server: Server) -> None:
-    """In the caller's transaction, in the one lock order (customer, host, address): end the subscription of
-    a server that never became usable (voiding or crediting what it was charged), free its capacity and
-    its address. Each step is idempotent."""
-    subscriptions.cancel_unused_subscription(str(server.id))
+    """In the caller's transaction, after the customer's lock and in the one lock order (host, address, then
+    billing): free its capacity and its address, and end the subscription of a server that never became
+    usable (voiding or crediting what it was charged). Each step is idempotent."""
     claims.release(server.id)
     ipam.release(server.id)
+    subscriptions.cancel_unused_subscription(str(server.id))
 
 
 def _cleaned_up(operation: Operation) -> bool:
@@ -761,9 +767,7 @@ def _run(operation: Operation) -> None:
 def _give_back_resize(operation: Operation) -> None:
     """Return the capacity a resize claimed for the new size (the allocation goes back to the old size)."""
     old = operation.params["from"]
-    Allocation.objects.filter(consumer_uuid=operation.server_id).update(
-        vcpus=old["vcpus"], memory_mib=old["memory_mib"], disk_gib=old["disk_gib"]
-    )
+    claims.give_back(operation.server_id, Resources(old["vcpus"], old["memory_mib"], old["disk_gib"]))
 
 
 def reap_stuck_operations() -> int:

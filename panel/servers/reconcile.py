@@ -2,9 +2,10 @@
 for power state). Servers with a task in flight are skipped; every write is conditional on the server
 still being idle in the status that was read.
 
-`follow` is the decision for one server: given the power state observed on its host, which conditional
-update to make. `reconcile_host` (beat, every 60 s) calls it for every watched server of a host after one
-listing call; `panel.servers.power_events` calls it for a server whose domain sent a lifecycle event.
+`decide` is the decision for one server: given the power state observed on its host, which change to make.
+`follow` makes it for one server (`panel.servers.power_events` calls it for a server whose domain sent a
+lifecycle event); `reconcile_host` (beat, every 60 s, a task per host) makes it for every watched server of
+a host after one listing call, in one conditional update per kind of change.
 """
 
 from __future__ import annotations
@@ -38,58 +39,102 @@ class Change(StrEnum):
     RECORDED = "recorded"  # the status stays; only the reported power state changed (paused, crashed...)
 
 
+def decide(status: str, power_state: str, observed: PowerState) -> tuple[Change, dict[str, object]] | None:
+    """What an idle server in `status` (with the power state recorded) does when its host reports
+    `observed` (`PowerState.NONE`: the host has no such domain): the change and the fields to write, or None
+    (no drift, or a status that is not watched)."""
+    if status not in WATCHED:
+        return None
+    if observed == PowerState.NONE:
+        reason = gettext_noop("The virtual machine disappeared from its host.")
+        return Change.VANISHED, {
+            "status": Status.ERROR,
+            "power_state": PowerState.NONE,
+            "status_reason": reason,
+        }
+    if observed == PowerState.SHUTOFF and status == Status.RUNNING:
+        return Change.STOPPED, {"status": Status.STOPPED, "power_state": observed, "status_reason": None}
+    if observed == PowerState.RUNNING and status == Status.STOPPED:
+        return Change.STARTED, {"status": Status.RUNNING, "power_state": observed, "status_reason": None}
+    if observed != power_state:
+        return Change.RECORDED, {"power_state": observed}
+    return None
+
+
 def follow(server: Server, observed: PowerState) -> Change | None:
     """Make an idle, watched server follow the power state observed on its host (`PowerState.NONE`: the
     host has no such domain). `server` is the row as read (its id, status and power state); the write is
     conditional on the server still having no task and still being in that status, so an operation that
     began since (and owns the server's state) wins. Returns what changed, or None when nothing did (no
     drift, a status that is not watched, or the server moved on since it was read)."""
-    if server.status not in WATCHED:
+    decision = decide(server.status, server.power_state, observed)
+    if decision is None:
         return None
-    idle = Server.objects.filter(pk=server.pk, task__isnull=True, status=server.status)
-    if observed == PowerState.NONE:
-        changed = idle.update(
-            status=Status.ERROR,
-            power_state=PowerState.NONE,
-            status_reason=gettext_noop("The virtual machine disappeared from its host."),
-        )
-        return Change.VANISHED if changed else None
-    if observed == PowerState.SHUTOFF and server.status == Status.RUNNING:
-        changed = idle.update(status=Status.STOPPED, power_state=observed, status_reason=None)
-        return Change.STOPPED if changed else None
-    if observed == PowerState.RUNNING and server.status == Status.STOPPED:
-        changed = idle.update(status=Status.RUNNING, power_state=observed, status_reason=None)
-        return Change.STARTED if changed else None
-    if observed != server.power_state:
-        return Change.RECORDED if idle.update(power_state=observed) else None
-    return None
+    change, values = decision
+    changed = Server.objects.filter(pk=server.pk, task__isnull=True, status=server.status).update(**values)
+    return change if changed else None
 
 
 def reconcile_host(host: Host) -> dict[str, int]:
-    """One listing call to the host, then conditional updates. Returns counts of what changed."""
+    """One listing call to the host and one read of its servers, then the conditional updates: one
+    statement per kind of change (the same change from the same status), not per server, so the statements
+    do not grow with the servers. Returns counts of what changed."""
     counts = {"stopped": 0, "started": 0, "vanished": 0, "unknown": 0}
     try:
         states = driver.domain_states(host)
     except HypervisorError as exc:
         log.warning("reconcile: host %s did not answer: %s", host.name, exc.message)
         return counts
-    servers = Server.objects.filter(host=host, task__isnull=True, status__in=WATCHED).only(*FOLLOWED_FIELDS)
-    for server in servers:
-        change = follow(server, states.get(str(server.id), PowerState.NONE))
-        if change is not None and change.value in counts:
-            counts[change.value] += 1
-    all_known = {
-        str(pk)
-        for pk in Server.objects.filter(host=host).exclude(status=Status.DELETED).values_list("id", flat=True)
-    }
-    unknown = sorted(set(states) - all_known)
+    rows = (
+        Server.objects.filter(host=host)
+        .exclude(status=Status.DELETED)
+        .values_list("id", "status", "power_state", "task")
+        .order_by()
+    )
+    known: set[str] = set()
+    # (change, status read, fields to write) -> the servers to make that change
+    changes: dict[tuple[Change, str, tuple], list] = {}
+    for pk, status, power_state, task in rows:
+        key = str(pk)
+        known.add(key)
+        if task is not None:
+            continue
+        decision = decide(status, power_state, states.get(key, PowerState.NONE))
+        if decision is not None:
+            change, values = decision
+            changes.setdefault((change, status, tuple(values.items())), []).append(pk)
+    for (change, status, values), ids in changes.items():
+        changed = Server.objects.filter(pk__in=ids, task__isnull=True, status=status).update(**dict(values))
+        if change.value in counts:
+            counts[change.value] += changed
+    unknown = sorted(set(states) - known)
     counts["unknown"] = len(unknown)
+    _report_unknown(host, unknown)
+    return counts
+
+
+def _report_unknown(host: Host, unknown: list[str]) -> None:
+    """One notice per domain the panel does not know, reported again (refreshed) in one statement; the
+    host's notices of domains no longer there are resolved."""
     keys = {f"unknown-domain:{host.pk}:{uuid}" for uuid in unknown}
-    for uuid in unknown:
-        Notice.report(
-            f"unknown-domain:{host.pk}:{uuid}",
-            _("Host %(host)s runs a domain the panel does not know (UUID %(uuid)s); it was left untouched.")
-            % {"host": host.name, "uuid": uuid},
+    if unknown:
+        Notice.objects.bulk_create(
+            [
+                Notice(
+                    key=f"unknown-domain:{host.pk}:{uuid}",
+                    message=_(
+                        "Host %(host)s runs a domain the panel does not know (UUID %(uuid)s); it was left "
+                        "untouched."
+                    )
+                    % {"host": host.name, "uuid": uuid},
+                    level=Notice.Level.WARNING,
+                    resolved_at=None,
+                )
+                for uuid in unknown
+            ],
+            update_conflicts=True,
+            unique_fields=["key"],
+            update_fields=["message", "level", "resolved_at", "updated_at"],
         )
     Notice.resolve(f"unknown-domain:{host.pk}:", keep=keys)
     if unknown:
@@ -99,4 +144,3 @@ def reconcile_host(host: Host) -> dict[str, int]:
             len(unknown),
             ", ".join(unknown[:10]),
         )
-    return counts

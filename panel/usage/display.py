@@ -4,14 +4,16 @@ the usage template tags both use it."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from billing.models import TransferDirection
 from hypervisor.models import Host
@@ -25,20 +27,46 @@ WARN_PERCENT = 80  # the first notification level (panel.usage.metering.NOTIFY_A
 
 
 CHARTS = (("cpu", "percent"), ("network", "bps"), ("disk", "Bps"))
+# Drawn charts are kept this long; the key holds everything a chart is drawn from, so a kept chart is never
+# stale: the timeout only lets unused ones go.
+SVG_CACHE_SECONDS = 3600
+
+
+def _svg_key(points_by_series: dict[str, list[graphs.Point]], unit: str, title: str) -> str:
+    """The cache key of a chart: a digest of what it shows (every bucket's start and value), its unit and
+    title, and the language and time zone its labels are written in."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(repr((unit, title, get_language(), timezone.get_current_timezone_name())).encode())
+    for label, points in points_by_series.items():
+        first = points[0][0].timestamp() if points else None
+        step = (points[1][0] - points[0][0]).total_seconds() if len(points) > 1 else None
+        digest.update(repr((label, first, step, len(points), [value for _at, value in points])).encode())
+    return f"usage-svg:1:{digest.hexdigest()}"
 
 
 def _charts(servers, window: graphs.Window, notes: dict[str, str], now: datetime | None = None) -> list[dict]:
+    """The three charts from one query. Drawing is the costly part, so a drawn chart is kept in the cache
+    under a digest of its data: the same numbers in the same language and time zone are drawn once."""
     data = graphs.all_series(servers, window, now)  # one query for all three charts
     titles = {"cpu": _("CPU"), "network": _("Network"), "disk": _("Disk")}
+    keys = {metric: _svg_key(data[metric], unit, titles[metric]) for metric, unit in CHARTS}
+    drawn = cache.get_many(list(keys.values()))
+    missing = {}
+    for metric, unit in CHARTS:
+        if keys[metric] not in drawn:
+            svg = graphs.svg_line_chart(data[metric], unit, title=titles[metric])
+            drawn[keys[metric]] = missing[keys[metric]] = svg
+    if missing:
+        cache.set_many(missing, SVG_CACHE_SECONDS)
     return [
         {
             "key": metric,
             "title": titles[metric],
             "note": notes[metric],
             # lxml built the markup and escaped every text and attribute in it.
-            "svg": mark_safe(graphs.svg_line_chart(data[metric], unit, title=titles[metric])),
+            "svg": mark_safe(drawn[keys[metric]]),
         }
-        for metric, unit in CHARTS
+        for metric, _unit in CHARTS
     ]
 
 
@@ -69,7 +97,10 @@ def host_charts(host: Host, window_key: str | None, now: datetime | None = None)
     return {
         "window": window,
         "windows": list(graphs.WINDOWS.values()),
-        "charts": _charts(Server.objects.filter(host=host), window, notes, now),
+        # The ids, not a subquery, so the samples are read through their (server, resolution, start) index.
+        "charts": _charts(
+            list(Server.objects.filter(host=host).values_list("pk", flat=True)), window, notes, now
+        ),
         "fragment_url": reverse("host-usage", args=[host.pk]),
         "page_url": reverse("host-detail", args=[host.pk]),
     }

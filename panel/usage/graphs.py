@@ -10,6 +10,7 @@ The SVG is built as an element tree (lxml), so every text and attribute is escap
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -17,8 +18,8 @@ from decimal import Decimal
 
 from django.db.models import BigIntegerField, F, QuerySet, Sum
 from django.utils import dateformat, formats, timezone
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from lxml import etree
 
 from panel.models import Server, UsageSample
@@ -220,6 +221,8 @@ class Formatter:
         self.decimal_separator = str(formats.get_format("DECIMAL_SEPARATOR"))
         self.thousand_separator = str(formats.get_format("THOUSAND_SEPARATOR"))
         self.grouping = formats.get_format("NUMBER_GROUPING")
+        swap = {ord(","): self.thousand_separator, ord("."): self.decimal_separator}
+        self.swap = None if swap == {ord(","): ",", ord("."): "."} else swap  # English needs none
 
     def prefix(self, value: float) -> tuple[int, str]:
         """The divisor and symbol that suit a value (1500000 b/s: Mb/s)."""
@@ -236,7 +239,7 @@ class Formatter:
         if self.grouping != 3:
             return formats.number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
         text = f"{value:,.{decimals}f}"
-        return text.translate({ord(","): self.thousand_separator, ord("."): self.decimal_separator})
+        return text.translate(self.swap) if self.swap else text
 
     @staticmethod
     def with_unit(number: str, symbol: str) -> str:
@@ -335,7 +338,9 @@ def _el(parent, tag: str, text: str | None = None, **attrs):
 
 
 def _fmt(number: float) -> str:
-    return f"{number:.1f}".rstrip("0").rstrip(".")
+    """One decimal, without a trailing ".0" (12.5, 12)."""
+    text = f"{number:.1f}"
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _summary(points_by_series: dict[str, list[Point]], units: Formatter) -> str:
@@ -348,6 +353,16 @@ def _summary(points_by_series: dict[str, list[Point]], units: Formatter) -> str:
             text = _("peak %(peak)s, latest %(latest)s") % numbers
             parts.append(f"{label}: {text}" if len(points_by_series) > 1 else text)
     return "; ".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_when(at: datetime, language: str | None, zone: str) -> str:
+    """A bucket's time as its hover title shows it ("Thu 26 Nov, 14:05"; "14.05" in Indonesian), in the
+    active language and time zone, which the arguments name so that each pair has its own entries: the
+    charts of a page share their buckets, and a page polled again shows mostly the same ones."""
+    local = timezone.localtime(at)
+    day = dateformat.format(local, "D j M")
+    return f"{day}, {dateformat.time_format(local, formats.get_format('TIME_FORMAT'))}"
 
 
 def svg_line_chart(
@@ -450,18 +465,19 @@ def svg_line_chart(
     hits = _el(svg, "g", fill="#0b63f6", fill_opacity="0", **{"class": "chart__hits"})
     column = max(plot_w * step / span, 1)
     lookup = {label: dict(points) for label, points in points_by_series.items()}
-    days: dict = {}  # a day's label ("Thu 26 Nov") is formatted once, not once per bucket
-    time_format = formats.get_format("TIME_FORMAT")  # "14:05"; "14.05" in Indonesian
+    language, zone = get_language(), timezone.get_current_timezone_name()
+    rect_tag, title_tag, cell_y, cell_h = f"{{{SVG_NS}}}rect", f"{{{SVG_NS}}}title", str(top), str(plot_h)
     for at in times:
         readings = [(label, values_at.get(at)) for label, values_at in lookup.items()]
         text = ", ".join(f"{label} {units.format(value)}" for label, value in readings if value is not None)
         if not text:
             continue
-        local = timezone.localtime(at)
-        day = days.get(local.date()) or days.setdefault(local.date(), dateformat.format(local, "D j M"))
-        when = f"{day}, {dateformat.time_format(local, time_format)}"
-        start_x = max(left, x_of(at) - column / 2)
-        end_x = min(left + plot_w, x_of(at) + column / 2)
-        cell = _el(hits, "rect", x=_fmt(start_x), y=top, width=_fmt(end_x - start_x), height=plot_h)
-        _el(cell, "title", f"{when} — {text}")
+        when = _bucket_when(at, language, zone)
+        middle = x_of(at)
+        start_x, end_x = max(left, middle - column / 2), min(left + plot_w, middle + column / 2)
+        # The element calls of _el, spelled out: a chart has up to 288 of these.
+        cell = etree.SubElement(
+            hits, rect_tag, x=_fmt(start_x), y=cell_y, width=_fmt(end_x - start_x), height=cell_h
+        )
+        etree.SubElement(cell, title_tag).text = f"{when} — {text}"
     return etree.tostring(svg, encoding="unicode")

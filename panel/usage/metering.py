@@ -10,11 +10,11 @@ before a stop is counted too.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -31,10 +31,12 @@ from panel.activity import log as activity
 from panel.models import ActivityEvent, MeterState, Server, TransferPeriod, UsageSample
 from panel.servers.actions import ActionError, suspend_server, unsuspend_server
 from panel.servers.states import SuspendedBy
+from panel.usage import host_readings
+from panel.usage.host_readings import FIELDS, Deltas
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
-FIELDS = ("rx_bytes", "tx_bytes", "cpu_ns", "rd_bytes", "wr_bytes")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOTIFY_AT = (80, 90, 100)
 
 
@@ -63,20 +65,31 @@ def current_period(server: Server, at: datetime | None = None) -> TransferPeriod
 # Turning readings into deltas.
 
 
+def _counter_values(counters: Counters) -> Deltas:
+    return (counters.rx_bytes, counters.tx_bytes, counters.cpu_ns, counters.rd_bytes, counters.wr_bytes)
+
+
+def _deltas_of(old_domain_id: int | None, old: Deltas | None, domain_id: int, new: Deltas) -> Deltas | None:
+    """Exact increases (in FIELDS' order) since the last reading, or None for a server's first reading."""
+    if old is None:
+        return None
+    if domain_id != old_domain_id or any(n < o for n, o in zip(new, old, strict=True)):
+        return new  # counters began again from zero
+    return tuple(n - o for n, o in zip(new, old, strict=True))
+
+
 def _deltas(state: MeterState | None, counters: Counters) -> dict[str, int] | None:
     """Exact increases since the last reading, or None for the first reading of a server."""
     if state is None:
         return None
-    new = {field: getattr(counters, field) for field in FIELDS}
-    old = {field: getattr(state, field) for field in FIELDS}
-    restarted = counters.domain_id != state.domain_id or any(new[f] < old[f] for f in FIELDS)
-    if restarted:
-        return new  # counters began again from zero
-    return {field: new[field] - old[field] for field in FIELDS}
+    old = tuple(getattr(state, field) for field in FIELDS)
+    deltas = _deltas_of(state.domain_id, old, counters.domain_id, _counter_values(counters))
+    return dict(zip(FIELDS, deltas, strict=True))
 
 
 def _bucket(at: datetime) -> datetime:
-    return at - timedelta(seconds=at.timestamp() % UsageSample.FIVE_MINUTES, microseconds=at.microsecond)
+    """The start of the 5-minute bucket holding `at` (exact: timedelta arithmetic, no float seconds)."""
+    return at - (at - EPOCH) % timedelta(seconds=UsageSample.FIVE_MINUTES)
 
 
 def record(server: Server, counters: Counters, now: datetime) -> dict[str, int] | None:
@@ -106,111 +119,77 @@ def record(server: Server, counters: Counters, now: datetime) -> dict[str, int] 
 
 
 def meter_host(host: Host, now: datetime | None = None) -> int:
-    """Read every running domain of the host in one call and record all its servers in one transaction
-    (a handful of queries per host, not per server). Returns how many servers were read."""
+    """Read every running domain of the host in one call and record all its servers in one transaction, in
+    a constant handful of statements whatever their number (panel.usage.host_readings); then look at the
+    allowance of the few servers near or past it. Returns how many servers' readings were recorded."""
     now = now or timezone.now()
     try:
         readings = collect(host)
     except HypervisorError as exc:
         log.warning("metering: host %s did not answer: %s", host.name, exc.message)
         return 0
+    if not readings:
+        return 0
+    if connection.vendor != "postgresql":
+        return _meter_one_by_one(host, readings, now)
+    with transaction.atomic():
+        servers = host_readings.servers(host.pk, list(readings))
+        recorded, latest, increments, traffic = [], [], [], []
+        for server in servers:
+            if server.read_at is not None and server.read_at > now:
+                continue  # a later reading was stored since this one was taken: it would count backwards
+            counters = readings[server.server_id]
+            values = _counter_values(counters)
+            deltas = _deltas_of(server.domain_id, server.counters, counters.domain_id, values)
+            recorded.append(server)
+            latest.append((server.server_id, counters.domain_id, values))
+            if deltas and any(deltas):
+                increments.append((server.server_id, deltas, counters.vcpus))
+                traffic.append((server.server_id, deltas[0], deltas[1]))
+            else:
+                traffic.append((server.server_id, 0, 0))
+        host_readings.save_readings(latest, now)
+        host_readings.add_samples(increments, UsageSample.FIVE_MINUTES, _bucket(now))
+        periods = host_readings.add_to_periods(traffic, now)
+        created = {server.server_id: server.created_at for server in recorded}
+        periods.update(
+            host_readings.add_new_periods(
+                [
+                    (server_id, *period_bounds(created[server_id], now), inbound, outbound)
+                    for server_id, inbound, outbound in traffic
+                    if periods[server_id] is None
+                ]
+            )
+        )
+    due = [server.server_id for server in recorded if _needs_a_look(server, periods[server.server_id])]
+    if due:
+        for server in Server.objects.filter(pk__in=due).select_related("plan", "host"):
+            enforce(server, now)
+    return len(recorded)
+
+
+def _meter_one_by_one(host: Host, readings: dict[str, Counters], now: datetime) -> int:
+    """The demo's SQLite (host_readings' statements over arrays are Postgres's): each server recorded as
+    meter_server records it, then its allowance looked at."""
     servers = list(
         Server.objects.filter(host=host, id__in=list(readings))
         .exclude(status=Server.Status.DELETED)
-        .select_related("plan")
+        .select_related("plan", "host")
     )
-    if not servers:
-        return 0
-    with transaction.atomic():
-        periods = _lock_current_periods(servers, now)
-        states = {
-            state.server_id: state
-            for state in MeterState.objects.select_for_update().filter(server__in=servers)
-        }
-        new_states, increments = [], {}
-        for server in servers:
-            counters = readings[str(server.id)]
-            deltas = _deltas(states.get(server.pk), counters)
-            new_states.append(
-                MeterState(server=server, domain_id=counters.domain_id, read_at=now,
-                           **{field: getattr(counters, field) for field in FIELDS})
-            )  # fmt: skip
-            if deltas and any(deltas.values()):
-                increments[server.pk] = (deltas, counters.vcpus)
-        MeterState.objects.bulk_create(
-            new_states,
-            update_conflicts=True,
-            unique_fields=["server"],
-            update_fields=["domain_id", "read_at", *FIELDS],
-        )
-        _add_samples(increments, _bucket(now))
-        changed = []
-        for server_id, (deltas, _vcpus) in increments.items():
-            period = periods[server_id]
-            period.in_bytes += deltas["rx_bytes"]
-            period.out_bytes += deltas["tx_bytes"]
-            changed.append(period)
-        TransferPeriod.objects.bulk_update(changed, ["in_bytes", "out_bytes"])
-    for server in _needing_enforcement(servers, periods):
+    for server in servers:
+        record(server, readings[str(server.id)], now)
         enforce(server, now)
     return len(servers)
 
 
-def _lock_current_periods(servers: list[Server], now: datetime) -> dict:
-    """The current period of each server, created where missing, locked for the update."""
-    bounds = {server.pk: period_bounds(server.created_at, now) for server in servers}
-    TransferPeriod.objects.bulk_create(
-        [
-            TransferPeriod(server=server, start=bounds[server.pk][0], end=bounds[server.pk][1])
-            for server in servers
-        ],
-        ignore_conflicts=True,
-    )
-    wanted = Q()
-    for server_id, (start, _end) in bounds.items():
-        wanted |= Q(server_id=server_id, start=start)
-    return {period.server_id: period for period in TransferPeriod.objects.select_for_update().filter(wanted)}
-
-
-def _add_samples(increments: dict, bucket: datetime) -> None:
-    existing = {
-        sample.server_id: sample
-        for sample in UsageSample.objects.select_for_update().filter(
-            server_id__in=list(increments), resolution=UsageSample.FIVE_MINUTES, start=bucket
-        )
-    }
-    new, changed = [], []
-    for server_id, (deltas, vcpus) in increments.items():
-        sample = existing.get(server_id)
-        if sample is None:
-            new.append(UsageSample(server_id=server_id, resolution=UsageSample.FIVE_MINUTES, start=bucket,
-                                   vcpus=vcpus, **deltas))  # fmt: skip
-        else:
-            for field in FIELDS:
-                setattr(sample, field, getattr(sample, field) + deltas[field])
-            changed.append(sample)
-    UsageSample.objects.bulk_create(new)
-    UsageSample.objects.bulk_update(changed, list(FIELDS))
-
-
-def _needing_enforcement(servers: list[Server], periods: dict) -> list[Server]:
-    """Servers whose allowance needs a look: near or past it, or with a throttle or suspension to lift
-    (in this period or an earlier one). The rest need nothing this cycle."""
-    earlier = set(
-        TransferPeriod.objects.filter(server__in=servers)
-        .filter(Q(throttled=True) | Q(suspended=True))
-        .values_list("server_id", flat=True)
-    )
-    result = []
-    for server in servers:
-        period = periods[server.pk]
-        allowance = allowance_bytes(server, period)
-        near = allowance is not None and counted_bytes(period, server.plan.transfer_direction) * 100 >= (
-            min(NOTIFY_AT) * allowance
-        )
-        if near or server.pk in earlier:
-            result.append(server)
-    return result
+def _needs_a_look(server: host_readings.Metered, period: host_readings.Period) -> bool:
+    """Whether a metered server's allowance needs a look: near or past it, or with a throttle or suspension
+    to lift (in this period or an earlier one). The rest need nothing this cycle."""
+    if server.restricted:
+        return True
+    allowance = _allowance(server.transfer_gib, period.extra_bytes)
+    counted = _counted(period.in_bytes, period.out_bytes, server.transfer_direction)
+    return allowance is not None and counted * 100 >= min(NOTIFY_AT) * allowance
 
 
 def meter_server(server: Server, now: datetime | None = None) -> None:
@@ -230,18 +209,24 @@ def meter_server(server: Server, now: datetime | None = None) -> None:
 
 
 def counted_bytes(period: TransferPeriod, direction: str) -> int:
+    return _counted(period.in_bytes, period.out_bytes, direction)
+
+
+def _counted(in_bytes: int, out_bytes: int, direction: str) -> int:
     if direction == TransferDirection.IN:
-        return period.in_bytes
+        return in_bytes
     if direction == TransferDirection.OUT:
-        return period.out_bytes
-    return period.in_bytes + period.out_bytes
+        return out_bytes
+    return in_bytes + out_bytes
 
 
 def allowance_bytes(server: Server, period: TransferPeriod) -> int | None:
     """None for an unlimited plan: such servers are never throttled or suspended for traffic."""
-    if server.plan.transfer_gib is None:
-        return None
-    return server.plan.transfer_gib * GIB + period.extra_bytes
+    return _allowance(server.plan.transfer_gib, period.extra_bytes)
+
+
+def _allowance(transfer_gib: int | None, extra_bytes: int) -> int | None:
+    return None if transfer_gib is None else transfer_gib * GIB + extra_bytes
 
 
 def usage_report(server: Server, at: datetime | None = None) -> dict:

@@ -18,6 +18,7 @@ import libvirt
 import pytest
 from lxml import etree
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from hypervisor import images
 from panel.models import Server, User
@@ -136,16 +137,20 @@ def screen_shows_something(page: Page, timeout: float = 60) -> int:
 
 
 def terminal_shows(page: Page, pattern: str, timeout: float = BOOT_TIMEOUT) -> str:
-    """Wait until the serial console's text matches `pattern`, pressing Enter in it now and then (the
-    prompt may have been printed before the console was opened)."""
+    """Wait until the serial console's text matches `pattern`, pressing Enter in it when it does not (the
+    prompt may have been printed before the console was opened): after one second, then at growing
+    intervals up to ten seconds."""
     expression = f"() => new RegExp({pattern!r}, 'm').test(({TERMINAL_TEXT})())"
-    for _ in range(int(timeout / 10_000) + 1):
+    deadline = time.monotonic() + timeout / 1000
+    interval = 1_000
+    while time.monotonic() < deadline:
         try:
-            page.wait_for_function(expression, timeout=10_000)
+            page.wait_for_function(expression, timeout=interval)
             return page.evaluate(TERMINAL_TEXT)
-        except Exception:  # not yet: poke the guest
+        except PlaywrightTimeoutError:  # not yet: poke the guest
             page.locator("[data-console-screen] .xterm").click()
             page.keyboard.press("Enter")
+            interval = min(interval * 2, 10_000)
     pytest.fail(f"the serial console never showed {pattern!r}:\n{page.evaluate(TERMINAL_TEXT)[-1500:]}")
 
 

@@ -63,7 +63,7 @@ def _world(language: str) -> Server:
         slug="big", vcpus=2, memory_mib=1024 * 1024, disk_gib=2, price_monthly=Decimal("9000000")
     )
     assert not placement.fits(
-        placement.with_usage(type(host).objects.filter(pk=host.pk)).get(),
+        type(host).objects.get(pk=host.pk),
         placement.Resources(big.vcpus, big.memory_mib, big.disk_gib),
     )
     Operation.objects.create(

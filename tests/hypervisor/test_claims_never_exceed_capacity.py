@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection as db_connection
 from django.db.models import Sum
+from django.db.models.functions import Coalesce
 
 from hypervisor import claims, placement
 from hypervisor.models import Allocation, Host, Region
@@ -100,7 +101,7 @@ def test_a_claim_records_what_the_consumer_holds():
         1536,
         40,
     )
-    annotated = placement.with_usage(Host.objects.filter(pk=host.pk)).get()
+    annotated = Host.objects.get(pk=host.pk)
     assert placement.allocated(annotated) == {"vcpus": 2, "memory_mib": 1536, "disk_gib": 40}
 
 
@@ -216,3 +217,70 @@ def test_concurrent_claims_never_exceed_capacity():
     for host in hosts:
         assert used(host)["memory_mib"] <= host.capacity["memory_mib"]
         assert Allocation.objects.filter(host=host).count() == host.capacity["memory_mib"] // NEED.memory_mib
+
+
+@pytest.mark.django_db
+def test_the_host_counters_follow_every_change_of_its_allocations():
+    """The trigger keeps Host.used_* equal to the sums of the host's allocations, whoever changes them."""
+    region = factories.make_region()
+    host, other = ready_host(region), ready_host(region)
+
+    def sums(h):
+        totals = Allocation.objects.filter(host=h).aggregate(
+            vcpus=Coalesce(Sum("vcpus"), 0),
+            memory_mib=Coalesce(Sum("memory_mib"), 0),
+            disk_gib=Coalesce(Sum("disk_gib"), 0),
+        )
+        return totals
+
+    consumer = uuid.uuid4()
+    claims.claim(consumer, region, Resources(vcpus=2, memory_mib=1536, disk_gib=40))
+    claims.resize_claim(consumer, Resources(vcpus=4, memory_mib=2048, disk_gib=50))
+    claims.give_back(consumer, Resources(vcpus=3, memory_mib=1024, disk_gib=45))
+    Allocation.objects.create(consumer_uuid=uuid.uuid4(), host=other, vcpus=1, memory_mib=256, disk_gib=1)
+    Allocation.objects.filter(consumer_uuid=consumer).update(host=other)  # moved (a migration)
+    for h in (host, other):
+        assert placement.allocated(Host.objects.get(pk=h.pk)) == sums(h)
+    claims.release(consumer)
+    claims.release(consumer)  # twice: harmless
+    for h in (host, other):
+        assert placement.allocated(Host.objects.get(pk=h.pk)) == sums(h)
+    # Saving a host read before the change never writes stale counters back.
+    stale = Host.objects.get(pk=other.pk)
+    Allocation.objects.create(consumer_uuid=uuid.uuid4(), host=other, vcpus=1, memory_mib=256, disk_gib=1)
+    stale.name = "renamed"
+    stale.save()
+    assert (
+        placement.allocated(Host.objects.get(pk=other.pk))
+        == sums(other)
+        == {
+            "vcpus": 2,
+            "memory_mib": 512,
+            "disk_gib": 2,
+        }
+    )
+
+
+@pytest.mark.django_db
+def test_a_claim_is_one_statement_whatever_the_region_holds(django_assert_num_queries):
+    region = factories.make_region()
+    for _ in range(3):
+        ready_host(region)
+    with django_assert_num_queries(1):
+        claims.claim(uuid.uuid4(), region, Resources(vcpus=1, memory_mib=256, disk_gib=1))
+
+
+@pytest.mark.django_db
+def test_a_claim_answers_the_host_it_placed_on_with_its_own_values():
+    region = factories.make_region()
+    host = ready_host(region)
+    claimed = claims.claim(uuid.uuid4(), region, Resources(vcpus=1, memory_mib=256, disk_gib=1))
+    stored = Host.objects.get(pk=host.pk)
+    assert (claimed.pk, claimed.name, claimed.uri, claimed.region_id, claimed.storage_pool) == (
+        stored.pk,
+        stored.name,
+        stored.uri,
+        stored.region_id,
+        stored.storage_pool,
+    )
+    assert claimed.state == stored.state  # a field it did not read loads on first use

@@ -1,6 +1,5 @@
 """Claims under concurrency: a claim passes over a host another claim holds, waits only when every host
-with room is busy, moves on from a host that turned out full, and never deadlocks: two claims whose
-candidate lists were computed at different moments wait in opposite orders and both finish.
+with room is busy, moves on from a host that turned out full (holding nothing of it), and never deadlocks.
 
 Each actor below is one order's transaction (a thread with its own connection to real Postgres); the test
 steers them with events and waits on pg_stat_activity until a backend is blocked on a row lock.
@@ -17,7 +16,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 
 from hypervisor import claims
-from hypervisor.models import Allocation
+from hypervisor.models import Allocation, Host
 from hypervisor.placement import NoCapacity, Resources
 from tests import factories
 
@@ -102,58 +101,58 @@ def test_a_claim_passes_over_a_host_another_claim_holds():
     assert Allocation.objects.filter(host=host_b).count() == 1
 
 
-def test_two_claims_waiting_on_busy_hosts_in_opposite_orders_do_not_deadlock():
-    """When every host with room is busy, a claim waits for them in its own ranking; two claims whose
-    rankings were computed at different moments wait in opposite orders. A claim never holds one host's
-    row while it waits for another's (the savepoint of a full host is rolled back), so neither deadlocks,
-    and what they end with never exceeds a host's capacity."""
+def test_claims_waiting_on_busy_hosts_hold_none_meanwhile_and_do_not_deadlock():
+    """When every host with room is busy, a claim waits for them one at a time in its ranking, holding no
+    other host's row meanwhile (the attempt on a host that turned out full is rolled back, releasing its
+    lock), so claims never deadlock, and what they end with never exceeds a host's capacity. (A host's usage
+    changes only under its row lock, so claims waiting at the same time rank the busy hosts alike.)"""
     region = factories.make_region()
     # host_a is created first (smaller pk); disks steer the fillers: only host_a takes 50 GiB.
-    host_a = factories.set_host_size(factories.make_host(region=region, probe=False), memory_mib=3 * GIB_MIB)
+    host_a = factories.set_host_size(factories.make_host(region=region, probe=False), memory_mib=5 * GIB_MIB)
     host_b = factories.set_host_size(
-        factories.make_host(region=region, probe=False), memory_mib=4 * GIB_MIB, disk_gib=10
+        factories.make_host(region=region, probe=False), memory_mib=6 * GIB_MIB, disk_gib=10
     )
-    earlier = Allocation.objects.create(
+    Allocation.objects.create(
         consumer_uuid=uuid.uuid4(), host=host_b, vcpus=1, memory_mib=2 * GIB_MIB, disk_gib=1
     )
     small = Resources(vcpus=1, memory_mib=GIB_MIB, disk_gib=1)
-    fill_a = Order(region, Resources(vcpus=1, memory_mib=3 * GIB_MIB, disk_gib=50))
+    fill_a = Order(region, Resources(vcpus=1, memory_mib=5 * GIB_MIB, disk_gib=50))
     fill_b = Order(region, Resources(vcpus=1, memory_mib=2 * GIB_MIB, disk_gib=5))
     first, second = Order(region, small), Order(region, small)
 
     try:
-        # One order fills host_a, another takes host_b's last 2 GiB; both are about to commit.
+        # One order fills host_a, another takes 2 of host_b's 4 free GiB; both are about to commit.
         fill_a.start()
         fill_a.claimed.wait(timeout=10)
         assert fill_a.result == host_a.pk
         fill_b.start()
         fill_b.claimed.wait(timeout=10)
         assert fill_b.result == host_b.pk
-        # first ranks host_a (3 GiB free) before host_b (2 GiB free); both are busy: it waits for host_a.
+        # first ranks host_a (5 GiB free) before host_b (4 GiB free); both are busy: it waits for host_a.
         first.start()
         blocked_by(first, fill_a)
-
-        # A server on host_b is deleted: host_b now looks freer (4 GiB). second ranks host_b first and,
-        # both being busy, waits for host_b.
-        claims.release(earlier.consumer_uuid)
         second.start()
-        blocked_by(second, fill_b)
+        blocked_by(second, fill_a, first)
 
-        # host_a's order commits: first finds host_a full and moves on to host_b (queued behind second).
+        # host_a's order commits: both find host_a full and move on to host_b, holding nothing of host_a.
         finish(fill_a)
         blocked_by(first, fill_b, second)
-        # host_b's order commits: host_b has 2 GiB free; second takes one, then first the other.
+        blocked_by(second, fill_b, first)
+        with db_connection.cursor() as cursor:  # nobody holds host_a's row any more
+            cursor.execute("SELECT id FROM hypervisor_host WHERE id = %s FOR UPDATE NOWAIT", [host_a.pk])
+        # host_b's order commits: host_b has 2 GiB free; the two waiting claims take one each.
         finish(fill_b)
-        second.claimed.wait(timeout=10)
-        finish(second)
-        finish(first)
+        for order in (first, second):
+            order.claimed.wait(timeout=10)
+        finish(first, second)
     finally:
         finish(*(order for order in (fill_a, fill_b, first, second) if order.ident))
 
     assert second.result == host_b.pk, repr(second.result)
     assert first.result == host_b.pk, repr(first.result)
     assert Allocation.objects.filter(host=host_a).count() == 1
-    assert sum(a.memory_mib for a in Allocation.objects.filter(host=host_b)) == 4 * GIB_MIB
+    assert sum(a.memory_mib for a in Allocation.objects.filter(host=host_b)) == 6 * GIB_MIB
+    assert Host.objects.get(pk=host_b.pk).used_memory_mib == 6 * GIB_MIB
 
 
 def test_claims_over_busy_full_hosts_end_in_no_capacity():

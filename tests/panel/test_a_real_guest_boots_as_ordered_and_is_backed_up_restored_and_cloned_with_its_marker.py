@@ -63,7 +63,7 @@ def wait_for_console(path: Path, *patterns: str, timeout: float = BOOT_TIMEOUT) 
         text = path.read_text(errors="replace") if path.exists() else ""
         if all(re.search(pattern, text) for pattern in patterns):
             return text
-        time.sleep(2)
+        time.sleep(0.5)
     missing = [pattern for pattern in patterns if not re.search(pattern, text)]
     pytest.fail(f"the console never showed {missing}; last lines:\n" + "\n".join(text.splitlines()[-30:]))
 
@@ -80,13 +80,13 @@ def agent_exec(conn: libvirt.virConnect, server: Server, command: str) -> None:
         except libvirt.libvirtError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(2)
+            time.sleep(0.5)
     pid = answer["return"]["pid"]
     status = {"execute": "guest-exec-status", "arguments": {"pid": pid}}
     while not json.loads(libvirt_qemu.qemuAgentCommand(domain, json.dumps(status), 30, 0))["return"][
         "exited"
     ]:
-        time.sleep(1)
+        time.sleep(0.2)
 
 
 def run_in_thread(operation: Operation) -> Operation:
@@ -177,23 +177,8 @@ def test_a_running_server_is_backed_up_rebuilt_restored_and_cloned_with_its_mark
         assert (directory / full.location).stat().st_size == full.size_bytes > 0
         assert full_operation.progress["percent"] == 100
 
-        # A small change, then an incremental backup: it copies much less than the full one.
-        agent_exec(libvirtd, server, "echo changed > /root/change; sync")
-        incremental = Backup.objects.get(operation=run(actions.perform(server, "backup", customer, {})))
-        assert (incremental.status, incremental.kind, incremental.parent_id) == (
-            "succeeded",
-            "incremental",
-            full.pk,
-        )
-        assert incremental.copied_bytes * 10 < full.copied_bytes, (
-            incremental.copied_bytes,
-            full.copied_bytes,
-        )
-        assert incremental.size_bytes * 10 < full.size_bytes
-        print(f"full copied {full.copied_bytes} bytes ({full.size_bytes} compressed); incremental copied "
-              f"{incremental.copied_bytes} ({incremental.size_bytes} compressed)")  # fmt: skip
-
-        # A new server is made from the full backup by a worker meanwhile (two guests boot at once).
+        # A new server is made from the full backup by a worker meanwhile (two guests boot at once), from
+        # now until the server is restored.
         clone = actions.order_server(
             customer, name="toko-copy", plan=plan, region=region, backup=full,
             user_data=USER_DATA.format(marker="not-this-one"),
@@ -201,6 +186,22 @@ def test_a_running_server_is_backed_up_rebuilt_restored_and_cloned_with_its_mark
         servers.append(clone)
         with ThreadPoolExecutor(1) as worker:
             cloning = worker.submit(run_in_thread, Operation.objects.get(server=clone, type="create"))
+
+            # A small change, then an incremental backup: it copies much less than the full one.
+            agent_exec(libvirtd, server, "echo changed > /root/change; sync")
+            incremental = Backup.objects.get(operation=run(actions.perform(server, "backup", customer, {})))
+            assert (incremental.status, incremental.kind, incremental.parent_id) == (
+                "succeeded",
+                "incremental",
+                full.pk,
+            )
+            assert incremental.copied_bytes * 10 < full.copied_bytes, (
+                incremental.copied_bytes,
+                full.copied_bytes,
+            )
+            assert incremental.size_bytes * 10 < full.size_bytes
+            print(f"full copied {full.copied_bytes} bytes ({full.size_bytes} compressed); incremental "
+                  f"copied {incremental.copied_bytes} ({incremental.size_bytes} compressed)")  # fmt: skip
 
             # Rebuilt: a fresh disk from the image, the marker gone (read off the disk, not booted for).
             run(actions.perform(server, "rebuild", customer, {"image": image.slug}))

@@ -10,6 +10,9 @@ key), with every console session through the console proxy's websocket, in one t
    on the console and over SSH, and the rescue system reads the marker from the server's disk;
 3. leaving rescue mode boots the server from its own disk again: its hostname, the reset password, the
    marker and what the rescue system wrote are there, and rescue mode's volumes are gone.
+
+Every boot's cloud-init finishes (its final message on the console) before the next step changes the
+server; the test works at the login prompt meanwhile, as cloud-init's last two stages run after it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ BOOT_TIMEOUT = 240
 COMMAND_TIMEOUT = 60
 # Terminal control sequences (bash's bracketed paste mode, colours), left out of what the console showed.
 CONTROL_SEQUENCES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+CLOUD_INIT_FINISHED = r"Cloud-init v\. \S+ finished"
 
 
 class SerialConsole:
@@ -72,11 +76,11 @@ class SerialConsole:
 
     def wait_for(self, pattern: str, timeout: float, nudge: float | None = None) -> re.Match:
         """The first match of `pattern` in what the guest printed since the last match; with `nudge`, a
-        newline is typed every that many seconds (a login prompt printed before the console was open
-        is printed again)."""
+        newline is typed at once when it is not there, then every that many seconds (a login prompt
+        printed before the console was open, or before the last match, is printed again)."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        nudged = time.monotonic()
+        nudged = None
         while time.monotonic() < deadline:
             self._drain()
             match = regex.search(self.text, self.seen)
@@ -85,16 +89,30 @@ class SerialConsole:
                 return match
             if self.ended:
                 break
-            if nudge is not None and time.monotonic() - nudged > nudge:
+            if nudge is not None and (nudged is None or time.monotonic() - nudged > nudge):
                 self.type("\n")
                 nudged = time.monotonic()
             time.sleep(0.1)
         tail = "\n".join(self.text[self.seen :].splitlines()[-40:])
         pytest.fail(f"the console never showed {pattern!r}; since the last match:\n{tail}")
 
-    def booted(self) -> None:
-        """Wait for cloud-init to have finished (it sets the hostname and the passwords it is given)."""
-        self.wait_for(r"Cloud-init v\. \S+ finished", BOOT_TIMEOUT)
+    def showed(self, pattern: str, timeout: float) -> None:
+        """Wait until `pattern` is anywhere in what the guest printed since the console was opened (what
+        was matched and typed meanwhile included)."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while not regex.search(self.text):
+            if self.ended or time.monotonic() > deadline:
+                pytest.fail(f"the console never showed {pattern!r}:\n{self.text[-3000:]}")
+            time.sleep(0.1)
+            self._drain()
+
+    def cloud_init_finished(self) -> None:
+        """Wait for cloud-init to have finished this boot. Its last two stages (the config modules and the
+        final message) run after the login prompt: the test logs in and works meanwhile, and checks this
+        before the next step changes the server. The hostname and the passwords cloud-init is given are
+        set before the prompt (cloud-init.service runs before systemd-user-sessions.service)."""
+        self.showed(CLOUD_INIT_FINISHED, BOOT_TIMEOUT)
 
     def log_in(self, hostname: str, password: str) -> None:
         self.wait_for(rf"{hostname} login:", COMMAND_TIMEOUT, nudge=5)
@@ -190,14 +208,14 @@ def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_retu
 
         # 1. The guest's login prompt on its serial console; a new root password through the guest agent,
         # and root logs in with it on the serial console.
-        first.booted()
-        first.wait_for(r"toko login:", COMMAND_TIMEOUT, nudge=5)
+        first.wait_for(r"toko login:", BOOT_TIMEOUT)
         reset = actions.reset_password(server, customer, "a new root password")
         assert reset.one_time_password == "a new root password"
         execute(reset)
         first.log_in("toko", "a new root password")
         assert "/dev/vda" in first.run("findmnt -n -o SOURCE /")
         first.run("echo before-rescue > /root/marker && sync")
+        first.cloud_init_finished()
 
         # 2. Rescue mode: the rescue system, with the server's disk as /dev/vdb.
         rescue = actions.rescue_server(server, customer)
@@ -209,7 +227,7 @@ def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_retu
             f"{server.id}-rescue.qcow2", f"{server.id}-rescue-seed.iso",
         }  # fmt: skip
         in_rescue = console()
-        in_rescue.booted()
+        in_rescue.wait_for(r"rescue login:", BOOT_TIMEOUT)
         in_rescue.log_in("rescue", one_time)
         assert "/dev/vda" in in_rescue.run("findmnt -n -o SOURCE /")
         assert 'LABEL="rootfs"' in in_rescue.run("blkid /dev/vdb")
@@ -224,16 +242,17 @@ def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_retu
             answer = ssh(address, one_time, "hostname; lsblk -n -o NAME /dev/vdb")
             if answer.returncode == 0 or time.monotonic() > deadline:
                 break
-            time.sleep(3)
+            time.sleep(1)
         assert answer.returncode == 0, answer.stderr
         assert answer.stdout.split() == ["rescue", "vdb"]
+        in_rescue.cloud_init_finished()
 
         # 3. Leaving rescue mode boots the server from its own disk, as it was.
         execute(actions.unrescue_server(server, customer))
         server.refresh_from_db()
         assert (server.status, server.power_state, server.task) == ("running", "running", None)
         again = console()
-        again.booted()
+        again.wait_for(r"toko login:", BOOT_TIMEOUT)
         again.log_in("toko", "a new root password")
         assert "/dev/vda" in again.run("findmnt -n -o SOURCE /")
         seen = again.run("cat /root/marker /root/rescued")
@@ -241,6 +260,7 @@ def test_a_reset_password_logs_in_and_rescue_mode_sees_the_servers_disk_and_retu
         assert {Path(p).name for p in volumes_of(libvirtd, str(server.id))} == {
             f"{server.id}.qcow2", f"{server.id}-seed.iso",
         }  # fmt: skip
+        again.cloud_init_finished()
     finally:
         consoles.close()
         remove_leftovers(libvirtd, str(server.id))  # before the base volumes it is made of

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import connection
 
 from hypervisor import claims, placement
 from hypervisor.models import Allocation, Host
@@ -161,3 +162,17 @@ def test_the_spread_weigher_places_on_the_emptier_host(settings, fuller_and_empt
     for _ in range(6):  # the emptier host has more free memory until it is down to 2 GiB too
         assert claims.claim(uuid.uuid4(), region, NEED) == emptier
     assert placement.candidates(region, NEED) == [fuller, emptier]  # a tie: the older host first
+
+
+@pytest.mark.django_db
+def test_the_audit_reports_host_counters_that_differ_from_the_allocations():
+    """The trigger keeps the counters; rows changed behind it (triggers disabled) show up as drift."""
+    region = factories.make_region()
+    host = factories.make_host(region=region, probe=False)
+    Allocation.objects.create(consumer_uuid=uuid.uuid4(), host=host, vcpus=1, memory_mib=256, disk_gib=1)
+    assert not [m for m in audit.audit_allocations() if host.name in m and "counts" in m]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE hypervisor_host SET used_vcpus = 5 WHERE id = %s", [host.pk])
+    messages = [m for m in audit.audit_allocations() if "counts" in m]
+    assert len(messages) == 1
+    assert host.name in messages[0] and "5 vCPU/256 MiB/1 GiB" in messages[0] and "1 vCPU" in messages[0]

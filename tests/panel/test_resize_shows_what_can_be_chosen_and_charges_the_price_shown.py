@@ -47,7 +47,7 @@ def page(web, server) -> str:
 def test_a_plan_the_host_cannot_take_is_greyed_out_with_what_to_do(web, server, bigger_plan, catalog):
     # Another server fills the host but for what the resize would need.
     host = catalog["host"]
-    free = placement.free(placement.with_usage(type(host).objects.filter(pk=host.pk)).get())
+    free = placement.free(type(host).objects.get(pk=host.pk))
     Allocation.objects.create(
         consumer_uuid="00000000-0000-0000-0000-000000000001",
         host=host,

@@ -1,10 +1,11 @@
 """account/events/ and the account page show a customer their own activity; admin/events/ and the audit
 page show admins what staff did; staff and customers get 403 there."""
 
+import re
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_noop
 
 from panel.activity import log as activity
@@ -132,3 +133,29 @@ def test_the_audit_page_is_for_admins_only_and_filters(client, customer, staff, 
     assert "Changed the quota" not in client.get("/staff/audit/?type=credit").content.decode()
     assert "Changed the quota" in client.get(f"/staff/audit/?actor={staff.email[:5]}").content.decode()
     assert 'href="/staff/audit/"' in client.get("/staff/servers/").content.decode()
+
+
+def test_the_audit_pages_keep_newest_first_when_many_events_share_a_moment(
+    client, customer, staff, admin_user
+):
+    """A bulk action records many events in the same instant: the pages still go by time, then by id
+    (newest first), each event on exactly one page, with its type's label in the reader's language."""
+    made = [
+        event(ActivityEvent.Type.QUOTA_CHANGED, customer, staff, gettext_noop("Bulk entry %(n)s."), True, n=n)
+        for n in range(55)
+    ]
+    ActivityEvent.objects.filter(pk__in=[e.pk for e in made]).update(at=timezone.now())
+    event(ActivityEvent.Type.CREDIT, customer, staff, gettext_noop("Older entry."), True, minutes_ago=5)
+    client.force_login(admin_user)
+    pages = [client.get(f"/staff/audit/?page={number}").content.decode() for number in (1, 2)]
+
+    def shown(page: str) -> list[str]:
+        return re.findall(r"Bulk entry \d+\.|Older entry\.", page)
+
+    assert shown(pages[0]) == [f"Bulk entry {n}." for n in range(54, 4, -1)]
+    assert shown(pages[1]) == [f"Bulk entry {n}." for n in range(4, -1, -1)] + ["Older entry."]
+    assert "Quota changed" in pages[0] and "Credit or charge" in pages[1]
+    type(admin_user).objects.filter(pk=admin_user.pk).update(language="id")  # the account's language
+    with translation.override("id"):
+        label = str(ActivityEvent.Type.QUOTA_CHANGED.label)
+    assert label != "Quota changed" and label in client.get("/staff/audit/").content.decode()
