@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -132,3 +134,26 @@ def render_table(sections: list[Section]) -> str:
             out.append(f"    · {note}")
         out.append("")
     return "\n".join(out)
+
+
+def celery_worker(hostname: str, concurrency: int, *options: str) -> list[str]:
+    """The command of a prefork Celery worker of the panel (as docker-compose starts one), quiet."""
+    return [
+        sys.executable,
+        *("-m", "celery", "-A", "panel", "worker", "--concurrency", str(concurrency)),
+        *("--hostname", hostname, "--loglevel", "WARNING", *options),
+    ]
+
+
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    """Ask each process to stop, wait up to 30 s each, kill what is left; close their log files."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.log.close()

@@ -15,14 +15,23 @@ import os
 import pstats
 import random
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from .common import Section, env_int, fmt_ms, fmt_s, log, stopwatch, summary
+from .common import (
+    Section,
+    celery_worker,
+    env_int,
+    fmt_ms,
+    fmt_s,
+    log,
+    stop_processes,
+    stopwatch,
+    summary,
+)
 
 PROJECT = ("/panel/", "/hypervisor/", "/billing/")
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,11 +166,11 @@ class Workers:
         app.control.purge()
         for number in range(1, self.count + 1):
             out = open(LOGS / f"periodic-worker{number}.log", "w")  # closed in __exit__, with the process
-            command = [
-                *(sys.executable, "-m", "celery", "-A", "panel", "worker", "--pool", "prefork"),
-                *("--concurrency", "1", "--hostname", f"periodic{number}@%h", "--loglevel", "WARNING"),
+            command = celery_worker(
+                f"periodic{number}@%h",
+                1,
                 *("--task-events", "--without-gossip", "--without-mingle", "--without-heartbeat"),
-            ]
+            )
             process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
             process.log = out
             self.processes.append(process)
@@ -243,16 +252,7 @@ class Workers:
     def __exit__(self, *exc_info) -> None:
         if self.receiver is not None:
             self.receiver.should_stop = True
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            process.log.close()
+        stop_processes(self.processes)
         log("scenario 4: Celery workers stopped")
 
 

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from .common import (
     Section,
+    celery_worker,
     env_int,
     fmt_ms,
     fmt_rate,
     fmt_s,
     log,
+    stop_processes,
     summary,
     unusable_password,
 )
@@ -99,45 +101,10 @@ class Cluster:
                 "panel.wsgi",
             ],
         )
-        self._start(
-            "worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "panel",
-                "worker",
-                "--concurrency",
-                str(self.workers),
-                "--hostname",
-                "bench@%h",
-                "--loglevel",
-                "WARNING",
-            ],
-        )
-        self._start(
-            "worker-mail",
-            [
-                "nice",
-                "-n",
-                "19",
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "panel",
-                "worker",
-                "--concurrency",
-                "1",
-                "--hostname",
-                "bench-mail@%h",
-                "--loglevel",
-                "WARNING",
-                "-Q",
-                "bench-mail",
-            ],
-        )
+        self._start("worker", celery_worker("bench@%h", self.workers))
+        # The invoice mails' worker, at the lowest CPU priority as in docker-compose.
+        mail_worker = celery_worker("bench-mail@%h", 1, "-Q", "bench-mail")
+        self._start("worker-mail", ["nice", "-n", "19", *mail_worker])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -179,16 +146,7 @@ class Cluster:
                 )
 
     def __exit__(self, *exc_info) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            process.log.close()
+        stop_processes(self.processes)
         log("web server and workers stopped")
 
     def request(self, method: str, path: str, body: dict | None = None, token: str = "", conn=None):
