@@ -1,16 +1,22 @@
 """Scenario 3: a seeded installation at scale (10,000 customers, 1,000 hosts, 100,000 servers with their
 allocations, addresses, operations, subscriptions, invoices, usage samples and activity: bench.scale_seed),
 and the latency and SQL queries per request of the main pages and API lists, through Django's test client
-(the whole middleware stack, in production settings)."""
+(the whole middleware stack, in production settings).
+
+Each page's row also records this process's CPU and the time spent waiting for Postgres per request
+(bench/results.json: cpu_ms, sql_ms). To measure again without seeding: keep the seeded database
+(BENCH_KEEP_DB=1 BENCH_SCENARIOS=3 python -m bench.run), then `python -m bench.pages` with the same
+BENCH_DATABASE_URL; BENCH_PAGES="?status=,customer page" chooses pages by words of their labels."""
 
 from __future__ import annotations
 
+import sys
 import time
 
-from .common import Section, env_int, fmt_ms, log, summary
+from .common import Section, env_int, env_str, fmt_ms, log, summary
 from .scale_seed import World, seed
 
-__all__ = ["World", "measure", "seed"]
+__all__ = ["World", "kept_world", "measure", "seed"]
 
 
 # Measuring.
@@ -65,6 +71,15 @@ def _pages(world: World) -> list[tuple[str, str, object, dict]]:
     ]
 
 
+def _chosen(pages: list[tuple[str, str, object, dict]]) -> list[tuple[str, str, object, dict]]:
+    """The pages whose label contains one of BENCH_PAGES' comma-separated words, case-insensitively (all of
+    them without it): BENCH_PAGES="?status=,customer page" measures two."""
+    words = [w.strip().lower() for w in env_str("BENCH_PAGES", "").split(",") if w.strip()]
+    if not words:
+        return pages
+    return [page for page in pages if any(word in page[0].lower() for word in words)]
+
+
 def measure(world: World) -> tuple[Section, dict]:
     from django.db import connection
     from django.test import Client
@@ -79,10 +94,13 @@ def measure(world: World) -> tuple[Section, dict]:
         f"servers, {sizes['usage_samples']} usage samples, {sizes['invoices']} invoices "
         f"({requests} requests each after {warmups} warm-ups)"
     )
-    section.note(f"seeded in {world.seed_seconds:.1f} s with bulk inserts")
+    if world.seed_seconds:
+        section.note(f"seeded in {world.seed_seconds:.1f} s with bulk inserts")
+    else:
+        section.note("measured on a kept database seeded before (python -m bench.pages)")
     results = {}
     clients = {}
-    for label, url, user, headers in _pages(world):
+    for label, url, user, headers in _chosen(_pages(world)):
         api = url.startswith("/api/")
         key = (user.pk, api)
         if key not in clients:
@@ -95,16 +113,20 @@ def measure(world: World) -> tuple[Section, dict]:
             headers = {**headers, "HTTP_AUTHORIZATION": f"Bearer {world.tokens[user.pk]}"}
         for _ in range(warmups):
             client.get(url, **headers)
-        timings, statuses = [], set()
-        for _ in range(requests):
-            start = time.perf_counter()
-            response = client.get(url, **headers)
-            timings.append((time.perf_counter() - start) * 1000)
-            statuses.add(response.status_code)
+        timings, cpu, sql, statuses = [], [], [], set()
+        waited = _SqlTimer()
+        with connection.execute_wrapper(waited):
+            for _ in range(requests):
+                start, start_cpu, start_sql = time.perf_counter(), time.process_time(), waited.seconds
+                response = client.get(url, **headers)
+                cpu.append((time.process_time() - start_cpu) * 1000)
+                timings.append((time.perf_counter() - start) * 1000)
+                sql.append((waited.seconds - start_sql) * 1000)
+                statuses.add(response.status_code)
         with CaptureQueriesContext(connection) as queries:
             response = client.get(url, **headers)
         rows = _rows_shown(response, api)
-        stats = summary(timings)
+        stats, cpu_stats, sql_stats = summary(timings), summary(cpu), summary(sql)
         met = stats["p95"] is not None and stats["p95"] < WEB_TARGET_MS and statuses == {200}
         section.add(
             label,
@@ -121,17 +143,34 @@ def measure(world: World) -> tuple[Section, dict]:
             "queries": len(queries),
             "rows": rows,
             "ms": stats,
+            "cpu_ms": cpu_stats,  # this process's CPU (middleware, view, ORM, templates), not Postgres'
+            "sql_ms": sql_stats,  # waiting for Postgres' answers (statements and fetching their rows)
             "statuses": sorted(statuses),
             "sql": [q["sql"][:300] for q in queries.captured_queries],
         }
         log(
             f"scenario 3: {label.strip()}: p50 {stats['p50']:.1f} ms, p95 {stats['p95']:.1f} ms, "
-            f"{len(queries)} queries"
+            f"{len(queries)} queries; CPU p50 {cpu_stats['p50']:.1f} ms, p95 {cpu_stats['p95']:.1f} ms; "
+            f"SQL p50 {sql_stats['p50']:.1f} ms, p95 {sql_stats['p95']:.1f} ms"
         )
     section.note(
         "query counts are pinned by tests/panel/test_main_pages_have_constant_query_counts.py (3 vs 30 rows)"
     )
     return section, {"sizes": sizes, "seed_s": world.seed_seconds, "pages": results}
+
+
+class _SqlTimer:
+    """A connection.execute_wrapper adding up the seconds spent in the database driver's execute."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 def _login(client, user) -> None:
@@ -158,3 +197,82 @@ def _rows_shown(response, api: bool) -> int | None:
             return len(body["results"])
         return len(body) if isinstance(body, list) else None
     return response.content.count(b"<tr") - response.content.count(b"<thead") or None
+
+
+# Measuring again on a kept database (BENCH_KEEP_DB=1 kept the seeded one).
+
+KEPT_TOKEN_NAME = "bench-kept"  # noqa: S105 (a token's name, not a secret)
+
+
+def kept_world() -> World:
+    """The World of a database bench.scale_seed seeded and a run kept, read back from its rows: the same
+    customer, server, host, pool and invoice the run measured."""
+    from billing.models import Invoice
+    from hypervisor.models import Host, IPPool
+    from panel.models import Server, UsageSample, User
+
+    customers = User.objects.filter(role=User.Role.CUSTOMER, email__endswith="@bench.example")
+    customer = customers.order_by("pk").first()
+    if customer is None:
+        raise SystemExit(
+            "the database holds no seeded installation: run BENCH_KEEP_DB=1 BENCH_SCENARIOS=3 first"
+        )
+    world = World(
+        staff=User.objects.get(email="staff@bench.example"),
+        admin=User.objects.get(email="admin@bench.example"),
+        customer=customer,
+        hosts=[Host.objects.order_by("pk").first()],
+        pools=[IPPool.objects.order_by("pk").first()],
+        # The seed's first running server of the customer (rows are named in the order they were made).
+        server=Server.objects.filter(owner=customer, status=Server.Status.RUNNING).order_by("name").first(),
+        invoice_id=Invoice.objects.filter(account=customer)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first(),
+    )
+    world.sizes = {
+        "customers": customers.count(),
+        "hosts": Host.objects.count(),
+        "servers": Server.objects.exclude(status=Server.Status.DELETED).count(),
+        "usage_samples": UsageSample.objects.count(),
+        "invoices": Invoice.objects.count(),
+    }
+    return world
+
+
+def _issue_tokens(world: World) -> None:
+    from panel.models import ApiToken
+
+    for user in (world.customer, world.staff, world.admin):
+        world.tokens[user.pk] = ApiToken.issue(user, KEPT_TOKEN_NAME)[1]
+
+
+def main() -> int:
+    """python -m bench.pages: scenario 3's measurement again on the kept bench database (BENCH_DATABASE_URL),
+    without seeding; BENCH_PAGES chooses pages, BENCH_REQUESTS and BENCH_WARMUPS the repetitions."""
+    from .run import configure_environment, quiet_this_process
+
+    configure_environment()
+    import django
+
+    django.setup()
+    quiet_this_process()
+    from .common import render_table
+
+    world = kept_world()
+    api = any(url.startswith("/api/") for _label, url, _user, _headers in _chosen(_pages(world)))
+    if api:
+        _issue_tokens(world)
+    try:
+        section, _data = measure(world)
+    finally:
+        if api:
+            from panel.models import ApiToken
+
+            ApiToken.objects.filter(name=KEPT_TOKEN_NAME).delete()
+    print(render_table([section]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

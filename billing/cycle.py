@@ -9,7 +9,9 @@ import math
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -18,13 +20,17 @@ from django.utils.translation import gettext_noop
 
 from .addons import addons_for_renewal, hourly_addons, hourly_lines, renewal_lines
 from .dunning import dun, remind
-from .invoices import Line, issue, issue_invoice, settle
-from .ledger import lock
-from .models import InvoiceLine, Subscription
+from .invoice_numbers import Numbers
+from .invoices import Line, issue, issue_invoice, settle_locked
+from .ledger import lock, lock_accounts
+from .models import InvoiceLine, Plan, Subscription
 from .periods import add_month, month_start
 from .prices import monthly_price
 from .subscriptions import plan_line
 from .texts import Message, date_value
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 HOUR = timedelta(hours=1)
 
@@ -46,8 +52,8 @@ def _due_monthly(at: datetime) -> QuerySet[Subscription]:
 
 
 def renew(at: datetime) -> int:
-    """Invoice each monthly subscription whose paid period has ended, one invoice per period, account by
-    account (one transaction each). Returns the number of invoices issued."""
+    """Invoice each monthly subscription whose paid period has ended, one invoice per period, in batches
+    of accounts (one transaction each). Returns the number of invoices issued."""
     return renew_accounts(_due_accounts(at), at)
 
 
@@ -64,46 +70,70 @@ def due_account_batches(at: datetime, size: int) -> Iterator[list[int]]:
 
 
 def renew_accounts(account_ids: Iterable[int], at: datetime) -> int:
-    """Renew what is due at `at` on each of these accounts, each in its own transaction (a second run, or a
-    batch delivered again, finds nothing due on an account renewed already). Returns the invoices issued."""
-    return sum(_renew_account(account_id, at) for account_id in account_ids)
+    """Renew what is due at `at` on each of these accounts, BILLING_RENEWAL_BATCH accounts to a transaction
+    (a second run, or a batch delivered again, finds nothing due on an account renewed already). Returns
+    the invoices issued."""
+    ids = sorted(set(account_ids))
+    size = max(1, settings.BILLING_RENEWAL_BATCH)
+    return sum(_renew_batch(ids[start : start + size], at) for start in range(0, len(ids), size))
 
 
-def _renew_account(account_id: int, at: datetime) -> int:
-    """Every monthly period now due on one account: the invoices made, numbered, charged and mailed
-    together, and the account settled once. A crash anywhere leaves all of it undone (one transaction);
-    a second run for the same moment finds nothing due."""
+def _renew_batch(account_ids: list[int], at: datetime) -> int:
+    """Every monthly period now due on these accounts, in one transaction and a few statements for all of
+    them: the accounts locked (in id order, as every batch locks them, so two batches never wait for each
+    other both ways), then their due subscriptions; the invoices made and charged together, the accounts
+    settled; and last, all of the batch's invoices numbered at once (billing.invoice_numbers), so that the
+    year's sequence row, which every issuer shares, is held only from there to the commit. A crash
+    anywhere leaves all of it undone; a second run for the same moment finds nothing due. Returns the
+    invoices issued."""
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        account = lock(get_user_model()(pk=account_id))
+        if outermost and connection.vendor == "postgresql":
+            # Foreign keys checked as the rows are written, not all at the commit (the sequence row locked).
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        accounts = lock_accounts(account_ids)
         subscriptions = list(
             _due_monthly(at)
-            .filter(account_id=account_id)
-            .select_for_update(of=("self",))
-            .select_related("plan")
-            .order_by("pk")
+            .filter(account_id__in=list(accounts))
+            .select_for_update()
+            .order_by("account_id", "pk")
         )
-        # The add-ons of all of them in one query: the questions asked do not grow with the subscriptions.
-        addons = addons_for_renewal(subscriptions)
-        periods: list[list[Line]] = []
-        for subscription in subscriptions:
-            subscription.account = account
-            anchor = timezone.localtime(subscription.started_at).day
-            while subscription.paid_through <= at:
-                start = subscription.paid_through
-                end = add_month(timezone.localtime(start), anchor)
-                subscription.period_start, subscription.paid_through = start, end
-                periods.append(
-                    [
-                        plan_line(subscription, start, end),
-                        *renewal_lines(subscription, addons.get(subscription.pk, ()), start, end),
-                    ]
-                )
+        periods = _due_periods(subscriptions, accounts, at)
         if not periods:
             return 0
         _advance(subscriptions)
-        invoices = issue(account, periods, at)
-        settle(account, at, locked=True, issued_only=True)
+        numbers = Numbers()
+        invoices = issue(periods, at, numbers)
+        settle_locked(list(periods), at, issued_only=True, issued=invoices)
+        numbers.take()
     return len(invoices)
+
+
+def _due_periods(
+    subscriptions: list[Subscription], accounts: dict, at: datetime
+) -> dict[AbstractBaseUser, list[list[Line]]]:
+    """The lines of each monthly period due at `at` (one invoice each), by account; each subscription is
+    moved on to the last period invoiced (not saved). Their add-ons and plans are read in one query each:
+    the questions asked do not grow with the subscriptions."""
+    addons = addons_for_renewal(subscriptions)
+    plans = Plan.objects.in_bulk({subscription.plan_id for subscription in subscriptions})
+    periods: dict[AbstractBaseUser, list[list[Line]]] = {}
+    for subscription in subscriptions:
+        subscription.plan = plans[subscription.plan_id]  # a few plans for all of them
+        account = accounts[subscription.account_id]
+        anchor = timezone.localtime(subscription.started_at).day
+        while subscription.paid_through <= at:
+            start = subscription.paid_through
+            end = add_month(timezone.localtime(start), anchor)
+            subscription.period_start, subscription.paid_through = start, end
+            periods.setdefault(account, []).append(
+                [
+                    plan_line(subscription, start, end),
+                    *renewal_lines(subscription, addons.get(subscription.pk, ()), start, end),
+                ]
+            )
+    return periods
 
 
 _ADVANCE = f"""

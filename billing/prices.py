@@ -44,10 +44,13 @@ def monthly_price(
     return quantize(price)
 
 
-def hourly_price(account: AbstractBaseUser, plan: Plan) -> Decimal:
+def hourly_price(
+    account: AbstractBaseUser, plan: Plan, profile: BillingProfile | None | object = _UNSET
+) -> Decimal:
     """The hourly price, with the same discount, never more than a month's price an hour."""
-    ratio = monthly_price(account, plan) / plan.price_monthly if plan.price_monthly else Decimal(1)
-    return min((plan.price_hourly * ratio).quantize(Decimal("0.0001")), monthly_price(account, plan))
+    monthly = monthly_price(account, plan, profile)
+    ratio = monthly / plan.price_monthly if plan.price_monthly else Decimal(1)
+    return min((plan.price_hourly * ratio).quantize(Decimal("0.0001")), monthly)
 
 
 def first_period_price(account: AbstractBaseUser, plan: Plan) -> Decimal:

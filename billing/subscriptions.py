@@ -15,12 +15,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from . import signals
+from . import rows, signals
 from .errors import InsufficientCredit
 from .invoices import Line, issue_invoice, settle, void_invoice, void_locked
 from .ledger import balance, lock, post
 from .models import Invoice, InvoiceLine, LedgerEntry, Plan, Subscription, SubscriptionAddon
 from .money import ZERO, currency, format_money, quantize
+from .parties import locked_parties
 from .periods import add_month
 from .prices import first_period_price, hourly_price, monthly_price, proration
 from .texts import Message, date_value
@@ -49,26 +50,33 @@ def open_subscription(
     cycle: str = Subscription.Cycle.MONTHLY,
     at: datetime | None = None,
 ) -> Subscription:
-    """Start billing a server. Monthly: the first month is invoiced at once (paid from credit if any)."""
+    """Start billing a server. Monthly: the first month is invoiced at once (paid from credit if any). The
+    account's row is locked first (free when the caller holds it), in the statement that reads its billing
+    terms and what its invoice records of it."""
     at = at or timezone.now()
-    price = (
-        monthly_price(account, plan) if cycle == Subscription.Cycle.MONTHLY else hourly_price(account, plan)
-    )
     local = timezone.localtime(at)
-    subscription = Subscription.objects.create(
-        account=account,
-        reference=reference,
-        label=label,
-        plan=plan,
-        cycle=cycle,
-        price=price,
-        currency=currency(),
-        started_at=at,
-        period_start=at,
-        paid_through=add_month(local, local.day) if cycle == Subscription.Cycle.MONTHLY else at,
-    )
-    if cycle == Subscription.Cycle.MONTHLY:
-        issue_invoice(account, [plan_line(subscription, at, subscription.paid_through)], at)
+    with transaction.atomic(savepoint=False):
+        parties = locked_parties(account)
+        if cycle == Subscription.Cycle.MONTHLY:
+            price = monthly_price(account, plan, parties.terms)
+        else:
+            price = hourly_price(account, plan, parties.terms)
+        subscription = Subscription(
+            account=account,
+            reference=reference,
+            label=label,
+            plan=plan,
+            cycle=cycle,
+            price=price,
+            currency=currency(),
+            started_at=at,
+            period_start=at,
+            paid_through=add_month(local, local.day) if cycle == Subscription.Cycle.MONTHLY else at,
+        )
+        rows.insert([subscription])
+        if cycle == Subscription.Cycle.MONTHLY:
+            line = plan_line(subscription, at, subscription.paid_through)
+            issue_invoice(account, [line], at, parties)
     return subscription
 
 

@@ -27,8 +27,10 @@ def billing_run() -> dict:
 
 @shared_task(acks_late=True)
 def renew_accounts(account_ids: list[int], at: str) -> int:
-    """Renew what was due at `at` on these accounts, each in its own transaction. Idempotent: a redelivered
-    batch (a worker lost mid-way) finds the accounts it renewed with nothing due any more."""
+    """Renew what was due at `at` on these accounts, in one transaction (billing.cycle.renew_accounts: the
+    invoice numbers taken last, for all of them at once). Idempotent: a redelivered batch (a worker lost
+    mid-way) finds the accounts it renewed with nothing due any more, or renews them if it was lost before
+    its commit."""
     return cycle.renew_accounts(account_ids, parse_datetime(at))
 
 

@@ -12,6 +12,7 @@ Mail goes out in the recipient's language (`language_of`), whatever language the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils import formats, timezone, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, pgettext
@@ -44,7 +47,7 @@ def _shown(value):
             return nested.render()
         try:
             if "date" in value:
-                return formats.date_format(date.fromisoformat(value["date"]), "DATE_FORMAT")
+                return _date_text(value["date"], translation.get_language())
             if "money" in value:
                 return format_money(Decimal(value["money"]), value.get("currency") or None)
         except (TypeError, ValueError, InvalidOperation):
@@ -52,6 +55,18 @@ def _shown(value):
     if isinstance(value, float | Decimal):
         return formats.localize(value, use_l10n=True)
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _date_text(iso: str, language: str | None) -> str:
+    """A stored date as the active language (`language`, which keys the cache) writes it: a billing run
+    writes the same few dates on thousands of lines."""
+    return formats.date_format(date.fromisoformat(iso), "DATE_FORMAT")
+
+
+@receiver(setting_changed)
+def _forget_date_texts(**kwargs) -> None:
+    _date_text.cache_clear()  # the formats may have changed (tests)
 
 
 @dataclass
@@ -110,6 +125,8 @@ class Message:
 
     def english(self) -> str:
         """The text in English: what the row's plain column keeps."""
+        if translation.get_language() == ENGLISH:  # e.g. many written under one override
+            return self.render()
         with translation.override(ENGLISH):
             return self.render()
 

@@ -17,10 +17,11 @@ CODES = range(1, 1000)
 
 
 def assign_codes(invoices: list[Invoice]) -> None:
-    """Give each new (unsaved) invoice a code that makes its amount to transfer unique among open invoices
-    and among these, and different from any open invoice's own total (what a transfer without the code
-    would be, which `find_by_amount` also matches). The caller holds the invoice sequence's lock, so no
-    other issuer picks meanwhile."""
+    """Give each new invoice (written in this transaction, without a code yet) a code that makes its
+    amount to transfer unique among open invoices and among these, and different from any open invoice's
+    own total (what a transfer without the code would be, which `find_by_amount` also matches). The caller
+    holds the invoice sequence's lock (billing.invoice_numbers), so no other issuer picks meanwhile; it
+    writes the codes."""
     if not invoices:
         return
     low, high = min(i.total for i in invoices), max(i.total for i in invoices) + CODES.stop

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
+from . import statements
 from .models import Allocation, Host, Region
 from .placement import NoCapacity, Resources, fits, ranked, schedulable_hosts
 
@@ -93,7 +94,7 @@ def _claim_on(
     room = (need.vcpus, need.memory_mib, need.disk_gib)
     pick = (region_id, *room) if host_id is None else (region_id, *room, host_id)
     with connection.cursor() as cursor:
-        cursor.execute(sql, (*pick, consumer_uuid, *room))
+        statements.execute(cursor, sql, (*pick, consumer_uuid, *room))  # prepared once per session
         row = cursor.fetchone()
     return None if row is None else Host.from_db(connection.alias, CLAIMED_FIELDS, row)
 

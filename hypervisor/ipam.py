@@ -24,7 +24,7 @@ from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import pool_counts
+from . import pool_counts, statements
 from .models import IPAddress, IPPool, Region
 
 # Rows a pool is made with at most: an IPv4 /16, the first 65,536 usable addresses of an IPv6 prefix, or
@@ -634,9 +634,24 @@ def _take_statement(
             WHERE p.region_id = %s AND p.is_active AND p.family = %s
             ORDER BY free.value LIMIT 1
         ) AND consumer_uuid IS NULL
-        RETURNING *
+        RETURNING {statements.columns(IPAddress).sql}
     """  # noqa: S608 (table names from the models; values are parameters)
     return sql, [consumer_uuid, timezone.now(), role, _cooled(), region.pk, family]
+
+
+def _taken_rows(sql: str, params: list) -> list[tuple]:
+    """The rows a taking statement answers (the address row's columns, named, then any others), run as a
+    statement prepared on the database session (the order's hot path), in the caller's transaction or one
+    of its own. Named columns: a column a migration adds must not change what a statement prepared before
+    it answers."""
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        statements.execute(cursor, sql, params)
+        return cursor.fetchall()
+
+
+def _address(row: tuple) -> IPAddress | None:
+    """The address of a taking statement's row; None when it took none (an outer join's NULLs)."""
+    return statements.columns(IPAddress).build(row)
 
 
 def _take(
@@ -650,9 +665,8 @@ def _take(
     if connection.vendor != "postgresql":
         return _take_serialised(region, consumer_uuid, family, role)
     sql, params = _take_statement(region, consumer_uuid, family, role)
-    with transaction.atomic(savepoint=False):
-        taken = list(IPAddress.objects.raw(sql, params))
-    return taken[0] if taken else None
+    taken = _taken_rows(sql, params)
+    return _address(taken[0]) if taken else None
 
 
 def _take_telling(
@@ -672,9 +686,8 @@ def _take_telling(
         ) AS pooled
         FROM (SELECT 1) AS one LEFT JOIN taken ON TRUE
     """  # noqa: S608 (table names from the models; values are parameters)
-    with transaction.atomic(savepoint=False):
-        (row,) = list(IPAddress.objects.raw(sql, [*params, region.pk, family]))
-    return (row if row.pk is not None else None), bool(row.pooled)
+    (row,) = _taken_rows(sql, [*params, region.pk, family])
+    return _address(row), bool(row[statements.columns(IPAddress).width])
 
 
 def _take_serialised(
@@ -755,12 +768,13 @@ def allocate_primaries_if_pooled(region: Region, consumer_uuid: uuid_module.UUID
             EXISTS (SELECT 1 FROM {pool} WHERE region_id = %s AND is_active AND family = 6) AS pooled6
         FROM (SELECT 1) AS one LEFT JOIN (SELECT * FROM v4 UNION ALL SELECT * FROM v6) AS taken ON TRUE
     """  # noqa: S608 (table names from the models; values are parameters)
-    with transaction.atomic(savepoint=False):
-        rows = list(IPAddress.objects.raw(sql, [*params4, *params6, region.pk, region.pk]))
-    taken = {row.family: row for row in rows if row.pk is not None}
-    if 4 not in taken and rows[0].pooled4:
+    rows = _taken_rows(sql, [*params4, *params6, region.pk, region.pk])
+    taken = {address.family: address for address in map(_address, rows) if address is not None}
+    width = statements.columns(IPAddress).width
+    pooled4, pooled6 = rows[0][width], rows[0][width + 1]
+    if 4 not in taken and pooled4:
         taken[4] = allocate(region, consumer_uuid)
-    if 6 not in taken and rows[0].pooled6:
+    if 6 not in taken and pooled6:
         taken[6] = _allocate(region, consumer_uuid, 6, IPAddress.Role.PRIMARY)
     return [taken[family] for family in (4, 6) if family in taken]
 

@@ -25,7 +25,8 @@ class BoundedPaginator(Paginator):
 
     @cached_property
     def _counted(self) -> int:
-        return self.object_list[: self.bound + 1].count()
+        # Without the list's ordering: the count is the same, and Postgres may count from any index.
+        return self.object_list.order_by()[: self.bound + 1].count()
 
     @cached_property
     def exact(self) -> bool:

@@ -46,12 +46,14 @@ def _resume_orphans(sender=None, **kwargs) -> None:
     threading.Thread(target=resume, name="resume-orphans", daemon=True).start()
 
 
-@shared_task(bind=True, acks_late=True)
+# max_retries=None on the task: waiting for a host's turn is retried for as long as it takes (retry()'s own
+# max_retries=None means "the task's default", which would end the wait after three polls).
+@shared_task(bind=True, acks_late=True, max_retries=None)
 def run_operation(self, operation_id: str) -> None:
     try:
         operations.execute(operation_id)
     except operations.RetryLater as exc:
-        raise self.retry(countdown=exc.countdown, max_retries=None) from exc
+        raise self.retry(countdown=exc.countdown) from exc
 
 
 @shared_task(acks_late=True)

@@ -105,3 +105,14 @@ if ! virsh -q -c qemu:///system version >/dev/null 2>&1; then
   for _ in $(seq 30); do virsh -q -c qemu:///system version >/dev/null 2>&1 && break; sleep 1; done
 fi
 virsh -c qemu:///system version | tail -n 1
+
+# The `default` storage pool of the real-libvirtd tests, as a fresh host has it: made once here, so that tests
+# running side by side (make test's processes) never make or remove it under each other.
+if ! virsh -q -c qemu:///system pool-info default >/dev/null 2>&1; then
+  virsh -q -c qemu:///system pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
+  virsh -q -c qemu:///system pool-build default >/dev/null
+fi
+pool_info=$(virsh -q -c qemu:///system pool-info default)
+if ! grep -q '^State: *running' <<<"$pool_info"; then
+  virsh -q -c qemu:///system pool-start default >/dev/null
+fi

@@ -51,11 +51,12 @@ def staff_customers(request):
 
 @staff_required
 def customer_detail(request, pk: int):
-    customer = get_object_or_404(User, pk=pk)
+    # The customer with their quota row (read once: the form and the quota table both use it; a customer
+    # without one has the defaults, and set_limits makes the row when staff save).
+    customer = get_object_or_404(User.objects.select_related("quota"), pk=pk)
     if request.method == "POST" and request.POST.get("action") == "lift_new_account_limits":
         return _lift_new_account_limits(request, customer)
-    quota = quotas.quota_for(customer)
-    form = QuotaForm(request.POST or None, initial=quota.limits())
+    form = QuotaForm(request.POST or None, initial=quotas.own_limits(customer))
     if request.method == "POST" and form.is_valid():
         try:
             quotas.set_limits(customer, form.cleaned_data, by=request.user)
@@ -73,7 +74,9 @@ def customer_detail(request, pk: int):
     context = page_context.staff_section_context(request, customer)
     context.update(
         {"form": form, "quota": quotas.quota_rows(customer), "servers": servers,
-         "new_account_quota": quotas.new_account_rows(), "lift_amount": quotas.lift_amount()}
+         "new_account_quota": quotas.new_account_rows(),
+         # Shown only while the account has its new-account limits (it may take a query).
+         "lift_amount": quotas.lift_amount() if customer.new_account_limits else None}
     )  # fmt: skip
     return render(request, "panel/staff/customer_detail.html", context)
 

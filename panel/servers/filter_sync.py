@@ -42,6 +42,7 @@ from hypervisor.network_filter import FilterSpec, FirewallRule
 from panel import dispatch
 from panel.faults import pause_point
 from panel.models import Firewall, Server
+from panel.servers import operation_rows
 from panel.servers.states import Status, Task
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ HOST_DOWN = gettext_noop("the host is down")
 
 def firewall_of(server: Server) -> Firewall:
     """The server's firewall; an unsaved one (no rules, accept, nothing pending) when it has no row."""
-    return Firewall.objects.filter(server_id=server.pk).first() or Firewall(
+    return operation_rows.read_firewall(server.pk) or Firewall(
         server_id=server.pk, version=0, applied_version=0
     )
 

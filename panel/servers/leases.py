@@ -2,7 +2,7 @@
 runs an operation holds a lease (its owner, "node/boot/pid", and an expiry) that a heartbeat thread renews
 while the work goes on.
 
-- A lease is taken with compare-and-swap under the operation's row lock (`take`): nobody holds it, or the
+- A lease is taken with compare-and-swap under the operation's row lock (`lease`): nobody holds it, or the
   holder's lease ran out. Two workers never both hold it; one that stalled past its expiry finds out at its
   next step (below).
 - Every close of an operation is conditional on the lease as it was taken (operations._close), and a worker
@@ -94,10 +94,10 @@ def held_by_another(operation: Operation, now: datetime) -> bool:
         return operation.pk in _held
 
 
-def take(operation: Operation, now: datetime) -> None:
-    """Set this worker's lease on the operation (the caller holds its row lock and saves it)."""
-    operation.lease_owner = owner()
-    operation.lease_expires_at = now + duration()
+def lease(now: datetime) -> tuple[str, datetime]:
+    """This worker's lease taken at `now` (its owner and expiry), for the caller to save on the operation
+    whose row lock it holds."""
+    return owner(), now + duration()
 
 
 def wait(operation: Operation, seconds: float) -> None:
@@ -143,10 +143,11 @@ def _renew_once() -> None:
             .exclude(lease_owner=me, status__in=operation_states.OPEN)
             .values_list("pk", flat=True)
         )
+        with _held_lock:
+            lost &= _held  # not those this process closed itself meanwhile (it no longer holds them)
+            _lost.update(lost)
         if lost:
             log.warning("lost the lease on operation(s) %s", ", ".join(str(pk) for pk in lost))
-            with _held_lock:
-                _lost.update(lost & _held)
 
 
 def _beat() -> None:

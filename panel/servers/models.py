@@ -78,6 +78,12 @@ class Server(models.Model):
                 name="server_live_recent_idx",
                 condition=~models.Q(status=states.Status.DELETED),
             ),
+            # The staff list filtered by a status (`?status=error`): that status's servers, newest first.
+            models.Index(
+                fields=["status", "-created_at"],
+                name="server_status_recent_idx",
+                condition=~models.Q(status=states.Status.DELETED),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -33,21 +32,20 @@ def _close(
     # A one-time password the operation carried (encrypted) goes when it closes, whatever the outcome.
     cleared = passwords.without_secret(operation.params)
     params = {} if cleared is None else {"params": cleared}
-    # Two hand-written updates (operation_rows): every operation ends here.
-    with transaction.atomic():
-        closed = operation_rows.update_operation(
-            operation.pk,
-            {"status": status, "finished_at": now, "error": error, "detail": detail, "lease_owner": "",
-             "lease_expires_at": None, **params},
-            status=tuple(only_from),
-            lease_owner=operation.lease_owner,
-        )  # fmt: skip
-        if closed:
-            if "status_reason" in server_changes and server_changes["status_reason"] is None:
-                server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
-            operation_rows.update_server(
-                operation.server_id, {"task": None, "updated_at": now, **server_changes}, task=operation.type
-            )
+    if "status_reason" in server_changes and server_changes["status_reason"] is None:
+        server_changes.setdefault("status_detail", "")  # the staff's detail goes with the reason
+    # Every operation ends here: the two hand-written updates (operation_rows) are one statement on Postgres,
+    # the server's made only when the operation's closed it.
+    closed = operation_rows.update_operation_and_server(
+        operation.pk,
+        {"status": status, "finished_at": now, "error": error, "detail": detail, "lease_owner": "",
+         "lease_expires_at": None, **params},
+        {"status": tuple(only_from), "lease_owner": operation.lease_owner},
+        operation.server_id,
+        {"task": None, "updated_at": now, **server_changes},
+        {"task": operation.type},
+        only_if_changed=True,
+    )  # fmt: skip
     return bool(closed)
 
 

@@ -134,14 +134,24 @@ def begin(operation_id: str) -> Operation | None:
     RetryLater when it is a heavy operation whose host is busy with as many heavy operations as it may
     run: it waits its turn, in order of arrival, without a worker."""
     with transaction.atomic():
-        # The row locked with its server, host, plan and image, and the database's clock: one statement.
-        locked = operation_rows.lock(operation_id)
+        # The row locked with its server, host, plan and image, and the database's clock: one statement,
+        # which also takes the host's turn lock for a heavy operation (see _start).
+        locked = operation_rows.lock(operation_id, turn=(HOST_TURN_LOCK, HEAVY))
         if locked is None:
             return None
         operation, now = locked
         if operation.is_finished or leases.held_by_another(operation, now):
             return None
-        if operation.type in HEAVY and operation.server.host_id and not _turn_on_host(operation, now):
+        lease_owner, lease_expires_at = leases.lease(now)
+        running = {
+            "status": Operation.Status.RUNNING,
+            "attempts": operation.attempts + 1,
+            "started_at": operation.started_at or now,
+            "lease_owner": lease_owner,
+            "lease_expires_at": lease_expires_at,
+        }
+        busy = not _start(operation, now, running)
+        if busy:
             waiting_for_turn = timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
             polled = operation.lease_expires_at is not None and not operation.lease_owner
             if polled and operation.lease_expires_at > now + waiting_for_turn:
@@ -151,35 +161,54 @@ def begin(operation_id: str) -> Operation | None:
             operation_rows.update_operation(
                 operation.pk, {"lease_owner": "", "lease_expires_at": operation.lease_expires_at}
             )
-            busy = True
         else:
-            busy = False
-            operation.status = Operation.Status.RUNNING
-            operation.attempts += 1
-            operation.started_at = operation.started_at or now
-            leases.take(operation, now)
-            fields = ("status", "attempts", "started_at", "lease_owner", "lease_expires_at")
-            operation_rows.update_operation(operation.pk, {name: getattr(operation, name) for name in fields})
-            if operation.type == Task.CREATE:
-                operation_rows.update_server(
-                    operation.server_id, {"status": Status.PROVISIONING}, status=Status.PENDING
-                )
+            for name, value in running.items():
+                setattr(operation, name, value)
     if busy:
         raise RetryLater(countdown=HOST_TURN_POLL, reason="waiting for its turn on the host")
     return operation
 
 
-def _turn_on_host(operation: Operation, now: datetime) -> bool:
-    """Whether the heavy operation may run now on its host: fewer than HOST_HEAVY_OPERATIONS heavy
-    operations are ahead of it (running under a live lease, or open and older). Serialised per host by an
-    advisory lock held to the end of the caller's transaction, so two workers never both take the last
-    place."""
+def _start(operation: Operation, now: datetime, running: dict) -> bool:
+    """Save `running` (the operation's status, attempt and lease as it starts; a create's server goes to
+    provisioning with it), in one statement on Postgres; False, saving nothing, when it is a heavy operation
+    whose turn on its host has not come: HOST_HEAVY_OPERATIONS heavy operations are ahead of it (running
+    under a live lease, or open and older). Heavy operations are serialised per host by an advisory lock
+    (HOST_TURN_LOCK, the host's id) held to the end of the caller's transaction, so two workers never both
+    take the last place: the statement that locked the operation took it (operation_rows.lock), and the
+    count, a statement after it, sees what the turn's earlier holders committed. SQLite (the demo) runs one
+    write transaction at a time anyway."""
+    server_changes, server_where = (
+        ({"status": Status.PROVISIONING}, {"status": Status.PENDING})
+        if operation.type == Task.CREATE
+        else (None, None)
+    )
     host_id = operation.server.host_id
-    if connection.vendor == "postgresql":  # SQLite (the demo) runs one write transaction at a time anyway
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [HOST_TURN_LOCK, host_id])
-    limit = settings.HOST_HEAVY_OPERATIONS
-    return operation_rows.heavy_ahead(operation, host_id, HEAVY, OPEN, now, upto=limit) < limit
+    if operation.type in HEAVY and host_id:
+        return operation_rows.start_in_turn(
+            operation,
+            host_id,
+            HEAVY,
+            OPEN,
+            now,
+            limit=settings.HOST_HEAVY_OPERATIONS,
+            changes=running,
+            server_changes=server_changes,
+            server_where=server_where,
+        )
+    if server_changes is None:
+        operation_rows.update_operation(operation.pk, running)
+    else:
+        operation_rows.update_operation_and_server(
+            operation.pk,
+            running,
+            {},
+            operation.server_id,
+            server_changes,
+            server_where,
+            only_if_changed=False,
+        )
+    return True
 
 
 def create(operation: Operation) -> None:

@@ -22,7 +22,6 @@ from panel.roles import staff_required
 from panel.servers import actions, failures, passwords
 from panel.servers.descriptions import recent_operations
 from panel.servers.operation_states import OPEN
-from panel.servers.queries import attach_addresses
 from panel.servers.states import ACTIONS, POWER_OFF_QUESTION, RESCUE_QUESTION, UNRESCUE_QUESTION, Task
 
 STAFF_SERVERS_PER_PAGE = 50
@@ -59,11 +58,20 @@ STARTED = {
 }
 
 
+# The columns the list shows (panel/staff/_server_rows.html): nothing else of the servers and their
+# related rows is read or turned into objects (a host's inventory, a server's keys and user data).
+STAFF_SERVER_LIST_FIELDS = (
+    "name", "owner_id", "status", "task", "host_id", "created_at",
+    "owner__email", "host__name", "region__name", "plan__name",
+)  # fmt: skip
+
+
 @staff_required
 def staff_servers(request: HttpRequest) -> HttpResponse:
     servers = (
         Server.objects.exclude(status=Server.Status.DELETED)
-        .select_related("owner", "host", "plan", "region", "image")
+        .select_related("owner", "host", "plan", "region")
+        .only(*STAFF_SERVER_LIST_FIELDS)
         .order_by("-created_at")
     )
     status = request.GET.get("status")
@@ -85,7 +93,7 @@ def staff_servers(request: HttpRequest) -> HttpResponse:
         request,
         template,
         {
-            "servers": attach_addresses(page.object_list),
+            "servers": page.object_list,
             "page": page,
             "statuses": Server.Status.choices,
             "status": status,

@@ -22,6 +22,16 @@ def task_progress(task: str | None) -> str:
 
 
 @register.filter
+def status_label(status: str) -> str:
+    """The status's name in the reader's language, as server.get_status_display says it, without building
+    the field's choices again for every row of a list. An unknown status is shown as it is."""
+    try:
+        return str(Status(status).label)
+    except ValueError:
+        return status
+
+
+@register.filter
 def status_hint(status: str) -> str:
     return str(STATUS_HINTS[Status(status)]) if status in Status.values else ""
 

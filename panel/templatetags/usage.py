@@ -68,6 +68,14 @@ def mib_size(value) -> str:
 
 
 @register.filter
+def vcpu_count(value) -> str:
+    """ "1 vCPU", "4 vCPUs" in the active language: the templates' {% blocktranslate count vcpus=… %} (the
+    same message) as a filter, for tables that say it on every row."""
+    count = int(value)
+    return ngettext("%(vcpus)s vCPU", "%(vcpus)s vCPUs", count) % {"vcpus": count}
+
+
+@register.filter
 def exact_bytes(value) -> str:
     """The exact byte count, for a title attribute next to a GiB figure: "91,268,055,040 bytes"."""
     count = int(value or 0)

@@ -99,7 +99,7 @@ def host_charts(host: Host, window_key: str | None, now: datetime | None = None)
         "windows": list(graphs.WINDOWS.values()),
         # The ids, not a subquery, so the samples are read through their (server, resolution, start) index.
         "charts": _charts(
-            list(Server.objects.filter(host=host).values_list("pk", flat=True)), window, notes, now
+            list(Server.objects.filter(host=host).order_by().values_list("pk", flat=True)), window, notes, now
         ),
         "fragment_url": reverse("host-usage", args=[host.pk]),
         "page_url": reverse("host-detail", args=[host.pk]),

@@ -1,4 +1,4 @@
-"""billing_run renews account by account: the questions it asks Postgres for one account are the same for
+"""billing_run renews batches of accounts: the questions it asks Postgres for one account are the same for
 two subscriptions as for twelve (bulk writes, one settlement), and each renewal is still its own invoice,
 numbered in order without gaps."""
 

@@ -200,6 +200,7 @@ def test_a_server_lives_and_dies_as_a_real_domain(libvirtd, default_pool, custom
         remove_leftovers(libvirtd, server_id)
 
 
+@pytest.mark.alone  # removes the `default` pool the other processes' tests use
 def test_probing_a_host_without_a_default_pool_creates_it(libvirtd, without_default_pool):
     host = factories.make_host(uri=URI)
     assert host.state == Host.State.READY, host.status_reason

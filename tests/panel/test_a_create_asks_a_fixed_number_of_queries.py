@@ -18,10 +18,10 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 # The lease's transaction (a savepoint here): the operation locked with its server, host, plan and image
-# (and the database's clock), the host's turn lock, the heavy operations ahead, the lease, the server to
-# provisioning; then the addresses, the firewall, "defining" recorded; the outcome's transaction: the
-# operation closed, the server running.
-CREATE_QUERIES = 14
+# (and the database's clock) taking the host's turn lock in the same statement; the heavy operations ahead
+# counted, the lease taken and the server to provisioning in one statement; then the addresses, the
+# firewall, "defining" recorded; the outcome: the operation closed and the server running, in one statement.
+CREATE_QUERIES = 8
 
 
 @pytest.fixture

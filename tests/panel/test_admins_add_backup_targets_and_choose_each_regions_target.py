@@ -39,9 +39,10 @@ def region(db):
 
 
 @pytest.fixture
-def backup_host(region):
-    """A second simulated host that holds backups (it takes no servers)."""
-    return factories.make_host(region=region, name="store1", probe=False)
+def backup_host(region, tmp_path):
+    """A second simulated host that holds backups (it takes no servers), with a node of its own: the shared
+    test:///default keeps the pools earlier tests of this process made."""
+    return factories.make_host(factories.node_uri(tmp_path), region=region, name="store1", probe=False)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ def test_an_order_asks_the_same_questions_however_big_the_installation(customer,
     settings.DEFAULT_QUOTA = {"servers": 100}
     InvoiceSequence.objects.get_or_create(year=timezone.localtime().year)  # the year's first invoice makes it
     factories.make_pool(catalog["region"], cidr="198.51.100.0/24")
+    _order(customer, catalog, "warm.example.com")  # prepares the hot statements on this connection
     first = _order(customer, catalog, "first.example.com")
 
     for _ in range(5):  # more hosts in the region
@@ -47,6 +48,7 @@ def test_an_order_asks_the_same_questions_however_big_the_installation(customer,
 
     assert len(later) == len(first), "\n".join(later)
     assert len(later) <= ORDER_QUERIES, "\n".join(later)
+    assert not [sql for sql in later if sql.startswith("PREPARE")], "prepared again on the same connection"
 
 
 def test_an_api_order_asks_only_for_its_token_besides_the_order(

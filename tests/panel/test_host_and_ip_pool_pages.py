@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from hypervisor import credentials, hosts, ipam
 from hypervisor.models import Host, IPAddress, IPPool
+from panel.infrastructure.ip_pool_views import ADDRESSES_PER_PAGE
 from panel.models import Notice, Server
 from tests import factories
 
@@ -403,9 +404,10 @@ def test_pool_addresses_are_paginated(client, staff, catalog):
     pool = ipam.create_pool(catalog["region"], "big", "10.20.0.0/23", "10.20.0.1")
     client.force_login(staff)
     first = client.get(f"/staff/ip-pools/{pool.pk}/")
-    assert len(first.context["rows"]) == 256
-    last = client.get(f"/staff/ip-pools/{pool.pk}/?page=2")
-    assert len(last.context["rows"]) == 509 - 256
+    assert len(first.context["rows"]) == ADDRESSES_PER_PAGE == 100
+    assert "1–100 of 509" in text(first) and "Page 1 of 6" in text(first)
+    last = client.get(f"/staff/ip-pools/{pool.pk}/?page=6")
+    assert len(last.context["rows"]) == 509 - 5 * ADDRESSES_PER_PAGE
     assert "10.20.1.254" in text(last) and "10.20.1.254" not in text(first)
 
 

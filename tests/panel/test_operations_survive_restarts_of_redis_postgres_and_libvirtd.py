@@ -119,6 +119,7 @@ def test_a_burst_of_orders_survives_redis_losing_every_message(
     assert_all_running_once(libvirtd, servers)
 
 
+@pytest.mark.alone
 def test_a_create_survives_a_postgres_restart_in_its_middle(
     fast_leases, libvirtd, kvm_host, workers, customer
 ):
@@ -141,6 +142,7 @@ def test_a_create_survives_a_postgres_restart_in_its_middle(
     assert create.attempts >= 2, "the interrupted attempt was not retried"
 
 
+@pytest.mark.alone
 def test_a_create_survives_a_libvirtd_restart_in_its_middle(
     fast_leases, libvirtd, kvm_host, workers, customer
 ):
