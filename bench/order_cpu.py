@@ -40,6 +40,15 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MAIL_QUEUE = "bench-order-cpu-mail"
 
 
+def _profiled(work, path: str) -> None:
+    """Run `work()` under cProfile (CPU time) and write its statistics to `path`."""
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    work()
+    profiler.disable()
+    profiler.dump_stats(path)
+
+
 @dataclass
 class OrderCost:
     orders: int
@@ -101,11 +110,8 @@ def measure(
     with _StatementLog(connection) as queries:
         _post_orders(client, customers, count, region, plan, image, f"{prefix}-sql")
     if profile:
-        profiler = cProfile.Profile(time.process_time)
-        profiler.enable()
-        _post_orders(client, customers, count, region, plan, image, f"{prefix}-prof")
-        profiler.disable()
-        profiler.dump_stats(profile)
+        prof = f"{prefix}-prof"
+        _profiled(lambda: _post_orders(client, customers, count, region, plan, image, prof), profile)
     return OrderCost(
         orders=count,
         web_cpu_ms=web * 1000 / count,
@@ -210,11 +216,7 @@ def measure_creates(
         run(sql_ids)
     if profile:
         profile_ids = _order_without_dispatch(customers, count, region, plan, image, f"{prefix}-prof")
-        profiler = cProfile.Profile(time.process_time)
-        profiler.enable()
-        run(profile_ids)
-        profiler.disable()
-        profiler.dump_stats(profile)
+        _profiled(lambda: run(profile_ids), profile)
     return CreateCost(
         creates=count,
         cpu_ms=cpu * 1000 / count,

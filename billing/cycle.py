@@ -5,6 +5,7 @@ running it twice for the same moment changes nothing the second time."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ from .texts import Message, date_value
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
+
+log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 
@@ -75,7 +78,30 @@ def renew_accounts(account_ids: Iterable[int], at: datetime) -> int:
     the invoices issued."""
     ids = sorted(set(account_ids))
     size = max(1, settings.BILLING_RENEWAL_BATCH)
-    return sum(_renew_batch(ids[start : start + size], at) for start in range(0, len(ids), size))
+    return sum(_renew_batch_or_each(ids[start : start + size], at) for start in range(0, len(ids), size))
+
+
+def _renew_batch_or_each(account_ids: list[int], at: datetime) -> int:
+    """The batch in one transaction; when that fails (one account's renewal raising rolls all of them back),
+    each account in a transaction of its own, so that one account that cannot be renewed holds back no
+    other. The first failure is raised again after the others are renewed (the task is retried, and finds
+    only what is still due). Inside a caller's transaction a failure is the caller's to handle."""
+    try:
+        return _renew_batch(account_ids, at)
+    except Exception:
+        if len(account_ids) == 1 or connection.in_atomic_block:
+            raise
+        log.exception("renewing %d accounts together failed; renewing them one by one", len(account_ids))
+    issued, failure = 0, None
+    for account_id in account_ids:
+        try:
+            issued += _renew_batch([account_id], at)
+        except Exception as exc:
+            log.exception("renewing account %s failed", account_id)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return issued
 
 
 def _renew_batch(account_ids: list[int], at: datetime) -> int:

@@ -100,16 +100,8 @@ def _number_in_one_statement(year: int, invoices: list[Invoice]) -> None:
         "after": after,
         "charge": LedgerEntry.Kind.CHARGE,
     }
-    with connection.cursor() as cursor:
-        for _attempt in range(2):
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-            if row is not None:
-                break
-            InvoiceSequence.objects.get_or_create(year=year)  # the year's first number
-        else:  # pragma: no cover (the row exists after get_or_create)
-            raise RuntimeError(f"no invoice sequence for {year}")
-    first = row[0] - len(invoices) + 1
+    last = numbering.on_year_row(InvoiceSequence, year, sql, params)[0]
+    first = last - len(invoices) + 1
     for offset, invoice in enumerate(invoices):
         invoice.number = f"{PREFIX}-{year}-{first + offset:06d}"
 

@@ -7,21 +7,24 @@ from django.db import connection
 from django.db.models import Model
 
 
+def on_year_row(sequence: type[Model], year: int, sql: str, params) -> tuple:
+    """Run `sql`, a statement that updates the year's row of `sequence` and returns a row, making the year's
+    row first when it has none yet (the statement then returned nothing). The row stays locked to the
+    caller's commit."""
+    with connection.cursor() as cursor:
+        for _attempt in range(2):
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            if row is not None:
+                return row
+            sequence.objects.get_or_create(year=year)  # the year's first number
+    raise RuntimeError(f"no {sequence.__name__} row for {year}")  # pragma: no cover (get_or_create made it)
+
+
 def take(sequence: type[Model], prefix: str, year: int, count: int = 1) -> list[str]:
     """The next `count` numbers of the year from `sequence` (a model with `year` and `last`), in one
     statement; the row stays locked to the caller's commit, so numbers never repeat or skip."""
     table = sequence._meta.db_table
-    with connection.cursor() as cursor:
-        for _attempt in range(2):
-            cursor.execute(
-                f"UPDATE {table} SET last = last + %s WHERE year = %s RETURNING last",  # noqa: S608
-                [count, year],
-            )
-            row = cursor.fetchone()
-            if row is not None:
-                break
-            sequence.objects.get_or_create(year=year)  # the year's first number
-        else:  # pragma: no cover (the row exists after get_or_create)
-            raise RuntimeError(f"no {prefix} sequence for {year}")
-    last = row[0]
+    sql = f"UPDATE {table} SET last = last + %s WHERE year = %s RETURNING last"  # noqa: S608
+    last = on_year_row(sequence, year, sql, [count, year])[0]
     return [f"{prefix}-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]

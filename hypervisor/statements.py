@@ -7,9 +7,8 @@ A prepared statement outlives a rolled-back transaction and ends with its sessio
 Postgres directly, not through a pooler that would share sessions. Statements prepared here name their
 columns (no `*`), so that a column a migration adds does not change the result of one prepared before it.
 
-`Columns` makes model instances of a statement's columns as panel.raw_rows does for the panel (which the
-hypervisor may not import). A leaf: it imports nothing of the project (panel.servers.operation_rows uses it
-too).
+`Columns` makes model instances of a statement's columns (the one copy: panel.raw_rows re-exports it for the
+panel's hand-written statements). A leaf: it imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -57,34 +56,37 @@ def execute(cursor, sql: str, params: Sequence[Any]) -> None:
 
 
 class Columns:
-    """Every concrete column of `model`, named (for a SELECT list or RETURNING), and how to make an instance
-    of a row's values for them, converted as the ORM converts them (the backend's converters, then the
-    field's). Built once per model: `columns(model)`."""
+    """The concrete columns of `model` (but `exclude`), named for a SELECT list or RETURNING (under a table
+    `alias` when given), and how to make an instance of a row's values for them (the excluded fields deferred,
+    loaded on first use), converted as the ORM converts them: the backend's converters (e.g. SQLite's
+    datetimes and UUIDs), then the field's (e.g. JSON). The one copy: panel.raw_rows uses it too."""
 
-    def __init__(self, model: type[Model]):
-        fields = model._meta.concrete_fields
+    def __init__(self, model: type[Model], alias: str = "", exclude: Sequence[str] = ()):
+        fields = [field for field in model._meta.concrete_fields if field.name not in exclude]
+        quote = connection.ops.quote_name
+        prefix = f"{alias}." if alias else ""
         self.model = model
         self.width = len(fields)
-        self.sql = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-        self._attnames = [field.attname for field in fields]
-        self._pk = self._attnames.index(model._meta.pk.attname)
+        self.sql = ", ".join(f"{prefix}{quote(field.column)}" for field in fields)
+        self.attnames = [field.attname for field in fields]
+        self._pk = self.attnames.index(model._meta.pk.attname)
         self._converters = []
         for index, field in enumerate(fields):
-            column = field.get_col(model._meta.db_table)
+            column = field.get_col(alias or model._meta.db_table)
             converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
             if converters:
                 self._converters.append((index, column, converters))
 
-    def build(self, row: Sequence[Any]) -> Model | None:
-        """The instance made of the row's first `width` values; None when its primary key is NULL (an outer
-        join found no row)."""
-        values = list(row[: self.width])
+    def build(self, row: Sequence[Any], start: int = 0) -> Model | None:
+        """The instance made of row[start:start + width]; None when its primary key is NULL (an outer join
+        found no row)."""
+        values = list(row[start : start + self.width])
         if values[self._pk] is None:
             return None
         for index, column, converters in self._converters:
             for convert in converters:
                 values[index] = convert(values[index], column, connection)
-        return self.model.from_db(connection.alias, self._attnames, values)
+        return self.model.from_db(connection.alias, self.attnames, values)
 
 
 @functools.cache

@@ -7,49 +7,19 @@ a new field is selected and inserted too.
     cursor.execute(f"SELECT {token.sql} FROM panel_apitoken t WHERE ...")
     instance = token.build(cursor.fetchone())
 
-A leaf: it imports nothing of the project.
+`Columns` is hypervisor.statements' (the hypervisor's hot paths use it too, and may not import panel).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
 
+from hypervisor.statements import Columns
 
-class Columns:
-    """The concrete columns of `model` (but `exclude`) under a table alias, and how to make an instance of
-    them (the excluded fields deferred, loaded on first use). Values are converted as the ORM converts them:
-    the backend's converters (e.g. SQLite's datetimes and UUIDs), then the field's (e.g. JSON)."""
-
-    def __init__(self, model: type[Model], alias: str, exclude: Sequence[str] = ()):
-        fields = [field for field in model._meta.concrete_fields if field.name not in exclude]
-        quote = connection.ops.quote_name
-        self.model = model
-        self.width = len(fields)
-        self.attnames = [field.attname for field in fields]
-        self.sql = ", ".join(f"{alias}.{quote(field.column)}" for field in fields)
-        self._pk = self.attnames.index(model._meta.pk.attname)
-        self._converters = []
-        for index, field in enumerate(fields):
-            column = field.get_col(alias)
-            converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
-            if converters:
-                self._converters.append((index, column, converters))
-
-    def build(self, row: Sequence[Any], start: int = 0) -> Model | None:
-        """The instance made of row[start:start + width]; None when its primary key is NULL (an outer join
-        found no row)."""
-        values = list(row[start : start + self.width])
-        if values[self._pk] is None:
-            return None
-        for index, column, converters in self._converters:
-            for convert in converters:
-                values[index] = convert(values[index], column, connection)
-        return self.model.from_db(connection.alias, self.attnames, values)
+__all__ = ["Columns", "insert"]
 
 
 @functools.cache

@@ -18,6 +18,7 @@ read back what DNS answers with `dig`, as any resolver would ask.
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import subprocess
 
@@ -30,14 +31,23 @@ DNS_ADDRESS = "127.0.0.1"
 DNS_PORT = 5354
 
 
+# `make test`'s processes (gw0, gw1, ...) each take networks of their own residue modulo PROCESS_SLOTS, so
+# that of up to PROCESS_SLOTS processes (3 by default) no two make, and delete, the same reverse zone at once.
+PROCESS_SLOTS = 8
+_PROCESS = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % PROCESS_SLOTS
+
+
 def random_ipv4_network() -> ipaddress.IPv4Network:
     """A /24 of the benchmarking range 198.18.0.0/15 (RFC 2544), which no real zone or route uses."""
-    return ipaddress.IPv4Network(f"198.{random.choice((18, 19))}.{random.randrange(256)}.0/24")
+    third = random.randrange(_PROCESS, 256, PROCESS_SLOTS)
+    return ipaddress.IPv4Network(f"198.{random.choice((18, 19))}.{third}.0/24")
 
 
 def random_ipv6_network() -> ipaddress.IPv6Network:
     """A /48 of the documentation prefix 2001:db8::/32 (RFC 3849)."""
-    return ipaddress.IPv6Network(f"2001:db8:{random.randrange(1, 0x10000):x}::/48")
+    return ipaddress.IPv6Network(
+        f"2001:db8:{random.randrange(PROCESS_SLOTS + _PROCESS, 0x10000, PROCESS_SLOTS):x}::/48"
+    )
 
 
 def reverse_zone(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:

@@ -133,16 +133,22 @@ def test_two_batches_at_once_share_the_numbers_and_a_batch_delivered_twice_renew
         check_books(account)
 
 
-@pytest.mark.parametrize("failing", ["settling", "numbering"])
-def test_a_batch_that_fails_half_way_leaves_nothing_behind(monkeypatch, failing):
-    accounts = accounts_with(2, 2)
-    before = {
+def books() -> dict:
+    """What a renewal changes: the counts of invoices, ledger entries and lines, the year's last number and
+    every subscription's period."""
+    return {
         "invoices": Invoice.objects.count(),
         "ledger": LedgerEntry.objects.count(),
         "lines": InvoiceLine.objects.count(),
         "sequence": InvoiceSequence.objects.get(year=2026).last,
         "subscriptions": sorted(Subscription.objects.values_list("pk", "period_start", "paid_through")),
     }
+
+
+@pytest.mark.parametrize("failing", ["settling", "numbering"])
+def test_a_batch_that_fails_half_way_leaves_nothing_behind(monkeypatch, failing):
+    accounts = accounts_with(2, 2)
+    before = books()
 
     def fail(original):
         def failing_step(*args, **kwargs):
@@ -159,13 +165,7 @@ def test_a_batch_that_fails_half_way_leaves_nothing_behind(monkeypatch, failing)
         )
     with pytest.raises(RuntimeError):
         cycle.renew_accounts([a.pk for a in accounts], DUE)
-    after = {
-        "invoices": Invoice.objects.count(),
-        "ledger": LedgerEntry.objects.count(),
-        "lines": InvoiceLine.objects.count(),
-        "sequence": InvoiceSequence.objects.get(year=2026).last,
-        "subscriptions": sorted(Subscription.objects.values_list("pk", "period_start", "paid_through")),
-    }
+    after = books()
     assert after == before
     monkeypatch.undo()
     assert cycle.renew_accounts([a.pk for a in accounts], DUE) == 4  # the next run renews them
@@ -196,3 +196,24 @@ def test_a_renewal_paid_from_credit_is_mailed_with_its_number():
     assert charge.reason == f"Invoice {renewed.number}"
     assert charge.reason_data == {"message": "Invoice %(number)s", "values": {"number": renewed.number}}
     check_books(account)
+
+
+def test_an_account_that_cannot_be_renewed_holds_back_no_other_account_of_its_batch(monkeypatch):
+    accounts = accounts_with(3, 1)
+    broken = accounts[1]
+    settle = cycle.settle_locked
+
+    def settle_unless_broken(batch, *args, **kwargs):
+        if any(account.pk == broken.pk for account in batch):
+            raise RuntimeError("this account's renewal fails")
+        return settle(batch, *args, **kwargs)
+
+    monkeypatch.setattr(cycle, "settle_locked", settle_unless_broken)
+    with pytest.raises(RuntimeError):
+        cycle.renew_accounts([a.pk for a in accounts], DUE)
+    # The other two were renewed, each in a transaction of its own; the broken one is still due.
+    assert [len(renewal_numbers(account)) for account in accounts] == [1, 0, 1]
+    monkeypatch.undo()
+    assert cycle.renew_accounts([a.pk for a in accounts], DUE) == 1  # the retry renews only what is left
+    for account in accounts:
+        check_books(account)

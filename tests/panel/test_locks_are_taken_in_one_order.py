@@ -46,6 +46,8 @@ def test_locks_need_a_transaction(customer):
 
 
 def test_the_customer_asked_again_costs_no_query(customer, django_assert_num_queries):
+    with transaction.atomic():  # the lock's statement is prepared once per database session (a PREPARE)
+        LockOrder().customer(customer.pk)
     with transaction.atomic():
         locks = LockOrder()
         with django_assert_num_queries(1):
