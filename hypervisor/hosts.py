@@ -271,9 +271,37 @@ SETTINGS = (
     "network",
     "bridge",
     "force_emulation",
+    "migration_uri",
+    "migration_address",
 )
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 BRIDGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # Linux interface names have at most 15 chars
+# Where a migration's data stream goes: tcp:// and a host name, an IPv4 address or a bracketed IPv6 one.
+MIGRATION_ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$")
+
+
+def validate_migration_uri(uri: str) -> str:
+    """The URI other hosts' libvirtd use to reach this one (peer-to-peer migration), or a ValidationError:
+    a supported remote URI that names the host ("" is fine: the host's own URI is used)."""
+    uri = uri.strip()
+    if not uri:
+        return ""
+    uri = validate_uri(uri)
+    if not urlsplit(uri).hostname:
+        raise ValidationError(
+            _("The migration URI must name the host, e.g. qemu+tls://10.0.0.2/system."), code="invalid_uri"
+        )
+    return uri
+
+
+def validate_migration_address(address: str) -> str:
+    address = address.strip()
+    match = MIGRATION_ADDRESS.match(address)
+    if address and (not match or (match.group(2) and not 0 < int(match.group(2)[1:]) < 65536)):
+        raise ValidationError(
+            _("Give the migration address as tcp://host or tcp://host:port."), code="invalid_address"
+        )
+    return address
 
 
 def update_settings(host_id: int, changes: dict) -> Host:
@@ -291,6 +319,14 @@ def update_settings(host_id: int, changes: dict) -> Host:
         raise ValidationError(
             {"bridge": _("A bridge name has up to 15 letters, digits, dots, dashes or underscores.")}
         )
+    if "migration_uri" in changes:
+        uri = _validated_field("migration_uri", validate_migration_uri, changes)
+        changes = {**changes, "migration_uri": uri}
+    if "migration_address" in changes:
+        changes = {
+            **changes,
+            "migration_address": _validated_field("migration_address", validate_migration_address, changes),
+        }
     if changes.get("storage_pool_path") and not changes["storage_pool_path"].startswith("/"):
         raise ValidationError({"storage_pool_path": _("The storage pool path must be absolute.")})
     for field in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
@@ -299,6 +335,14 @@ def update_settings(host_id: int, changes: dict) -> Host:
     if changes:
         Host.objects.filter(pk=host_id).update(**changes)
     return Host.objects.get(pk=host_id)
+
+
+def _validated_field(field: str, validate, changes: dict) -> str:
+    """The value of one setting as `validate` returns it; its ValidationError is the field's."""
+    try:
+        return validate(changes[field] or "")
+    except ValidationError as exc:
+        raise ValidationError({field: exc.messages}) from None
 
 
 def forget_host_keys(host_id: int) -> None:

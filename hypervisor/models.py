@@ -169,6 +169,24 @@ class Host(models.Model):
         help_text=_("A host bridge (e.g. br0); overrides the network."),
     )
 
+    # How other hosts' libvirtd reach this one when a server migrates here (peer-to-peer: the source's
+    # daemon connects to the destination's), and the address the migration's data stream goes to.
+    migration_uri = models.CharField(
+        _("migration URI"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "The libvirt URI other hosts use to migrate servers here, e.g. qemu+tls://10.0.0.2/system. "
+            "Empty: the host's URI."
+        ),
+    )
+    migration_address = models.CharField(
+        _("migration address"),
+        max_length=255,
+        blank=True,
+        help_text=_("Where the migration data stream goes, e.g. tcp://10.0.0.2. Empty: libvirt's default."),
+    )
+
     # Connection material. Secrets are encrypted (hypervisor.secrets).
     ssh_host_keys = models.TextField(_("recorded SSH host keys"), blank=True)
     tls_ca_cert = models.TextField(blank=True)
@@ -308,9 +326,11 @@ class PanelKeyPair(models.Model):
 
 
 class Allocation(models.Model):
-    """Resources a consumer (a server, by its libvirt domain UUID) holds on a host."""
+    """Resources a consumer (a server, by its libvirt domain UUID) holds on a host. A consumer holds one,
+    except while it migrates: then also one on the destination, until the switch-over releases the
+    source's (or a rollback the destination's)."""
 
-    consumer_uuid = models.UUIDField(unique=True)
+    consumer_uuid = models.UUIDField()
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="allocations")
     vcpus = models.PositiveIntegerField()
     memory_mib = models.PositiveIntegerField()
@@ -319,6 +339,9 @@ class Allocation(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["host"])]
+        constraints = [
+            models.UniqueConstraint(fields=["consumer_uuid", "host"], name="allocation_consumer_host_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.consumer_uuid} on {self.host_id}"

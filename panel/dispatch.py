@@ -28,6 +28,7 @@ PROBE_HOST = "hypervisor.tasks.probe_host"
 CHECK_BACKUP_TARGET = "hypervisor.tasks.check_backup_target"
 APPLY_NETWORK_FILTER = "panel.tasks.apply_network_filter"
 PUSH_REVERSE_DNS = "panel.tasks.push_reverse_dns"
+ADVANCE_HOST_MOVE = "panel.tasks.advance_host_move"
 
 
 def send(
@@ -64,3 +65,16 @@ def operation(operation_id, queue: str | None = None, time_limit: int | None = N
 def operation_after_commit(operation_id, queue: str | None = None, time_limit: int | None = None) -> None:
     """Send the operation when the transaction that recorded it commits."""
     transaction.on_commit(lambda: operation(operation_id, queue, time_limit))
+
+
+def host_move_after_commit(move_id: int, queue: str | None = None) -> None:
+    """Send the first step of a host's move (drain, evacuation) when the transaction that started it
+    commits. A failure to send is logged, not raised: the beat steps every running move within seconds."""
+
+    def send_now() -> None:
+        try:
+            send(ADVANCE_HOST_MOVE, [move_id], queue=queue)
+        except Exception:
+            log.exception("could not send host move %s to the broker; the beat will step it", move_id)
+
+    transaction.on_commit(send_now)

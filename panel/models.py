@@ -5,7 +5,7 @@ from panel.accounts.models import ApiToken, Quota, SSHKey, User
 from panel.activity.models import ActivityEvent
 from panel.backups.models import Backup, BackupPolicy
 from panel.console.models import ConsoleSession
-from panel.infrastructure.models import Notice
+from panel.infrastructure.models import HostMove, HostMoveItem, Notice
 from panel.servers.models import Firewall, Operation, Server, Snapshot
 from panel.usage.models import MeterState, TransferPeriod, UsageSample
 
@@ -15,6 +15,8 @@ __all__ = [
     "Backup",
     "BackupPolicy",
     "ConsoleSession",
+    "HostMove",
+    "HostMoveItem",
     "MeterState",
     "Notice",
     "Operation",

@@ -406,6 +406,18 @@ if not 1 <= BACKUP_RETENTION_DEFAULT <= BACKUP_RETENTION_MAX:
     raise ImproperlyConfigured("BACKUP_RETENTION_DEFAULT must be between 1 and BACKUP_RETENTION_MAX.")
 if not 0 <= BACKUP_HOUR <= 23:
     raise ImproperlyConfigured("BACKUP_HOUR must be an hour of the day (0-23).")
+# Migrations (panel.servers.migration): the bandwidth cap in MiB/s (0: none) and the time a live migration
+# may take before it is aborted (the server stays where it was), unless the admin gives others; how many
+# servers of a drain or an evacuation move at a time.
+MIGRATION_MAX_BANDWIDTH_MIB = int(os.environ.get("MIGRATION_MAX_BANDWIDTH_MIB", "0"))
+MIGRATION_TIMEOUT_SECONDS = int(os.environ.get("MIGRATION_TIMEOUT_SECONDS", "1800"))
+HOST_MOVE_CONCURRENCY = int(os.environ.get("HOST_MOVE_CONCURRENCY", "2"))
+if not 10 <= MIGRATION_TIMEOUT_SECONDS <= 86_400 or not 0 <= MIGRATION_MAX_BANDWIDTH_MIB <= 1_000_000:
+    raise ImproperlyConfigured(
+        "MIGRATION_TIMEOUT_SECONDS must be 10 to 86400 and MIGRATION_MAX_BANDWIDTH_MIB 0 to 1000000."
+    )
+if HOST_MOVE_CONCURRENCY < 1:
+    raise ImproperlyConfigured("HOST_MOVE_CONCURRENCY must be at least 1.")
 REBOOT_TIMEOUT = int(os.environ.get("REBOOT_TIMEOUT", "30"))
 
 # Fault injection for crash tests: the worker pauses at the named step (see panel/faults.py).
@@ -547,6 +559,7 @@ CELERY_BEAT_SCHEDULE = {
     "apply-pending-network-filters": {"task": "panel.tasks.apply_pending_network_filters", "schedule": 20.0},
     "run-due-backups": {"task": "panel.tasks.run_due_backups", "schedule": 60.0},
     "prune-backups": {"task": "panel.tasks.prune_backups", "schedule": 300.0},
+    "advance-host-moves": {"task": "panel.tasks.advance_host_moves", "schedule": 10.0},
 }
 
 

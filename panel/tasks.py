@@ -13,6 +13,7 @@ from hypervisor import routing
 from hypervisor.models import Host
 from panel.backups import pruning, schedule
 from panel.infrastructure import allocation_audit as audit
+from panel.infrastructure import host_moves
 from panel.mail import delivery_connection, from_data
 from panel.models import Server
 from panel.servers import firewall, leases, operations, reconcile, reverse_dns
@@ -143,6 +144,21 @@ def prune_backups() -> int:
     targets (panel.backups.pruning)."""
     pruning.prune_all()
     return pruning.delete_due()
+
+
+@shared_task(acks_late=True)
+def advance_host_move(move_id: int) -> bool:
+    """One step of a host's drain or evacuation (panel.infrastructure.host_moves)."""
+    return host_moves.advance(move_id)
+
+
+@shared_task
+def advance_host_moves() -> int:
+    """Step every running drain and evacuation, each on its host's region's queue."""
+    moves = host_moves.running_moves()
+    for move_id, region_id in moves:
+        advance_host_move.apply_async([move_id], queue=routing.queue_for_region(region_id))
+    return len(moves)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)

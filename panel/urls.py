@@ -10,7 +10,7 @@ from panel.activity import views as audit
 from panel.backups import views as backups
 from panel.console import staff_views as console_staff
 from panel.console import views as console
-from panel.infrastructure import backup_target_views, host_views, image_views, ip_pool_views
+from panel.infrastructure import backup_target_views, host_move_views, host_views, image_views, ip_pool_views
 from panel.servers import address_views as server_addresses
 from panel.servers import firewall_views as firewall
 from panel.servers import staff_views as server_staff
@@ -96,6 +96,7 @@ urlpatterns = [
     path("staff/servers/", server_staff.staff_servers, name="staff-servers"),
     path("staff/servers/<uuid:pk>/", server_staff.staff_server, name="staff-server"),
     path("staff/servers/<uuid:pk>/action/", server_staff.staff_server_action, name="staff-server-action"),
+    path("staff/servers/<uuid:pk>/migrate/", server_staff.staff_server_migrate, name="staff-server-migrate"),
     path(
         "staff/servers/<uuid:pk>/firewall/reset/",
         firewall.staff_firewall_reset,
@@ -119,6 +120,9 @@ urlpatterns = [
     path("staff/hosts/<int:pk>/", host_views.host_detail, name="host-detail"),
     path("staff/hosts/<int:pk>/action/", host_views.host_action, name="host-action"),
     path("staff/hosts/<int:pk>/settings/", host_views.host_settings, name="host-settings"),
+    path("staff/hosts/<int:pk>/drain/", host_move_views.host_drain, name="host-drain"),
+    path("staff/hosts/<int:pk>/evacuate/", host_move_views.host_evacuate, name="host-evacuate"),
+    path("staff/hosts/<int:pk>/move/", host_move_views.host_move, name="host-move"),
     path("staff/hosts/<int:pk>/usage/", usage.host_usage, name="host-usage"),
     path("staff/ip-pools/", ip_pool_views.pool_list, name="ip-pool-list"),
     path("staff/ip-pools/<int:pk>/", ip_pool_views.pool_detail, name="ip-pool-detail"),

@@ -3,7 +3,8 @@
 # virtlogd and libvirtd (with QEMU and the network filters every server's interface is bound to:
 # libvirt-daemon-config-nwfilter's clean-traffic, enforced with iptables' ebtables-nft), a PowerDNS
 # authoritative server (sqlite3 backend, its HTTP API on) that the reverse DNS tests publish PTR records
-# to, plus the tools the tests use (virt-xml-validate, qemu-img, gettext, Debian's chromium, dig, curl).
+# to, plus the tools the tests use (virt-xml-validate, qemu-img, gettext, Debian's chromium, dig, curl,
+# socat: the second libvirtd of the migration tests reaches the system daemon through it, tests/second_libvirtd.py).
 # Installs with apt (as root) what is missing and starts what is stopped.
 set -euo pipefail
 
@@ -27,7 +28,7 @@ install() {
 install postgresql redis-server libvirt-daemon-system libvirt-daemon-config-nwfilter libvirt-clients \
   qemu-system-x86 qemu-utils dnsmasq-base iptables chromium fonts-dejavu-core openssh-client openssh-server \
   debootstrap e2fsprogs dosfstools mtools libxml2-utils gettext \
-  pdns-server pdns-backend-sqlite3 sqlite3 bind9-dnsutils curl
+  pdns-server pdns-backend-sqlite3 sqlite3 bind9-dnsutils curl socat
 
 # PostgreSQL on 127.0.0.1:5432, with the password the test URL uses.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

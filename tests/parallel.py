@@ -35,10 +35,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--alone", action="store_true", help="run only the tests marked `alone`")
 
 
+# Fixtures whose tests run by themselves: the Debian guest (minutes of QEMU emulation each, with boot
+# timeouts that other processes' CPU load would eat into), and the second libvirtd of the migration tests
+# (two daemons' network filter drivers changing ebtables at the same moment can make one of them fail).
+ALONE_FIXTURES = ("guest_image", "second_libvirtd")
+
+
 def runs_alone(item: pytest.Item) -> bool:
-    """Marked `alone`, or boots the Debian guest (minutes of QEMU emulation each, with boot timeouts that
-    other processes' CPU load would eat into)."""
-    return item.get_closest_marker("alone") is not None or "guest_image" in getattr(item, "fixturenames", ())
+    """Marked `alone`, or uses one of ALONE_FIXTURES."""
+    names = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("alone") is not None or any(name in names for name in ALONE_FIXTURES)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -683,3 +683,64 @@ def server_id_from_xml(xml: str) -> str | None:
     """The panel's server id from a domain's metadata, or None for a domain the panel did not create."""
     metadata = PanelMetadata.from_element(_root(xml).find("metadata"))
     return None if metadata is None else metadata.server_id
+
+
+def relocated(
+    xml: str,
+    paths: dict[str, str],
+    *,
+    network: str,
+    bridge: str = "",
+    kernel_boot: KernelBoot | None = None,
+    domain_type: str = "",
+) -> str:
+    """The same domain definition for another host (a migration's destination). libvirt's XML is edited in
+    place (everything else it wrote is kept): each file disk's source becomes `paths[its source]` (a file
+    disk missing from `paths` is a ValueError: it would point at the other host's file), a directly booted
+    kernel's files become `kernel_boot`'s (a ValueError when it names none), every interface is put on
+    `bridge`, or else on the libvirt network `network` (its host-side device name, a live domain's vnetN, is
+    left to the new host), and with `domain_type` the domain type (kvm, qemu) becomes that."""
+    root = _root(xml)
+    if domain_type:
+        root.set("type", domain_type)
+    devices = root.find("devices")
+    if devices is None:
+        devices = etree.SubElement(root, "devices")
+    for disk in devices.findall("disk"):
+        source = disk.find("source")
+        if disk.get("type") != "file" or source is None or not source.get("file"):
+            continue
+        if source.get("file") not in paths:
+            raise ValueError(f"the disk {source.get('file')} has no counterpart on the other host")
+        source.set("file", paths[source.get("file")])
+        # libvirt's record of the file's backing chain (live XML) names the old host's files
+        for backing in disk.findall("backingStore"):
+            disk.remove(backing)
+    os_element = root.find("os")
+    if os_element is not None and os_element.find("kernel") is not None:
+        if kernel_boot is None:
+            raise ValueError("the domain boots a kernel directly, but none was named on the other host")
+        position = os_element.index(os_element.find("kernel"))
+        for tag in ("kernel", "initrd", "cmdline"):
+            element = os_element.find(tag)
+            if element is not None:
+                os_element.remove(element)
+        replacement = etree.Element("os")
+        kernel_boot.to_element(replacement)
+        for offset, element in enumerate(replacement):
+            os_element.insert(position + offset, element)
+    for interface in devices.findall("interface"):
+        for element in interface.findall("source"):
+            interface.remove(element)
+        position = 1 if interface.find("mac") is not None else 0
+        if bridge:
+            interface.set("type", "bridge")
+            source = etree.Element("source", bridge=bridge)
+        else:
+            interface.set("type", "network")
+            source = etree.Element("source", network=network)
+        interface.insert(position, source)
+        target = interface.find("target")
+        if target is not None and target.get("managed") != "no":
+            interface.remove(target)
+    return etree.tostring(root, encoding="unicode")

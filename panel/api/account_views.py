@@ -4,21 +4,13 @@ changes go through `panel.accounts.api_tokens`."""
 from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from panel.accounts import api_tokens
 from panel.api import account_serializers
 from panel.api.errors import error_response
+from panel.api.permissions import IsPanelAdmin
 from panel.models import ActivityEvent, ApiToken
-
-
-class IsPanelAdmin(BasePermission):
-    """Admins only; staff and customers get 403."""
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_panel_admin)
 
 
 class TokenList(generics.ListCreateAPIView):

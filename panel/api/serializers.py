@@ -18,6 +18,7 @@ from hypervisor import credentials, hosts, placement
 from hypervisor.models import Host, Image, Region
 from panel.accounts import quotas
 from panel.accounts.openssh import parse_public_key
+from panel.infrastructure import host_moves
 from panel.models import Backup, Operation, Server, Snapshot, SSHKey, User
 from panel.servers import catalog, order_catalogue, passwords
 from panel.servers.actions import CUSTOMER_ACTIONS
@@ -349,6 +350,70 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 
 HOST_SETTINGS = list(hosts.SETTINGS)
+HOST_MOVES = "host_moves"  # the context key of a page's moves (by host id)
+
+
+class HostListSerializer(serializers.ListSerializer):
+    """A page of hosts: their moves are read for the whole page at once (host_moves.latest_moves)."""
+
+    def to_representation(self, data):
+        rows = list(data.all() if hasattr(data, "all") else data)
+        self.context[HOST_MOVES] = host_moves.latest_moves(host.pk for host in rows)
+        return super().to_representation(rows)
+
+
+MOVE_SCHEMA = inline_serializer(
+    "HostMove",
+    {
+        "id": serializers.IntegerField(),
+        "kind": serializers.ChoiceField(choices=["drain", "evacuate"]),
+        "status": serializers.ChoiceField(choices=["running", "finished"]),
+        "total": serializers.IntegerField(),
+        "moved": serializers.IntegerField(),
+        "moving": serializers.IntegerField(),
+        "waiting": serializers.IntegerField(),
+        "failed": inline_serializer(
+            "HostMoveFailure",
+            {
+                "server": serializers.UUIDField(),
+                "name": serializers.CharField(),
+                "reason": serializers.CharField(),
+            },
+            many=True,
+        ),
+        "created_at": serializers.DateTimeField(),
+        "finished_at": serializers.DateTimeField(allow_null=True),
+    },
+    allow_null=True,
+)
+
+
+def move_representation(progress: host_moves.MoveProgress | None) -> dict | None:
+    """A host's running or latest move (drain or evacuation) with its progress; reasons in the reader's
+    language."""
+    if progress is None:
+        return None
+    move = progress.move
+    timestamp = serializers.DateTimeField()
+    return {
+        "id": move.pk,
+        "kind": move.kind,
+        "status": move.status,
+        "total": progress.total,
+        "moved": progress.moved,
+        "moving": progress.moving,
+        "waiting": progress.waiting,
+        "failed": [
+            {
+                "server": item.server_id,
+                "name": item.name,
+                "reason": gettext(item.reason) if item.reason else "",
+            }
+            for item in progress.failed
+        ],
+        "created_at": timestamp.to_representation(move.created_at),
+        "finished_at": timestamp.to_representation(move.finished_at) if move.finished_at else None,
+    }
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -358,9 +423,11 @@ class HostSerializer(serializers.ModelSerializer):
     physical = serializers.SerializerMethodField()
     ssh_host_key_fingerprints = serializers.SerializerMethodField()
     authorized_keys_line = serializers.SerializerMethodField()
+    move = serializers.SerializerMethodField(help_text="the host's running or latest drain or evacuation")
 
     class Meta:
         model = Host
+        list_serializer_class = HostListSerializer
         fields = [
             "id",
             "name",
@@ -385,6 +452,7 @@ class HostSerializer(serializers.ModelSerializer):
             "authorized_keys_line",
             "last_probed_at",
             "last_seen_at",
+            "move",
         ]
         read_only_fields = fields
 
@@ -408,6 +476,11 @@ class HostSerializer(serializers.ModelSerializer):
     def get_authorized_keys_line(self, host: Host) -> str | None:
         """For qemu+ssh hosts: the line to add to the host user's ~/.ssh/authorized_keys."""
         return credentials.authorized_keys_line() if host.transport == "qemu+ssh" else None
+
+    @extend_schema_field(MOVE_SCHEMA)
+    def get_move(self, host: Host) -> dict | None:
+        moves = self.context.get(HOST_MOVES)
+        return move_representation(moves.get(host.pk) if moves is not None else host_moves.latest_move(host))
 
 
 class HostCreateSerializer(serializers.Serializer):

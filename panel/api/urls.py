@@ -7,8 +7,10 @@ from panel.api import (
     backup_views,
     console_views,
     firewall_views,
+    host_move_views,
     invoice_views,
     ip_pool_views,
+    migration_views,
     rdns_views,
     top_up_views,
     views,
@@ -78,9 +80,22 @@ urlpatterns = [
     path("account/top-ups/<int:pk>/", top_up_views.TopUpDetail.as_view(), name="api-top-up"),
     path("admin/hosts/", views.AdminHostList.as_view(), name="api-admin-hosts"),
     path("admin/hosts/<int:pk>/", views.AdminHostDetail.as_view(), name="api-admin-host"),
+    path(
+        "admin/hosts/<int:pk>/drain/", host_move_views.AdminHostDrain.as_view(), name="api-admin-host-drain"
+    ),
+    path(
+        "admin/hosts/<int:pk>/evacuate/",
+        host_move_views.AdminHostEvacuate.as_view(),
+        name="api-admin-host-evacuate",
+    ),
     path("admin/ip-pools/", ip_pool_views.AdminIPPoolList.as_view(), name="api-admin-ip-pools"),
     path("admin/ip-pools/<int:pk>/", ip_pool_views.AdminIPPoolDetail.as_view(), name="api-admin-ip-pool"),
     path("admin/servers/", views.AdminServerList.as_view(), name="api-admin-servers"),
+    path(
+        "admin/servers/<uuid:pk>/migrate/",
+        migration_views.AdminServerMigrate.as_view(),
+        name="api-admin-server-migrate",
+    ),
     path("admin/customers/", views.AdminCustomerList.as_view(), name="api-admin-customers"),
     path(
         "admin/customers/<int:pk>/payments/", views.AdminCustomerPayments.as_view(), name="api-admin-payments"

@@ -7,9 +7,14 @@ from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
 from hypervisor.models import USAGE_COUNTERS, Allocation, Host
-from panel.models import Notice, Server
+from panel.models import Notice, Operation, Server
+from panel.servers.operation_states import OPEN
+from panel.servers.states import Task
 
 PREFIX = "allocation-drift:"
+# A server that moves holds an allocation on the host it leaves and one on the host it goes to, from the
+# request to the switch-over (or the rollback): no drift while its operation is open.
+MOVING = (Task.MIGRATE, Task.EVACUATE)
 
 
 def audit_allocations() -> list[str]:
@@ -22,10 +27,30 @@ def audit_allocations() -> list[str]:
         .select_related("host")
         .only("id", "name", "status", "host", "host__name", "vcpus", "memory_mib", "disk_gib")
     }
-    found = {str(a.consumer_uuid): a for a in Allocation.objects.select_related("host")}
+    found: dict[str, list[Allocation]] = {}
+    for held in Allocation.objects.select_related("host").order_by("pk"):
+        found.setdefault(str(held.consumer_uuid), []).append(held)
+    moving = {
+        str(pk)
+        for pk in Operation.objects.filter(status__in=OPEN, type__in=MOVING).values_list(
+            "server_id", flat=True
+        )
+    }
     problems: dict[str, str] = {}
     for key, server in expected.items():
-        allocation = found.get(key)
+        if key in moving:
+            continue
+        held = found.get(key, [])
+        if len(held) > 1:
+            problems[key] = _(
+                "Server %(name)s (%(id)s) holds allocations on more than one host: %(hosts)s."
+            ) % {
+                "name": server.name,
+                "id": key,
+                "hosts": ", ".join(allocation.host.name for allocation in held),
+            }
+            continue
+        allocation = held[0] if held else None
         if allocation is None and server.status == Server.Status.ERROR:
             continue  # a failed create gave its allocation back; the server waits to be deleted
         if allocation is None:
@@ -54,10 +79,10 @@ def audit_allocations() -> list[str]:
                 "want": f"{server.vcpus} vCPU/{server.memory_mib} MiB/{server.disk_gib} GiB",
                 "have": f"{allocation.vcpus} vCPU/{allocation.memory_mib} MiB/{allocation.disk_gib} GiB",
             }
-    for key, allocation in found.items():
+    for key, held in found.items():
         if key not in expected:
             problems[key] = _("An allocation on %(host)s belongs to no live server (consumer %(id)s).") % {
-                "host": allocation.host.name,
+                "host": ", ".join(allocation.host.name for allocation in held),
                 "id": key,
             }
     problems.update(_counter_drift())

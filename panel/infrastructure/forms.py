@@ -201,6 +201,21 @@ class HostSettingsForm(_HostPlacementFields):
         help_text=_("Run guests under QEMU emulation even where KVM exists (for nested test hosts)."),
     )
 
+    migration_uri = forms.CharField(
+        label=_("Migration URI"),
+        max_length=500,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "qemu+tls://10.0.0.2/system", "spellcheck": "false"}),
+        help_text=_("How other hosts' libvirtd reach this host to migrate servers here. Empty: its URI."),
+    )
+    migration_address = forms.CharField(
+        label=_("Migration address"),
+        max_length=255,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "tcp://10.0.0.2", "spellcheck": "false"}),
+        help_text=_("Where migration data goes (a private network). Empty: libvirt's default."),
+    )
+
     field_order = [
         "cpu_allocation_ratio",
         "ram_allocation_ratio",
@@ -215,6 +230,12 @@ class HostSettingsForm(_HostPlacementFields):
     @classmethod
     def for_host(cls, host: Host, data=None) -> HostSettingsForm:
         return cls(data, initial={name: getattr(host, name) for name in cls.base_fields})
+
+    def clean_migration_uri(self) -> str:
+        return hosts.validate_migration_uri(self.cleaned_data["migration_uri"])
+
+    def clean_migration_address(self) -> str:
+        return hosts.validate_migration_address(self.cleaned_data["migration_address"])
 
     def changed_probed_fields(self, host: Host) -> list[str]:
         return [name for name in self.PROBED_FIELDS if self.cleaned_data[name] != getattr(host, name)]

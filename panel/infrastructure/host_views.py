@@ -20,6 +20,7 @@ from hypervisor.models import Host, Region
 from panel import dispatch
 from panel.activity import log as activity
 from panel.infrastructure.forms import HostForm, HostSettingsForm, add_service_error
+from panel.infrastructure.host_move_views import move_context
 from panel.models import Notice, Server, User
 from panel.roles import admin_required, staff_required
 
@@ -137,6 +138,7 @@ def _render_host_detail(request, host: Host, settings_form: HostSettingsForm | N
             ),
             "settings_form": settings_form,
             "probing": host.state in host_states.AWAITING_PROBE,
+            **move_context(host),  # a drain's or an evacuation's progress, and the drain form
         },
     )
 

@@ -303,11 +303,14 @@ def request_action(
     user: User | None,
     params: dict | None = None,
     prepare: Callable[[Server, LockOrder], None] | None = None,
+    *,
+    host_down_ok: bool = False,
 ) -> Operation:
     """Start `action` on the server if its state allows it; raise Conflict otherwise. `prepare` runs in the
     same transaction after the server was claimed (a resize claims capacity there); if it raises, nothing
     is changed. An action with a preparation locks its customer first (the lock order: customer, server,
-    host, address, invoice numbering), since the preparation counts their quota or credit."""
+    host, address, invoice numbering), since the preparation counts their quota or credit. Actions on a
+    server whose host is down are refused, unless `host_down_ok` (an evacuation, made for exactly that)."""
     rule = states.ACTIONS.get(action)
     if rule is None:
         raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
@@ -318,7 +321,7 @@ def request_action(
         locks = LockOrder()
         if prepare is not None:
             locks.customer(server.owner_id)
-        if Host.objects.filter(pk=server.host_id, state=Host.State.DOWN).exists():
+        if not host_down_ok and Host.objects.filter(pk=server.host_id, state=Host.State.DOWN).exists():
             raise Conflict(str(HOST_DOWN_MESSAGE))
         locks.server()
         # The compare-and-swap is on the server row alone, so that Postgres re-checks it after a lock wait.
@@ -379,6 +382,9 @@ ACTION_SUMMARIES = {
     Task.BACKUP: gettext_noop("Backed up server %(name)s."),
     Task.RESTORE_BACKUP: gettext_noop("Restored a backup of server %(name)s."),
     Task.DELETE: gettext_noop("Deleted server %(name)s."),
+    # Staff's: its owner reads this line too (where it went is on the admins' audit log only).
+    Task.MIGRATE: gettext_noop("Moved server %(name)s to another host for maintenance."),
+    Task.EVACUATE: gettext_noop("Moved server %(name)s to new hardware after its host failed."),
 }
 
 

@@ -80,7 +80,8 @@ class FailureNotice:
 
 
 # The panel's own actions on a server (billing's, metering's, staff's): a failure is for staff to handle.
-PANEL_ACTIONS = (Task.SUSPEND, Task.UNSUSPEND)
+# A migration that failed left the server where it was, as it was: nothing for its owner to do.
+PANEL_ACTIONS = (Task.SUSPEND, Task.UNSUSPEND, Task.MIGRATE)
 
 
 def notice(server: Server, operations: list[Operation], *, for_staff: bool = False) -> FailureNotice | None:

@@ -15,8 +15,9 @@ from hypervisor.driver import DomainRequest
 from hypervisor.images import ensure_base_volumes
 from hypervisor.models import Host, Image
 from hypervisor.xml.domain import KernelBoot
-from panel.models import Server
+from panel.models import Operation, Server
 from panel.servers import firewall
+from panel.servers.states import Task
 
 
 def assigned_addresses(server: Server) -> list[AssignedAddress]:
@@ -33,7 +34,27 @@ def assigned_addresses(server: Server) -> list[AssignedAddress]:
     ]
 
 
+def instance_id(server: Server) -> str:
+    """The cloud-init instance id the server's guest has now: its latest successful rebuild's (a rebuild
+    writes a new one, so that cloud-init runs again: panel.servers.operations) or the server's id (a
+    create's). A seed written again for the same guest (a migration, an evacuation) keeps it, so that
+    cloud-init does not run again."""
+    rebuild = (
+        Operation.objects.filter(server=server, type=Task.REBUILD, status=Operation.Status.SUCCEEDED)
+        .order_by("-created_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return rebuild_instance_id(server, rebuild) if rebuild else str(server.id)
+
+
+def rebuild_instance_id(server: Server, rebuild_id) -> str:
+    """The instance id a rebuild (operation `rebuild_id`) gives the server's guest."""
+    return f"{server.id}-{rebuild_id.hex[:8]}"
+
+
 def guest_config(server: Server, instance_id: str | None = None) -> GuestConfig:
+    """`instance_id`: the seed's (the server's id when none is given: a create's; see `instance_id`)."""
     network = static_network(server.mac, assigned_addresses(server))
     return GuestConfig(
         instance_id=instance_id or str(server.id),
@@ -46,6 +67,8 @@ def guest_config(server: Server, instance_id: str | None = None) -> GuestConfig:
 
 
 def seed_iso(server: Server, instance_id: str | None = None) -> bytes:
+    """The server's seed ISO; `instance_id` as in guest_config (pass `instance_id(server)` when the guest
+    may have been rebuilt: the default is a create's, which asks the database nothing)."""
     return build_seed_iso(guest_config(server, instance_id))
 
 

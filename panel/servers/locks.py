@@ -175,6 +175,20 @@ class LockOrder:
         self._take(Lock.HOST)
         return claims.claim(consumer_uuid, region, need)
 
+    def claim_target(
+        self,
+        consumer_uuid: uuid.UUID,
+        region: Region,
+        need: Resources,
+        *,
+        host: Host | None,
+        exclude_host_id: int,
+    ) -> Host:
+        """Claim capacity for a server that moves: on `host`, or on the best other host of the region than
+        the one it is on (`exclude_host_id`); it holds both claims until the switch-over or a rollback."""
+        self._take(Lock.HOST)
+        return claims.claim_target(consumer_uuid, region, need, host=host, exclude_host_id=exclude_host_id)
+
     def resize_claim(self, consumer_uuid: uuid.UUID, need: Resources) -> Allocation:
         """Change the consumer's claim on its host to `need`."""
         self._take(Lock.HOST)

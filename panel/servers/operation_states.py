@@ -33,11 +33,21 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 LONG_COPIES = ("backup", "restore_backup")
 
 
+# Beyond a live migration's own time limit (the admin's, after which libvirt's job is aborted): preparing the
+# target (its base volumes copied there) and the switch-over.
+MIGRATION_MARGIN_SECONDS = 1800
+
+
 def time_limit(operation_type: str, params: dict) -> int | None:
     """The Celery time limit (seconds) of the operation's task when it is longer than the workers' default:
-    a backup, a restore, an order made from a backup."""
-    if operation_type in LONG_COPIES or (operation_type == "create" and params.get("backup")):
+    a backup, a restore, an order or an evacuation made from a backup, a migration (live: its timeout and a
+    margin; cold: a whole disk copied, as long as a backup may take)."""
+    if operation_type in LONG_COPIES or (operation_type in ("create", "evacuate") and params.get("backup")):
         return settings.BACKUP_TASK_TIME_LIMIT
+    if operation_type == "migrate":
+        timeout = int(params.get("timeout_seconds") or settings.MIGRATION_TIMEOUT_SECONDS)
+        live = timeout + MIGRATION_MARGIN_SECONDS
+        return live if params.get("live") else max(live, settings.BACKUP_TASK_TIME_LIMIT)
     return None
 
 

@@ -29,8 +29,10 @@ from panel.backups import pricing as backup_pricing
 from panel.backups import pruning, runs
 from panel.models import Operation, Server, Snapshot
 from panel.servers import (
+    evacuation,
     guest,
     leases,
+    migration,
     operation_rows,
     operation_states,
     operation_steps,
@@ -123,6 +125,7 @@ def _iso_path(server: Server) -> str:
 # Operations that copy disks and images: at most HOST_HEAVY_OPERATIONS of them run at once on one host.
 HEAVY = (
     Task.CREATE, Task.REBUILD, Task.RESIZE, Task.RESCUE, Task.ATTACH_ISO, Task.BACKUP, Task.RESTORE_BACKUP,
+    Task.MIGRATE,  # the source host's turn: a whole disk (and a running guest's memory) is copied off it
 )  # fmt: skip
 HOST_TURN_LOCK = 7301  # the first key of the advisory lock that orders heavy operations per host
 HOST_TURN_POLL = 2  # seconds between looks at whether a waiting heavy operation's turn has come
@@ -331,7 +334,7 @@ def rebuild(operation: Operation) -> None:
     _step(operation, "rebuild:disk-deleted")
     disk_path = driver.create_disk(host, request, base_path)
     seed_path = driver.write_seed(
-        host, request, guest.seed_iso(server, f"{server.id}-{operation.id.hex[:8]}"), replace=True
+        host, request, guest.seed_iso(server, guest.rebuild_instance_id(server, operation.id)), replace=True
     )
     _remember_defining(operation)
     driver.define_domain(host, request, disk_path, seed_path, replace=True)
@@ -531,7 +534,8 @@ def _define_own_system(server: Server, host: Host) -> None:
     request = domain_request(server)
     driver.stop_rescue(host, request)
     disk_path = driver.disk_path(host, request)
-    seed_path = driver.write_seed(host, request, guest.seed_iso(server))  # kept: only written when missing
+    # Written only when missing, with the instance id the guest has (a rebuilt server's is not its id).
+    seed_path = driver.write_seed(host, request, guest.seed_iso(server, guest.instance_id(server)))
     driver.define_domain(host, request, disk_path, seed_path, replace=True)
     driver.delete_rescue_volumes(host, request)
 
@@ -651,6 +655,8 @@ HANDLERS: dict[str, Callable[[Operation], None]] = {
     Task.DELETE: delete,
     Task.BACKUP: runs.backup,
     Task.RESTORE_BACKUP: runs.restore_backup,
+    Task.MIGRATE: migration.migrate,
+    Task.EVACUATE: evacuation.evacuate,
 }
 
 
@@ -747,6 +753,14 @@ def on_failure(operation: Operation, message: str) -> None:
         fail(operation, _public_message(message), message)
     elif operation.type == Task.RESTORE_BACKUP:
         fail(operation, _public_message(message), message, **runs.restore_failed_changes(operation))
+    elif operation.type == Task.MIGRATE:
+        migration.migrate_failed(operation, message)  # the server stays where it was; the target's claim goes
+    elif operation.type == Task.EVACUATE:
+        with transaction.atomic():
+            LockOrder().customer(server.owner_id)  # the lock order: customer, server, host (the give-back)
+            changes = evacuation.evacuate_failed(operation, message)
+            if fail(operation, _public_message(message), message, **changes):
+                evacuation.release_unused_target(operation)
     else:
         fail(operation, _public_message(message), message)
 
@@ -815,6 +829,9 @@ def _reap_stuck_operations() -> int:
         "server"
     ):
         message = _("The operation did not finish before its deadline.")
+        if operation.type == Task.MIGRATE:  # the target's claim goes (or the source's, if it moved after all)
+            reaped += migration.reap(operation, message)
+            continue
         # Closed only from the status seen here: one a worker begins meanwhile waits for a later run.
         unstarted = operation.status == Operation.Status.PENDING
         nothing_on_host = unstarted and _never_usable(operation)
@@ -829,6 +846,8 @@ def _reap_stuck_operations() -> int:
                 changes["status_detail"] = _pending_cleanup_detail(message)
         if operation.type == Task.RESTORE_BACKUP:
             changes = runs.restore_failed_changes(operation)
+        if operation.type == Task.EVACUATE:
+            changes = evacuation.evacuate_failed(operation, message)
         if operation.type == Task.RESCUE and not unstarted:
             # Its worker may have left the domain defined for rescue: leaving rescue mode puts it right.
             changes = {
@@ -843,6 +862,8 @@ def _reap_stuck_operations() -> int:
                 _give_back_unused(operation.server)
             if closed and operation.type == Task.BACKUP:
                 runs.mark_backup_failed(operation, message)  # its leftovers go with pruning
+            if closed and operation.type == Task.EVACUATE:
+                evacuation.release_unused_target(operation)  # unless it reached its target
             if closed and operation.type == Task.RESIZE:
                 _give_back_resize(operation)
                 subscriptions.undo_plan_change(

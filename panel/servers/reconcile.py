@@ -20,7 +20,7 @@ from hypervisor import driver
 from hypervisor.connection import HypervisorError
 from hypervisor.models import Host
 from panel.models import Notice, Server
-from panel.servers.states import PowerState, Status
+from panel.servers.states import PowerState, Status, Task
 
 log = logging.getLogger(__name__)
 # Only idle running and stopped servers follow their domain: the other statuses are the panel's own
@@ -107,10 +107,21 @@ def reconcile_host(host: Host) -> dict[str, int]:
         changed = Server.objects.filter(pk__in=ids, task__isnull=True, status=status).update(**dict(values))
         if change.value in counts:
             counts[change.value] += changed
-    unknown = sorted(set(states) - known)
+    unknown = sorted(set(states) - known - _moving(set(states) - known))
     counts["unknown"] = len(unknown)
     _report_unknown(host, unknown)
     return counts
+
+
+def _moving(uuids: set[str]) -> set[str]:
+    """Of domains the host's servers do not account for, those of servers moving to or from it (a migration
+    or an evacuation in flight): not unknown. One statement, only when there are such domains."""
+    if not uuids:
+        return set()
+    moving = Server.objects.filter(pk__in=uuids, task__in=(Task.MIGRATE, Task.EVACUATE)).values_list(
+        "id", flat=True
+    )
+    return {str(pk) for pk in moving}
 
 
 def _report_unknown(host: Host, unknown: list[str]) -> None:

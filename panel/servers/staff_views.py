@@ -18,9 +18,10 @@ from hypervisor import images
 from panel import confirmation
 from panel.models import Backup, BackupPolicy, Server, Snapshot, User
 from panel.pagination import BoundedPaginator
-from panel.roles import staff_required
-from panel.servers import actions, failures, passwords
+from panel.roles import admin_required, staff_required
+from panel.servers import actions, failures, migration, passwords
 from panel.servers.descriptions import recent_operations
+from panel.servers.migration_forms import MigrateForm
 from panel.servers.operation_states import OPEN
 from panel.servers.states import ACTIONS, POWER_OFF_QUESTION, RESCUE_QUESTION, UNRESCUE_QUESTION, Task
 
@@ -139,6 +140,10 @@ def _server_context(request: HttpRequest, server: Server) -> dict:
         "suspend_reason_max_length": SUSPEND_REASON_MAX_LENGTH,
         "rescue_available": server.status in ACTIONS[Task.RESCUE].allowed_from
         and images.rescue_image() is not None,
+        # Admins move a server to another host of its region (not while an action runs).
+        "migrate_form": MigrateForm(server)
+        if request.user.is_panel_admin and Task.MIGRATE in allowed
+        else None,
     }
 
 
@@ -199,4 +204,33 @@ def staff_server_action(request: HttpRequest, pk) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, STARTED[action] % {"name": server.name})
+    return redirect("staff-server", pk=server.pk)
+
+
+@admin_required
+@require_POST
+def staff_server_migrate(request: HttpRequest, pk) -> HttpResponse:
+    """Move the server to another host of its region (admins only): form errors are shown on the page, a
+    refusal (another action runs, no room, the host is down...) comes back as a message."""
+    server = _server(pk)
+    form = MigrateForm(server, request.POST)
+    if not form.is_valid():
+        messages.error(request, _("The server was not moved: please correct the errors below."))
+        context = {**_server_context(request, server), "migrate_form": form}
+        return render(request, "panel/staff/server_detail.html", context)
+    try:
+        operation = migration.migrate_server(
+            server,
+            request.user,
+            host=form.target(),
+            max_bandwidth_mib=form.cleaned_data["max_bandwidth_mib"],
+            timeout_seconds=form.cleaned_data["timeout_seconds"],
+        )
+    except actions.ActionError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            _("%(name)s is moving to %(host)s.") % {"name": server.name, "host": operation.params["target"]},
+        )
     return redirect("staff-server", pk=server.pk)

@@ -72,6 +72,10 @@ class Task(models.TextChoices):
     DELETE = "delete", _("Delete")
     BACKUP = "backup", _("Back up")
     RESTORE_BACKUP = "restore_backup", _("Restore backup")
+    # Staff only (panel.servers.migration): the server moves to another host of its region, live while it
+    # runs, cold otherwise; an evacuation rebuilds it elsewhere when its host is down for good.
+    MIGRATE = "migrate", _("Migrate")
+    EVACUATE = "evacuate", _("Evacuate")
 
 
 class SuspendedBy(models.TextChoices):
@@ -115,6 +119,10 @@ ACTIONS: dict[Task, Action] = {
     # A running server is backed up while it runs (panel.backups.runs).
     Task.BACKUP: Action(_LIVE, _("back up")),
     Task.RESTORE_BACKUP: Action(_LIVE, _("restore a backup of")),
+    # Staff only. A suspended server's domain is shut off: it moves cold. An evacuated server's host is
+    # gone, so whatever the panel last recorded (even an error) is rebuilt elsewhere.
+    Task.MIGRATE: Action(_LIVE | {Status.SUSPENDED}, _("migrate")),
+    Task.EVACUATE: Action(_LIVE | {Status.SUSPENDED, Status.ERROR}, _("evacuate")),
 }
 
 # Every status change: an operation's outcome (success, failure), reconcile (a guest that shut itself
@@ -159,6 +167,8 @@ TASK_PROGRESS: dict[Task, str] = {
     Task.DELETE: _("Deleting…"),
     Task.BACKUP: _("Backing up…"),
     Task.RESTORE_BACKUP: _("Restoring a backup…"),
+    Task.MIGRATE: _("Maintenance: moving your server…"),
+    Task.EVACUATE: _("Maintenance: moving your server to another host…"),
 }
 
 STATUS_HINTS: dict[Status, str] = {
