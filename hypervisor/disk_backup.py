@@ -32,6 +32,7 @@ from lxml import etree
 
 from . import connection
 from .connection import HypervisorError
+from .domain_jobs import job_stats, running_job
 from .driver import ensure_pool, find_domain, require_domain
 from .models import Host
 from .xml.backup import DomainCheckpoint, vda_only
@@ -90,25 +91,9 @@ def _check_name(name: str) -> None:
         raise HypervisorError(f"not a volume name: {name!r}")
 
 
-def _job(domain: libvirt.virDomain, flags: int = 0) -> dict:
-    try:
-        return domain.jobStats(flags)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() in (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_NO_DOMAIN):
-            return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
-        raise
-
-
 def _backup_running(domain: libvirt.virDomain) -> dict | None:
     """The running backup job's statistics, or None."""
-    if not domain.isActive():
-        return None
-    stats = _job(domain)
-    if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
-        return None
-    if stats.get("operation") != libvirt.VIR_DOMAIN_JOB_OPERATION_BACKUP:
-        return None
-    return stats
+    return running_job(domain, libvirt.VIR_DOMAIN_JOB_OPERATION_BACKUP)
 
 
 def _abort_running(domain: libvirt.virDomain, wait: float = ABORT_WAIT) -> None:
@@ -272,7 +257,7 @@ def _outcome(host: Host, uuid: uuid_module.UUID | str) -> dict:
         domain = find_domain(conn, uuid)
         if domain is None:
             return {"success": False, "errmsg": "the virtual machine disappeared from its host"}
-        return _job(domain, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        return job_stats(domain, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
 
     return connection.run(host, work)
 

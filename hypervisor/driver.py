@@ -522,32 +522,72 @@ def drop_snapshots(host: Host, uuid: uuid_module.UUID) -> None:
     connection.run(host, work, timeout=max(300.0, settings.LIBVIRT_TIMEOUT))
 
 
-def destroy(host: Host, request: DomainRequest) -> None:
-    """Remove the domain, its network filters and its disk, whatever of them exists."""
+# Snapshots and backup checkpoints live in the disk that goes with the domain: their metadata too.
+UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+)
+
+
+class DomainRunning(HypervisorError):
+    """The domain runs, and was to be removed only if it did not."""
+
+    def __init__(self, message: str = "the server's virtual machine is running"):
+        super().__init__(message, transient=False)
+
+
+def _undefine(domain: libvirt.virDomain) -> None:
+    """Undefine the domain with its metadata (UNDEFINE_FLAGS); nothing when it is gone meanwhile."""
+    flags = UNDEFINE_FLAGS
+    # Drivers that know no NVRAM or checkpoints (the simulated one) refuse those flags: left out then.
+    optional = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM, libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+    for attempt in range(len(optional) + 1):
+        try:
+            domain.undefineFlags(flags)
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            unsupported = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG)
+            if exc.get_error_code() not in unsupported or attempt == len(optional):
+                raise
+            flags &= ~optional[attempt]
+
+
+def drop_volume(pool: libvirt.virStoragePool, name: str) -> None:
+    """Delete the pool's volume of that name if it is there."""
+    volume = _find_volume(pool, name)
+    if volume is None:
+        return
+    try:
+        volume.delete(0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:  # deleted meanwhile
+            raise
+
+
+def destroy(
+    host: Host,
+    request: DomainRequest,
+    *,
+    refuse_running: bool = False,
+    extra_volumes: tuple[str, ...] = (),
+    timeout: float | None = None,
+) -> None:
+    """Remove the domain, its network filters and its disk, seed and rescue volumes (and `extra_volumes`),
+    whatever of them exists. A running domain is stopped first; with `refuse_running` it is left alone
+    instead and DomainRunning raised, nothing removed. `timeout`: connection.run's."""
 
     def work(conn: libvirt.virConnect) -> None:
         domain = find_domain(conn, request.uuid)
         if domain is not None:
             if domain.isActive():
+                if refuse_running:
+                    raise DomainRunning()
                 domain.destroy()
-            # Snapshots and backup checkpoints live in the disk that goes with the domain: their metadata too.
-            flags = (
-                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-                | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-            )
-            # Drivers that know no NVRAM or checkpoints (the simulated one) refuse those flags: left out then.
-            optional = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM, libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
-            for attempt in range(len(optional) + 1):
-                try:
-                    domain.undefineFlags(flags)
-                    break
-                except libvirt.libvirtError as exc:
-                    unsupported = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG)
-                    if exc.get_error_code() not in unsupported or attempt == len(optional):
-                        raise
-                    flags &= ~optional[attempt]
+            _undefine(domain)
         if host.transport != "test":  # no filters on a simulated host
             network_filter.undefine(conn, request.uuid)
         try:
@@ -558,13 +598,12 @@ def destroy(host: Host, request: DomainRequest) -> None:
             raise
         if not pool.isActive():
             pool.create(0)
-        names = (request.volume_name, request.seed_volume_name, *_rescue_volume_names(request))
-        for name in names:
-            volume = _find_volume(pool, name)
-            if volume is not None:
-                volume.delete(0)
+        for name in (request.volume_name, request.seed_volume_name, *_rescue_volume_names(request)):
+            drop_volume(pool, name)
+        for name in extra_volumes:
+            drop_volume(pool, name)
 
-    connection.run(host, work)
+    connection.run(host, work, timeout=timeout)
 
 
 # Rescue mode: the domain boots a rescue system from a throwaway overlay (its first disk), with the server's

@@ -65,7 +65,16 @@ from lxml import etree
 
 from . import connection, credentials, network_filter
 from .connection import HypervisorError
-from .driver import DomainRequest, ensure_network, ensure_pool, find_domain
+from .domain_jobs import job_stats, running_job
+from .driver import (
+    DomainRequest,
+    DomainRunning,
+    destroy,
+    drop_volume,
+    ensure_network,
+    ensure_pool,
+    find_domain,
+)
 from .models import Host
 from .power_state import PowerState, from_libvirt
 from .xml.domain import parse, relocated
@@ -94,13 +103,6 @@ LIVE_FLAGS = (
     | libvirt.VIR_MIGRATE_NON_SHARED_DISK
     | libvirt.VIR_MIGRATE_AUTO_CONVERGE
     | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
-)
-
-UNDEFINE_FLAGS = (
-    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
 )
 
 
@@ -162,29 +164,9 @@ def _refuse_simulated(source: Host, target: Host) -> None:
         )
 
 
-def _job(domain: libvirt.virDomain, flags: int = 0) -> dict:
-    try:
-        return domain.jobStats(flags)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() in (
-            libvirt.VIR_ERR_OPERATION_INVALID,
-            libvirt.VIR_ERR_NO_DOMAIN,
-            libvirt.VIR_ERR_NO_SUPPORT,
-        ):
-            return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
-        raise
-
-
 def _migrating_out(domain: libvirt.virDomain) -> dict | None:
     """The running outgoing migration job's statistics, or None."""
-    if not domain.isActive():
-        return None
-    stats = _job(domain)
-    if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
-        return None
-    if stats.get("operation") != libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
-        return None
-    return stats
+    return running_job(domain, libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
 
 
 def _seen(host: Host, uuid, look_for_job: bool = False) -> _Seen:
@@ -291,17 +273,6 @@ def _volume(pool: libvirt.virStoragePool, name: str, refresh: bool = False) -> l
     return None
 
 
-def _delete(pool: libvirt.virStoragePool, name: str) -> None:
-    volume = _volume(pool, name)
-    if volume is None:
-        return
-    try:
-        volume.delete(0)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-            raise
-
-
 def _pool(conn: libvirt.virConnect, host: Host) -> libvirt.virStoragePool:
     return ensure_pool(conn, host.storage_pool, host.storage_pool_path)
 
@@ -309,16 +280,6 @@ def _pool(conn: libvirt.virConnect, host: Host) -> libvirt.virStoragePool:
 def copy_volume_name(request: DomainRequest) -> str:
     """The temporary standalone copy a cold migration makes of the disk on the source."""
     return f"{request.uuid}-migration.qcow2"
-
-
-def _server_volumes(request: DomainRequest) -> tuple[str, ...]:
-    return (
-        request.volume_name,
-        request.seed_volume_name,
-        request.rescue_volume_name,
-        request.rescue_seed_volume_name,
-        copy_volume_name(request),
-    )
 
 
 def _format(volume: libvirt.virStorageVol) -> str:
@@ -491,7 +452,7 @@ def _write_seed(target: Host, request: DomainRequest, seed: bytes) -> None:
 
     def work(conn: libvirt.virConnect) -> None:
         pool = _pool(conn, target)
-        _delete(pool, request.seed_volume_name)
+        drop_volume(pool, request.seed_volume_name)
         volume = pool.createXML(Volume(request.seed_volume_name, len(seed), format="raw").to_xml(), 0)
         if target.transport == "test":
             return
@@ -602,7 +563,7 @@ def _completed(target: Host, uuid) -> Progress | None:
         domain = find_domain(conn, uuid)
         if domain is None:
             return None
-        stats = _job(domain, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        stats = job_stats(domain, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
         total = stats.get("data_total") or stats.get("data_processed")
         return None if not total else Progress(int(total), int(total), 0)
 
@@ -805,7 +766,7 @@ def _flatten(source: Host, request: DomainRequest) -> int:
         disk = conn.storageVolLookupByPath(path)
         pool = _pool(conn, source)
         name = copy_volume_name(request)
-        _delete(pool, name)
+        drop_volume(pool, name)
         # qemu-img convert on the host: reads the disk through its backing chain, writes a standalone qcow2
         copy = pool.createXMLFrom(Volume(name, disk.info()[1]).to_xml(), disk, 0)
         return _file_size(copy, source)
@@ -814,7 +775,7 @@ def _flatten(source: Host, request: DomainRequest) -> int:
 
 
 def _drop_copy(source: Host, request: DomainRequest) -> None:
-    connection.run(source, lambda conn: _delete(_pool(conn, source), copy_volume_name(request)))
+    connection.run(source, lambda conn: drop_volume(_pool(conn, source), copy_volume_name(request)))
 
 
 def run_again(host: Host, uuid: uuid_module.UUID | str) -> PowerState:
@@ -865,7 +826,7 @@ def _stream_copy(
 
     def open_upload(conn: libvirt.virConnect) -> tuple[libvirt.virStorageVol, libvirt.virStream]:
         pool = _pool(conn, target)
-        _delete(pool, request.volume_name)
+        drop_volume(pool, request.volume_name)
         # A raw volume of no length filled with the qcow2 file's bytes; a refresh then reads it as qcow2.
         volume = pool.createXML(Volume(request.volume_name, 0, format="raw").to_xml(), 0)
         stream = conn.newStream(0)
@@ -989,46 +950,19 @@ def cold_migrate(
 # -- After the switch-over, or after a failure
 
 
-def _undefine(domain: libvirt.virDomain) -> None:
-    flags = UNDEFINE_FLAGS
-    optional = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM, libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
-    for attempt in range(len(optional) + 1):
-        try:
-            domain.undefineFlags(flags)
-            return
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return
-            unsupported = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG)
-            if exc.get_error_code() not in unsupported or attempt == len(optional):
-                raise
-            flags &= ~optional[attempt]
-
-
 def _clear(host: Host, request: DomainRequest, where: str) -> None:
     """Undefine the server's domain on the host (never while it runs there), then remove its filters and
-    volumes there."""
-
-    def work(conn: libvirt.virConnect) -> None:
-        domain = find_domain(conn, request.uuid)
-        if domain is not None:
-            if domain.isActive():
-                raise MigrationFailed(f"the server's virtual machine is running on the {where} host")
-            _undefine(domain)
-        if host.transport != "test":
-            network_filter.undefine(conn, request.uuid)
-        try:
-            pool = conn.storagePoolLookupByName(host.storage_pool)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
-                return
-            raise
-        if not pool.isActive():
-            pool.create(0)
-        for name in _server_volumes(request):
-            _delete(pool, name)
-
-    connection.run(host, work, timeout=max(120.0, settings.LIBVIRT_TIMEOUT))
+    volumes there (a cold migration's copy too)."""
+    try:
+        destroy(
+            host,
+            request,
+            refuse_running=True,
+            extra_volumes=(copy_volume_name(request),),
+            timeout=max(120.0, settings.LIBVIRT_TIMEOUT),
+        )
+    except DomainRunning as exc:
+        raise MigrationFailed(f"the server's virtual machine is running on the {where} host") from exc
 
 
 def finish_source(source: Host, request: DomainRequest) -> None:

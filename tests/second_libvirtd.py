@@ -382,17 +382,27 @@ def register_hosts(rig: SecondLibvirtd, region=None):
         migration_uri=rig.system_migration_uri,
         migration_address=rig.system_migration_address,
     )
+    assert system.state == Host.State.READY, system.status_reason
+    return system, register_host2(rig, region)
+
+
+def register_host2(rig: SecondLibvirtd, region, name: str | None = None):
+    """host2 (on the bridge virbr0) as a probed, ready host of the region, with the URI and address the
+    system daemon migrates to (QEMU emulation, as everywhere in the tests)."""
+    from hypervisor.models import Host
+    from tests import factories
+
     host2 = factories.make_host(
         uri=rig.uri,
         region=region,
+        name=name,
         force_emulation=True,
         bridge=rig.bridge,
         migration_uri=rig.migration_uri,
         migration_address=rig.migration_address,
     )
-    for host in (system, host2):
-        assert host.state == Host.State.READY, host.status_reason
-    return system, host2
+    assert host2.state == Host.State.READY, host2.status_reason
+    return host2
 
 
 SEED = b"instance-id: migration-test\n"

@@ -6,30 +6,14 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hypervisor.models import Host
 from panel.api.permissions import IsPanelAdmin
-from panel.api.serializers import HostSerializer
+from panel.api.serializers import HostSerializer, MigrationLimitsSerializer
 from panel.infrastructure import host_moves
-
-
-class DrainSerializer(serializers.Serializer):
-    max_bandwidth_mib = serializers.IntegerField(
-        required=False,
-        min_value=0,
-        max_value=host_moves.MAX_BANDWIDTH_MIB,
-        help_text="each migration's bandwidth cap in MiB/s (0: none); the panel's default when left out",
-    )
-    timeout_seconds = serializers.IntegerField(
-        required=False,
-        min_value=host_moves.MIN_TIMEOUT_SECONDS,
-        max_value=host_moves.MAX_TIMEOUT_SECONDS,
-        help_text="how long each live migration may take before it is aborted (the server stays where it "
-        "was); the panel's default when left out",
-    )
 
 
 def _host(pk: int) -> Host:
@@ -43,10 +27,10 @@ def _answer(pk: int) -> Response:
 class AdminHostDrain(APIView):
     permission_classes = [IsPanelAdmin]
 
-    @extend_schema(request=DrainSerializer, responses={202: HostSerializer})
+    @extend_schema(request=MigrationLimitsSerializer, responses={202: HostSerializer})
     def post(self, request, pk: int) -> Response:
         host = _host(pk)
-        data = DrainSerializer(data=request.data)
+        data = MigrationLimitsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         host_moves.start_drain(host, request.user, **data.validated_data)
         return _answer(pk)

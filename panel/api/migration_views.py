@@ -12,31 +12,18 @@ from rest_framework.views import APIView
 
 from hypervisor.models import Host
 from panel.api.permissions import IsAdminOrReadOnlyStaff
-from panel.api.serializers import ActionSerializer
+from panel.api.serializers import ActionSerializer, MigrationLimitsSerializer
 from panel.models import Operation, Server
 from panel.servers import migration
 from panel.servers.actions import Unprocessable
 
 
-class MigrateSerializer(serializers.Serializer):
+class MigrateSerializer(MigrationLimitsSerializer):
     host = serializers.IntegerField(
         required=False,
         allow_null=True,
         min_value=1,
         help_text="the target host's id; left out (or null): placement picks another host of the region",
-    )
-    max_bandwidth_mib = serializers.IntegerField(
-        required=False,
-        min_value=0,
-        max_value=migration.MAX_BANDWIDTH_MIB,
-        help_text="a live migration's bandwidth cap in MiB/s (0: none); default MIGRATION_MAX_BANDWIDTH_MIB",
-    )
-    timeout_seconds = serializers.IntegerField(
-        required=False,
-        min_value=migration.MIN_TIMEOUT_SECONDS,
-        max_value=migration.MAX_TIMEOUT_SECONDS,
-        help_text="how long a live migration may take before it is aborted (the server stays where it was); "
-        "default MIGRATION_TIMEOUT_SECONDS",
     )
 
 

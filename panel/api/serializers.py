@@ -20,7 +20,7 @@ from panel.accounts import quotas
 from panel.accounts.openssh import parse_public_key
 from panel.infrastructure import host_moves
 from panel.models import Backup, Operation, Server, Snapshot, SSHKey, User
-from panel.servers import catalog, order_catalogue, passwords
+from panel.servers import catalog, migration, order_catalogue, passwords
 from panel.servers.actions import CUSTOMER_ACTIONS
 from panel.servers.validators import validate_hostname
 
@@ -290,6 +290,26 @@ def _is_staff(context) -> bool:
 # The parameters a customer gave an action, and all a customer sees of them: staff's suspension reasons,
 # billing's undo data and facts a worker kept are the panel's own.
 CUSTOMER_PARAMS = ("plan", "image", "name", "snapshot", "iso", "backup")
+
+
+class MigrationLimitsSerializer(serializers.Serializer):
+    """A live migration's bandwidth cap and time limit (a migrate's, or each of a drain's), as the admin
+    sets them; left out: the panel's defaults."""
+
+    max_bandwidth_mib = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=migration.MAX_BANDWIDTH_MIB,
+        help_text="a live migration's bandwidth cap in MiB/s (0: none; a drain's: each migration's); the "
+        "panel's default (MIGRATION_MAX_BANDWIDTH_MIB) when left out",
+    )
+    timeout_seconds = serializers.IntegerField(
+        required=False,
+        min_value=migration.MIN_TIMEOUT_SECONDS,
+        max_value=migration.MAX_TIMEOUT_SECONDS,
+        help_text="how long a live migration may take before it is aborted (the server stays where it was); "
+        "the panel's default (MIGRATION_TIMEOUT_SECONDS) when left out",
+    )
 
 
 class ActionSerializer(serializers.ModelSerializer):

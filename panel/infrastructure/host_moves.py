@@ -69,11 +69,6 @@ GONE = gettext_noop("The server was deleted meanwhile.")
 LEFT_OTHERWISE = gettext_noop("The server left this host otherwise meanwhile.")
 NO_OPERATION = gettext_noop("Its operation was removed; it is tried again.")
 
-# The limits a drain may give each migration (those of a single migration).
-MAX_BANDWIDTH_MIB = migration.MAX_BANDWIDTH_MIB
-MIN_TIMEOUT_SECONDS = migration.MIN_TIMEOUT_SECONDS
-MAX_TIMEOUT_SECONDS = migration.MAX_TIMEOUT_SECONDS
-
 
 class MoveRunning(Conflict):
     code = "move_running"
@@ -92,15 +87,6 @@ def _running_conflict(host: Host) -> MoveRunning:
         _("A move of the servers of %(host)s is running already; wait for it to finish.")
         % {"host": host.name}
     )
-
-
-def _check_limits(max_bandwidth_mib: int | None, timeout_seconds: int | None) -> tuple[int, int]:
-    """The drain's bandwidth cap (MiB/s, 0: none) and time limit per migration, the settings' where none is
-    given; Unprocessable for values out of range (as for one migration)."""
-    bandwidth = settings.MIGRATION_MAX_BANDWIDTH_MIB if max_bandwidth_mib is None else max_bandwidth_mib
-    timeout = settings.MIGRATION_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
-    migration.check_limits(bandwidth, timeout)
-    return bandwidth, timeout
 
 
 def _lock_host(host: Host) -> Host:
@@ -147,7 +133,7 @@ def start_drain(
     """Move every server off the host by migration and leave the host in maintenance. Raises HostIsDown (a
     host that does not answer is evacuated instead), MoveRunning, or Unprocessable (limits out of range);
     nothing changes then."""
-    bandwidth, timeout = _check_limits(max_bandwidth_mib, timeout_seconds)
+    bandwidth, timeout = migration.check_limits(max_bandwidth_mib, timeout_seconds)  # as for one migration
     with transaction.atomic():
         current = _lock_host(host)
         if current.state == Host.State.DOWN:

@@ -305,12 +305,14 @@ def request_action(
     prepare: Callable[[Server, LockOrder], None] | None = None,
     *,
     host_down_ok: bool = False,
+    audited: bool = False,
 ) -> Operation:
     """Start `action` on the server if its state allows it; raise Conflict otherwise. `prepare` runs in the
     same transaction after the server was claimed (a resize claims capacity there); if it raises, nothing
     is changed. An action with a preparation locks its customer first (the lock order: customer, server,
     host, address, invoice numbering), since the preparation counts their quota or credit. Actions on a
-    server whose host is down are refused, unless `host_down_ok` (an evacuation, made for exactly that)."""
+    server whose host is down are refused, unless `host_down_ok` (an evacuation, made for exactly that).
+    `audited`: the caller puts its own event on the admins' audit log (the owner's line stays off it)."""
     rule = states.ACTIONS.get(action)
     if rule is None:
         raise Unprocessable(_("Unknown action %(action)s.") % {"action": action})
@@ -351,7 +353,7 @@ def request_action(
             requested_by=user,
             deadline=timezone.now() + operation_states.deadline(action, params or {}),
         )
-        _record_action(server, action, user)
+        _record_action(server, action, user, audited=audited)
         dispatch.operation_after_commit(
             operation.id,
             routing.queue_for_region(server.region_id),
@@ -388,10 +390,13 @@ ACTION_SUMMARIES = {
 }
 
 
-def _record_action(server: Server, action: str, user: User | None) -> None:
+def _record_action(server: Server, action: str, user: User | None, audited: bool = False) -> None:
     """The action in the owner's activity log; on the admins' audit log too when staff act on a customer's
-    server (billing's and metering's own suspensions have no actor)."""
-    staff_action = bool(user is not None and user.is_panel_staff and user.pk != server.owner_id)
+    server (billing's and metering's own suspensions have no actor), unless the caller records its own
+    event there (`audited`)."""
+    staff_action = not audited and bool(
+        user is not None and user.is_panel_staff and user.pk != server.owner_id
+    )
     suspension = action in (Task.SUSPEND, Task.UNSUSPEND)
     activity.record(
         ActivityEvent.Type.SUSPENSION if suspension else ActivityEvent.Type.SERVER_ACTION,

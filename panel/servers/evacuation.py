@@ -43,7 +43,7 @@ from hypervisor.placement import NoCapacity, Resources
 from panel import mail
 from panel.activity import log as activity
 from panel.backups import runs
-from panel.models import ActivityEvent, Backup, MeterState, Operation, Server, Snapshot, User
+from panel.models import ActivityEvent, Backup, Operation, Server, Snapshot, User
 from panel.servers import firewall, guest, leases, operation_rows, operation_states, operation_steps
 from panel.servers.actions import HOST_DOWN_MESSAGE, Conflict, OutOfCapacity, Unprocessable, request_action
 from panel.servers.locks import LockOrder
@@ -215,10 +215,7 @@ def _switch(operation: Operation, server: Server, target: Host) -> None:
         if moved != 1:
             raise leases.LeaseLost(f"server {server.pk} of operation {operation.pk} left {source} otherwise")
         claims.release_on(server.id, source)
-        # Metering counts the new domain's counters from zero, whatever id the target gives it.
-        MeterState.objects.filter(server=server).update(
-            domain_id=-1, rx_bytes=0, tx_bytes=0, cpu_ns=0, rd_bytes=0, wr_bytes=0
-        )
+        metering.counters_begin_again(server)
     server.host_id, server.host = target.pk, target
 
 

@@ -35,7 +35,7 @@ import time
 import uuid as uuid_module
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -48,11 +48,11 @@ from hypervisor.models import BaseVolume, Host
 from hypervisor.placement import NoCapacity, Resources, candidates
 from hypervisor.xml.domain import KernelBoot
 from panel.activity import log as activity
-from panel.models import ActivityEvent, MeterState, Notice, Operation, Server, Snapshot, User
+from panel.models import ActivityEvent, Notice, Operation, Server, Snapshot, User
 from panel.servers import actions, guest, leases, operation_rows
 from panel.servers.actions import HOST_DOWN_MESSAGE, OutOfCapacity, Unprocessable
 from panel.servers.locks import LockOrder
-from panel.servers.operation_records import announce, fail, finish
+from panel.servers.operation_records import Progress, announce, fail, finish
 from panel.servers.operation_records import finished_or_stop as _finished_or_stop
 from panel.servers.operation_records import remember as _remember
 from panel.servers.operation_records import step as _step
@@ -143,9 +143,7 @@ def migrate_server(
     Raises Conflict (another action in flight, a status it cannot move from) or Unprocessable (the target
     is not suitable or has no room: OutOfCapacity; the source host is down; bad limits) and changes
     nothing then."""
-    bandwidth = settings.MIGRATION_MAX_BANDWIDTH_MIB if max_bandwidth_mib is None else max_bandwidth_mib
-    timeout = settings.MIGRATION_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
-    check_limits(bandwidth, timeout)
+    bandwidth, timeout = check_limits(max_bandwidth_mib, timeout_seconds)
     if server.host_id is None:
         raise Unprocessable(_("The server is on no host yet."))
     if Host.objects.filter(pk=server.host_id, state=Host.State.DOWN).exists():
@@ -186,7 +184,6 @@ def migrate_server(
             target_host=target.pk,
             target=target.name,
             live=live,
-            mode=LIVE if live else COLD,
         )
         activity.record(
             ActivityEvent.Type.SERVER_ACTION,
@@ -197,11 +194,17 @@ def migrate_server(
             staff_action=True,
         )
 
-    return actions.request_action(server, Task.MIGRATE, user, params, prepare=claim)
+    # Its own audit event (above) names the hosts: the owner's line stays off the audit log.
+    return actions.request_action(server, Task.MIGRATE, user, params, prepare=claim, audited=True)
 
 
-def check_limits(max_bandwidth_mib: int, timeout_seconds: int) -> None:
-    """The admin's bandwidth cap (MiB/s, 0: none) and time limit (seconds) for a live migration."""
+def check_limits(max_bandwidth_mib: int | None, timeout_seconds: int | None) -> tuple[int, int]:
+    """The admin's bandwidth cap (MiB/s, 0: none) and time limit (seconds) for a live migration, the
+    settings' where none is given; Unprocessable for values out of range."""
+    if max_bandwidth_mib is None:
+        max_bandwidth_mib = settings.MIGRATION_MAX_BANDWIDTH_MIB
+    if timeout_seconds is None:
+        timeout_seconds = settings.MIGRATION_TIMEOUT_SECONDS
     if not 0 <= max_bandwidth_mib <= MAX_BANDWIDTH_MIB:
         raise Unprocessable(
             _("The bandwidth cap is between 0 (none) and %(max)s MiB/s.") % {"max": MAX_BANDWIDTH_MIB}
@@ -211,6 +214,7 @@ def check_limits(max_bandwidth_mib: int, timeout_seconds: int) -> None:
             _("The time limit is between %(min)s and %(max)s seconds.")
             % {"min": MIN_TIMEOUT_SECONDS, "max": MAX_TIMEOUT_SECONDS}
         )
+    return max_bandwidth_mib, timeout_seconds
 
 
 def check_target(server: Server, host: Host) -> None:
@@ -240,9 +244,8 @@ def targets(server: Server) -> list[Host]:
 
 
 def mode_of(operation: Operation) -> str:
-    """ "live" or "cold": how the operation moves (or moved) its server."""
-    params = operation.params or {}
-    return params.get("mode") or (LIVE if params.get("live") else COLD)
+    """ "live" or "cold": how the operation moves (or moved) its server (its params' `live`)."""
+    return LIVE if (operation.params or {}).get("live") else COLD
 
 
 # -- Worker side
@@ -280,25 +283,30 @@ def _move(operation: Operation, server: Server, source: Host, target: Host) -> N
     params = operation.params
     if "was_running" not in params:
         running = driver.power_state(source, server.id) == PowerState.RUNNING
-        _remember(operation, was_running=running, live=running, mode=LIVE if running else COLD)
+        _remember(operation, was_running=running, live=running)
     announce(operation, PREPARE_STEP)
     request = target_request(server, target, owner=str(operation.id))
     moves.prepare_target(source, target, request, _seed(server, source, request))
     _step(operation, "migrate:prepared")
     announce(operation, COPY_STEP)
-    progress = ProgressRecorder(operation)
+    # Progress is for show: a write that fails (or finds the lease gone) never fails the migration.
+    progress = Progress(operation, best_effort=True)
+
+    def on_progress(figures: moves.Progress) -> None:
+        progress(figures.bytes_done, figures.bytes_total, remaining=figures.bytes_remaining)
+
     if operation.params["was_running"]:
         metering.meter_server(server)  # the source's counters until now (the target's begin at zero)
         moves.live_migrate(
             source,
             target,
             request,
-            max_bandwidth_mib=int(params.get("max_bandwidth_mib") or 0),
-            timeout=float(params.get("timeout_seconds") or settings.MIGRATION_TIMEOUT_SECONDS),
-            on_progress=progress,
+            max_bandwidth_mib=int(params["max_bandwidth_mib"]),
+            timeout=float(params["timeout_seconds"]),
+            on_progress=on_progress,
         )
     else:
-        moves.cold_migrate(source, target, request, on_progress=progress)
+        moves.cold_migrate(source, target, request, on_progress=on_progress)
     progress.flush()
 
 
@@ -377,7 +385,7 @@ def record_switch_over(
             closed = fail(operation, failed[0], failed[1], only_from=only_from, **changes)
         if closed:
             claims.release_on(server.id, source.pk)
-            _counters_begin_again(server)
+            metering.counters_begin_again(server)
             locks.firewalls([server.id])
             _report(
                 leftovers_key(server),
@@ -392,14 +400,6 @@ def record_switch_over(
 def leftovers_key(server: Server) -> str:
     """The key of the Notice that stays open while what a moved server left on its old host is not removed."""
     return f"migration-leftovers:{server.id}"
-
-
-def _counters_begin_again(server: Server) -> None:
-    """The domain's counters on the target begin at zero: the next reading counts from there (a domain id
-    no domain has, so that metering takes it for a new domain whatever id the target gave it)."""
-    MeterState.objects.filter(server=server).update(
-        domain_id=-1, rx_bytes=0, tx_bytes=0, cpu_ns=0, rd_bytes=0, wr_bytes=0
-    )
 
 
 def after_switch_over(server: Server, source: Host, target: Host, state: str) -> None:
@@ -424,48 +424,6 @@ def after_switch_over(server: Server, source: Host, target: Host, state: str) ->
 
 def _report(key: str, text: str, values: dict) -> None:
     Notice.report(key, _(text) % values)
-
-
-class ProgressRecorder:
-    """Records a migration's progress (hypervisor.migration.Progress, reported about every second by the
-    call that copies) in Operation.progress: percent, bytes done, in all and remaining, at most once a
-    second and on every whole percent it passes, under the worker's lease. Progress is for show: a write
-    that fails (or finds the lease gone) never fails the migration; `flush` writes the last figures a
-    throttled call kept."""
-
-    def __init__(self, operation: Operation, interval: float = 1.0):
-        self.operation = operation
-        self.interval = interval
-        self._last_at = 0.0
-        self._last_percent = -1
-        self._latest: dict | None = None
-
-    def __call__(self, progress: moves.Progress) -> None:
-        figures = {
-            "percent": max(0, min(100, int(progress.percent))),
-            "bytes_done": int(progress.bytes_done),
-            "bytes_total": int(progress.bytes_total),
-            "bytes_remaining": int(progress.bytes_remaining),
-        }
-        now = time.monotonic()
-        if figures["percent"] == self._last_percent and now - self._last_at < self.interval:
-            self._latest = figures
-            return
-        self._last_at, self._last_percent, self._latest = now, figures["percent"], None
-        self._write(figures)
-
-    def flush(self) -> None:
-        if self._latest is not None:
-            figures, self._latest = self._latest, None
-            self._write(figures)
-
-    def _write(self, figures: dict) -> None:
-        try:
-            Operation.objects.filter(pk=self.operation.pk, lease_owner=self.operation.lease_owner).update(
-                progress=figures
-            )
-        except DatabaseError:
-            log.exception("recording the progress of %s", self.operation.pk)
 
 
 # -- Failure
@@ -626,7 +584,7 @@ def _rollback_target(server: Server, target: Host) -> None:
         _report(key, TARGET_LEFTOVERS_TEXT, {**values, "error": str(HOST_DOWN_MESSAGE)})
         return
     try:
-        moves.rollback_target(target, target_request_without_copies(server))
+        moves.rollback_target(target, guest.domain_request(server))  # names its volumes and filters
     except HypervisorError as exc:
         log.warning("rolling back %s on %s: %s", server.id, target.name, exc.message)
         _report(key, TARGET_LEFTOVERS_TEXT, {**values, "error": exc.message})
@@ -635,15 +593,9 @@ def _rollback_target(server: Server, target: Host) -> None:
 def _drop_source_copy(server: Server, source: Host) -> None:
     """A cold migration's temporary copy of the disk on the source (its worker may have died mid-copy)."""
     try:
-        moves.drop_source_copy(source, target_request_without_copies(server))
+        moves.drop_source_copy(source, guest.domain_request(server))
     except HypervisorError as exc:
         log.warning("the migration copy of %s on %s stays: %s", server.id, source.name, exc.message)
-
-
-def target_request_without_copies(server: Server) -> driver.DomainRequest:
-    """The server's domain as far as a rollback needs it (its volumes and filters are named by its id):
-    nothing is copied to the target for it."""
-    return guest.domain_request(server)
 
 
 def _running_again(operation: Operation, server: Server, source: Host) -> dict:

@@ -4,8 +4,10 @@ it enters, how far a long copy is, and facts a retried attempt needs, each under
 
 from __future__ import annotations
 
+import logging
 import time
 
+from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -17,6 +19,8 @@ from panel.models import Operation, Server
 from panel.servers import leases, operation_rows, operation_states, passwords
 from panel.servers.actions import HOST_DOWN_MESSAGE
 from panel.servers.states import PowerState
+
+log = logging.getLogger(__name__)
 
 OPEN = operation_states.OPEN
 
@@ -120,27 +124,52 @@ def was_running(operation: Operation) -> bool:
 
 
 class Progress:
-    """Records how far a long copy is in Operation.progress (percent, bytes done and in all), at most once a
-    second and on every whole percent it passes, under the worker's lease; a worker that lost it stops."""
+    """Records how far a long copy is in Operation.progress (percent, bytes done and in all, and remaining
+    when the copy tells), at most once a second and on every whole percent it passes, under the worker's
+    lease; a worker that lost it stops (LeaseLost). With `best_effort` the figures are only for show: a
+    write that fails or finds the lease gone is logged or let go and the copy goes on. `flush` writes the
+    last figures a throttled call kept."""
 
-    def __init__(self, operation: Operation, total: int = 0, interval: float = 1.0):
+    def __init__(
+        self, operation: Operation, total: int = 0, interval: float = 1.0, *, best_effort: bool = False
+    ):
         self.operation = operation
         self.total = total
         self.interval = interval
+        self.best_effort = best_effort
         self._last_at = 0.0
         self._last_percent = -1
+        self._latest: dict | None = None
 
-    def __call__(self, done: int, total: int | None = None) -> None:
+    def __call__(self, done: int, total: int | None = None, remaining: int | None = None) -> None:
         if total is not None:
             self.total = total
-        percent = min(100, done * 100 // self.total) if self.total else 0
+        percent = max(0, min(100, done * 100 // self.total)) if self.total > 0 else 0
+        figures = {"percent": percent, "bytes_done": done, "bytes_total": self.total}
+        if remaining is not None:
+            figures["bytes_remaining"] = remaining
         now = time.monotonic()
         if percent == self._last_percent and now - self._last_at < self.interval:
+            self._latest = figures
             return
-        self._last_at, self._last_percent = now, percent
-        progress = {"percent": percent, "bytes_done": done, "bytes_total": self.total}
-        kept = Operation.objects.filter(pk=self.operation.pk, lease_owner=self.operation.lease_owner).update(
-            progress=progress
-        )
-        if not kept:
+        self._last_at, self._last_percent, self._latest = now, percent, None
+        self._write(figures)
+
+    def flush(self) -> None:
+        """Write the figures a throttled call kept, if any."""
+        if self._latest is not None:
+            figures, self._latest = self._latest, None
+            self._write(figures)
+
+    def _write(self, figures: dict) -> None:
+        try:
+            kept = Operation.objects.filter(
+                pk=self.operation.pk, lease_owner=self.operation.lease_owner
+            ).update(progress=figures)
+        except DatabaseError:
+            if not self.best_effort:
+                raise
+            log.exception("recording the progress of %s", self.operation.pk)
+            return
+        if not kept and not self.best_effort:
             raise leases.LeaseLost(f"operation {self.operation.pk} was taken over meanwhile")

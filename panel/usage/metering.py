@@ -87,6 +87,15 @@ def _deltas(state: MeterState | None, counters: Counters) -> dict[str, int] | No
     return dict(zip(FIELDS, deltas, strict=True))
 
 
+def counters_begin_again(server: Server) -> None:
+    """The server's domain is a new one on another host (a migration's or an evacuation's switch-over): the
+    next reading counts its counters from zero, whatever id that host gives it (the state takes a domain
+    id no domain has). Call it in the switch-over's transaction."""
+    MeterState.objects.filter(server=server).update(
+        domain_id=-1, rx_bytes=0, tx_bytes=0, cpu_ns=0, rd_bytes=0, wr_bytes=0
+    )
+
+
 def _bucket(at: datetime) -> datetime:
     """The start of the 5-minute bucket holding `at` (exact: timedelta arithmetic, no float seconds)."""
     return at - (at - EPOCH) % timedelta(seconds=UsageSample.FIVE_MINUTES)

@@ -45,7 +45,7 @@ def test_the_owner_sees_maintenance_and_the_progress_but_no_host(
         type=Operation.Type.MIGRATE,
         status=Operation.Status.RUNNING,
         attempts=1,
-        params={**params, "live": True, "mode": "live"},
+        params={**params, "live": True},
         progress={
             "percent": 40,
             "bytes_done": 40 << 20,

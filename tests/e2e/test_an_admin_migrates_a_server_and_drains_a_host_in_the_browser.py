@@ -22,7 +22,7 @@ from panel.models import HostMove, Server, User
 from tests import factories, real_workers
 from tests.conftest import wait_for
 from tests.e2e.screens import shoot
-from tests.second_libvirtd import second_libvirtd  # noqa: F401 (the fixture)
+from tests.second_libvirtd import register_host2, second_libvirtd  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
 
@@ -76,16 +76,7 @@ def test_an_admin_migrates_a_server_and_drains_its_new_host(
     server = factories.make_real_server(
         customer, plan=plan, image=factories.make_image(), region=kvm_host.region, name="toko.example"
     )
-    host2 = factories.make_host(
-        uri=rig.uri,
-        region=kvm_host.region,
-        name="host2-e2e",
-        force_emulation=True,
-        bridge=rig.bridge,
-        migration_uri=rig.migration_uri,
-        migration_address=rig.migration_address,
-    )
-    assert host2.state == Host.State.READY, host2.status_reason
+    host2 = register_host2(rig, kvm_host.region, "host2-e2e")
     other = libvirt.open(rig.uri)
     admin_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     owner_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")

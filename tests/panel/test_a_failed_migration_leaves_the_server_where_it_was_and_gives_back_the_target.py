@@ -37,7 +37,7 @@ def test_the_server_stays_on_its_host_as_it_was(api, admin_user, customer, tmp_p
         assert operation.status == Operation.Status.FAILED
         assert operation.error == migration.FAILED_TEXT
         assert "simulated hosts cannot migrate" in operation.detail
-        assert operation.params["mode"] == ("live" if status == Server.Status.RUNNING else "cold")
+        assert operation.params["live"] is (status == Server.Status.RUNNING)
         server.refresh_from_db()
         assert (server.status, server.task, server.host_id) == (status, None, world.source.pk)
         assert held(server) == {"source": (1, 256, 1)}

@@ -35,8 +35,8 @@ def test_a_snapshot_racing_a_reboot_gets_a_conflict_not_a_deadlock(
     results: dict[str, object] = {}
     record = actions._record_action
 
-    def record_then_wait(target, action, user):
-        record(target, action, user)
+    def record_then_wait(target, action, user, **options):
+        record(target, action, user, **options)
         if action == Task.REBOOT:  # the reboot holds the server row, uncommitted, until released
             swapped.set()
             release.wait(timeout=30)

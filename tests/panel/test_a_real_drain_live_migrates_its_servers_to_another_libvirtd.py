@@ -9,12 +9,12 @@ import libvirt
 import pytest
 
 from hypervisor.driver import find_domain
-from hypervisor.models import Allocation, Host
+from hypervisor.models import Allocation
 from panel.infrastructure import host_moves
 from panel.models import HostMove, HostMoveItem, Operation, Server
 from tests import factories
 from tests.real_workers import remove_leftovers
-from tests.second_libvirtd import second_libvirtd  # noqa: F401 (the fixture)
+from tests.second_libvirtd import register_host2, second_libvirtd  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
 
@@ -39,16 +39,7 @@ def test_a_drain_moves_two_running_servers_to_the_other_daemon(
         )
         for n in range(2)
     ]
-    host2 = factories.make_host(
-        uri=rig.uri,
-        region=kvm_host.region,
-        name="host2-drain",
-        force_emulation=True,
-        bridge=rig.bridge,
-        migration_uri=rig.migration_uri,
-        migration_address=rig.migration_address,
-    )
-    assert host2.state == Host.State.READY, host2.status_reason
+    host2 = register_host2(rig, kvm_host.region, "host2-drain")
     other = libvirt.open(rig.uri)
     try:
         response = api(admin_user).post(f"/api/v1/admin/hosts/{kvm_host.pk}/drain/", {}, format="json")

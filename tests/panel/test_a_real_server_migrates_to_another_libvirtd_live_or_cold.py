@@ -19,7 +19,7 @@ from tests import factories
 from tests.conftest import wait_for
 from tests.panel.migration_support import MIGRATE
 from tests.real_workers import remove_leftovers, volumes_of
-from tests.second_libvirtd import second_libvirtd  # noqa: F401 (the fixture)
+from tests.second_libvirtd import register_host2, second_libvirtd  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.kvm, pytest.mark.django_db(transaction=True)]
 
@@ -36,18 +36,7 @@ def servers(libvirtd, kvm_host, customer) -> tuple[Server, Server]:
 
 @pytest.fixture
 def host2(second_libvirtd, kvm_host, servers) -> Host:  # noqa: F811 (the fixture imported above)
-    rig = second_libvirtd
-    host = factories.make_host(
-        uri=rig.uri,
-        region=kvm_host.region,
-        name="host2-migrate",
-        force_emulation=True,
-        bridge=rig.bridge,
-        migration_uri=rig.migration_uri,
-        migration_address=rig.migration_address,
-    )
-    assert host.state == Host.State.READY, host.status_reason
-    return host
+    return register_host2(second_libvirtd, kvm_host.region, "host2-migrate")
 
 
 @pytest.fixture

@@ -74,6 +74,7 @@ def test_a_running_server_moves_live_to_the_host_asked_for(api, admin_user, cust
     assert (audit.data["source"], audit.data["target"]) == ("source", "target")
     own = ActivityEvent.objects.filter(account=customer, type=ActivityEvent.Type.SERVER_ACTION).get()
     assert own.text == "Moved server web1.example to another host for maintenance."
+    assert not own.staff_action  # one audit event: the one that names the hosts
     for event in ActivityEvent.objects.filter(account=customer):
         assert "source" not in event.text and "target" not in event.text
 
