@@ -157,3 +157,12 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
             process.kill()
             process.wait()
         process.log.close()
+
+
+def purge_queues(*queues: str) -> None:
+    """Empty these broker queues (messages no worker holds)."""
+    from panel.celery import app
+
+    with app.connection_for_write() as connection:
+        for queue in queues:
+            connection.default_channel.queue_purge(queue)

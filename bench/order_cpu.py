@@ -329,11 +329,9 @@ def _purge() -> None:
     """Empty the queues of the operations and of the invoice mails."""
     from django.conf import settings
 
-    from panel.celery import app
+    from bench.common import purge_queues
 
-    with app.connection_for_write() as conn:
-        for queue in (settings.CELERY_TASK_DEFAULT_QUEUE, MAIL_QUEUE):
-            conn.default_channel.queue_purge(queue)
+    purge_queues(settings.CELERY_TASK_DEFAULT_QUEUE, MAIL_QUEUE)
 
 
 def _drop_queued() -> None:

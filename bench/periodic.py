@@ -28,6 +28,7 @@ from .common import (
     fmt_ms,
     fmt_s,
     log,
+    purge_queues,
     stop_processes,
     stopwatch,
     summary,
@@ -256,13 +257,6 @@ class Workers:
         log("scenario 4: Celery workers stopped")
 
 
-def _purge(queue: str) -> None:
-    from panel.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(queue)
-
-
 def _processes() -> list[tuple[int, int]]:
     """(pid, parent pid) of every process."""
     found = []
@@ -419,7 +413,7 @@ def run(world) -> tuple[Section, dict]:
         section.add("")
         data["billing"] = _billing(section, workers)
 
-    _purge(MAIL_QUEUE)
+    purge_queues(MAIL_QUEUE)
 
     # Where the time goes, in this process: statements per host and CPU per host (steady state).
     probe = hosts[0]

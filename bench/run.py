@@ -47,6 +47,7 @@ def configure_environment() -> dict[str, str]:
         "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         "REDIS_URL": os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
         "CELERY_QUEUE": "bench",
+        "INVOICE_MAIL_QUEUE": "bench-mail",  # served by the nice-19 mail worker (provisioning.MAIL_QUEUE)
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "PANEL_DATA_DIR": str(ROOT / "var" / "bench"),
         "STATIC_ROOT": str(ROOT / "var" / "bench" / "static"),

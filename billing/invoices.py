@@ -168,6 +168,7 @@ def issue(
     at: datetime,
     numbers: Numbers,
     parties: dict[int, Parties] | None = None,
+    mail_delay: int = 0,
 ) -> list[Invoice]:
     """Issue one invoice per list of lines, for each account (in the order given): written in bulk with
     their lines and their charges on the ledger, without their numbers, which `numbers.take()` gives them
@@ -202,22 +203,29 @@ def issue(
     numbers.add(invoices, codes=any(parties[account.pk].unique_amount_codes for account in issued_to))
     # The invoices are mailed by a worker, with their PDFs attached (billing.tasks.mail_invoices): rendering
     # PDFs never holds up an order or a billing run. A task mails up to MAIL_CHUNK of them, one by one, and
-    # a retry sends again only those not sent yet.
+    # a retry sends again only those not sent yet; `mail_delay` seconds after the commit (a new server's
+    # first invoice: its PDF is rendered once the server has booted, see open_subscription).
     for start in range(0, len(invoices), MAIL_CHUNK):
-        queue.after_commit(MAIL_INVOICES, [invoice.pk for invoice in invoices[start : start + MAIL_CHUNK]])
+        chunk = [invoice.pk for invoice in invoices[start : start + MAIL_CHUNK]]
+        queue.after_commit(MAIL_INVOICES, chunk, countdown=mail_delay)
     return invoices
 
 
 def issue_invoice(
-    account: AbstractBaseUser, lines: list[Line], at: datetime | None = None, parties: Parties | None = None
+    account: AbstractBaseUser,
+    lines: list[Line],
+    at: datetime | None = None,
+    parties: Parties | None = None,
+    mail_delay: int = 0,
 ) -> Invoice:
     """Issue an invoice now: charged to the ledger, paid at once if credit covers it, numbered last.
-    `parties`: what the caller read when it locked the account (`locked_parties`)."""
+    `parties`: what the caller read when it locked the account (`locked_parties`); `mail_delay`: seconds
+    between the commit and its mail (issue)."""
     at = at or timezone.now()
     with transaction.atomic(savepoint=False):
         numbers = Numbers()
         known = {account.pk: parties} if parties is not None else None
-        (invoice,) = issue({account: [lines]}, at, numbers, known)
+        (invoice,) = issue({account: [lines]}, at, numbers, known, mail_delay=mail_delay)
         if invoice.pk in settle(account, at, locked=True, issued_only=True, issued=[invoice]):
             invoice.status, invoice.paid_at = Invoice.Status.PAID, at
         numbers.take()

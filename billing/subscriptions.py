@@ -76,7 +76,9 @@ def open_subscription(
         rows.insert([subscription])
         if cycle == Subscription.Cycle.MONTHLY:
             line = plan_line(subscription, at, subscription.paid_through)
-            issue_invoice(account, [line], at, parties)
+            # Mailed INVOICE_MAIL_DELAY_SECONDS later: its PDF costs more CPU than the whole order, and the
+            # server it pays for boots first.
+            issue_invoice(account, [line], at, parties, mail_delay=settings.INVOICE_MAIL_DELAY_SECONDS)
     return subscription
 
 

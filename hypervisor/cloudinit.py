@@ -1,17 +1,23 @@
 """Guest configuration through a cloud-init NoCloud seed: an ISO 9660 image with the volume label
-`cidata` holding meta-data, user-data and network-config, built in Python with pycdlib."""
+`cidata` holding meta-data, user-data and network-config, built in Python with pycdlib.
+
+The documents are written as JSON, which YAML parsers read (cloud-init reads them with PyYAML): the standard
+library writes it several times faster than PyYAML, and every string in it is quoted, so none is taken for
+a number or a boolean (a host name "123", "no"). Characters YAML does not take as they are, or escaped as
+JSON escapes them (an emoji's surrogate pair), are written as YAML escapes (_document)."""
 
 from __future__ import annotations
 
 import io
 import ipaddress
+import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
 import pycdlib
-import yaml
 
 try:  # the stdlib module until Python 3.12, the crypt-r package after
     import crypt_r as _crypt
@@ -67,12 +73,17 @@ class StaticNetwork:
         return {"version": 2, "ethernets": {"eth0": interface}}
 
 
-# libyaml's emitter when PyYAML has it (about ten times faster than the pure-Python one), else PyYAML's own.
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# Characters a YAML reader refuses or changes when they stand in a document as they are (C1 controls, DEL,
+# NEL, the line and paragraph separators, the byte order mark, non-characters, surrogates): escaped as
+# "\uXXXX", which JSON and YAML read alike. Characters beyond the BMP (an emoji in an SSH key's comment) stay
+# as they are: JSON's escape for them, a surrogate pair, is not one character to a YAML reader.
+_UNSAFE_IN_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 
 
-def _yaml(data: dict) -> str:
-    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False, allow_unicode=True)
+def _document(data: dict) -> str:
+    """A document of the seed: JSON (YAML's flow style), indented for people who read it in the guest."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _UNSAFE_IN_YAML.sub(lambda match: f"\\u{ord(match[0]):04x}", text) + "\n"
 
 
 ROOT_LOGIN_DROP_IN = "/etc/ssh/sshd_config.d/00-vpspanel-rescue.conf"
@@ -92,7 +103,7 @@ class GuestConfig:
     root_password_login: bool = False
 
     def meta_data(self) -> str:
-        return _yaml({"instance-id": self.instance_id, "local-hostname": self.hostname.split(".")[0]})
+        return _document({"instance-id": self.instance_id, "local-hostname": self.hostname.split(".")[0]})
 
     def cloud_config(self) -> dict:
         config: dict = {
@@ -122,7 +133,7 @@ class GuestConfig:
 
     def user_data_document(self) -> str:
         """Our #cloud-config, plus the customer's own user data as a second MIME part when given."""
-        ours = "#cloud-config\n" + _yaml(self.cloud_config())
+        ours = "#cloud-config\n" + _document(self.cloud_config())
         if not self.user_data.strip():
             return ours
         message = MIMEMultipart()
@@ -135,7 +146,7 @@ class GuestConfig:
         return message.as_string()
 
     def network_config(self) -> str | None:
-        return _yaml(self.network.config()) if self.network else None
+        return _document(self.network.config()) if self.network else None
 
     def files(self) -> dict[str, bytes]:
         files = {"meta-data": self.meta_data().encode(), "user-data": self.user_data_document().encode()}

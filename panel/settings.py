@@ -538,6 +538,16 @@ REGION_QUEUES = os.environ.get("REGION_QUEUES", "") not in ("", "0")
 INVOICE_MAIL_QUEUE = os.environ.get("INVOICE_MAIL_QUEUE", "")
 if INVOICE_MAIL_QUEUE:
     CELERY_TASK_ROUTES = {"billing.tasks.mail_invoices": {"queue": INVOICE_MAIL_QUEUE}}
+# A new server's first invoice is mailed this many seconds after the order: rendering its PDF (about an eighth
+# of a second of CPU) then does not compete with the server's boot on a host that shares the panel's
+# machine. 0 mails at once. A worker holds a delayed task unacknowledged until it runs, so the delay must be
+# shorter than the broker's visibility timeout (above), after which Redis would hand the mail out again.
+INVOICE_MAIL_DELAY_SECONDS = int(os.environ.get("INVOICE_MAIL_DELAY_SECONDS", "30"))
+_visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout") if REDIS_URL else None
+if INVOICE_MAIL_DELAY_SECONDS < 0 or (_visibility is not None and INVOICE_MAIL_DELAY_SECONDS >= _visibility):
+    raise ImproperlyConfigured(
+        "INVOICE_MAIL_DELAY_SECONDS must be 0 or more and less than BROKER_VISIBILITY_TIMEOUT."
+    )
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Every periodic job, in one place: the reaper, reconcile and host checks (state), metering and its

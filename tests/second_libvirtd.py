@@ -218,6 +218,8 @@ def _prepare() -> None:
     cache copied from the system daemon's (the same QEMU: no minute-long probe on a first start)."""
     for name in PRIVATE:
         (STATE_DIR / name).mkdir(parents=True, exist_ok=True)
+    # Where host2's virtlogd writes its domains' logs and consoles (not made by a daemon on every machine).
+    (STATE_DIR / "log" / "qemu").mkdir(exist_ok=True)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     etc = STATE_DIR / "etc"
     if not (etc / "libvirtd.conf.orig").exists():

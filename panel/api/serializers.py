@@ -168,10 +168,10 @@ def _server_representation() -> ServerSerializer:
     return ServerSerializer()
 
 
-def created_server(server: Server) -> dict:
-    """`ServerSerializer(server).data` for the answer to an order, from one serializer per process whose
-    fields are made once (building a model serializer's fields costs more than representing a server;
-    representing reads the fields only, so threads may share them)."""
+def server_representation(server: Server) -> dict:
+    """`ServerSerializer(server).data` for the answer to an order and to a client polling its server, from
+    one serializer per process whose fields are made once (building a model serializer's fields costs more
+    than representing a server; representing reads the fields only, so threads may share them)."""
     return _server_representation().to_representation(server)
 
 

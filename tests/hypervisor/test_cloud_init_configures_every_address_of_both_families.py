@@ -50,3 +50,17 @@ def test_without_addresses_the_guest_gets_no_network_config():
     assert static_network(MAC, []) is None
     files = read_seed_iso(build_seed_iso(GuestConfig(instance_id="i-1", hostname="web")))
     assert "network-config" not in files
+
+
+def test_the_seed_documents_read_back_exactly_whatever_their_text():
+    """The documents are JSON read by a YAML parser: an emoji in a key's comment, accents, controls,
+    separators and quotes come back as they were, with libyaml's reader and the pure-Python one cloud-init
+    uses."""
+    key = 'ssh-ed25519 AAAAC3Nza dewi 🚀 é \x85 \x7f \u2028 \ufeff\ttab \\ "quoted"'
+    config = GuestConfig(instance_id="i-1", hostname="123", ssh_keys=[key], password_hash="$6$salt$hash")
+    files = read_seed_iso(build_seed_iso(config))
+    for loader in (yaml.SafeLoader, yaml.CSafeLoader):
+        user_data = yaml.load(files["user-data"].decode(), Loader=loader)
+        assert user_data["users"][0]["ssh_authorized_keys"] == [key]
+        assert user_data["hostname"] == "123"  # a string, not a number
+        assert yaml.load(files["meta-data"].decode(), Loader=loader)["local-hostname"] == "123"

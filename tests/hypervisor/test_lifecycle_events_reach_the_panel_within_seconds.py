@@ -89,7 +89,7 @@ def libvirtd(transactional_db) -> libvirt.virConnect:
         for server_id in Server.objects.values_list("id", flat=True):
             remove_leftovers(conn, pool, str(server_id))
         if created:
-            pool.refresh(0)
+            connection.when_pool_idle(lambda: pool.refresh(0))  # other tests' volume jobs
             if not pool.numOfVolumes():
                 pool.destroy()
                 pool.undefine()
@@ -105,7 +105,7 @@ def remove_leftovers(conn: libvirt.virConnect, pool: libvirt.virStoragePool, ser
         if domain.isActive():
             domain.destroy()
         domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
-    pool.refresh(0)
+    connection.when_pool_idle(lambda: pool.refresh(0))  # other tests' volume jobs
     for name in pool.listVolumes():
         if server_id in name:
             pool.storageVolLookupByName(name).delete(0)

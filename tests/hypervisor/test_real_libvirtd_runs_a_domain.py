@@ -7,6 +7,7 @@ import libvirt
 import pytest
 from lxml import etree
 
+from hypervisor import connection as libvirt_connection
 from hypervisor.driver import DEFAULT_POOL_PATH
 from hypervisor.models import Allocation, Host
 from hypervisor.xml.domain import server_id_from_xml
@@ -46,7 +47,7 @@ def remove_pool_if_empty(conn: libvirt.virConnect) -> None:
     if pool is None:
         return
     if pool.isActive():
-        pool.refresh(0)
+        libvirt_connection.when_pool_idle(lambda: pool.refresh(0))  # other tests' volume jobs
         if pool.numOfVolumes():
             return
         pool.destroy()
@@ -76,7 +77,7 @@ def without_default_pool(libvirtd):
     saved = None
     if pool is not None:
         if pool.isActive():
-            pool.refresh(0)
+            libvirt_connection.when_pool_idle(lambda: pool.refresh(0))  # other tests' volume jobs
             if pool.numOfVolumes():
                 pytest.skip("the host's default pool holds volumes; not removing it, even for a moment")
         saved = (pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE), pool.isActive(), pool.autostart())
@@ -105,7 +106,7 @@ def find_domain(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain | None
 def find_volume(conn: libvirt.virConnect, name: str) -> libvirt.virStorageVol | None:
     try:
         pool = conn.storagePoolLookupByName(POOL)
-        pool.refresh(0)
+        libvirt_connection.when_pool_idle(lambda: pool.refresh(0))  # other tests' volume jobs
         return pool.storageVolLookupByName(name)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_STORAGE_POOL):

@@ -40,7 +40,7 @@ def conn(pooled):
             if domain.isActive():
                 domain.destroy()
             domain.undefine()
-    pool.refresh(0)
+    connection.when_pool_idle(lambda: pool.refresh(0))  # other tests' volume jobs
     for name in set(pool.listVolumes()) - volumes_before:
         pool.storageVolLookupByName(name).delete(0)
 

@@ -12,7 +12,7 @@ import pytest
 
 from billing.models import InvoiceLine, Plan, Subscription
 from hypervisor.models import Allocation, Image, IPAddress, Region
-from panel.api.serializers import ServerSerializer, created_server
+from panel.api.serializers import ServerSerializer, server_representation
 from panel.models import Server
 from panel.servers import order_catalogue
 from tests import factories
@@ -124,5 +124,5 @@ def test_the_answer_to_an_order_is_the_servers_representation(api, customer, cop
     server = Server.objects.select_related("plan", "image", "region").get(pk=response.json()["id"])
 
     assert response.json() == ServerSerializer(server).data
-    assert created_server(server) == ServerSerializer(server).data
+    assert server_representation(server) == ServerSerializer(server).data
     assert response.json()["ipv4"] == server.ipv4 != []

@@ -4,14 +4,19 @@ any message twice."""
 
 from __future__ import annotations
 
+import os
 import smtplib
+import subprocess
+import sys
+from decimal import Decimal
 
 import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives, send_mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 
-from billing import subscriptions
+from billing import invoices, subscriptions
+from billing.invoices import MAIL_INVOICES
 from panel.mail import from_data, to_data
 from panel.models import User
 from tests import factories
@@ -83,10 +88,26 @@ def test_sending_queues_and_a_worker_delivers(queued_mail, celery_worker):
 def test_an_order_returns_before_its_invoice_mail_is_delivered(
     queued_mail, billing_tasks_to_the_broker, celery_worker, catalog
 ):
+    queued_mail.INVOICE_MAIL_DELAY_SECONDS = 1  # the worker holds the mail this long (30 s unless set)
     customer = factories.make_user(User.Role.CUSTOMER)
     subscriptions.open_subscription(customer, catalog["plan"], "ref-1", "web1.example.com")
     wait_for(lambda: any(m.subject.startswith("Invoice INV-") for m in mail.outbox))
     assert [m.to for m in mail.outbox] == [[customer.email]]
+
+
+def test_a_new_servers_invoice_is_mailed_after_the_delay_and_other_invoices_at_once(
+    billing_queue, catalog, settings, django_capture_on_commit_callbacks
+):
+    settings.INVOICE_MAIL_DELAY_SECONDS = 45
+    customer = factories.make_user(User.Role.CUSTOMER)
+    with django_capture_on_commit_callbacks(execute=True):
+        subscriptions.open_subscription(customer, catalog["plan"], "ref-1", "web1.example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        invoices.issue_invoice(
+            customer, [invoices.Line(kind="manual", description="Setup", unit_price=Decimal(1))]
+        )
+    assert [name for name, _args in billing_queue.sent] == [MAIL_INVOICES, MAIL_INVOICES]
+    assert billing_queue.countdowns == [45, 0]
 
 
 def test_a_failing_mail_server_is_tried_again_from_the_message_that_failed(queued_mail, celery_worker):
@@ -116,3 +137,22 @@ def test_a_message_refused_for_good_is_skipped_not_retried(queued_mail, celery_w
     wait_for(lambda: len(mail.outbox) == 2, message="the messages after the refused one were not sent")
     assert [m.subject for m in mail.outbox] == ["to a", "to b"]
     assert RefusingBackend.offered == ["to a", "to nobody", "to b"]  # offered once each: no retry
+
+
+@pytest.mark.parametrize("delay, starts", [("-1", False), ("1260", False), ("0", True), ("1259", True)])
+def test_a_mail_delay_the_broker_would_hand_out_twice_is_refused_at_start(delay, starts):
+    """A delayed task stays unacknowledged until it runs: the delay must be shorter than the broker's
+    visibility timeout (1,260 s by default), or Redis hands the mail out again."""
+    env = {
+        **os.environ,
+        "INVOICE_MAIL_DELAY_SECONDS": delay,
+        "REDIS_URL": "redis://127.0.0.1:6379/15",
+        "SECRET_KEY": "test-only-secret-key",
+        "DJANGO_SETTINGS_MODULE": "panel.settings",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
+    )
+    assert (done.returncode == 0) == starts, done.stderr
+    if not starts:
+        assert "INVOICE_MAIL_DELAY_SECONDS" in done.stderr

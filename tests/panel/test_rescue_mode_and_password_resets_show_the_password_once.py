@@ -10,6 +10,7 @@ import logging
 
 import libvirt
 import pytest
+import yaml
 
 from billing import signals
 from hypervisor import cloudinit, driver
@@ -152,13 +153,13 @@ def test_the_rescue_seed_sets_the_one_time_password_and_lets_root_in_over_ssh(se
     files = cloudinit.read_seed_iso(guest.rescue_seed_iso(server, "Secret-one-time-pw", "rescue-1"))
     user_data = files["user-data"].decode()
     assert "Secret-one-time-pw" not in user_data  # only its hash
-    config = cloudinit.yaml.safe_load(user_data)
+    config = yaml.safe_load(user_data)
     root = config["users"][0]
     assert root["name"] == "root" and not root["lock_passwd"]
     assert cloudinit._crypt.crypt("Secret-one-time-pw", root["hashed_passwd"]) == root["hashed_passwd"]
     assert config["ssh_pwauth"] is True and config["hostname"] == "rescue"
     assert config["write_files"][0]["content"] == "PermitRootLogin yes\nPasswordAuthentication yes\n"
-    assert b"instance-id: rescue-1" in files["meta-data"]
+    assert yaml.safe_load(files["meta-data"])["instance-id"] == "rescue-1"
 
 
 def test_a_failed_rescue_puts_the_servers_own_domain_back(
