@@ -257,7 +257,12 @@ def test_a_host_goes_down_only_after_the_configured_number_of_failed_checks(host
     assert (once.state, once.enabled, once.failed_checks) == (Host.State.READY, True, 1)
     twice = check(host)
     assert (twice.state, twice.enabled, twice.failed_checks) == (Host.State.DOWN, False, 2)
-    assert twice.status_reason == "connection refused by the local libvirtd"
+    # Refused (a new connection) or lost (a cached one whose end the keepalive had not noticed yet): which of
+    # the two the second check meets depends on timing; either is a host that does not answer.
+    assert twice.status_reason in (
+        "connection refused by the local libvirtd",
+        "the connection to the local libvirtd was lost",
+    )
 
     proxy.start()
     back = check(host)
