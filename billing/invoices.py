@@ -78,9 +78,11 @@ class _Amounts(dict):
         return amounts
 
 
-def _new_invoice(account, lines: list[Line], at: datetime, parties: Parties, amounts: _Amounts) -> Invoice:
+def _new_invoice(
+    account, lines: list[Line], at: datetime, parties: Parties, amounts: _Amounts, mail_after: datetime
+) -> Invoice:
     """An open invoice (not saved, no number yet) for these lines, its tax computed once on their sum
-    (billing.tax)."""
+    (billing.tax), its mail due from `mail_after`."""
     breakdown = amounts[sum((line.amount for line in lines), ZERO)]
     return Invoice(
         account=account,
@@ -101,6 +103,7 @@ def _new_invoice(account, lines: list[Line], at: datetime, parties: Parties, amo
         buyer_tax_id=parties.buyer_tax_id,
         issued_at=at,
         due_at=at + timedelta(days=settings.INVOICE_DUE_DAYS),
+        mail_after=mail_after,
     )
 
 
@@ -161,6 +164,9 @@ def _charge_values(invoice: Invoice, reason: dict) -> tuple:
 
 # Invoices mailed by one task at most (billing.tasks.mail_invoices): a billing run's batch issues hundreds.
 MAIL_CHUNK = 50
+# An invoice's mail not out this long after it was handed to a worker is handed on again
+# (billing.invoice_mail): longer than a billing run's mails wait in the mail queue.
+MAIL_HANDED_ON_AGAIN_AFTER = timedelta(days=1)
 
 
 def issue(
@@ -173,12 +179,14 @@ def issue(
     """Issue one invoice per list of lines, for each account (in the order given): written in bulk with
     their lines and their charges on the ledger, without their numbers, which `numbers.take()` gives them
     (with those of the other invoices the transaction issues) as the transaction's last statement; mailed
-    after the commit. The accounts' rows are locked first (`locked_parties_of`, unless the caller passes
-    what it read with the locks, by account id); the caller settles.
+    after the commit, or with `mail_delay` by beat's sweep once due. The accounts' rows are locked first
+    (`locked_parties_of`, unless the caller passes what it read with the locks, by account id); the caller
+    settles.
 
     The year's sequence row, which serialises every issuer, is locked only by `numbers.take()`, so the
     less done after it, the more accounts renew side by side."""
     parties = parties or locked_parties_of([account.pk for account in issued_to])
+    mail_after = _mail_after(mail_delay)
     invoices: list[Invoice] = []
     lines_of_invoices: list[list[tuple]] = []
     amounts: dict[tax.TaxRule, _Amounts] = {}
@@ -187,7 +195,7 @@ def issue(
             of = parties[account.pk]
             rule_amounts = amounts.setdefault(of.rule, _Amounts(of.rule))
             for lines in lines_of:
-                invoices.append(_new_invoice(account, lines, at, of, rule_amounts))
+                invoices.append(_new_invoice(account, lines, at, of, rule_amounts, mail_after))
                 lines_of_invoices.append(_line_values(lines))
         reason = reason_fields(charge_reason(None))
     rows.insert(invoices)
@@ -203,12 +211,23 @@ def issue(
     numbers.add(invoices, codes=any(parties[account.pk].unique_amount_codes for account in issued_to))
     # The invoices are mailed by a worker, with their PDFs attached (billing.tasks.mail_invoices): rendering
     # PDFs never holds up an order or a billing run. A task mails up to MAIL_CHUNK of them, one by one, and
-    # a retry sends again only those not sent yet; `mail_delay` seconds after the commit (a new server's
-    # first invoice: its PDF is rendered once the server has booted, see open_subscription).
-    for start in range(0, len(invoices), MAIL_CHUNK):
-        chunk = [invoice.pk for invoice in invoices[start : start + MAIL_CHUNK]]
-        queue.after_commit(MAIL_INVOICES, chunk, countdown=mail_delay)
+    # a retry sends again only those not sent yet. Sent after the commit, or with `mail_delay`, handed on by
+    # the sweep once it is due (billing.invoice_mail.hand_on_due; see `_mail_after`).
+    if not mail_delay:
+        ids = [invoice.pk for invoice in invoices]
+        for start in range(0, len(ids), MAIL_CHUNK):
+            queue.after_commit(MAIL_INVOICES, ids[start : start + MAIL_CHUNK], robust=True)
     return invoices
+
+
+def _mail_after(mail_delay: int) -> datetime:
+    """When the sweep hands an issued invoice's mail to a worker if it has not gone out by then. A delayed
+    mail (a new server's first invoice: its PDF is rendered once the server has booted, see
+    billing.subscriptions.open_subscription) is not sent by the issuer at all: the order's request saves a
+    broker message (about a millisecond of CPU), and the sweep sends the due mails of every order at once.
+    Any other is sent after the commit, and handed on again only if it is still not out a day later (its
+    task lost between the commit and the broker, say)."""
+    return timezone.now() + (timedelta(seconds=mail_delay) if mail_delay else MAIL_HANDED_ON_AGAIN_AFTER)
 
 
 def issue_invoice(
@@ -220,7 +239,7 @@ def issue_invoice(
 ) -> Invoice:
     """Issue an invoice now: charged to the ledger, paid at once if credit covers it, numbered last.
     `parties`: what the caller read when it locked the account (`locked_parties`); `mail_delay`: seconds
-    between the commit and its mail (issue)."""
+    from now until its mail is due, when the sweep sends it (0: sent after the commit; see `_mail_after`)."""
     at = at or timezone.now()
     with transaction.atomic(savepoint=False):
         numbers = Numbers()
@@ -432,7 +451,7 @@ def void_locked(invoice: Invoice, by: AbstractBaseUser | None = None, reason: st
     """Void an open invoice and credit its charge (the caller holds the account's lock); False when it was
     not open (voided or paid meanwhile)."""
     if not Invoice.objects.filter(pk=invoice.pk, status=Invoice.Status.OPEN).update(
-        status=Invoice.Status.VOID, voided_at=timezone.now()
+        status=Invoice.Status.VOID, voided_at=timezone.now(), mail_after=None
     ):
         return False
     reason = reason or Message(

@@ -324,11 +324,25 @@ class Invoice(models.Model):
     reminded_at = models.DateTimeField(null=True, blank=True)
     overdue_notified_at = models.DateTimeField(null=True, blank=True)
     termination_warned_at = models.DateTimeField(null=True, blank=True)
+    # The invoice's mail (billing.invoice_mail): `mail_after`, when beat's sweep is to hand it to a worker
+    # (again, a day on, in case its task was lost), NULL once it is out or not to be sent; `mailed_at`, when
+    # it went out (a task for an invoice mailed already sends nothing).
+    mail_after = models.DateTimeField(null=True, blank=True)
+    mailed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["status", "due_at"])]
+        indexes = [
+            models.Index(fields=["account", "status"]),
+            models.Index(fields=["status", "due_at"]),
+            # Only the invoices whose mail has not gone out yet: the sweep's index stays a few rows deep.
+            models.Index(
+                fields=["mail_after"],
+                name="billing_invoice_mail_due",
+                condition=models.Q(mail_after__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.number or f"draft {self.pk}"

@@ -10,15 +10,15 @@ from celery import current_app
 from django.db import transaction
 
 
-def send(task_name: str, *args: Any, countdown: int = 0) -> None:
-    """Send the task now, to be run at once or `countdown` seconds from now."""
+def send(task_name: str, *args: Any) -> None:
+    """Send the task now."""
     # Billing sends ids (at most MAIL_CHUNK of them): repr() says what Celery's saferepr() would, at a tenth
     # of its cost (as panel.dispatch.args_text does for short arguments).
-    options = {"countdown": countdown} if countdown else {}
-    current_app.send_task(task_name, args=list(args), argsrepr=repr(list(args)), kwargsrepr="{}", **options)
+    current_app.send_task(task_name, args=list(args), argsrepr=repr(list(args)), kwargsrepr="{}")
 
 
-def after_commit(task_name: str, *args: Any, countdown: int = 0) -> None:
-    """Send the task when the current transaction commits (at once outside a transaction), to be run at once
-    or `countdown` seconds later."""
-    transaction.on_commit(partial(send, task_name, *args, countdown=countdown))
+def after_commit(task_name: str, *args: Any, robust: bool = False) -> None:
+    """Send the task when the current transaction commits (at once outside a transaction). A failure to
+    send raises from the commit, unless `robust` (work that is sent again if lost, as invoice mails are):
+    then it is logged and the transaction's other callbacks still run."""
+    transaction.on_commit(partial(send, task_name, *args), robust=robust)

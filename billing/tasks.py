@@ -1,3 +1,5 @@
+import logging
+
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
@@ -6,6 +8,8 @@ from django.utils.dateparse import parse_datetime
 
 from . import checkouts, cycle, invoice_mail, providers
 from .models import Checkout
+
+log = logging.getLogger(__name__)
 
 MAIL_RETRY_FACTOR = 30  # seconds before the first retry of a mail, doubled each time (with jitter)
 MAIL_RETRY_MAX = 3600
@@ -49,11 +53,19 @@ def refresh_checkout(checkout_id: int) -> str:
     return checkouts.refresh(checkout).status
 
 
+@shared_task(acks_late=True)
+def hand_on_due_invoice_mails() -> int:
+    """Beat, every few seconds: send the mail tasks of the invoices whose mail is due (a new server's first
+    invoice, INVOICE_MAIL_DELAY_SECONDS after the order; one whose task was lost, a day later)."""
+    return invoice_mail.hand_on_due()
+
+
 @shared_task(bind=True, acks_late=True, max_retries=MAIL_RETRIES)
 def mail_invoices(self, invoice_ids: list[int]) -> int:
     """Mail each newly issued invoice to its customer, in their language, with its PDF attached, one after
     the other; those that failed are tried again later (backing off), so a retry sends again only what was
-    not sent yet, and one invoice that keeps failing never holds back the others."""
+    not sent yet, and one invoice that keeps failing never holds back the others; after MAIL_RETRIES retries
+    its mail is given up (logged; beat's sweep leaves it)."""
     sent, failed, error = 0, [], None
     for invoice_id in invoice_ids:
         try:
@@ -61,6 +73,10 @@ def mail_invoices(self, invoice_ids: list[int]) -> int:
         except Exception as exc:
             failed.append(invoice_id)
             error = exc
+    if failed and self.request.retries >= MAIL_RETRIES:
+        invoice_mail.give_up(failed)
+        log.error("gave up mailing invoices %s after %d tries: %s", failed, MAIL_RETRIES + 1, error)
+        raise error
     if failed:
         countdown = get_exponential_backoff_interval(
             MAIL_RETRY_FACTOR, self.request.retries, MAIL_RETRY_MAX, full_jitter=True

@@ -540,14 +540,12 @@ if INVOICE_MAIL_QUEUE:
     CELERY_TASK_ROUTES = {"billing.tasks.mail_invoices": {"queue": INVOICE_MAIL_QUEUE}}
 # A new server's first invoice is mailed this many seconds after the order: rendering its PDF (about an eighth
 # of a second of CPU) then does not compete with the server's boot on a host that shares the panel's
-# machine. 0 mails at once. A worker holds a delayed task unacknowledged until it runs, so the delay must be
-# shorter than the broker's visibility timeout (above), after which Redis would hand the mail out again.
+# machine. The order leaves the mail to beat's sweep (billing.invoice_mail), which runs every
+# INVOICE_MAIL_SWEEP_SECONDS; 0 sends it after the order's commit, as every other invoice's.
 INVOICE_MAIL_DELAY_SECONDS = int(os.environ.get("INVOICE_MAIL_DELAY_SECONDS", "30"))
-_visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout") if REDIS_URL else None
-if INVOICE_MAIL_DELAY_SECONDS < 0 or (_visibility is not None and INVOICE_MAIL_DELAY_SECONDS >= _visibility):
-    raise ImproperlyConfigured(
-        "INVOICE_MAIL_DELAY_SECONDS must be 0 or more and less than BROKER_VISIBILITY_TIMEOUT."
-    )
+if INVOICE_MAIL_DELAY_SECONDS < 0:
+    raise ImproperlyConfigured("INVOICE_MAIL_DELAY_SECONDS must be 0 or more.")
+INVOICE_MAIL_SWEEP_SECONDS = 10.0
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Every periodic job, in one place: the reaper, reconcile and host checks (state), metering and its
@@ -565,6 +563,10 @@ CELERY_BEAT_SCHEDULE = {
     "rollup-usage": {"task": "panel.tasks.rollup_usage", "schedule": 3600.0},
     "billing-run": {"task": "billing.tasks.billing_run", "schedule": 3600.0},
     "poll-checkouts": {"task": "billing.tasks.poll_checkouts", "schedule": CHECKOUT_POLL_INTERVAL},
+    "hand-on-due-invoice-mails": {
+        "task": "billing.tasks.hand_on_due_invoice_mails",
+        "schedule": INVOICE_MAIL_SWEEP_SECONDS,
+    },
     "sync-reverse-dns": {"task": "panel.tasks.sync_reverse_dns", "schedule": 60.0},
     "apply-pending-network-filters": {"task": "panel.tasks.apply_pending_network_filters", "schedule": 20.0},
     "run-due-backups": {"task": "panel.tasks.run_due_backups", "schedule": 60.0},

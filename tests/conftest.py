@@ -184,11 +184,9 @@ class BillingQueue:
 
     def __init__(self):
         self.sent: list[tuple[str, tuple]] = []
-        self.countdowns: list[int] = []  # each sent task's delay in seconds (0: at once)
 
-    def record(self, task_name: str, *args, countdown: int = 0) -> None:
+    def record(self, task_name: str, *args) -> None:
         self.sent.append((task_name, args))
-        self.countdowns.append(countdown)
 
     def run(self) -> list:
         import billing.tasks  # noqa: F401 (registers billing's tasks, as a worker's autodiscovery does)

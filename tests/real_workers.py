@@ -210,7 +210,7 @@ def worker_processes(settings, directory: Path) -> Iterator[Workers]:
         "DEBUG": "",
         "CELERY_QUEUE": queue,
         "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-        "INVOICE_MAIL_DELAY_SECONDS": "0",  # (a delay must be shorter than the visibility timeout)
+        "INVOICE_MAIL_DELAY_SECONDS": "0",  # an order's invoice mailed after its commit (no beat runs here)
         "OPERATION_DEADLINE": "3600",
         "SHUTDOWN_TIMEOUT": "3",  # the blank guest has no OS to answer ACPI: power off after 3 s
         "REBOOT_TIMEOUT": "2",

@@ -16,9 +16,12 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.core.management import call_command
+from django.utils import timezone
 
+from billing import invoice_mail
 from billing.invoices import void_invoice
 from billing.models import Invoice, InvoiceSequence, LedgerEntry, Payment, Subscription
 from billing.payments import record_payment
@@ -121,7 +124,9 @@ class Mailbox:
 
     def new(self) -> list[str]:
         """Subjects of the mails sent since the last look (all to the customer), the invoices' mails (sent
-        by a worker, with their PDF) once the worker has done its job."""
+        by a worker, with their PDF) once the worker has done its job, a new server's first invoice's once
+        beat's sweep has handed it on (INVOICE_MAIL_DELAY_SECONDS after the order)."""
+        invoice_mail.hand_on_due(timezone.now() + timedelta(seconds=settings.INVOICE_MAIL_DELAY_SECONDS))
         self.queue.run()
         messages = mail.outbox[self.seen :]
         self.seen = len(mail.outbox)
