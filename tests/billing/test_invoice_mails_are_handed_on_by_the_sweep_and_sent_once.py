@@ -46,7 +46,9 @@ def test_the_sweep_is_a_periodic_job():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_row_another_transaction_holds_is_left_to_the_next_sweep(billing_queue):
+def test_a_row_another_transaction_locks_waits_for_the_next_sweep_one_it_references_does_not(
+    billing_queue,
+):
     customer = factories.make_user(User.Role.CUSTOMER)
     with transaction.atomic():
         held = invoices.issue_invoice(
@@ -58,10 +60,13 @@ def test_a_row_another_transaction_holds_is_left_to_the_next_sweep(billing_queue
     later = timezone.now() + timedelta(minutes=1)
     locked, release, swept = threading.Event(), threading.Event(), []
 
-    def hold() -> None:  # another transaction (a payment settling the invoice, say) holds one row
+    def hold() -> None:
         try:
             with transaction.atomic():
-                Invoice.objects.select_for_update().get(pk=held.pk)
+                Invoice.objects.select_for_update().get(pk=held.pk)  # a payment settling it, say
+                with connection.cursor() as cursor:  # what a new row referencing it takes at its commit
+                    table = Invoice._meta.db_table
+                    cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR KEY SHARE", [free.pk])
                 locked.set()
                 release.wait(timeout=30)
         finally:
@@ -71,7 +76,7 @@ def test_a_row_another_transaction_holds_is_left_to_the_next_sweep(billing_queue
     holder.start()
     try:
         assert locked.wait(timeout=10)
-        swept.append(invoice_mail.hand_on_due(later))  # returns at once: SKIP LOCKED
+        swept.append(invoice_mail.hand_on_due(later))  # at once: SKIP LOCKED, and NO KEY for the other
     finally:
         release.set()
         holder.join(timeout=30)
@@ -109,6 +114,31 @@ def test_a_task_from_before_the_upgrade_mails_its_invoice_once(
 class RefusingServer(LocmemBackend):
     def send_messages(self, messages):
         raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+
+
+class RefusingOnceServer(LocmemBackend):
+    refused = 0
+
+    def send_messages(self, messages):
+        if not RefusingOnceServer.refused:
+            RefusingOnceServer.refused += 1
+            raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+        return super().send_messages(messages)
+
+
+def test_a_mail_that_fails_before_its_last_try_is_tried_again(
+    db, billing_queue, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingOnceServer"
+    RefusingOnceServer.refused = 0
+    customer = factories.make_user(User.Role.CUSTOMER)
+    invoice = issue(customer, 0, django_capture_on_commit_callbacks)
+    # The try before the last fails; its retry (run at once here) is the last, and mails it.
+    app.tasks[MAIL_INVOICES].apply(args=[[invoice.pk]], retries=MAIL_RETRIES - 1)
+    assert RefusingOnceServer.refused == 1
+    assert [m.subject for m in mail.outbox] == [f"Invoice {invoice.number}"]
+    invoice.refresh_from_db()
+    assert invoice.mailed_at is not None and invoice.mail_after is None
 
 
 def test_a_mail_that_keeps_failing_is_given_up_after_its_retries(
