@@ -19,6 +19,7 @@ COPY pyproject.toml README.md ./
 COPY panel panel
 COPY hypervisor hypervisor
 COPY billing billing
+COPY prepared_statements.py ./
 RUN pip install --no-cache-dir .
 COPY manage.py ./
 COPY templates templates

@@ -26,6 +26,8 @@ from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext, pgettext_lazy
 
+import prepared_statements
+
 from . import credit_notes, queue, rows, signals, tax
 from .errors import BillingError, refuse_own
 from .invoice_numbers import Numbers, charge_reason
@@ -319,9 +321,9 @@ SELECT i.account_id, i.id, i.number, i.total,
        (SELECT COALESCE(SUM(w.amount), 0) FROM {ledger} w WHERE w.invoice_id = i.id AND w.kind = %s),
        COALESCE(b.balance, 0)
 FROM {invoices} i
-LEFT JOIN (SELECT account_id, SUM(amount) AS balance FROM {ledger} WHERE account_id IN ({ids})
+LEFT JOIN (SELECT account_id, SUM(amount) AS balance FROM {ledger} WHERE account_id {ids}
            GROUP BY account_id) b ON b.account_id = i.account_id
-WHERE i.account_id IN ({ids}) AND lower(i.status) = %s
+WHERE i.account_id {ids} AND lower(i.status) = %s
 ORDER BY i.account_id, i.issued_at, i.id
 """
 
@@ -330,10 +332,12 @@ def _open_invoices(account_ids: list[int]) -> dict[int, tuple[Decimal, list[tupl
     """The open invoices (id, number, total, tax withheld) of those of these accounts that have any, oldest
     first, with the account's balance, by account, in one statement (for every order and every batch of a
     billing run)."""
-    ids = ", ".join(["%s"] * len(account_ids))
+    ids, id_params = prepared_statements.any_of(account_ids)
     sql = _OPEN_INVOICES.format(ledger=LedgerEntry._meta.db_table, invoices=Invoice._meta.db_table, ids=ids)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [LedgerEntry.Kind.WITHHOLDING, *account_ids, *account_ids, Invoice.Status.OPEN])
+        prepared_statements.execute(
+            cursor, sql, [LedgerEntry.Kind.WITHHOLDING, *id_params, *id_params, Invoice.Status.OPEN]
+        )
         found = cursor.fetchall()
     open_of: dict[int, tuple[Decimal, list[tuple]]] = {}
     for account_id, pk, number, total, withheld, balance in found:

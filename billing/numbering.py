@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models import Model
 
+import prepared_statements
+
 
 def on_year_row(sequence: type[Model], year: int, sql: str, params) -> tuple:
     """Run `sql`, a statement that updates the year's row of `sequence` and returns a row, making the year's
@@ -13,7 +15,7 @@ def on_year_row(sequence: type[Model], year: int, sql: str, params) -> tuple:
     caller's commit."""
     with connection.cursor() as cursor:
         for _attempt in range(2):
-            cursor.execute(sql, params)
+            prepared_statements.execute(cursor, sql, params)
             row = cursor.fetchone()
             if row is not None:
                 return row

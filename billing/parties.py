@@ -13,6 +13,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+import prepared_statements
+
 from . import tax
 from .models import BillingProfile, SellerProfile
 
@@ -45,7 +47,7 @@ SELECT u.id, u.first_name, u.last_name, u.email, b.company_name AS company, b.bi
 FROM {users} u
 LEFT JOIN {buyers} b ON b.account_id = u.id
 LEFT JOIN {sellers} s ON s.id = %s
-WHERE u.id IN ({ids})
+WHERE u.id {ids}
 ORDER BY u.id{lock}
 """
 
@@ -59,16 +61,17 @@ def locked_parties(account: AbstractBaseUser) -> Parties:
 
 def locked_parties_of(account_ids: list[int]) -> dict[int, Parties]:
     """`locked_parties` of many accounts in one statement (a billing run's batch), by account id."""
+    ids, id_params = prepared_statements.any_of(account_ids)
     sql = _PARTIES.format(
         users=get_user_model()._meta.db_table,
         buyers=BillingProfile._meta.db_table,
         sellers=SellerProfile._meta.db_table,
-        ids=", ".join(["%s"] * len(account_ids)),
+        ids=ids,
         # ledger.lock's lock, in id order; the demo's SQLite has no row locks (its writers take turns).
         lock=" FOR NO KEY UPDATE OF u" if connection.features.has_select_for_no_key_update else "",
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [SellerProfile.SINGLETON_PK, *account_ids])
+        prepared_statements.execute(cursor, sql, [SellerProfile.SINGLETON_PK, *id_params])
         names = [column[0] for column in cursor.description]
         found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     rule = tax.current_rule()

@@ -15,6 +15,8 @@ from django.db import connection
 from django.db.models import Field, JSONField, Model
 from django.utils import timezone
 
+import prepared_statements
+
 
 def insert(objs: Sequence[Model]) -> None:
     """Save these new instances of one model (an auto primary key, no signals, as bulk_create): their
@@ -27,7 +29,7 @@ def insert(objs: Sequence[Model]) -> None:
         return
     sql, fields = _insert_sql(model)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_column(field, objs) for field in fields])
+        prepared_statements.execute(cursor, sql, [_column(field, objs) for field in fields])
         keys = [row[0] for row in cursor.fetchall()]
     for obj, key in zip(objs, keys, strict=True):
         obj.pk = key
@@ -57,7 +59,7 @@ def insert_values(model: type[Model], columns: Sequence[str], values: Sequence[S
         else:
             arrays.append([row[index] for row in values])
     with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
+        prepared_statements.execute(cursor, sql, arrays)
         return [row[0] for row in cursor.fetchall()]
 
 

@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
-from . import statements
+import prepared_statements
+
 from .models import Allocation, Host, Region
 from .placement import NoCapacity, Resources, fits, ranked, schedulable_hosts
 
@@ -145,7 +146,7 @@ def _claim_on(
     if other:
         pick = (*pick, exclude_host_id)
     with connection.cursor() as cursor:
-        statements.execute(cursor, sql, (*pick, consumer_uuid, *room))  # prepared once per session
+        prepared_statements.execute(cursor, sql, (*pick, consumer_uuid, *room))  # prepared once per session
         row = cursor.fetchone()
     return None if row is None else Host.from_db(connection.alias, CLAIMED_FIELDS, row)
 

@@ -24,6 +24,8 @@ from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+import prepared_statements
+
 from . import pool_counts, statements
 from .models import IPAddress, IPPool, Region
 
@@ -645,7 +647,7 @@ def _taken_rows(sql: str, params: list) -> list[tuple]:
     of its own. Named columns: a column a migration adds must not change what a statement prepared before
     it answers."""
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        statements.execute(cursor, sql, params)
+        prepared_statements.execute(cursor, sql, params)
         return cursor.fetchall()
 
 

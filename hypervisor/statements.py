@@ -1,58 +1,17 @@
-"""Prepared statements for the hand-written statements of the hottest paths (an order's claim and addresses,
-a worker's operation rows): on Postgres each is PREPAREd once per database session, then EXECUTEd, so that
-Postgres does not parse and plan it again at every order (planning a claim or an address allocation cost
-Postgres more CPU than running it). Elsewhere (the demo's SQLite) the statement runs as it is.
-
-A prepared statement outlives a rolled-back transaction and ends with its session; the panel talks to
-Postgres directly, not through a pooler that would share sessions. Statements prepared here name their
-columns (no `*`), so that a column a migration adds does not change the result of one prepared before it.
-
-`Columns` makes model instances of a statement's columns (the one copy: panel.raw_rows re-exports it for the
-panel's hand-written statements). A leaf: it imports nothing of the project.
+"""Model instances of the columns of a hand-written statement (`Columns`): the one copy, used by the
+hypervisor's hot paths and re-exported by panel.raw_rows for the panel's. How those statements are sent,
+prepared once per database session on Postgres, is `prepared_statements`. A leaf: it imports nothing of the
+project.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import re
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
 from django.db.models import Model
-
-# The names of the statements prepared on each open database connection (the DB-API connection object).
-_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-@functools.cache
-def _prepare_statement(sql: str) -> tuple[str, str]:
-    """(name, PREPARE statement) of a statement written with %s parameters."""
-    name = "vps_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:20]
-    numbers = iter(range(1, sql.count("%s") + 1))
-    return name, f"PREPARE {name} AS " + re.sub("%s", lambda _match: f"${next(numbers)}", sql)
-
-
-def executable(cursor, sql: str) -> str:
-    """The statement to send for `sql` (written with %s parameters) on this cursor's connection: on Postgres
-    `EXECUTE name(%s, ...)` of the statement prepared on the session (prepared now if it is not yet),
-    elsewhere `sql` itself. For callers that hand the statement on (a raw queryset)."""
-    if connection.vendor != "postgresql":
-        return sql
-    name, prepare = _prepare_statement(sql)
-    names = _prepared.setdefault(connection.connection, set())
-    if name not in names:
-        cursor.execute(prepare)
-        names.add(name)
-    count = sql.count("%s")
-    return f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
-
-
-def execute(cursor, sql: str, params: Sequence[Any]) -> None:
-    """Run a statement written with %s parameters: on Postgres as a statement prepared on this session."""
-    cursor.execute(executable(cursor, sql), params)
 
 
 class Columns:

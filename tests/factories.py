@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from decimal import Decimal
 
 from billing.models import Plan
@@ -330,3 +332,21 @@ def check_books(account) -> tuple[Decimal, Decimal]:
     if oldest_open and unallocated >= 0:
         assert unallocated < oldest_open[0].total, "credit left idle while it could pay the oldest invoice"
     return balance, unallocated
+
+
+# Query counts.
+
+
+@contextlib.contextmanager
+def questions() -> Iterator[list[str]]:
+    """`with questions() as asked:` the statements the block sent, in `asked` after it, less the PREPAREs of
+    hand-written statements used for the first time on this database session (prepared_statements prepares
+    each once per session, so they fall on whichever test used the statement first there)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    asked: list[str] = []
+    with CaptureQueriesContext(connection) as captured:
+        yield asked
+    sent = [query["sql"] for query in captured.captured_queries]
+    asked.extend(sql for sql in sent if not sql.startswith("PREPARE "))

@@ -10,9 +10,9 @@ from django.db import connection, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
+import prepared_statements
 from billing import ledger, prices
 from billing.money import currency, quantize
-from hypervisor import statements
 from hypervisor.models import IPAddress
 from panel.accounts.models import Quota
 from panel.activity import log as activity
@@ -55,7 +55,7 @@ def _server_usage(owner_id: int) -> dict[str, int]:
 
     sums = ", ".join(f"COALESCE(SUM({column(name)}), 0)" for name in ("vcpus", "memory_mib", "disk_gib"))
     with connection.cursor() as cursor:
-        statements.execute(  # prepared once per database session
+        prepared_statements.execute(  # prepared once per database session
             cursor,
             f"SELECT COUNT(*), {sums} FROM {quote(Server._meta.db_table)} "  # noqa: S608 (names from the model)
             f"WHERE {column('owner')} = %s AND {column('status')} <> %s",

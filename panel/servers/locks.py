@@ -36,9 +36,10 @@ from enum import IntEnum
 
 from django.db import connection, transaction
 
+import prepared_statements
 from billing import addons, subscriptions
 from billing.models import Plan
-from hypervisor import claims, ipam, statements
+from hypervisor import claims, ipam
 from hypervisor.models import Allocation, Host, Image, IPAddress, Region
 from hypervisor.placement import Resources
 from panel.accounts.models import Quota, User
@@ -106,7 +107,7 @@ def _lock_customer(user_id: int, slugs: dict[str, str | None] | None = None) -> 
         f"{' '.join(joins)} WHERE u.{user_pk} = %s{lock}"
     )
     with connection.cursor() as cursor:
-        statements.execute(cursor, sql, [*params, user_id])  # prepared once per database session
+        prepared_statements.execute(cursor, sql, [*params, user_id])  # prepared once per database session
         row = cursor.fetchone()
     if row is None:
         raise User.DoesNotExist(f"no user {user_id}")

@@ -29,10 +29,10 @@ from django.utils import timezone
 
 from billing.models import Plan
 from hypervisor.models import Host, Image, IPAddress, IPPool
-from hypervisor.statements import execute as _execute
 from panel.models import Firewall, Operation, Server
 from panel.raw_rows import Columns as _Columns
 from panel.servers.models import address_order
+from prepared_statements import execute as _execute
 
 
 def _table(model: type[Model]) -> str:

@@ -13,10 +13,10 @@ from django.http import HttpRequest
 from billing.models import Plan
 from hypervisor.ipam import addresses_of
 from hypervisor.models import Image, Region
-from hypervisor.statements import execute
 from panel.raw_rows import Columns
 from panel.servers.models import Server, address_order
 from panel.servers.operation_rows import read_addresses
+from prepared_statements import execute
 
 
 def own_servers(request: HttpRequest) -> QuerySet[Server]:

@@ -1,0 +1,110 @@
+"""The hot paths' hand-written statements (prepared_statements) are PREPAREd once per database session and
+then EXECUTEd, answering what the statement as it is answers: positional and named parameters (a name used
+twice is one parameter), casts written on parameters (arrays of strings and of NULLs arrive as the declared
+type), a literal percent sign; a prepared statement outlives a rolled-back transaction; `any_of` keeps a
+statement's text the same for any number of values but one (a plain equality). The module is a leaf the
+three apps share."""
+
+from __future__ import annotations
+
+import ast
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+import prepared_statements
+from billing.models import LedgerEntry
+from billing.rows import insert_values
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES = pytest.mark.skipif(connection.vendor != "postgresql", reason="only Postgres prepares")
+
+NAMED = "SELECT %(n)s::bigint + %(n)s::bigint, %(label)s || '100%%', unnest(%(tags)s::jsonb[])"
+
+
+def _run(sql: str, params) -> tuple[list, list[str]]:
+    with CaptureQueriesContext(connection) as queries, connection.cursor() as cursor:
+        prepared_statements.execute(cursor, sql, params)
+        rows = cursor.fetchall()
+    return rows, [query["sql"] for query in queries.captured_queries]
+
+
+@POSTGRES
+def test_a_statement_is_prepared_once_and_answers_as_the_statement_itself():
+    params = {"n": 21, "label": "up to ", "tags": [json.dumps({"a": 1}), None]}
+    with connection.cursor() as cursor:
+        cursor.execute(NAMED, params)
+        expected = cursor.fetchall()
+
+    first, sent = _run(NAMED, params)
+    assert [sql.split(" ")[0] for sql in sent] == ["PREPARE", "EXECUTE"]
+    again, sent = _run(NAMED, params)
+    assert [sql.split(" ")[0] for sql in sent] == ["EXECUTE"]
+    assert first == again == expected == [(42, "up to 100%", '{"a": 1}'), (42, "up to 100%", None)]
+
+
+@POSTGRES
+def test_arrays_of_nulls_and_strings_arrive_as_the_types_the_statement_declares():
+    sql = "SELECT unnest(%s::bigint[]), unnest(%s::varchar[])"
+    assert _run(sql, [[None, 7], ["x", None]])[0] == [(None, "x"), (7, None)]
+    assert _run(sql, [[], []])[0] == []
+
+
+@POSTGRES
+def test_a_prepared_statement_outlives_a_rolled_back_transaction():
+    sql = "SELECT %s::int * 2"
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert _run(sql, [4])[0] == [(8,)]
+        raise RuntimeError("rolled back")
+    rows, sent = _run(sql, [5])
+    assert rows == [(10,)] and [s.split(" ")[0] for s in sent] == ["EXECUTE"]
+
+
+def test_any_of_keeps_the_text_for_any_number_of_values_but_one(customer, other_customer):
+    one, one_params = prepared_statements.any_of([customer.pk])
+    assert (one, one_params) == ("= %s", [customer.pk])
+    two, two_params = prepared_statements.any_of([customer.pk, other_customer.pk])
+    three, three_params = prepared_statements.any_of([customer.pk, other_customer.pk, 0])
+    if connection.vendor == "postgresql":
+        assert two == three and two_params == [[customer.pk, other_customer.pk]]
+        assert three_params == [[customer.pk, other_customer.pk, 0]]
+    sql = f"SELECT id FROM panel_user WHERE id {two} ORDER BY id"  # noqa: S608
+    assert _run(sql, two_params)[0] == [(customer.pk,), (other_customer.pk,)]
+
+
+def test_billing_rows_with_json_and_missing_keys_are_written_through_prepared_statements(customer):
+    columns = ["account_id", "kind", "amount", "currency", "reason", "reason_data"]
+    values = [
+        (
+            customer.pk,
+            LedgerEntry.Kind.ADJUSTMENT,
+            Decimal("5.00"),
+            "IDR",
+            "a",
+            {"message": "x", "values": {}},
+        ),
+        (customer.pk, LedgerEntry.Kind.ADJUSTMENT, Decimal("-2.00"), "IDR", "b", {}),
+    ]
+    for _ in range(2):  # prepared by the first, executed again by the second
+        keys = insert_values(LedgerEntry, columns, values)
+        rows = LedgerEntry.objects.filter(pk__in=keys).order_by("pk")
+        assert [(row.reason, row.reason_data, row.invoice_id) for row in rows] == [
+            ("a", {"message": "x", "values": {}}, None),
+            ("b", {}, None),
+        ]
+
+
+def test_the_module_is_a_leaf_that_imports_nothing_of_the_project():
+    tree = ast.parse((ROOT / "prepared_statements.py").read_text())
+    imported = {
+        (node.module or "" if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not imported & {"panel", "hypervisor", "billing", "bench", "tests"}, imported
