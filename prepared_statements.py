@@ -5,10 +5,12 @@ allocation or an invoice's numbering cost Postgres more CPU than running it). El
 the statement runs as it is.
 
 A statement is written as for `cursor.execute`: positional `%s` or named `%(name)s` parameters (a name used
-twice is one parameter), `%%` for a literal percent sign. A cast written on a parameter (`%s::jsonb[]`) is
-given to the statement's parameter and to the value sent for it, so that an array of strings or of NULLs
-arrives as the type the statement declares. Only statements whose text does not change from call to call
-belong here (an IN list of varying length would prepare one statement per length: use `= ANY(%s)`).
+twice is one parameter), `%%` for a literal percent sign. Postgres chooses each parameter's type when it
+prepares the statement (from a cast written on it, `%s::jsonb[]`, or from where it stands); the types are
+read back in the same round trip and each value is sent cast to its parameter's type, so that an array of
+strings or of NULLs arrives as that type. Only statements whose text does not change from call to call
+belong here: an IN list of varying length would prepare one statement per length (`any_of` writes one
+text for any number of ids).
 
 A prepared statement outlives a rolled-back transaction and ends with its session; the panel talks to
 Postgres directly, not through a pooler that would share sessions. Statements prepared here name their
@@ -30,35 +32,31 @@ from typing import Any
 
 from django.db import connection
 
-# The names of the statements prepared on each open database connection (the DB-API connection object).
+# The statements prepared on each open database connection (the DB-API connection object): the EXECUTE
+# statement of each by its name.
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-# A parameter (positional or named) and the cast written on it, if any: `%s`, `%(ids)s::bigint[]`,
-# `%s::timestamp with time zone[]`.
-_PARAMETER = re.compile(
-    r"%(?:\((?P<name>\w+)\))?s"
-    r"(?P<cast>::(?:timestamp with time zone|double precision|[a-z_][a-z_0-9]*)(?:\[\])?)?"
-)
+# What psycopg2 reads in a statement's text: a literal percent sign, a positional or a named parameter.
+_PLACEHOLDER = re.compile(r"%%|%s|%\((\w+)\)s")
 
 
 @functools.cache
-def _compiled(sql: str) -> tuple[str, str, str]:
-    """(name, PREPARE statement, EXECUTE statement with the caller's placeholders) of a statement."""
+def _compiled(sql: str) -> tuple[str, str, tuple[str, ...]]:
+    """(name, PREPARE statement, the caller's placeholder of each parameter in order) of a statement."""
     name = "vps_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:20]
-    names: list[str | None] = []  # by parameter number - 1; None for a positional one
-    arguments: list[str] = []
+    keys: list[str | None] = []  # by parameter number - 1; None for a positional one
 
     def number(match: re.Match) -> str:
-        key, cast = match.group("name"), match.group("cast") or ""
-        if key is not None and key in names:
-            return f"${names.index(key) + 1}{cast}"
-        names.append(key)
-        arguments.append(("%s" if key is None else f"%({key})s") + cast)
-        return f"${len(names)}{cast}"
+        if match.group(0) == "%%":
+            return "%"  # the PREPARE goes without parameters: psycopg2 leaves its text as it is
+        key = match.group(1)
+        if key is not None and key in keys:
+            return f"${keys.index(key) + 1}"
+        keys.append(key)
+        return f"${len(keys)}"
 
-    body = _PARAMETER.sub(number, sql).replace("%%", "%")
-    execute_sql = f"EXECUTE {name}({', '.join(arguments)})" if arguments else f"EXECUTE {name}"
-    return name, f"PREPARE {name} AS {body}", execute_sql
+    body = _PLACEHOLDER.sub(number, sql)
+    return name, f"PREPARE {name} AS {body}", tuple("%s" if key is None else f"%({key})s" for key in keys)
 
 
 def _statement(cursor, sql: str) -> str:
@@ -67,11 +65,17 @@ def _statement(cursor, sql: str) -> str:
     elsewhere `sql` itself."""
     if connection.vendor != "postgresql":
         return sql
-    name, prepare, execute_sql = _compiled(sql)
-    names = _prepared.setdefault(connection.connection, set())
-    if name not in names:
-        cursor.execute(prepare)
-        names.add(name)
+    name, prepare, placeholders = _compiled(sql)
+    prepared = _prepared.setdefault(connection.connection, {})
+    execute_sql = prepared.get(name)
+    if execute_sql is None:
+        # Prepared, and the types Postgres chose for its parameters read back, in one round trip.
+        cursor.execute(
+            f"{prepare}; SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{name}'"
+        )
+        types = cursor.fetchone()[0]
+        arguments = ", ".join(f"{mark}::{kind}" for mark, kind in zip(placeholders, types, strict=True))
+        execute_sql = prepared[name] = f"EXECUTE {name}({arguments})" if arguments else f"EXECUTE {name}"
     return execute_sql
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from decimal import Decimal
@@ -337,16 +338,23 @@ def check_books(account) -> tuple[Decimal, Decimal]:
 # Query counts.
 
 
+@dataclasses.dataclass
+class Questions:
+    asked: list[str] = dataclasses.field(default_factory=list)  # what the block sent but the PREPAREs
+    prepared: list[str] = dataclasses.field(default_factory=list)  # the PREPAREs
+
+
 @contextlib.contextmanager
-def questions() -> Iterator[list[str]]:
-    """`with questions() as asked:` the statements the block sent, in `asked` after it, less the PREPAREs of
-    hand-written statements used for the first time on this database session (prepared_statements prepares
-    each once per session, so they fall on whichever test used the statement first there)."""
+def questions() -> Iterator[Questions]:
+    """`with questions() as sent:` the statements the block sent, in `sent.asked` after it, less the PREPAREs
+    of hand-written statements used for the first time on this database session (prepared_statements
+    prepares each once per session, so they fall on whichever test used the statement first there), which
+    are in `sent.prepared`."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    asked: list[str] = []
+    found = Questions()
     with CaptureQueriesContext(connection) as captured:
-        yield asked
-    sent = [query["sql"] for query in captured.captured_queries]
-    asked.extend(sql for sql in sent if not sql.startswith("PREPARE "))
+        yield found
+    for query in captured.captured_queries:
+        (found.prepared if query["sql"].startswith("PREPARE ") else found.asked).append(query["sql"])

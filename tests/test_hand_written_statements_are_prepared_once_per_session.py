@@ -1,9 +1,9 @@
 """The hot paths' hand-written statements (prepared_statements) are PREPAREd once per database session and
 then EXECUTEd, answering what the statement as it is answers: positional and named parameters (a name used
-twice is one parameter), casts written on parameters (arrays of strings and of NULLs arrive as the declared
-type), a literal percent sign; a prepared statement outlives a rolled-back transaction; `any_of` keeps a
-statement's text the same for any number of values but one (a plain equality). The module is a leaf the
-three apps share."""
+twice is one parameter), each value sent as the type Postgres chose for its parameter (arrays of strings
+and of NULLs arrive as declared or as their column's type), a literal percent sign (also before an `s`);
+a prepared statement outlives a rolled-back transaction; `any_of` keeps a statement's text the same for any
+number of values but one (a plain equality). The module is a leaf the three apps share."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from django.test.utils import CaptureQueriesContext
 import prepared_statements
 from billing.models import LedgerEntry
 from billing.rows import insert_values
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = pytest.mark.skipif(connection.vendor != "postgresql", reason="only Postgres prepares")
 
-NAMED = "SELECT %(n)s::bigint + %(n)s::bigint, %(label)s || '100%%', unnest(%(tags)s::jsonb[])"
+NAMED = "SELECT %(n)s::bigint + %(n)s::bigint, %(label)s || '100%%s', unnest(%(tags)s::jsonb[])"
 
 
 def _run(sql: str, params) -> tuple[list, list[str]]:
@@ -45,7 +46,7 @@ def test_a_statement_is_prepared_once_and_answers_as_the_statement_itself():
     assert [sql.split(" ")[0] for sql in sent] == ["PREPARE", "EXECUTE"]
     again, sent = _run(NAMED, params)
     assert [sql.split(" ")[0] for sql in sent] == ["EXECUTE"]
-    assert first == again == expected == [(42, "up to 100%", '{"a": 1}'), (42, "up to 100%", None)]
+    assert first == again == expected == [(42, "up to 100%s", '{"a": 1}'), (42, "up to 100%s", None)]
 
 
 @POSTGRES
@@ -53,6 +54,14 @@ def test_arrays_of_nulls_and_strings_arrive_as_the_types_the_statement_declares(
     sql = "SELECT unnest(%s::bigint[]), unnest(%s::varchar[])"
     assert _run(sql, [[None, 7], ["x", None]])[0] == [(None, "x"), (7, None)]
     assert _run(sql, [[], []])[0] == []
+
+
+@POSTGRES
+def test_a_parameter_without_a_cast_arrives_as_the_type_of_its_column(customer, catalog):
+    server = factories.make_server(customer, catalog)
+    sql = "SELECT id, name FROM panel_server WHERE id = ANY(%s) AND name <> ALL(%s)"  # uuid[], varchar[]
+    assert _run(sql, [[str(server.pk), None], ["other", None]])[0] == []  # <> ALL with a NULL: unknown
+    assert _run(sql, [[str(server.pk)], ["other"]])[0] == [(server.pk, server.name)]
 
 
 @POSTGRES

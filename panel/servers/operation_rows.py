@@ -11,7 +11,7 @@ prepared by their fields, so the statements run on Postgres and on the demo's SQ
 model signals: the ORM's `update()` they replace sends none either.
 
 On Postgres each statement is a prepared statement of the database session (PREPARE once per connection,
-then EXECUTE: hypervisor.statements): planning the operation's five-table join cost Postgres about 1 ms of
+then EXECUTE: prepared_statements): planning the operation's five-table join cost Postgres about 1 ms of
 CPU at every execution, more than running it. A prepared statement outlives a rolled-back transaction and
 ends with its session; the panel talks to Postgres directly, not through a pooler that would share sessions.
 """

@@ -174,13 +174,15 @@ def test_a_batch_that_fails_half_way_leaves_nothing_behind(monkeypatch, failing)
 def test_a_batch_asks_as_many_questions_for_six_accounts_as_for_two(settings):
     settings.BILLING_RENEWAL_BATCH = 10
     few, many = accounts_with(2, 2), accounts_with(6, 3)
-    counts = []
+    counts, prepared = [], []
     for accounts in (few, many):
         due = Subscription.objects.filter(account__in=accounts).count()
-        with factories.questions() as asked:
+        with factories.questions() as sent:
             assert cycle.renew_accounts([a.pk for a in accounts], DUE) == due
-        counts.append(len(asked))
+        counts.append(len(sent.asked))
+        prepared.append(sent.prepared)
     assert counts[0] == counts[1], counts
+    assert prepared[1] == [], "the batch of six prepared statements of its own (a text that grows with it)"
 
 
 def test_a_renewal_paid_from_credit_is_mailed_with_its_number():

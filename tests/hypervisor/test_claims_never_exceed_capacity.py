@@ -266,9 +266,9 @@ def test_a_claim_is_one_statement_whatever_the_region_holds():
     region = factories.make_region()
     for _ in range(3):
         ready_host(region)
-    with factories.questions() as asked:
+    with factories.questions() as sent:
         claims.claim(uuid.uuid4(), region, Resources(vcpus=1, memory_mib=256, disk_gib=1))
-    assert len(asked) == 1, asked
+    assert len(sent.asked) == 1, sent
 
 
 @pytest.mark.django_db

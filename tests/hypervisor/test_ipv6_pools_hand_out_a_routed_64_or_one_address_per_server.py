@@ -309,10 +309,10 @@ def test_a_released_64_cools_down_before_it_is_handed_out_again(settings):
 
 def test_an_order_pays_one_query_for_its_ipv6_whether_or_not_the_region_has_a_pool():
     region = factories.make_region()
-    with factories.questions() as asked:
+    with factories.questions() as sent:
         assert ipam.allocate_ipv6_if_pooled(region, uuid.uuid4()) is None
-    assert len(asked) == 1, asked
+    assert len(sent.asked) == 1, sent
     ipam.create_pool(region, "v6", "2001:db8::/63", "fe80::1")
-    with factories.questions() as asked:
+    with factories.questions() as sent:
         assert ipam.allocate_ipv6_if_pooled(region, uuid.uuid4()).address == "2001:db8::1"
-    assert len(asked) == 1, asked
+    assert len(sent.asked) == 1, sent
