@@ -448,6 +448,7 @@ def create_pool(
                 excluded=kept,
             )
             IPAddress.objects.bulk_create(layout.rows(pool, units), batch_size=2000)
+            _refresh_statistics()
     except IntegrityError:
         raise ValidationError(
             _("%(cidr)s overlaps an existing pool.") % {"cidr": network}, code="overlap"
@@ -539,6 +540,19 @@ def _apply_excluded(pool: IPPool, layout: _Layout, intervals: list[Interval]) ->
     new = _units_to_add(layout, freed, highest, len(units))
     if new:
         IPAddress.objects.bulk_create(layout.rows(pool, new), batch_size=2000, ignore_conflicts=True)
+        _refresh_statistics()
+
+
+def _refresh_statistics() -> None:
+    """Have Postgres count the address rows now (ANALYZE, which sees this transaction's new rows and
+    commits with it), so that the order's address statement is planned for the pools as they are from the
+    first order on: until autovacuum's analyze, up to a minute later, Postgres planned it as for an empty
+    table and read every row of the pool at each order (0.65-0.85 ms of its CPU an order for a pool of
+    1,021 addresses, 0.27 ms once analyzed; 2026-12-07, `log_statement_stats`). A prepared statement's plan
+    is made again after an ANALYZE."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(IPAddress._meta.db_table)}")
 
 
 def _previously_excluded(pool: IPPool, layout: _Layout) -> list[Interval]:

@@ -121,6 +121,25 @@ def test_a_pool_holds_every_usable_address_except_network_broadcast_gateway_and_
     assert all(a.value == int(ipaddress.IPv4Address(a.address)) for a in pool.addresses.all())
 
 
+def _counted_address_rows() -> float:
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [IPAddress._meta.db_table])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(db_connection.vendor != "postgresql", reason="Postgres's statistics")
+def test_postgres_counts_a_new_or_grown_pools_addresses_at_once_for_the_orders_plans():
+    region = factories.make_region()
+    ipam.create_pool(region, "big", "10.8.0.0/22", "10.8.0.1")
+    assert _counted_address_rows() >= 1021  # not an empty table until autovacuum's analyze
+    bigger = ipam.create_pool(region, "bigger", "10.9.0.0/21", "10.9.0.1", excluded=["10.9.4.0/22"])
+    counted = _counted_address_rows()
+    assert counted >= 2040
+    ipam.update_pool(bigger, excluded=[])  # the excluded /22 gets its rows
+    assert _counted_address_rows() >= counted + 1000
+
+
 @pytest.mark.django_db
 def test_a_slash_16_is_the_largest_pool():
     pool = ipam.create_pool(factories.make_region(), "big", "10.20.0.0/16", "10.20.0.1")
