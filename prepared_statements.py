@@ -85,8 +85,8 @@ def execute(cursor, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> None
     cursor.execute(_statement(cursor, sql), params)
 
 
-def any_of(values: Sequence[Any], array_type: str = "bigint") -> tuple[str, list[Any]]:
-    """A condition's right-hand side that matches any of `values`, with its parameters: `= %s` for one value;
+def any_of(values: Sequence[int]) -> tuple[str, list[Any]]:
+    """A condition's right-hand side that matches any of these ids, with its parameters: `= %s` for one;
     for more, on Postgres `= ANY(%s::bigint[])`, one array parameter, so that the statement's text is the
     same for any number of values (and is prepared once), elsewhere `IN (%s, ...)`. One value keeps its plain
     equality: with `= ANY` for a single id, Postgres's generic plan for an array of unknown length cost an
@@ -94,5 +94,5 @@ def any_of(values: Sequence[Any], array_type: str = "bigint") -> tuple[str, list
     if len(values) == 1:
         return "= %s", list(values)
     if connection.vendor == "postgresql":
-        return f"= ANY(%s::{array_type}[])", [list(values)]
+        return "= ANY(%s::bigint[])", [list(values)]
     return f"IN ({', '.join(['%s'] * len(values))})", list(values)
