@@ -107,6 +107,14 @@ def serial_log(conn: libvirt.virConnect, server: Server) -> str:
     return root.find("devices/serial/log").get("file")
 
 
+def wait_for_boot(log: Path) -> None:
+    """Until the guest's serial log has cloud-init's last line ("Cloud-init v. … finished at …")."""
+    deadline = time.monotonic() + BOOT_TIMEOUT / 1000
+    while not re.search(rb"Cloud-init v\. \S+ finished at", log.read_bytes()):
+        assert time.monotonic() < deadline, f"cloud-init did not finish:\n{log.read_bytes()[-1500:]!r}"
+        time.sleep(1)
+
+
 def log_in(page: Page, base_url: str, user: User) -> None:
     page.goto(f"{base_url}/accounts/login/")
     page.fill("input[name=username]", user.email)
@@ -136,22 +144,34 @@ def screen_shows_something(page: Page, timeout: float = 60) -> int:
     pytest.fail(f"the console's canvas stayed one colour ({count})")
 
 
-def terminal_shows(page: Page, pattern: str, timeout: float = BOOT_TIMEOUT) -> str:
+def terminal_shows(
+    page: Page, pattern: str, timeout: float = BOOT_TIMEOUT, *, first_poke: float | None = 1_000, every=None
+) -> str:
     """Wait until the serial console's text matches `pattern`, pressing Enter in it when it does not (the
-    prompt may have been printed before the console was opened): after one second, then at growing
-    intervals up to ten seconds."""
+    prompt may have been printed before the console was opened): after `first_poke` ms, then at growing
+    intervals up to ten seconds (`every` ms instead, when given); `first_poke=None`: never."""
     expression = f"() => new RegExp({pattern!r}, 'm').test(({TERMINAL_TEXT})())"
     deadline = time.monotonic() + timeout / 1000
-    interval = 1_000
+    interval = first_poke if first_poke is not None else timeout
     while time.monotonic() < deadline:
         try:
             page.wait_for_function(expression, timeout=interval)
             return page.evaluate(TERMINAL_TEXT)
         except PlaywrightTimeoutError:  # not yet: poke the guest
+            if first_poke is None:
+                break
             page.locator("[data-console-screen] .xterm").click()
             page.keyboard.press("Enter")
-            interval = min(interval * 2, 10_000)
+            interval = every or min(interval * 2, 10_000)
     pytest.fail(f"the serial console never showed {pattern!r}:\n{page.evaluate(TERMINAL_TEXT)[-1500:]}")
+
+
+def at_login_prompt(page: Page, timeout: float) -> None:
+    """Wait until the guest's last line is its login prompt. Whatever an earlier round left (a password
+    prompt, a failed login's pause) is answered with Enter, at most every six seconds: longer than login's
+    three-second pause after a wrong password, so that no Enter lands between two prompts and is taken as a
+    user name or a password."""
+    terminal_shows(page, r"login:\s*(?![\s\S]*\S)", timeout, first_poke=6_000, every=6_000)
 
 
 def fits(page: Page, where: str) -> None:
@@ -204,16 +224,20 @@ def test_a_customer_opens_both_consoles_of_a_running_server(
             page.locator("[data-console-action=connect]").click()
             screen_shows_something(page)
 
-            # The serial console: the guest's text, and what is typed and pasted.
+            # The serial console: the guest's text, and what is typed and pasted. The first time, once the
+            # guest's boot is over: cloud-init's lines, written to the console until it finishes, would
+            # fall between the typed name and the password prompt.
+            if number == 0:
+                wait_for_boot(Path(serial_log(libvirtd, server)))
             page.locator(".segmented a").nth(1).click()
             page.wait_for_url("**/console/?type=serial")
             page.locator("[data-console-action=connect]").click()
-            terminal_shows(page, r"login:", BOOT_TIMEOUT if number == 0 else 60_000)
+            at_login_prompt(page, 90_000)
             fits(page, f"serial {size} {language}")
             page.locator(".console__paste summary").click()
             page.fill("[data-console-paste]", f"konsol{number}\n")
             page.locator("[data-console-action=paste]").click()
-            terminal_shows(page, rf"konsol{number}\s*\n.*Password:", 30_000)
+            terminal_shows(page, rf"konsol{number}\s*\n.*Password:", 30_000, first_poke=None)
             page.screenshot(path=SHOTS / f"console-serial-{size}-{language}.png", full_page=True)
 
             if number == 0:
