@@ -146,6 +146,16 @@ def active_token(raw: str) -> ApiToken | None:
         LAST_USED_RESOLUTION_SECONDS
     )
     if stale:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        _note_use(token.pk, now)
         token.last_used_at = now
     return token
+
+
+def _note_use(token_id: int, at: datetime) -> None:
+    """Write when the token was used, in a statement that needs no ORM compiling: a token's first request in
+    a minute compiled an UPDATE that cost more CPU than the token's read."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ApiToken._meta.db_table} SET last_used_at = %s WHERE id = %s",  # noqa: S608 (model's name)
+            [at, token_id],
+        )
