@@ -10,6 +10,9 @@ import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def env_int(name: str, default: int) -> int:
@@ -59,6 +62,12 @@ def stopwatch():
     end: list[float] = []
     yield lambda: (end[0] if end else time.perf_counter()) - start
     end.append(time.perf_counter())
+
+
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU seconds (utime + stime) of a process of this machine, a Postgres backend usually (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 _STARTED = time.monotonic()

@@ -148,10 +148,15 @@ def main() -> int:
     log("migrated; static files collected")
     quiet_this_process()
 
-    from . import pages, periodic, placement, provisioning
+    from . import machine_speed, pages, periodic, placement, provisioning
 
-    sections: list[Section] = []
-    results: dict = {"machine": info, "scenarios": {}}
+    speed = {"start": machine_speed.measure()}
+    log(f"this machine's speed: {speed['start']}")
+    speed_section = Section(
+        "0. This machine's speed, to compare runs (CPU time of fixed work, lower is faster)"
+    )
+    sections: list[Section] = [speed_section]
+    results: dict = {"machine": info, "machine_speed": speed, "scenarios": {}}
     workdir = Path(tempfile.mkdtemp(prefix="vpspanel-bench-"))
     try:
         if scenarios & {"1", "2"}:
@@ -179,6 +184,14 @@ def main() -> int:
             section, data = placement.run()
             sections.append(section)
             results["scenarios"]["placement"] = data
+        speed["end"] = machine_speed.measure()
+        for key, what in (
+            ("python_ms", "a fixed pure-Python workload, median of 5 rounds (bench/machine_speed.py)"),
+            ("postgres_ms", f"Postgres answering {machine_speed.READS:,} one-row reads, its backend's CPU"),
+        ):
+            speed_section.add(
+                f"{what}: at the start / at the end", f"{speed['start'][key]} / {speed['end'][key]} ms"
+            )
     finally:
         from django.db import connections
 
