@@ -12,7 +12,7 @@ import time
 from .common import backend_cpu_seconds
 
 PYTHON_ROUNDS = 5
-READS = 5_000  # /proc counts CPU in 10 ms ticks: about 300 ms of a backend's CPU, to within 4%
+READS = 5_000  # /proc counts CPU in 10 ms ticks: about 500 ms of a backend's CPU, to within 2%
 
 
 class _Server:
@@ -23,7 +23,7 @@ class _Server:
 
 
 def _python_workload() -> int:
-    """What a request's Python does most: small objects, dictionaries, strings, attribute access, calls."""
+    """Python of the kind a request runs: small objects, dictionaries, strings, attribute access, calls."""
     total = 0
     for n in range(20_000):
         server = _Server(n, f"server-{n}.example.com", {"vcpus": n % 8 + 1, "memory_mib": 512 * (n % 4 + 1)})

@@ -145,7 +145,12 @@ def screen_shows_something(page: Page, timeout: float = 60) -> int:
 
 
 def terminal_shows(
-    page: Page, pattern: str, timeout: float = BOOT_TIMEOUT, *, first_poke: float | None = 1_000, every=None
+    page: Page,
+    pattern: str,
+    timeout: float = BOOT_TIMEOUT,
+    *,
+    first_poke: float | None = 1_000,
+    every: float | None = None,
 ) -> str:
     """Wait until the serial console's text matches `pattern`, pressing Enter in it when it does not (the
     prompt may have been printed before the console was opened): after `first_poke` ms, then at growing
