@@ -230,7 +230,7 @@ def make_real_server(owner: User, *, plan: Plan, image: Image, region: Region, n
     server = actions.order_server(owner, name=name, plan=plan, image=image, region=region, **order)
     create = run_operation(Operation.objects.get(server=server, type=Operation.Type.CREATE))
     server.refresh_from_db()
-    assert create.status == Operation.Status.SUCCEEDED, create.error
+    assert create.status == Operation.Status.SUCCEEDED, (create.error, create.detail)
     assert (server.status, server.task) == ("running", None), server.status_reason
     return server
 

@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 # Who this process is: the worker's node name (celery@host) and a token of this start of the worker, shared
 # by its pool's child processes (forked after `worker_init`), then the process id.
 _identity = {"node": socket.gethostname(), "boot": uuid.uuid4().hex[:12]}
-# The operations this process runs now (their leases are renewed), those of them whose lease passed to
-# another worker, and the process's heartbeat thread.
+# The operations this process runs now (their leases are renewed), those whose lease it is taking (between
+# the check in `claim` and the heartbeat's start), those of them whose lease passed to another worker, and
+# the process's heartbeat thread.
 _held: set = set()
+_starting: set = set()
 _lost: set = set()
 _held_lock = threading.Lock()
 _heartbeat: dict[int, threading.Thread] = {}
@@ -82,16 +84,26 @@ def duration() -> timedelta:
     return timedelta(seconds=settings.OPERATION_LEASE_SECONDS)
 
 
-def held_by_another(operation: Operation, now: datetime) -> bool:
-    """Whether a live lease on the operation (read under its row lock) belongs to another worker, or to this
-    process while it runs the operation (a second delivery). This process's own lease on an operation it no
-    longer runs (a retry after an error) may be taken again."""
-    if not operation.lease_owner or operation.lease_expires_at is None or operation.lease_expires_at < now:
-        return False
-    if operation.lease_owner != owner():
-        return True
+def claim(operation: Operation, now: datetime) -> bool:
+    """Whether this worker may take the operation's lease (read under its row lock): nobody holds a live
+    lease on it, or this process does but no longer runs it (a retry after an error). False when another
+    worker holds it, or this process runs it or is starting to (a second delivery, taken by another thread
+    of the process between the first's commit of the lease and its heartbeat). True marks it as starting
+    here until `heartbeat` takes it over or `unclaim` gives it up."""
+    if operation.lease_owner and operation.lease_expires_at is not None and operation.lease_expires_at >= now:
+        if operation.lease_owner != owner():
+            return False
     with _held_lock:
-        return operation.pk in _held
+        if operation.pk in _held or operation.pk in _starting:
+            return False
+        _starting.add(operation.pk)
+    return True
+
+
+def unclaim(operation_id) -> None:
+    """Give up a `claim` whose operation does not run after all (its turn has not come, or begin failed)."""
+    with _held_lock:
+        _starting.discard(operation_id)
 
 
 def lease(now: datetime) -> tuple[str, datetime]:
@@ -181,6 +193,7 @@ def heartbeat(operation: Operation) -> Iterator[None]:
     pid = os.getpid()
     with _held_lock:
         _held.add(operation.pk)
+        _starting.discard(operation.pk)
         if pid not in _heartbeat:  # a process forked from one with a heartbeat has its own
             thread = threading.Thread(target=_beat, name="lease-heartbeat", daemon=True)
             _heartbeat[pid] = thread

@@ -136,40 +136,48 @@ def begin(operation_id: str) -> Operation | None:
     another worker holds its lease, or another chain of retries already waits for its turn. Raises
     RetryLater when it is a heavy operation whose host is busy with as many heavy operations as it may
     run: it waits its turn, in order of arrival, without a worker."""
-    with transaction.atomic():
-        # The row locked with its server, host, plan and image, and the database's clock: one statement,
-        # which also takes the host's turn lock for a heavy operation (see _start).
-        locked = operation_rows.lock(operation_id, turn=(HOST_TURN_LOCK, HEAVY))
-        if locked is None:
-            return None
-        operation, now = locked
-        if operation.is_finished or leases.held_by_another(operation, now):
-            return None
-        lease_owner, lease_expires_at = leases.lease(now)
-        running = {
-            "status": Operation.Status.RUNNING,
-            "attempts": operation.attempts + 1,
-            "started_at": operation.started_at or now,
-            "lease_owner": lease_owner,
-            "lease_expires_at": lease_expires_at,
-        }
-        busy = not _start(operation, now, running)
+    claimed = None  # the claim on the lease (leases.claim), given up unless the operation starts here
+    started = False
+    try:
+        with transaction.atomic():
+            # The row locked with its server, host, plan and image, and the database's clock: one statement,
+            # which also takes the host's turn lock for a heavy operation (see _start).
+            locked = operation_rows.lock(operation_id, turn=(HOST_TURN_LOCK, HEAVY))
+            if locked is None:
+                return None
+            operation, now = locked
+            if operation.is_finished or not leases.claim(operation, now):
+                return None
+            claimed = operation.pk
+            lease_owner, lease_expires_at = leases.lease(now)
+            running = {
+                "status": Operation.Status.RUNNING,
+                "attempts": operation.attempts + 1,
+                "started_at": operation.started_at or now,
+                "lease_owner": lease_owner,
+                "lease_expires_at": lease_expires_at,
+            }
+            busy = not _start(operation, now, running)
+            if busy:
+                waiting_for_turn = timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
+                polled = operation.lease_expires_at is not None and not operation.lease_owner
+                if polled and operation.lease_expires_at > now + waiting_for_turn:
+                    return None  # another chain of retries polled within HOST_TURN_POLL: one chain is enough
+                operation.lease_owner = ""
+                operation.lease_expires_at = now + timedelta(seconds=HOST_TURN_POLL) + waiting_for_turn
+                operation_rows.update_operation(
+                    operation.pk, {"lease_owner": "", "lease_expires_at": operation.lease_expires_at}
+                )
+            else:
+                for name, value in running.items():
+                    setattr(operation, name, value)
         if busy:
-            waiting_for_turn = timedelta(seconds=settings.OPERATION_DISPATCH_SECONDS)
-            polled = operation.lease_expires_at is not None and not operation.lease_owner
-            if polled and operation.lease_expires_at > now + waiting_for_turn:
-                return None  # another chain of retries polled within HOST_TURN_POLL: one chain is enough
-            operation.lease_owner = ""
-            operation.lease_expires_at = now + timedelta(seconds=HOST_TURN_POLL) + waiting_for_turn
-            operation_rows.update_operation(
-                operation.pk, {"lease_owner": "", "lease_expires_at": operation.lease_expires_at}
-            )
-        else:
-            for name, value in running.items():
-                setattr(operation, name, value)
-    if busy:
-        raise RetryLater(countdown=HOST_TURN_POLL, reason="waiting for its turn on the host")
-    return operation
+            raise RetryLater(countdown=HOST_TURN_POLL, reason="waiting for its turn on the host")
+        started = True
+        return operation
+    finally:
+        if claimed is not None and not started:
+            leases.unclaim(claimed)
 
 
 def _start(operation: Operation, now: datetime, running: dict) -> bool:

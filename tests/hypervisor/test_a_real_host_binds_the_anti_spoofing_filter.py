@@ -121,7 +121,7 @@ def run(operation: Operation) -> Server:
         return operation.is_finished
 
     wait_for(finished, timeout=300, message="the operation did not finish")
-    assert operation.status == Operation.Status.SUCCEEDED, operation.error
+    assert operation.status == Operation.Status.SUCCEEDED, (operation.error, operation.detail)
     return Server.objects.get(pk=operation.server_id)
 
 

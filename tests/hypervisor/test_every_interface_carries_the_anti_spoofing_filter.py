@@ -63,7 +63,7 @@ def act(api, user, server: Server, **body) -> None:
     response = api(user).post(f"/api/v1/servers/{server.pk}/actions/", body, format="json")
     assert response.status_code == 202, response.content
     operation = factories.run_operation(Operation.objects.get(pk=response.json()["id"]))
-    assert operation.status == Operation.Status.SUCCEEDED, operation.error
+    assert operation.status == Operation.Status.SUCCEEDED, (operation.error, operation.detail)
 
 
 def test_a_created_server_sends_only_from_its_own_address_and_mac(server, conn):

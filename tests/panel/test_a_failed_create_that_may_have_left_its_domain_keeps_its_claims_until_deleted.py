@@ -15,7 +15,7 @@ from billing.models import Invoice, LedgerEntry, Subscription
 from hypervisor import connection, driver
 from hypervisor.models import Allocation, Host, IPAddress
 from panel.models import Operation, Server
-from panel.servers import actions, guest, operations
+from panel.servers import actions, guest, leases, operations
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -57,13 +57,14 @@ def a_worker_defines_the_domain_and_dies(operation: Operation) -> None:
     create sets before defining the domain, the disk, the seed and a running domain on the host."""
     operation = operations.begin(str(operation.pk))
     server = operation.server
-    Operation.objects.filter(pk=operation.pk).update(params={"defining": True})
-    base_path, boot = guest.image_files(server, owner=str(operation.id))
-    request = guest.domain_request(server, boot)
-    disk = driver.create_disk(server.host, request, base_path)
-    seed = driver.write_seed(server.host, request, guest.seed_iso(server), replace=True)
-    driver.define_domain(server.host, request, disk, seed)
-    driver.start(server.host, server.id)
+    with leases.heartbeat(operation):  # the dying worker's run (its process is gone after it)
+        Operation.objects.filter(pk=operation.pk).update(params={"defining": True})
+        base_path, boot = guest.image_files(server, owner=str(operation.id))
+        request = guest.domain_request(server, boot)
+        disk = driver.create_disk(server.host, request, base_path)
+        seed = driver.write_seed(server.host, request, guest.seed_iso(server), replace=True)
+        driver.define_domain(server.host, request, disk, seed)
+        driver.start(server.host, server.id)
     # The worker is gone: its lease runs out and the operation is sent to another worker.
     Operation.objects.filter(pk=operation.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 

@@ -29,7 +29,7 @@ def act(server: Server, action: str, user, **params) -> Operation:
     else:
         operation = actions.perform(server, action, user, params)
     operation = factories.run_operation(operation)
-    assert operation.status == Operation.Status.SUCCEEDED, operation.error
+    assert operation.status == Operation.Status.SUCCEEDED, (operation.error, operation.detail)
     return operation
 
 

@@ -69,7 +69,7 @@ def test_a_customer_turns_on_backups_backs_up_restores_and_orders_from_the_backu
     assert backup.status == "pending"
     assert f'hx-get="/servers/{web.pk}/backups/list/"' in text(response)  # the list follows the backup
     operation = factories.run_operation(backup.operation)
-    assert operation.status == Operation.Status.SUCCEEDED, operation.error
+    assert operation.status == Operation.Status.SUCCEEDED, (operation.error, operation.detail)
     backup.refresh_from_db()
     assert backup.status == "succeeded" and backup.size_bytes
 

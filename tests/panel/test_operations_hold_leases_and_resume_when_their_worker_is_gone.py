@@ -76,6 +76,7 @@ def test_a_running_operation_whose_lease_ran_out_goes_to_another_worker(customer
     _server, stalled = order(customer, catalog, "stalled")
     _server, busy = order(customer, catalog, "busy")
     stalled_run = operations.begin(stalled.pk)
+    leases.unclaim(stalled.pk)  # the stalled run plays another worker: this process does not run it
     busy_run = operations.begin(busy.pk)
     assert (stalled_run.lease_owner, stalled_run.attempts) == (leases.owner(), 1)
     with leases.heartbeat(busy_run):
@@ -127,6 +128,21 @@ def test_a_restarted_worker_sends_again_at_once_what_its_earlier_run_held(
     assert orphan.lease_owner == ""
     assert Operation.objects.get(pk=other_node.pk).lease_owner == "celery@w2/0ldb00t/42"
     assert Operation.objects.get(pk=current.pk).lease_owner == leases.owner()
+
+
+def test_a_second_delivery_in_another_thread_of_the_same_process_never_runs_it_twice(customer, catalog):
+    """Threads of one process share the lease's owner (a solo or threaded worker, the test's own worker
+    beside the test): the second delivery, taken between the first's commit of the lease and the start of
+    its heartbeat, must see the operation as running here, not as this process's old lease taken again."""
+    _server, create = order(customer, catalog, "twice")
+    first = operations.begin(create.pk)
+    assert (first.status, first.lease_owner) == ("running", leases.owner())
+    assert operations.begin(create.pk) is None  # before the heartbeat
+    with leases.heartbeat(first):
+        assert operations.begin(create.pk) is None  # and while it runs
+    # The run ended without closing the operation (an error that is tried again): the retry takes it.
+    again = operations.begin(create.pk)
+    assert (again.status, again.attempts) == ("running", 2)
 
 
 @pytest.mark.django_db(transaction=True)
