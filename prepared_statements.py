@@ -36,6 +36,10 @@ from django.db import connection
 # statement of each by its name.
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# Recorded for a statement before its PREPARE is sent, until its answer is: an interrupted PREPARE may or may
+# not have been done, and the next use looks before preparing.
+_PREPARING = "preparing"
+
 # What psycopg2 reads in a statement's text: a literal percent sign, a positional or a named parameter.
 _PLACEHOLDER = re.compile(r"%%|%s|%\((\w+)\)s")
 
@@ -68,12 +72,24 @@ def _statement(cursor, sql: str) -> str:
     name, prepare, placeholders = _compiled(sql)
     prepared = _prepared.setdefault(connection.connection, {})
     execute_sql = prepared.get(name)
-    if execute_sql is None:
-        # Prepared, and the types Postgres chose for its parameters read back, in one round trip.
-        cursor.execute(
-            f"{prepare}; SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{name}'"
-        )
-        types = cursor.fetchone()[0]
+    if execute_sql is None or execute_sql is _PREPARING:
+        types = None
+        if execute_sql is _PREPARING:
+            # An earlier PREPARE of it on this session was interrupted (an error or a time limit raised
+            # between its sending and the recording of its answer): it may have been prepared. Preparing it
+            # again would fail ("already exists") at every use for the connection's life.
+            cursor.execute(
+                f"SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{name}'"
+            )
+            row = cursor.fetchone()
+            types = row[0] if row else None
+        if types is None:
+            prepared[name] = _PREPARING
+            # Prepared, and the types Postgres chose for its parameters read back, in one round trip.
+            cursor.execute(
+                f"{prepare}; SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{name}'"
+            )
+            types = cursor.fetchone()[0]
         arguments = ", ".join(f"{mark}::{kind}" for mark, kind in zip(placeholders, types, strict=True))
         execute_sql = prepared[name] = f"EXECUTE {name}({arguments})" if arguments else f"EXECUTE {name}"
     return execute_sql

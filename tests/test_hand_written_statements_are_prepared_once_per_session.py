@@ -2,7 +2,8 @@
 then EXECUTEd, answering what the statement as it is answers: positional and named parameters (a name used
 twice is one parameter), each value sent as the type Postgres chose for its parameter (arrays of strings
 and of NULLs arrive as declared or as their column's type), a literal percent sign (also before an `s`);
-a prepared statement outlives a rolled-back transaction; `any_of` keeps a statement's text the same for any
+a prepared statement outlives a rolled-back transaction, and one whose PREPARE was interrupted on the way is
+looked for before it is prepared again; `any_of` keeps a statement's text the same for any
 number of values but one (a plain equality). The module is a leaf the three apps share."""
 
 from __future__ import annotations
@@ -72,6 +73,51 @@ def test_a_prepared_statement_outlives_a_rolled_back_transaction():
         raise RuntimeError("rolled back")
     rows, sent = _run(sql, [5])
     assert rows == [(10,)] and [s.split(" ")[0] for s in sent] == ["EXECUTE"]
+
+
+class Interrupted(Exception):
+    """What a time limit raises in a worker at any line (Celery's SoftTimeLimitExceeded)."""
+
+
+class InterruptedAfterSending:
+    """A cursor whose statements reach Postgres, but whose caller is interrupted before it reads an answer."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+    def execute(self, sql, params=None):
+        self.cursor.execute(sql, params)
+
+    def fetchone(self):
+        raise Interrupted
+
+
+class InterruptedBeforeSending:
+    def execute(self, sql, params=None):
+        raise Interrupted
+
+
+@POSTGRES
+@pytest.mark.parametrize(
+    ("interrupted", "sent_next"),
+    [
+        (InterruptedAfterSending, ["SELECT", "EXECUTE"]),
+        (InterruptedBeforeSending, ["SELECT", "PREPARE", "EXECUTE"]),
+    ],
+)
+def test_a_prepare_interrupted_on_the_way_is_found_or_made_at_the_next_use(interrupted, sent_next):
+    """An interrupted PREPARE may or may not have been done: the next use on the session looks before
+    preparing (preparing a statement that exists fails, and would at every use for the connection's life)."""
+    sql = f"SELECT %s::int + 1, %s::text, '{interrupted.__name__}'"  # a statement of its own per case
+    with connection.cursor() as cursor, pytest.raises(Interrupted):
+        wrapped = interrupted(cursor) if interrupted is InterruptedAfterSending else interrupted()
+        prepared_statements.execute(wrapped, sql, [1, "a"])
+
+    rows, sent = _run(sql, [41, "b"])
+    assert rows == [(42, "b", interrupted.__name__)]
+    assert [s.split(" ")[0] for s in sent] == sent_next
+    rows, sent = _run(sql, [1, "c"])
+    assert rows == [(2, "c", interrupted.__name__)] and [s.split(" ")[0] for s in sent] == ["EXECUTE"]
 
 
 def test_any_of_keeps_the_text_for_any_number_of_values_but_one(customer, other_customer):
