@@ -2,8 +2,12 @@
 panel.wsgi` (the Dockerfile, docker-compose.yml, `make run` and `make bench` all start it so).
 
 The panel's requests are short and mostly CPU (Python building statements and pages) with a few waits on
-Postgres, so one process per core plus one, each with two threads to cover those waits, keeps the cores busy
-without many threads contending for one interpreter lock. WEB_WORKERS, WEB_THREADS and BIND override.
+Postgres, so one process per core, each with two threads to cover those waits, keeps the cores busy without
+many threads contending for one interpreter lock. A process more than the cores (as gunicorn's documentation
+suggests for sync workers) cost CPU on a machine whose cores the web shares with Postgres and the workers:
+on 2 cores, 1,000 API orders from 16 clients (`make bench`'s scenario 1, five alternating pairs of runs,
+2026-12-07) took 8.3 ms of web CPU an order with 2 processes against 9.0 ms with 3, lower in every pair, at
+the same throughput (78-87 servers running a second either way). WEB_WORKERS, WEB_THREADS and BIND override.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ def _int(name: str, default: int) -> int:
 
 
 def sized_workers(cpus: int | None = None) -> int:
-    """Web processes for this machine: one per CPU, plus one."""
-    return (cpus or os.cpu_count() or 1) + 1
+    """Web processes for this machine: one per CPU."""
+    return cpus or os.cpu_count() or 1
 
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
