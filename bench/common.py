@@ -64,8 +64,8 @@ def stopwatch():
     end.append(time.perf_counter())
 
 
-def backend_cpu_seconds(pid: int) -> float:
-    """CPU seconds (utime + stime) of a process of this machine, a Postgres backend usually (/proc)."""
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (utime + stime) of a process of this machine (/proc): a Postgres backend, a worker."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 

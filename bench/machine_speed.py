@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from .common import backend_cpu_seconds
+from .common import process_cpu_seconds
 
 PYTHON_ROUNDS = 5
 READS = 5_000  # /proc counts CPU in 10 ms ticks: about 500 ms of a backend's CPU, to within 2%
@@ -50,11 +50,11 @@ def postgres_ms() -> float:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
-        before = backend_cpu_seconds(pid)
+        before = process_cpu_seconds(pid)
         for _ in range(READS):
             cursor.execute("SELECT relname FROM pg_class WHERE oid = %s", [1259])
             cursor.fetchone()
-        return (backend_cpu_seconds(pid) - before) * 1000
+        return (process_cpu_seconds(pid) - before) * 1000
 
 
 def measure() -> dict[str, float]:

@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.common import backend_cpu_seconds
+from bench.common import process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIL_QUEUE = "bench-order-cpu-mail"
@@ -97,9 +97,9 @@ def measure(
     client = Client()
     _post_orders(client, customers, 3, region, plan, image, f"{prefix}-warm")  # imports, caches, connection
     pid = _backend_pid()
-    web, backend = time.process_time(), backend_cpu_seconds(pid)
+    web, backend = time.process_time(), process_cpu_seconds(pid)
     accepted = _post_orders(client, customers, count, region, plan, image, prefix)
-    web, backend = time.process_time() - web, backend_cpu_seconds(pid) - backend
+    web, backend = time.process_time() - web, process_cpu_seconds(pid) - backend
     if _backend_pid() != pid:
         print("warning: the database connection changed during the run", file=sys.stderr)
     with _StatementLog(connection) as queries:
@@ -202,9 +202,9 @@ def measure_creates(
     run(_order_without_dispatch(customers, 3, region, plan, image, f"{prefix}-warm"))
     ids = _order_without_dispatch(customers, count, region, plan, image, prefix)
     pid = _backend_pid()
-    cpu, backend = time.process_time(), backend_cpu_seconds(pid)
+    cpu, backend = time.process_time(), process_cpu_seconds(pid)
     run(ids)
-    cpu, backend = time.process_time() - cpu, backend_cpu_seconds(pid) - backend
+    cpu, backend = time.process_time() - cpu, process_cpu_seconds(pid) - backend
     succeeded = Operation.objects.filter(pk__in=ids, status=Operation.Status.SUCCEEDED).count()
     sql_ids = _order_without_dispatch(customers, count, region, plan, image, f"{prefix}-sql")
     with _StatementLog(connection) as queries:
@@ -248,7 +248,7 @@ def _tree_and_backends(root: int) -> tuple[float, dict[int, float]]:
     backends = {}
     for pid in pids:
         try:
-            backends[pid] = backend_cpu_seconds(pid)
+            backends[pid] = process_cpu_seconds(pid)
         except OSError:
             pass
     return _tree_cpu(root), backends
@@ -299,13 +299,13 @@ def measure_worker(
         time.sleep(3)
         idle = (_tree_and_backends(worker.pid)[0] - idle_before) / 3
         tree, backends = _tree_and_backends(worker.pid)
-        main = backend_cpu_seconds(worker.pid)  # (any process's /proc/<pid>/stat)
+        main = process_cpu_seconds(worker.pid)
         started = time.monotonic()
         _post_orders(client, customers, count, region, plan, image, "worker-run")
         succeeded = wait_for("worker-run-")
         elapsed = time.monotonic() - started
         tree_after, backends_after = _tree_and_backends(worker.pid)
-        main = backend_cpu_seconds(worker.pid) - main
+        main = process_cpu_seconds(worker.pid) - main
         postgres = sum(cpu - backends.get(pid, 0.0) for pid, cpu in backends_after.items())
     finally:
         stop_processes([worker])

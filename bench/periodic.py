@@ -28,6 +28,7 @@ from .common import (
     fmt_ms,
     fmt_s,
     log,
+    process_cpu_seconds,
     purge_queues,
     stop_processes,
     stopwatch,
@@ -271,11 +272,11 @@ def _processes() -> list[tuple[int, int]]:
 
 
 def _cpu_of(pid: int) -> float:
+    """A process's CPU seconds; 0 for one that has ended."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_cpu_seconds(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # One cycle through the workers, and what it changed.

@@ -92,7 +92,9 @@ class InterruptedAfterSending:
         raise Interrupted
 
 
-class InterruptedBeforeSending:
+class InterruptedBeforeSending(InterruptedAfterSending):
+    """A cursor whose caller is interrupted before its statement is sent."""
+
     def execute(self, sql, params=None):
         raise Interrupted
 
@@ -110,8 +112,7 @@ def test_a_prepare_interrupted_on_the_way_is_found_or_made_at_the_next_use(inter
     preparing (preparing a statement that exists fails, and would at every use for the connection's life)."""
     sql = f"SELECT %s::int + 1, %s::text, '{interrupted.__name__}'"  # a statement of its own per case
     with connection.cursor() as cursor, pytest.raises(Interrupted):
-        wrapped = interrupted(cursor) if interrupted is InterruptedAfterSending else interrupted()
-        prepared_statements.execute(wrapped, sql, [1, "a"])
+        prepared_statements.execute(interrupted(cursor), sql, [1, "a"])
 
     rows, sent = _run(sql, [41, "b"])
     assert rows == [(42, "b", interrupted.__name__)]
